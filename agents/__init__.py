@@ -1,0 +1,1 @@
+"""Models (one protocol, several backends), prompts, and the solver, reviewer and refiner."""

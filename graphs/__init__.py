@@ -1,0 +1,1 @@
+"""The LangGraph state machines: the repair loop, search, repository issues."""

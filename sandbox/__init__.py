@@ -1,0 +1,1 @@
+"""Where code runs: Docker (the default) and a local fallback; test-result parsing."""

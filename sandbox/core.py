@@ -1,0 +1,68 @@
+"""The Sandbox protocol: run one command over a workspace, under limits, and say what happened.
+
+A sandbox never raises because the code under test misbehaved: a crash, a timeout, a
+memory bomb all come back as an Execution with the flags set. It raises only when the
+sandbox itself cannot work (no daemon, no image), as a SelfRepairError.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping, Protocol, Sequence
+
+
+@dataclass(frozen=True)
+class Limits:
+    wall_seconds: float = 30.0
+    memory_mb: int = 512
+    cpus: float = 1.0
+    pids: int = 128
+    output_bytes: int = 64 * 1024  # per stream; the rest is cut and counted
+    file_size_mb: int = 64
+
+
+@dataclass
+class Execution:
+    """What one command run saw. `artifacts` holds files the caller asked to collect."""
+
+    exit_code: int | None
+    stdout: str = ""
+    stderr: str = ""
+    stdout_cut_bytes: int = 0
+    stderr_cut_bytes: int = 0
+    wall_seconds: float = 0.0
+    cpu_seconds: float = 0.0
+    timed_out: bool = False
+    out_of_memory: bool = False
+    artifacts: dict[str, bytes] = field(default_factory=dict)
+    sandbox: str = ""
+    notes: list[str] = field(default_factory=list)  # e.g. "container recycled: left processes"
+
+
+# A workspace is either files by relative path, or a directory on the host that is copied in.
+Workspace = Mapping[str, str | bytes] | Path
+
+
+class Sandbox(Protocol):
+    name: str  # "docker" or "local"
+
+    def execute(
+        self,
+        workspace: Workspace,
+        command: Sequence[str],
+        *,
+        tests: Mapping[str, str] | None = None,
+        limits: Limits | None = None,
+        collect: Sequence[str] = (),
+    ) -> Execution:
+        """Run `command` with the workspace as working directory.
+
+        `tests` are written to a separate read-only directory (its path is in the
+        environment variable SELFREPAIR_TESTS inside the sandbox) so the candidate can
+        neither read-modify nor delete them. `collect` names files (relative to the tests'
+        output directory, SELFREPAIR_OUT) to bring back as artifacts, e.g. JUnit XML.
+        """
+        ...
+
+    def close(self) -> None: ...

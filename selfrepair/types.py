@@ -1,0 +1,201 @@
+"""The core nouns: Task, Candidate, TestReport, Review, Trajectory.
+
+All are pydantic models: typed, validated (a bad field is named in the error) and
+JSON round-trippable with `model_dump_json()` / `model_validate_json()`.
+A Trajectory is exactly what training reads; there is no second format.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class Record(BaseModel):
+    """Base for every core type: unknown fields are refused, not silently dropped."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class TestSpec(Record):
+    """How a task is tested.
+
+    kind:
+      script   the candidate's program and `files[script]` are joined into one file and
+               run with python; exit status 0 means every test passed (QuixBugs,
+               HumanEval, HumanEvalPack).
+      pytest   `files` are test files placed read-only beside the workspace and run with
+               pytest; results come from its JUnit XML. `select` narrows to test ids.
+      command  `command` runs in the workspace (a shell command line); pytest commands
+               get JUnit XML, anything else is judged by its exit status.
+    """
+
+    kind: Literal["script", "pytest", "command"]
+    files: dict[str, str] = Field(default_factory=dict)
+    command: str | None = None
+    select: list[str] = Field(default_factory=list)
+    must_keep_passing: list[str] = Field(default_factory=list)
+    timeout_s: float = Field(default=30.0, gt=0)
+
+    @model_validator(mode="after")
+    def _check_kind(self) -> TestSpec:
+        if self.kind == "command" and not (self.command or "").strip():
+            raise ValueError("command: a 'command' test spec needs a command")
+        if self.kind == "script" and len(self.files) != 1:
+            raise ValueError("files: a 'script' test spec needs exactly one test file")
+        return self
+
+
+class Task(Record):
+    """What to repair: a specification, the code, how to test it."""
+
+    task_id: str = Field(min_length=1)
+    spec: str  # docstring or issue text
+    files: dict[str, str] = Field(default_factory=dict)  # path -> content of the code to repair
+    entry_file: str | None = None  # the file a whole-program candidate replaces
+    entry_point: str | None = None  # the function under repair, where known
+    tests: TestSpec
+    repo: str | None = None  # a git repository (path or URL) for repository tasks
+    base_commit: str | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check_code(self) -> Task:
+        if not self.files and not self.repo:
+            raise ValueError("files: a task needs code: files or a repo")
+        if self.entry_file is not None and self.entry_file not in self.files:
+            raise ValueError(f"entry_file: {self.entry_file!r} is not one of the task's files")
+        return self
+
+
+class Candidate(Record):
+    """A proposed change: whole files (new contents by path), a unified diff, or both."""
+
+    files: dict[str, str] = Field(default_factory=dict)
+    diff: str = ""
+    explanation: str = ""
+
+    @model_validator(mode="after")
+    def _check_change(self) -> Candidate:
+        if not self.files and not self.diff.strip():
+            raise ValueError("files: a candidate changes something: files or a diff")
+        return self
+
+
+Outcome = Literal["passed", "failed", "error", "skipped"]
+
+
+class TestCase(Record):
+    name: str
+    outcome: Outcome
+    message: str = ""
+    traceback: str = ""
+    seconds: float = 0.0
+
+
+class TestReport(Record):
+    """What the sandbox saw when it ran a candidate's tests. The only ground truth."""
+
+    tests: list[TestCase] = Field(default_factory=list)
+    exit_code: int | None = None
+    stdout: str = ""
+    stderr: str = ""
+    stdout_cut_bytes: int = Field(default=0, ge=0)  # how much output was dropped by the cap
+    stderr_cut_bytes: int = Field(default=0, ge=0)
+    wall_seconds: float = Field(default=0.0, ge=0)
+    cpu_seconds: float = Field(default=0.0, ge=0)
+    timed_out: bool = False
+    out_of_memory: bool = False
+    sandbox: str = ""  # "docker" or "local"
+    reason: str = ""  # why it failed, in one line, when it did
+
+    @property
+    def passed(self) -> bool:
+        if self.timed_out or self.out_of_memory or self.exit_code != 0:
+            return False
+        return all(t.outcome in ("passed", "skipped") for t in self.tests)
+
+    @property
+    def fraction_passed(self) -> float:
+        if not self.tests:
+            return 1.0 if self.passed else 0.0
+        return sum(t.outcome == "passed" for t in self.tests) / len(self.tests)
+
+    @property
+    def failing(self) -> list[TestCase]:
+        return [t for t in self.tests if t.outcome in ("failed", "error")]
+
+
+class Review(Record):
+    verdict: Literal["accept", "refine"]
+    critique: str = ""
+    confidence: float = Field(default=0.5, ge=0.0, le=1.0)
+
+
+class Message(Record):
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+StepKind = Literal["solve", "refine", "sample", "expand", "edit", "localise"]
+
+
+class Step(Record):
+    """One model call and what came of it: the candidate, its test report, its review."""
+
+    index: int = Field(ge=0)
+    kind: StepKind
+    parent: int | None = None  # the step this one refines; the tree for tree search
+    messages: list[Message] = Field(default_factory=list)  # the prompt as sent
+    completion: str = ""  # the model's reply
+    candidate: Candidate | None = None
+    report: TestReport | None = None
+    review: Review | None = None
+    review_messages: list[Message] = Field(default_factory=list)
+    review_completion: str = ""
+    reviewer_error: bool = False  # the reviewer accepted a candidate whose tests failed
+    value: float | None = None  # tree search: the node's value
+    prompt_tokens: int = Field(default=0, ge=0)
+    completion_tokens: int = Field(default=0, ge=0)
+    model_seconds: float = Field(default=0.0, ge=0)
+    sandbox_seconds: float = Field(default=0.0, ge=0)
+    error: str = ""  # a failed step's reason, e.g. "no code in the reply"
+
+    @property
+    def tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+class Trajectory(Record):
+    """An episode, step by step, and its outcome."""
+
+    trajectory_id: str = Field(default_factory=lambda: uuid.uuid4().hex)
+    task: Task
+    strategy: str
+    model: str
+    steps: list[Step] = Field(default_factory=list)
+    outcome: Literal["running", "solved", "failed", "budget", "error"] = "running"
+    solution_step: int | None = None  # index of the step whose candidate passed
+    started_at: float = Field(default_factory=time.time)
+    wall_seconds: float = Field(default=0.0, ge=0)
+    error: str = ""
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def solved(self) -> bool:
+        return self.outcome == "solved"
+
+    @property
+    def tokens(self) -> int:
+        return sum(s.tokens for s in self.steps)
+
+    @property
+    def sandbox_seconds(self) -> float:
+        return sum(s.sandbox_seconds for s in self.steps)
+
+    @property
+    def candidates(self) -> list[Step]:
+        return [s for s in self.steps if s.candidate is not None]

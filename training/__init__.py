@@ -1,0 +1,1 @@
+"""Trajectory store, datasets, TRL + PEFT training, serving with adapters."""
