@@ -1,0 +1,113 @@
+"""The trajectory store: one SQLite file per run directory (`RUN_DIR/run.sqlite`).
+
+Trajectories are stored whole, as the JSON of the Trajectory type, so what training reads
+is exactly what the loop wrote. LangGraph's checkpointer (langgraph-checkpoint-sqlite)
+keeps its own tables in the same file.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Iterator
+
+from selfrepair.errors import SelfRepairError
+from selfrepair.types import Trajectory
+
+STORE_NAME = "run.sqlite"
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS trajectories (
+    trajectory_id TEXT PRIMARY KEY,
+    task_id       TEXT NOT NULL,
+    strategy      TEXT NOT NULL,
+    model         TEXT NOT NULL,
+    outcome       TEXT NOT NULL,
+    started_at    REAL NOT NULL,
+    body          TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS trajectories_task ON trajectories(task_id);
+CREATE TABLE IF NOT EXISTS store_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+def store_path(run_dir: Path) -> Path:
+    return Path(run_dir) / STORE_NAME
+
+
+class TrajectoryStore:
+    """Trajectories of one run. `save` inserts or replaces, so a step can be saved as it lands."""
+
+    def __init__(self, path: Path, *, create: bool = True) -> None:
+        path = Path(path)
+        if path.is_dir():
+            path = store_path(path)
+        if not create and not path.exists():
+            raise SelfRepairError(f"no trajectory store at {path} (is this a run directory?)")
+        self.path = path
+        self.connection = sqlite3.connect(path, check_same_thread=False, timeout=30)
+        self.connection.execute("PRAGMA journal_mode=WAL")
+        with self.connection:
+            self.connection.executescript(_SCHEMA)
+            self.connection.execute(
+                "INSERT OR IGNORE INTO store_meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+            )
+        version = self.connection.execute(
+            "SELECT value FROM store_meta WHERE key='schema_version'"
+        ).fetchone()[0]
+        if int(version) != SCHEMA_VERSION:
+            raise SelfRepairError(
+                f"{path} is a store of format {version}; this selfrepair reads format {SCHEMA_VERSION}"
+            )
+
+    def save(self, trajectory: Trajectory) -> None:
+        with self.connection:
+            self.connection.execute(
+                "INSERT OR REPLACE INTO trajectories VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    trajectory.trajectory_id,
+                    trajectory.task.task_id,
+                    trajectory.strategy,
+                    trajectory.model,
+                    trajectory.outcome,
+                    trajectory.started_at,
+                    trajectory.model_dump_json(),
+                ),
+            )
+
+    def get(self, trajectory_id: str) -> Trajectory | None:
+        row = self.connection.execute(
+            "SELECT body FROM trajectories WHERE trajectory_id = ?", (trajectory_id,)
+        ).fetchone()
+        return Trajectory.model_validate_json(row[0]) if row else None
+
+    def trajectories(self, *, task_id: str | None = None) -> Iterator[Trajectory]:
+        query, args = "SELECT body FROM trajectories", ()
+        if task_id is not None:
+            query, args = query + " WHERE task_id = ?", (task_id,)
+        for (body,) in self.connection.execute(query + " ORDER BY started_at", args).fetchall():
+            yield Trajectory.model_validate_json(body)
+
+    def __len__(self) -> int:
+        return self.connection.execute("SELECT count(*) FROM trajectories").fetchone()[0]
+
+    def export_jsonl(self, out: Path) -> int:
+        """Write every trajectory as one JSON line; returns how many."""
+        count = 0
+        tmp = Path(out).with_suffix(Path(out).suffix + ".tmp")
+        with open(tmp, "w", encoding="utf-8") as handle:
+            for trajectory in self.trajectories():
+                handle.write(trajectory.model_dump_json() + "\n")
+                count += 1
+        tmp.replace(out)
+        return count
+
+    def close(self) -> None:
+        self.connection.close()
+
+    def __enter__(self) -> TrajectoryStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
