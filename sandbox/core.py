@@ -8,8 +8,10 @@ sandbox itself cannot work (no daemon, no image), as a SelfRepairError.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Mapping, Protocol, Sequence
+
+from selfrepair.errors import SelfRepairError
 
 
 @dataclass(frozen=True)
@@ -20,6 +22,7 @@ class Limits:
     pids: int = 128
     output_bytes: int = 64 * 1024  # per stream; the rest is cut and counted
     file_size_mb: int = 64
+    workspace_mb: int = 256  # Docker: size of the in-memory workspace (counts against memory)
 
 
 @dataclass
@@ -62,7 +65,35 @@ class Sandbox(Protocol):
         environment variable SELFREPAIR_TESTS inside the sandbox) so the candidate can
         neither read-modify nor delete them. `collect` names files (relative to the tests'
         output directory, SELFREPAIR_OUT) to bring back as artifacts, e.g. JUnit XML.
+        `$SELFREPAIR_WORKSPACE`, `$SELFREPAIR_TESTS` and `$SELFREPAIR_OUT` in `command`
+        are replaced by the sandbox's own paths (see `expand_command`); the workspace is
+        on PYTHONPATH.
         """
         ...
 
     def close(self) -> None: ...
+
+    def isolation(self) -> list[str]:
+        """What is isolated and how, one line each."""
+        ...
+
+
+PLACEHOLDERS = ("workspace", "tests", "out")
+
+
+def expand_command(command: Sequence[str], paths: Mapping[str, str]) -> list[str]:
+    """Replace $SELFREPAIR_WORKSPACE / _TESTS / _OUT in each argument by the sandbox's path."""
+    argv = []
+    for arg in command:
+        for name in PLACEHOLDERS:
+            arg = arg.replace(f"$SELFREPAIR_{name.upper()}", paths[name])
+        argv.append(arg)
+    return argv
+
+
+def safe_relative(path: str) -> str:
+    """A workspace or test path, refused when it is absolute or climbs out with '..'."""
+    parts = PurePosixPath(path).parts
+    if not parts or PurePosixPath(path).is_absolute() or ".." in parts:
+        raise SelfRepairError(f"file path {path!r} must be relative and stay inside the workspace")
+    return str(PurePosixPath(*parts))

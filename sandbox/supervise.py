@@ -1,0 +1,133 @@
+"""Watch one child process: read its output under a cap, enforce a wall-clock deadline.
+
+Standard library only, on purpose: the Docker sandbox sends this file's source into each
+container, where its fork server (`forkserver.py`) uses it, and the local sandbox uses it on
+the host. Both then see output, deadlines and killing the same way.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import time
+
+TAIL_SHARE = 4  # a quarter of the cap keeps the end of the output, where tracebacks are
+
+
+class CappedBuffer:
+    """Keeps the first and last bytes of a stream within `cap` and counts what it drops."""
+
+    def __init__(self, cap: int) -> None:
+        self.tail_cap = cap // TAIL_SHARE
+        self.head_cap = cap - self.tail_cap
+        self.head = bytearray()
+        self.tail = bytearray()
+        self.total = 0
+
+    def add(self, data: bytes) -> None:
+        self.total += len(data)
+        room = self.head_cap - len(self.head)
+        if room > 0:
+            self.head += data[:room]
+            data = data[room:]
+        if data and self.tail_cap:
+            self.tail += data
+            if len(self.tail) > self.tail_cap:
+                del self.tail[: len(self.tail) - self.tail_cap]
+
+    @property
+    def cut_bytes(self) -> int:
+        return self.total - len(self.head) - len(self.tail)
+
+    def text(self) -> str:
+        head = self.head.decode("utf-8", "replace")
+        if not self.tail:
+            return head
+        tail = self.tail.decode("utf-8", "replace")
+        if self.cut_bytes:
+            return f"{head}\n[... {self.cut_bytes} bytes cut ...]\n{tail}"
+        return head + tail
+
+
+def watch(pid: int, out_fd: int, err_fd: int, deadline: float, cap: int) -> dict:
+    """Read the child's stdout/stderr until it exits or the deadline passes.
+
+    Returns {"stdout", "stderr", "stdout_cut", "stderr_cut", "exited", "timed_out"}.
+    The child's exit is noticed through a pidfd, not through EOF on its pipes: a background
+    process it left behind may hold the pipes open forever. The caller kills and reaps.
+    """
+    buffers = {out_fd: CappedBuffer(cap), err_fd: CappedBuffer(cap)}
+    pidfd = os.pidfd_open(pid)
+    poller = select.poll()
+    for fd in buffers:
+        os.set_blocking(fd, False)
+        poller.register(fd, select.POLLIN)
+    poller.register(pidfd, select.POLLIN)
+    open_fds = set(buffers)
+    exited = timed_out = False
+    try:
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                timed_out = True
+                break
+            for fd, _event in poller.poll(remaining * 1000):
+                if fd == pidfd:
+                    exited = True
+                    continue
+                _read_available(fd, buffers[fd], open_fds, poller)
+            if exited:
+                # Take what is already in the pipes; whatever still writes is killed next.
+                for fd in list(open_fds):
+                    _read_available(fd, buffers[fd], open_fds, poller)
+                break
+    finally:
+        os.close(pidfd)
+        for fd in buffers:
+            os.close(fd)
+    out, err = buffers[out_fd], buffers[err_fd]
+    return {
+        "stdout": out.text(),
+        "stderr": err.text(),
+        "stdout_cut": out.cut_bytes,
+        "stderr_cut": err.cut_bytes,
+        "exited": exited,
+        "timed_out": timed_out,
+    }
+
+
+def _read_available(fd: int, buffer: CappedBuffer, open_fds: set, poller) -> None:
+    # Bounded so a writer faster than us cannot keep this loop from seeing the deadline.
+    for _ in range(64):
+        try:
+            data = os.read(fd, 1 << 16)
+        except BlockingIOError:
+            return
+        if not data:
+            open_fds.discard(fd)
+            poller.unregister(fd)
+            return
+        buffer.add(data)
+
+
+def exit_code_of(status: int) -> int:
+    """A shell-style exit code: the exit status, or 128 + the signal that killed it."""
+    if os.WIFSIGNALED(status):
+        return 128 + os.WTERMSIG(status)
+    return os.waitstatus_to_exitcode(status)
+
+
+def died_of_memory(stderr: str) -> bool:
+    """Python reports an address-space limit hit as a MemoryError on its last stderr line."""
+    lines = [line for line in stderr.strip().splitlines() if line.strip()]
+    return bool(lines) and lines[-1].startswith("MemoryError")
+
+
+def kill_group(pgid: int) -> bool:
+    """SIGKILL the process group; True when anything in it was still alive."""
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
