@@ -33,6 +33,8 @@ class TestSpec(Record):
                get JUnit XML, anything else is judged by its exit status.
     """
 
+    __test__ = False  # a core type, not a pytest test class
+
     kind: Literal["script", "pytest", "command"]
     files: dict[str, str] = Field(default_factory=dict)
     command: str | None = None
@@ -89,6 +91,8 @@ Outcome = Literal["passed", "failed", "error", "skipped"]
 
 
 class TestCase(Record):
+    __test__ = False
+
     name: str
     outcome: Outcome
     message: str = ""
@@ -98,6 +102,8 @@ class TestCase(Record):
 
 class TestReport(Record):
     """What the sandbox saw when it ran a candidate's tests. The only ground truth."""
+
+    __test__ = False
 
     tests: list[TestCase] = Field(default_factory=list)
     exit_code: int | None = None

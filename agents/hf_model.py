@@ -1,0 +1,146 @@
+"""The `hf` backend: a transformers model in this process, on a GPU where there is one.
+
+`n` samples come from one batched `generate` call (`num_return_sequences=n`). Temperature 0 is
+greedy decoding, which is deterministic: n > 1 then returns n copies of one greedy completion,
+computed once (what a server returns for the same request, without paying n times for it).
+A PEFT adapter (`hf:BASE+ADAPTER_DIR`) is loaded on top of its base with peft.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from selfrepair.agents.models import Completion, Generation, cut_at_stop
+from selfrepair.errors import SelfRepairError
+from selfrepair.types import Message
+
+
+@functools.lru_cache(maxsize=4)
+def load_pretrained(name_or_path: str, adapter: str | None) -> tuple[Any, Any]:
+    """(model, tokenizer), loaded once per process. An adapter gets its own copy of the base:
+    peft injects its layers into the model it wraps, so a shared base would change under others."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name_or_path)
+        model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=dtype)
+    except (OSError, ValueError) as error:
+        raise SelfRepairError(
+            f"hf model {name_or_path!r} could not be loaded (a local folder or a model id "
+            f"in the Hugging Face cache): {first_line(error)}"
+        ) from None
+    if adapter is not None:
+        from peft import PeftModel
+
+        from selfrepair.training.adapters import check_adapter
+
+        check_adapter(Path(adapter), name_or_path)  # an adapter trained on another base is refused
+        try:
+            model = PeftModel.from_pretrained(model, adapter)
+        except (OSError, ValueError, RuntimeError) as error:  # RuntimeError: shapes of another base
+            raise SelfRepairError(f"adapter {adapter!r} could not be loaded: {first_line(error)}") from None
+    model.to(device).eval()
+    return model, tokenizer
+
+
+def first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+
+class HFModel:
+    def __init__(self, name_or_path: str, adapter: str | Path | None = None, spec: str | None = None) -> None:
+        self.spec = spec or f"hf:{name_or_path}" + (f"+{adapter}" if adapter else "")
+        # A path that is not there fails here, before seconds of importing torch.
+        if name_or_path.startswith(("/", ".", "~")):
+            folder = Path(name_or_path).expanduser()
+            if not folder.is_dir():
+                raise SelfRepairError(f"hf model folder not found: {name_or_path}")
+            name_or_path = str(folder)
+        self.name_or_path = name_or_path
+        self.adapter = str(adapter) if adapter is not None else None
+        self.model, self.tokenizer = load_pretrained(name_or_path, self.adapter)
+
+    def prompt_ids(self, messages: Sequence[Message]) -> Any:
+        """The chat as token ids (1 x length), through the tokenizer's chat template; a model
+        without one (a base model) gets the turns as plain labelled text."""
+        chat = [{"role": m.role, "content": m.content} for m in messages]
+        if self.tokenizer.chat_template:
+            encoded = self.tokenizer.apply_chat_template(
+                chat, add_generation_prompt=True, return_tensors="pt", return_dict=True
+            )
+        else:
+            text = "".join(f"{m['role']}: {m['content']}\n" for m in chat) + "assistant: "
+            encoded = self.tokenizer(text, return_tensors="pt")
+        return encoded["input_ids"].to(self.model.device)
+
+    def end_token_ids(self) -> set[int]:
+        """Tokens that end a sequence: eos (one or several) and the padding after it."""
+        config = self.model.generation_config
+        ends = config.eos_token_id if config.eos_token_id is not None else self.tokenizer.eos_token_id
+        ids = set(ends if isinstance(ends, list) else [ends])
+        if config.pad_token_id is not None:
+            ids.add(config.pad_token_id)
+        return {i for i in ids if i is not None}
+
+    def generate(
+        self,
+        messages: Sequence[Message],
+        n: int = 1,
+        temperature: float = 0.0,
+        max_tokens: int = 512,
+        stop: Sequence[str] | None = None,
+    ) -> Generation:
+        import torch
+
+        if n < 1:
+            raise SelfRepairError(f"n must be at least 1, got {n}")
+        started = time.perf_counter()
+        input_ids = self.prompt_ids(messages)
+        prompt_length = input_ids.shape[1]
+        greedy = temperature <= 0
+        sequences = 1 if greedy else n
+        end_ids = self.end_token_ids()
+
+        settings = copy.deepcopy(self.model.generation_config)
+        settings.max_new_tokens = max_tokens
+        settings.num_return_sequences = sequences
+        settings.do_sample = not greedy
+        settings.temperature = None if greedy else temperature
+        settings.top_p = None if greedy else settings.top_p
+        settings.top_k = None if greedy else settings.top_k
+        if settings.pad_token_id is None:
+            settings.pad_token_id = min(end_ids) if end_ids else self.tokenizer.eos_token_id
+        settings.stop_strings = list(stop) if stop else None
+        with torch.inference_mode():
+            output = self.model.generate(
+                input_ids=input_ids,
+                attention_mask=torch.ones_like(input_ids),
+                generation_config=settings,
+                tokenizer=self.tokenizer,  # needed for stop_strings
+            )
+
+        completions = []
+        for row in output[:, prompt_length:].tolist():
+            # Count what was generated up to the first end token; the rest is padding.
+            length = next((i for i, token in enumerate(row) if token in end_ids), len(row))
+            text = self.tokenizer.decode(row[:length], skip_special_tokens=True)
+            text, stopped = cut_at_stop(text, stop)
+            ended = stopped or length < max_tokens  # else it ran into max_tokens
+            completions.append(
+                Completion(text=text, completion_tokens=length, finish_reason="stop" if ended else "length")
+            )
+        if greedy:
+            completions = completions * n
+        return Generation(
+            completions=completions,
+            prompt_tokens=prompt_length,
+            seconds=time.perf_counter() - started,
+            model=self.spec,
+        )

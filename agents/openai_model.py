@@ -1,0 +1,117 @@
+"""The `openai` backend: any OpenAI-compatible chat server (vLLM, `transformers serve`, an API).
+
+It does not trust the server to honour `n`: some (`transformers serve`) return one choice
+whatever is asked, so when fewer come back it asks again for the rest and adds up the usage.
+The key comes from OPENAI_API_KEY; local servers take any.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from typing import Any, Sequence
+
+import openai
+
+from selfrepair.agents.models import Completion, Generation, cut_at_stop
+from selfrepair.errors import SelfRepairError
+from selfrepair.types import Message
+
+
+class OpenAIModel:
+    def __init__(self, name: str, base_url: str, spec: str | None = None, timeout_s: float = 600.0) -> None:
+        self.name = name
+        self.base_url = base_url
+        self.spec = spec or f"openai:{name}@{base_url}"
+        self.client = openai.OpenAI(
+            base_url=base_url,
+            api_key=os.environ.get("OPENAI_API_KEY") or "not-needed",
+            timeout=timeout_s,
+            max_retries=2,
+        )
+
+    def ask(self, messages: Sequence[Message], n: int, temperature: float, max_tokens: int,
+            stop: Sequence[str] | None) -> Any:  # fmt: skip
+        try:
+            return self.client.chat.completions.create(
+                model=self.name,
+                messages=[{"role": m.role, "content": m.content} for m in messages],
+                n=n,
+                temperature=temperature,
+                max_tokens=max_tokens,
+                stop=list(stop) if stop else None,
+            )
+        except openai.APIConnectionError as error:
+            raise SelfRepairError(
+                f"cannot reach the model server at {self.base_url}: {error.__cause__ or error}"
+            ) from None
+        except openai.NotFoundError as error:
+            raise SelfRepairError(
+                f"model {self.name!r} not found at {self.base_url}: {server_detail(error)}"
+            ) from None
+        except openai.APIStatusError as error:
+            raise SelfRepairError(
+                f"the model server at {self.base_url} refused model {self.name!r} "
+                f"(HTTP {error.status_code}): {server_detail(error)}"
+            ) from None
+
+    def generate(
+        self,
+        messages: Sequence[Message],
+        n: int = 1,
+        temperature: float = 0.0,
+        max_tokens: int = 512,
+        stop: Sequence[str] | None = None,
+    ) -> Generation:
+        if n < 1:
+            raise SelfRepairError(f"n must be at least 1, got {n}")
+        started = time.perf_counter()
+        completions: list[Completion] = []
+        prompt_tokens = 0
+        while len(completions) < n:
+            response = self.ask(messages, n - len(completions), temperature, max_tokens, stop)
+            choices = response.choices[: n - len(completions)]
+            if not choices:
+                raise SelfRepairError(f"the model server at {self.base_url} returned no choices")
+            texts = [choice.message.content or "" for choice in choices]
+            usage = response.usage
+            prompt_tokens = prompt_tokens or (usage.prompt_tokens if usage else estimate_tokens(messages))
+            total = usage.completion_tokens if usage else sum(map(estimate_text_tokens, texts))
+            for choice, text, tokens in zip(choices, texts, split_evenly(total, len(choices))):
+                text, stopped = cut_at_stop(text, stop)
+                reason = "stop" if stopped or choice.finish_reason != "length" else "length"
+                completions.append(Completion(text=text, completion_tokens=tokens, finish_reason=reason))
+        return Generation(
+            completions=completions,
+            prompt_tokens=prompt_tokens,
+            seconds=time.perf_counter() - started,
+            model=self.spec,
+        )
+
+
+def split_evenly(total: int, parts: int) -> list[int]:
+    """A server reports one completion-token total for all its choices; share it out so the
+    per-completion counts add up to exactly what the server counted."""
+    share, extra = divmod(total, parts)
+    return [share + (1 if i < extra else 0) for i in range(parts)]
+
+
+def estimate_text_tokens(text: str) -> int:
+    """For servers that report no usage: OpenAI's rule of thumb, four characters a token."""
+    return math.ceil(len(text) / 4)
+
+
+def estimate_tokens(messages: Sequence[Message]) -> int:
+    return sum(estimate_text_tokens(m.content) for m in messages)
+
+
+def server_detail(error: openai.APIStatusError) -> str:
+    body = error.body
+    if isinstance(body, dict):
+        detail = body.get("detail") or body.get("message") or body.get("error")
+        if isinstance(detail, dict):
+            detail = detail.get("message")
+        if detail:
+            return " ".join(str(detail).split())
+    return " ".join(str(error.message).split())

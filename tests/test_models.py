@@ -1,0 +1,289 @@
+"""Model backends: the real SmolLM2 in process (hf) and behind a real `transformers serve`
+(openai), the scripted replies, vLLM's refusal where it cannot run, and bad specs."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from selfrepair.agents.models import load_model
+from selfrepair.agents.scripted_model import ScriptedModel
+from selfrepair.errors import SelfRepairError
+from selfrepair.types import Message
+
+PROMPT = [Message(role="user", content="Write a Python function add(a, b) that returns a + b.")]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+# ---------------------------------------------------------------- scripted
+
+
+@pytest.fixture
+def replies(tmp_path: Path) -> Path:
+    path = tmp_path / "replies.json"
+    path.write_text(json.dumps(["first reply", "second one here", "third\n```\nafter the fence", "fourth"]))
+    return path
+
+
+def test_scripted_replies_come_in_order_and_run_out(replies: Path) -> None:
+    model = load_model(f"scripted:{replies}")
+    assert isinstance(model, ScriptedModel) and model.spec == f"scripted:{replies}"
+    first = model.generate(PROMPT)
+    assert first.texts == ["first reply"]
+    assert first.prompt_tokens == len(PROMPT[0].content.split())
+    assert first.completion_tokens == 2
+    two = model.generate(PROMPT, n=2, stop=["```"])
+    assert two.texts == ["second one here", "third\n"]  # cut at the stop string
+    assert [c.completion_tokens for c in two.completions] == [3, 1]
+    with pytest.raises(SelfRepairError, match="ran out of replies: asked for 2, 1 left of 4"):
+        model.generate(PROMPT, n=2)
+    assert model.generate(PROMPT).texts == ["fourth"]
+    with pytest.raises(SelfRepairError, match="ran out of replies"):
+        model.generate(PROMPT)
+
+
+def test_scripted_file_must_be_a_json_list_of_strings(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"reply": "x"}')
+    with pytest.raises(SelfRepairError, match="must hold a JSON list of strings"):
+        load_model(f"scripted:{bad}")
+    bad.write_text('[\n"a",\n]')
+    with pytest.raises(SelfRepairError, match=r"bad\.json:3: not valid JSON"):
+        load_model(f"scripted:{bad}")
+    with pytest.raises(SelfRepairError, match="no such file"):
+        load_model(f"scripted:{tmp_path / 'missing.json'}")
+
+
+# ---------------------------------------------------------------- specs
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("", "bad model spec ''"),
+        ("gpt4", "bad model spec 'gpt4'"),
+        ("hf:", "bad model spec 'hf:'"),
+        ("llama:some/model", "unknown backend 'llama'"),
+        ("openai:name-without-url", "expected openai:NAME@BASE_URL"),
+        ("openai:@http://127.0.0.1:1/v1", "expected openai:NAME@BASE_URL"),
+        ("hf:+adapter", "no model named before '+'"),
+        ("hf:some/model+/no/such/adapter", "adapter folder not found"),
+        ("hf:/no/such/model/folder", "hf model folder not found"),
+    ],
+)
+def test_bad_specs_give_one_clear_error(spec: str, message: str) -> None:
+    with pytest.raises(SelfRepairError) as error:
+        load_model(spec)
+    assert message in str(error.value)
+    assert "\n" not in str(error.value)
+
+
+def test_importing_models_stays_light() -> None:
+    code = "import sys, selfrepair.agents.models; print(sorted({'torch', 'transformers', 'openai', 'vllm'} & set(sys.modules)))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
+
+
+# ---------------------------------------------------------------- vllm
+
+
+def vllm_can_run() -> bool:
+    try:
+        import torch
+        import vllm  # noqa: F401
+    except ImportError:
+        return False
+    return torch.cuda.is_available()
+
+
+@pytest.mark.skipif(vllm_can_run(), reason="vLLM and a GPU are here: construction would succeed")
+def test_vllm_construction_fails_clearly_without_a_gpu() -> None:
+    with pytest.raises(SelfRepairError) as error:
+        load_model("vllm:HuggingFaceTB/SmolLM2-135M-Instruct")
+    assert "needs a CUDA GPU" in str(error.value)
+    assert "pip install selfrepair[vllm]" in str(error.value)
+
+
+# ---------------------------------------------------------------- hf (the real SmolLM2)
+
+
+@pytest.fixture(scope="session")
+def smollm2_folder() -> Path:
+    from selfrepair.agents.smollm2 import ensure_smollm2
+
+    return ensure_smollm2()
+
+
+@pytest.fixture(scope="session")
+def smollm2(smollm2_folder: Path):
+    return load_model("smollm2")
+
+
+class CountingGenerate:
+    """Wraps a transformers model's generate to count the calls (the samples must come from one)."""
+
+    def __init__(self, generate) -> None:
+        self.generate = generate
+        self.calls = 0
+
+    def __call__(self, *args, **kwargs):
+        self.calls += 1
+        return self.generate(*args, **kwargs)
+
+
+@pytest.mark.model
+def test_hf_generates_and_counts_tokens_with_the_tokenizer(smollm2) -> None:
+    generation = smollm2.generate(PROMPT, max_tokens=12)
+    [completion] = generation.completions
+    assert completion.text.strip()
+    assert generation.model == "smollm2"
+    chat = [{"role": m.role, "content": m.content} for m in PROMPT]
+    prompt_ids = smollm2.tokenizer.apply_chat_template(chat, add_generation_prompt=True, return_dict=True)["input_ids"]
+    assert generation.prompt_tokens == len(prompt_ids)
+    if completion.finish_reason == "length":
+        assert completion.completion_tokens == 12
+    assert completion.completion_tokens == len(smollm2.tokenizer(completion.text, add_special_tokens=False)["input_ids"])
+
+
+@pytest.mark.model
+def test_hf_samples_n_in_one_batched_generate(smollm2, monkeypatch) -> None:
+    counter = CountingGenerate(smollm2.model.generate)
+    monkeypatch.setattr(smollm2.model, "generate", counter)
+    generation = smollm2.generate(PROMPT, n=3, temperature=0.9, max_tokens=8)
+    assert counter.calls == 1
+    assert len(generation.completions) == 3
+    assert all(0 < c.completion_tokens <= 8 for c in generation.completions)
+    assert generation.completion_tokens == sum(c.completion_tokens for c in generation.completions)
+
+
+@pytest.mark.model
+def test_hf_greedy_n_returns_copies_of_one_completion(smollm2, monkeypatch) -> None:
+    counter = CountingGenerate(smollm2.model.generate)
+    monkeypatch.setattr(smollm2.model, "generate", counter)
+    generation = smollm2.generate(PROMPT, n=2, temperature=0.0, max_tokens=6)
+    assert counter.calls == 1
+    assert generation.texts[0] == generation.texts[1]
+
+
+@pytest.mark.model
+def test_hf_stops_at_stop_strings(smollm2) -> None:
+    generation = smollm2.generate(PROMPT, max_tokens=40, stop=["\n"])
+    [completion] = generation.completions
+    assert "\n" not in completion.text
+    assert completion.finish_reason == "stop"
+    assert completion.completion_tokens < 40
+
+
+@pytest.mark.model
+def test_hf_loads_a_peft_adapter(smollm2_folder: Path, smollm2, tmp_path: Path) -> None:
+    from peft import LoraConfig, PeftModel, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(smollm2_folder)
+    adapter = tmp_path / "adapter"
+    get_peft_model(base, LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj", "v_proj"])).save_pretrained(adapter)
+    model = load_model(f"hf:{smollm2_folder}+{adapter}")
+    assert isinstance(model.model, PeftModel)
+    assert model.model.peft_config["default"].r == 2
+    assert model.model is not smollm2.model  # the adapter got its own copy of the base
+    generation = model.generate(PROMPT, max_tokens=6)
+    # A fresh LoRA adds zero (its B matrices start at zero): the output is the base model's.
+    assert generation.texts == smollm2.generate(PROMPT, max_tokens=6).texts
+
+
+# ---------------------------------------------------------------- openai (a real `transformers serve`)
+
+
+@pytest.fixture(scope="session")
+def served_smollm2(smollm2_folder: Path, tmp_path_factory):
+    """`transformers serve` with the SmolLM2 folder on 127.0.0.1: (model name, base URL)."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("serve") / "serve.log"
+    command = [
+        str(Path(sys.executable).parent / "transformers"), "serve", str(smollm2_folder),
+        "--host", "127.0.0.1", "--port", str(port), "--device", "cpu",
+    ]  # fmt: skip
+    env = os.environ | {"HF_HUB_OFFLINE": "1"}  # nothing from the hub; the folder is local
+    with open(log, "w") as output:
+        server = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env=env)
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            if server.poll() is not None:
+                pytest.fail(f"transformers serve exited with {server.returncode}:\n{log.read_text()[-2000:]}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    pytest.fail(f"transformers serve did not answer in 300 s:\n{log.read_text()[-2000:]}")
+                time.sleep(0.5)
+        yield str(smollm2_folder), f"http://127.0.0.1:{port}/v1"
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+
+@pytest.mark.model
+def test_openai_backend_generates_with_usage(served_smollm2) -> None:
+    name, url = served_smollm2
+    model = load_model(f"openai:{name}@{url}")
+    generation = model.generate(PROMPT, max_tokens=8)
+    [completion] = generation.completions
+    assert completion.text.strip()
+    assert 0 < completion.completion_tokens <= 8
+    assert generation.prompt_tokens > len(PROMPT[0].content.split())
+    assert generation.model == f"openai:{name}@{url}"
+
+
+@pytest.mark.model
+def test_openai_backend_asks_again_for_the_samples_the_server_left_out(served_smollm2) -> None:
+    name, url = served_smollm2
+    model = load_model(f"openai:{name}@{url}")
+    create = model.client.chat.completions.create
+    answers = []
+
+    def counting_create(**kwargs):
+        answers.append(create(**kwargs))
+        return answers[-1]
+
+    model.client.chat.completions.create = counting_create
+    generation = model.generate(PROMPT, n=3, temperature=0.8, max_tokens=6)
+    assert len(generation.completions) == 3
+    # `transformers serve` ignores n; every answer's usage is counted, the prompt once.
+    assert 1 <= len(answers) <= 3
+    assert generation.completion_tokens == sum(a.usage.completion_tokens for a in answers)
+    assert generation.prompt_tokens == answers[0].usage.prompt_tokens
+
+
+@pytest.mark.model
+def test_openai_backend_unknown_model_is_one_line(served_smollm2) -> None:
+    _, url = served_smollm2
+    with pytest.raises(SelfRepairError) as error:
+        load_model(f"openai:no-such-model@{url}").generate(PROMPT, max_tokens=2)
+    assert "no-such-model" in str(error.value) and "\n" not in str(error.value)
+
+
+def test_openai_backend_unreachable_server_is_one_line() -> None:
+    url = f"http://127.0.0.1:{free_port()}/v1"
+    with pytest.raises(SelfRepairError) as error:
+        load_model(f"openai:any@{url}").generate(PROMPT, max_tokens=2)
+    assert str(error.value).startswith(f"cannot reach the model server at {url}")
+    assert "\n" not in str(error.value)
