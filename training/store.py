@@ -8,6 +8,7 @@ keeps its own tables in the same file.
 from __future__ import annotations
 
 import sqlite3
+import threading
 from pathlib import Path
 from typing import Iterator
 
@@ -46,8 +47,13 @@ class TrajectoryStore:
         if not create and not path.exists():
             raise SelfRepairError(f"no trajectory store at {path} (is this a run directory?)")
         self.path = path
+        # One connection shared by a run's worker threads; writes take turns.
+        self.lock = threading.Lock()
         self.connection = sqlite3.connect(path, check_same_thread=False, timeout=30)
         self.connection.execute("PRAGMA journal_mode=WAL")
+        # Every step is saved as it lands: with WAL, NORMAL keeps each commit safe from a killed
+        # process (what resuming needs) without an fsync per step.
+        self.connection.execute("PRAGMA synchronous=NORMAL")
         with self.connection:
             self.connection.executescript(_SCHEMA)
             self.connection.execute(
@@ -62,7 +68,7 @@ class TrajectoryStore:
             )
 
     def save(self, trajectory: Trajectory) -> None:
-        with self.connection:
+        with self.lock, self.connection:
             self.connection.execute(
                 "INSERT OR REPLACE INTO trajectories VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (
@@ -77,17 +83,30 @@ class TrajectoryStore:
             )
 
     def get(self, trajectory_id: str) -> Trajectory | None:
-        row = self.connection.execute(
-            "SELECT body FROM trajectories WHERE trajectory_id = ?", (trajectory_id,)
-        ).fetchone()
+        with self.lock:
+            row = self.connection.execute(
+                "SELECT body FROM trajectories WHERE trajectory_id = ?", (trajectory_id,)
+            ).fetchone()
         return Trajectory.model_validate_json(row[0]) if row else None
 
     def trajectories(self, *, task_id: str | None = None) -> Iterator[Trajectory]:
         query, args = "SELECT body FROM trajectories", ()
         if task_id is not None:
             query, args = query + " WHERE task_id = ?", (task_id,)
-        for (body,) in self.connection.execute(query + " ORDER BY started_at", args).fetchall():
+        with self.lock:
+            rows = self.connection.execute(query + " ORDER BY started_at", args).fetchall()
+        for (body,) in rows:
             yield Trajectory.model_validate_json(body)
+
+    def get_meta(self, key: str) -> str | None:
+        """A run-level value (e.g. the run's configuration), or None when it was never set."""
+        with self.lock:
+            row = self.connection.execute("SELECT value FROM store_meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self.lock, self.connection:
+            self.connection.execute("INSERT OR REPLACE INTO store_meta VALUES (?, ?)", (key, value))
 
     def __len__(self) -> int:
         return self.connection.execute("SELECT count(*) FROM trajectories").fetchone()[0]

@@ -1,0 +1,46 @@
+"""Test feedback for prompts: what failed and why, short enough for a small model's context.
+
+Tracebacks are cut to their last lines (where the assertion or the exception is) and the whole
+text to a character cap; a model learns little from the hundredth line of a log.
+"""
+
+from __future__ import annotations
+
+from selfrepair.types import TestReport
+
+TRACEBACK_LINES = 8
+MAX_FAILURES = 3
+
+
+def tail(text: str, lines: int) -> str:
+    kept = text.strip().splitlines()[-lines:]
+    return "\n".join(kept)
+
+
+def describe_report(report: TestReport, limit: int = 1200) -> str:
+    """The test report as a few lines of plain text for the refiner, reviewer and solver."""
+    if report.passed:
+        count = len(report.tests)
+        return f"All {count} tests pass." if count else "The tests pass."
+    parts = []
+    if report.timed_out:
+        parts.append(f"The tests timed out after {report.wall_seconds:.0f} s (an endless loop?).")
+    if report.out_of_memory:
+        parts.append("The tests ran out of memory.")
+    failing = report.failing
+    if failing:
+        parts.append(f"{len(failing)} of {len(report.tests)} tests fail:")
+        for case in failing[:MAX_FAILURES]:
+            detail = tail(case.traceback or case.message, TRACEBACK_LINES)
+            parts.append(f"- {case.name}" + (f"\n{detail}" if detail else ""))
+        if len(failing) > MAX_FAILURES:
+            parts.append(f"(and {len(failing) - MAX_FAILURES} more)")
+    else:
+        if report.reason:
+            parts.append(report.reason)
+        parts.append(f"Exit status {report.exit_code}.")
+        output = tail(report.stderr, TRACEBACK_LINES) or tail(report.stdout, TRACEBACK_LINES)
+        if output:
+            parts.append(output)
+    text = "\n".join(parts)
+    return text if len(text) <= limit else "..." + text[-limit:]

@@ -1,0 +1,137 @@
+"""The reviewer: reads a candidate and its test report, returns a Review (accept or refine,
+a critique that points at the fault, a confidence).
+
+Its verdict is advice, never the ground truth: the loop checks an "accept" against the tests.
+Replies are parsed leniently (a JSON object, `KEY: value` lines, or loose words); a reply with
+no verdict at all becomes "refine" with low confidence, and the critique says so.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import dataclass
+
+from selfrepair.agents.feedback import describe_report
+from selfrepair.agents.models import Model
+from selfrepair.agents.prompts import render
+from selfrepair.agents.solver import shown_code
+from selfrepair.types import Candidate, Message, Review, Task, TestReport
+
+UNPARSED_CONFIDENCE = 0.1
+DEFAULT_CONFIDENCE = 0.5
+CRITIQUE_CHARS = 600
+
+_ACCEPT_WORDS = {"accept", "accepted", "correct", "approve", "approved", "yes", "pass"}
+_REFINE_WORDS = {"refine", "reject", "rejected", "incorrect", "wrong", "no", "fail", "revise"}
+_VERDICT = re.compile(r"verdict\W{0,5}(\w+)", re.IGNORECASE)
+_CONFIDENCE = re.compile(r"confidence\W{0,5}(\d+(?:\.\d+)?|\.\d+)\s*(%?)", re.IGNORECASE)
+_CRITIQUE = re.compile(r"critique\s*[:=-]\s*(.*)", re.IGNORECASE | re.DOTALL)
+_JSON_OBJECT = re.compile(r"\{.*?\}", re.DOTALL)
+
+
+@dataclass(frozen=True)
+class ReviewResult:
+    review: Review
+    messages: list[Message]
+    completion: str
+    prompt_tokens: int
+    completion_tokens: int
+    seconds: float
+
+
+def review(
+    model: Model,
+    task: Task,
+    candidate: Candidate,
+    report: TestReport,
+    *,
+    max_tokens: int = 128,
+) -> ReviewResult:
+    started = time.perf_counter()
+    base = task.files | candidate.files
+    path, code = shown_code(task, base, candidate)
+    prompt = render("review", spec=task.spec.strip(), path=path, code=code, feedback=describe_report(report))
+    messages = [
+        Message(role="system", content=render("review_system")),
+        Message(role="user", content=prompt),
+    ]
+    generation = model.generate(messages, n=1, temperature=0.0, max_tokens=max_tokens)
+    text = generation.completions[0].text
+    return ReviewResult(
+        review=parse_review(text),
+        messages=messages,
+        completion=text,
+        prompt_tokens=generation.prompt_tokens,
+        completion_tokens=generation.completion_tokens,
+        seconds=generation.seconds or time.perf_counter() - started,
+    )
+
+
+def parse_review(text: str) -> Review:
+    """A Review from whatever the reviewer wrote."""
+    fields = _json_fields(text)
+    verdict = _verdict(str(fields.get("verdict", ""))) if fields else None
+    if verdict is None:
+        match = _VERDICT.search(text)
+        verdict = _verdict(match.group(1)) if match else _loose_verdict(text)
+    if verdict is None:
+        note = "reviewer reply could not be parsed (no verdict)"
+        return Review(verdict="refine", critique=f"{note}: {text.strip()[:CRITIQUE_CHARS]}", confidence=UNPARSED_CONFIDENCE)
+    confidence = _confidence(fields.get("confidence")) if fields else None
+    if confidence is None:
+        match = _CONFIDENCE.search(text)
+        confidence = _number(match.group(1), percent=bool(match.group(2))) if match else None
+    critique = str(fields.get("critique", "")) if fields else ""
+    if not critique:
+        match = _CRITIQUE.search(text)
+        critique = match.group(1) if match else _VERDICT.sub("", _CONFIDENCE.sub("", text))
+    return Review(
+        verdict=verdict,
+        critique=critique.strip()[:CRITIQUE_CHARS],
+        confidence=DEFAULT_CONFIDENCE if confidence is None else confidence,
+    )
+
+
+def _json_fields(text: str) -> dict:
+    for match in _JSON_OBJECT.finditer(text):
+        try:
+            value = json.loads(match.group(0))
+        except json.JSONDecodeError:
+            continue
+        if isinstance(value, dict):
+            return {str(k).lower(): v for k, v in value.items()}
+    return {}
+
+
+def _verdict(word: str) -> str | None:
+    word = word.strip().lower()
+    if word in _ACCEPT_WORDS:
+        return "accept"
+    if word in _REFINE_WORDS:
+        return "refine"
+    return None
+
+
+def _loose_verdict(text: str) -> str | None:
+    """"accept" or "refine" appearing alone in the reply; both (or neither) is no verdict."""
+    words = set(re.findall(r"[a-z]+", text.lower()))
+    accept, refine = "accept" in words, "refine" in words
+    return "accept" if accept and not refine else "refine" if refine and not accept else None
+
+
+def _confidence(value: object) -> float | None:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return _number(str(value), percent=False)
+    if isinstance(value, str):
+        match = re.match(r"\s*(\d+(?:\.\d+)?|\.\d+)\s*(%?)", value)
+        return _number(match.group(1), percent=bool(match.group(2))) if match else None
+    return None
+
+
+def _number(digits: str, percent: bool) -> float:
+    value = float(digits)
+    if percent or value > 1:
+        value /= 100  # "85%" or "85" on a 0-100 scale
+    return min(max(value, 0.0), 1.0)

@@ -1,0 +1,130 @@
+"""Run one task through a strategy's graph, checkpointed so that a killed run resumes.
+
+The checkpointer (langgraph-checkpoint-sqlite) lives in the run directory's `run.sqlite`,
+beside the trajectory store; each task is one LangGraph thread, its id the task id. Running a
+task again finds its thread: finished -> the stored trajectory comes back untouched; cut off
+mid-way -> the graph continues from the last finished node, so no step is redone or lost.
+"""
+
+from __future__ import annotations
+
+import functools
+import sqlite3
+from pathlib import Path
+from typing import Callable
+
+from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+from langgraph.checkpoint.sqlite import SqliteSaver
+from langgraph.graph import StateGraph
+from langgraph.graph.state import CompiledStateGraph
+
+from selfrepair.agents.models import Model
+from selfrepair.errors import SelfRepairError
+from selfrepair.graphs import repair, search
+from selfrepair.graphs.budget import Budget, Sampling
+from selfrepair.graphs.nodes import RepairContext
+from selfrepair.sandbox.core import Sandbox
+from selfrepair.training.store import TrajectoryStore, store_path
+from selfrepair.types import TestReport, Trajectory
+
+STRATEGIES: dict[str, StateGraph] = {
+    "refine": repair.builder,
+    "best-of-n": search.best_of_n_builder,
+    "tree": search.tree_builder,
+}
+
+# The checkpointer restores these from msgpack; naming them keeps LangGraph's deserialiser
+# strict about everything else.
+CHECKPOINTED_TYPES = [("selfrepair.types", name) for name in ("Trajectory", "TestReport")]
+
+
+def open_checkpointer(run_dir: Path) -> SqliteSaver:
+    """LangGraph's SQLite checkpointer over RUN_DIR/run.sqlite."""
+    connection = sqlite3.connect(store_path(run_dir), check_same_thread=False, timeout=30)
+    # WAL with NORMAL sync: a commit survives a killed process (all resuming needs) without
+    # an fsync per node.
+    connection.execute("PRAGMA journal_mode=WAL")
+    connection.execute("PRAGMA synchronous=NORMAL")
+    serde = JsonPlusSerializer(allowed_msgpack_modules=CHECKPOINTED_TYPES)
+    return SqliteSaver(connection, serde=serde)
+
+
+@functools.lru_cache(maxsize=16)
+def compiled(builder: StateGraph, checkpointer: SqliteSaver | None, name: str) -> CompiledStateGraph:
+    """The graph with this run's checkpointer, compiled once per run rather than per task."""
+    return builder.compile(checkpointer=checkpointer, name=name)
+
+
+def check_strategy(strategy: str) -> None:
+    if strategy not in STRATEGIES:
+        raise SelfRepairError(f"unknown strategy {strategy!r} (known: {', '.join(STRATEGIES)})")
+
+
+def repair_task(
+    task,
+    model: Model,
+    sandbox: Sandbox,
+    strategy: str = "best-of-n",
+    budget: Budget | None = None,
+    store: TrajectoryStore | None = None,
+    *,
+    checkpointer: SqliteSaver | None = None,
+    sampling: Sampling | None = None,
+    baseline: TestReport | None = None,
+    on_step: Callable[[Trajectory], None] | None = None,
+) -> Trajectory:
+    """Repair one task; returns its trajectory (outcome solved, budget or error).
+
+    A SelfRepairError during the run (a model that stops answering, a scripted model out of
+    replies, a broken sandbox) ends the task with outcome "error" and the message; the
+    checkpoint still stands before the failed node, so running the task again retries it.
+    """
+    check_strategy(strategy)
+    context = RepairContext(
+        model=model, sandbox=sandbox, budget=budget or Budget(), sampling=sampling or Sampling(), store=store, on_step=on_step
+    )
+    return run_graph(STRATEGIES[strategy], strategy, task, context, checkpointer=checkpointer, baseline=baseline)
+
+
+def run_graph(
+    builder: StateGraph,
+    strategy: str,
+    task,
+    context: RepairContext,
+    *,
+    checkpointer: SqliteSaver | None = None,
+    baseline: TestReport | None = None,
+) -> Trajectory:
+    """Run one task through `builder`'s graph with `context` (resumed from its checkpoint
+    when there is one); the part of `repair_task` that other graphs (graphs.issue) share."""
+    store = context.store
+    graph = compiled(builder, checkpointer, strategy)
+    # Each candidate takes at most four nodes (generate, execute, review, route back).
+    config = {"configurable": {"thread_id": task.task_id}, "recursion_limit": 16 + 4 * context.budget.max_candidates}
+
+    state_in: dict | None = {
+        "trajectory": Trajectory(task=task, strategy=strategy, model=context.model.spec),
+        "baseline": baseline,
+    }
+    if checkpointer is not None:
+        saved = graph.get_state(config).values.get("trajectory")
+        if saved is not None:
+            # The trajectory says whether the task finished; the snapshot's `next` does not: a
+            # run killed after a node's writes were saved shows no next node either.
+            if saved.outcome != "running":
+                return saved
+            state_in = None  # resume from the last checkpoint
+            context.latest = saved
+    context.latest = context.latest or state_in["trajectory"]
+
+    try:
+        # "sync": each node's checkpoint is on disk before the next node starts, so a kill
+        # loses at most the node that was running. (Without a checkpointer it must be unset.)
+        durability = "sync" if checkpointer is not None else None
+        final = graph.invoke(state_in, config, context=context, durability=durability)
+    except SelfRepairError as error:
+        trajectory = context.latest.model_copy(update={"outcome": "error", "error": str(error)})
+        if store is not None:
+            store.save(trajectory)
+        return trajectory
+    return final["trajectory"]

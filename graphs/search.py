@@ -1,0 +1,251 @@
+"""Search over repairs: best-of-n and tree search. Same budget rules as the refine loop.
+
+best-of-n (Agentless-style): n samples from ONE batched model call, every one executed; the
+best is chosen by the tests first and the reviewer second (the reviewer is asked only when
+several candidates pass, to break the tie). Rounds repeat while budget is left and none passes.
+
+tree (SWE-Search-style): the root is the greedy first candidate; every executed node is
+reviewed and gets a value = w * fraction of tests passed + (1 - w) * the reviewer's belief
+that it is correct; the node with the best UCT score is expanded by the refiner. Step.parent
+and Step.value record the tree in the trajectory.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+from langgraph.graph import END, START, StateGraph
+from langgraph.runtime import Runtime
+
+from selfrepair.agents.refiner import refine as refine_candidate
+from selfrepair.agents.solver import solve as solve_task
+from selfrepair.graphs.nodes import (
+    RepairContext,
+    RepairState,
+    belief_correct,
+    execute,
+    executed,
+    finish as finish_trajectory,
+    next_index,
+    passing,
+    pending_execution,
+    review_step,
+    step_value,
+    updating,
+)
+from selfrepair.types import Step, Trajectory
+
+
+def rank(step: Step) -> tuple[bool, float, float, int]:
+    """Tests first (all pass, then the share passed), then the reviewer, then the earliest."""
+    report = step.report
+    return (report.passed, report.fraction_passed, belief_correct(step), -step.index)
+
+
+# -- best-of-n ---------------------------------------------------------------------------
+
+
+def sample(state: RepairState, runtime: Runtime[RepairContext]) -> dict:
+    context = runtime.context
+    with updating(state, context) as trajectory:
+        n = min(context.sampling.samples, context.budget.candidates_left(trajectory))
+        trajectory.steps += solve_task(
+            context.model,
+            trajectory.task,
+            first_index=next_index(trajectory),
+            n=n,
+            temperature=context.sampling.temperature,
+            max_tokens=context.sampling.max_tokens,
+            stop=context.sampling.stop,
+            baseline=state.get("baseline"),
+            kind="sample",
+        )
+    return {"trajectory": trajectory}
+
+
+def unreviewed_passing(trajectory: Trajectory) -> list[Step]:
+    """Passing candidates the reviewer still has to rank: only when more than one passes."""
+    winners = passing(trajectory)
+    return [s for s in winners if s.review is None] if len(winners) > 1 else []
+
+
+def review_passing(state: RepairState, runtime: Runtime[RepairContext]) -> dict:
+    with updating(state, runtime.context) as trajectory:
+        review_step(trajectory, unreviewed_passing(trajectory)[0], runtime.context)
+    return {"trajectory": trajectory}
+
+
+def select(state: RepairState, runtime: Runtime[RepairContext]) -> dict:
+    with updating(state, runtime.context) as trajectory:
+        runs = executed(trajectory)
+        best = max(runs, key=rank) if runs else None
+        if best is not None:
+            trajectory.metadata["best_step"] = best.index
+        solved = best is not None and best.report.passed
+        reason = "tests pass" if solved else runtime.context.budget.exhausted(trajectory)
+        finish_trajectory(trajectory, best if solved else None, reason)
+    return {"trajectory": trajectory}
+
+
+def route_sampled(state: RepairState, runtime: Runtime[RepairContext]) -> Literal["execute", "sample", "select"]:
+    trajectory = state["trajectory"]
+    if pending_execution(trajectory) is not None:
+        return "execute"
+    return "select" if runtime.context.budget.exhausted(trajectory) else "sample"
+
+
+def route_sample_executed(
+    state: RepairState, runtime: Runtime[RepairContext]
+) -> Literal["execute", "review", "sample", "select"]:
+    trajectory = state["trajectory"]
+    if pending_execution(trajectory) is not None:
+        return "execute"
+    if passing(trajectory):
+        # The reviewer breaks ties between passing candidates while tokens are left.
+        if unreviewed_passing(trajectory) and trajectory.tokens < runtime.context.budget.max_tokens:
+            return "review"
+        return "select"
+    return "select" if runtime.context.budget.exhausted(trajectory) else "sample"
+
+
+best_of_n_builder = StateGraph(RepairState, context_schema=RepairContext)
+best_of_n_builder.add_node("sample", sample)
+best_of_n_builder.add_node("execute", execute)
+best_of_n_builder.add_node("review", review_passing)
+best_of_n_builder.add_node("select", select)
+best_of_n_builder.add_edge(START, "sample")
+best_of_n_builder.add_conditional_edges("sample", route_sampled)
+best_of_n_builder.add_conditional_edges("execute", route_sample_executed)
+best_of_n_builder.add_conditional_edges("review", route_sample_executed)
+best_of_n_builder.add_edge("select", END)
+
+best_of_n_graph = best_of_n_builder.compile(name="best-of-n")
+
+
+# -- tree search -------------------------------------------------------------------------
+
+
+def descendants(trajectory: Trajectory, index: int) -> int:
+    children = [s.index for s in trajectory.steps if s.parent == index]
+    return len(children) + sum(descendants(trajectory, c) for c in children)
+
+
+def expandable(trajectory: Trajectory) -> list[Step]:
+    """Executed, valued, failing nodes: the ones a refinement can start from."""
+    return [s for s in executed(trajectory) if s.value is not None and not s.report.passed]
+
+
+def uct(trajectory: Trajectory, step: Step, exploration: float) -> float:
+    """Value plus an exploration bonus that shrinks as a node's subtree grows."""
+    total = len(expandable(trajectory)) + 1
+    visits = 1 + descendants(trajectory, step.index)
+    return step.value + exploration * math.sqrt(math.log(total) / visits)
+
+
+def root(state: RepairState, runtime: Runtime[RepairContext]) -> dict:
+    context = runtime.context
+    with updating(state, context) as trajectory:
+        trajectory.steps += solve_task(
+            context.model,
+            trajectory.task,
+            first_index=next_index(trajectory),
+            temperature=0.0,
+            max_tokens=context.sampling.max_tokens,
+            stop=context.sampling.stop,
+            baseline=state.get("baseline"),
+        )
+    return {"trajectory": trajectory}
+
+
+def expand(state: RepairState, runtime: Runtime[RepairContext]) -> dict:
+    """Refine the node with the best UCT score; with no node to start from (no reply held
+    code so far), sample a fresh root."""
+    context = runtime.context
+    with updating(state, context) as trajectory:
+        nodes = expandable(trajectory)
+        n = min(context.sampling.children, context.budget.candidates_left(trajectory))
+        if nodes:
+            chosen = max(nodes, key=lambda s: uct(trajectory, s, context.sampling.exploration))
+            trajectory.steps += refine_candidate(
+                context.model,
+                trajectory.task,
+                chosen,
+                first_index=next_index(trajectory),
+                n=n,
+                temperature=context.sampling.temperature,
+                max_tokens=context.sampling.max_tokens,
+                stop=context.sampling.stop,
+                kind="expand",
+            )
+        else:
+            trajectory.steps += solve_task(
+                context.model,
+                trajectory.task,
+                first_index=next_index(trajectory),
+                n=n,
+                temperature=context.sampling.temperature,
+                max_tokens=context.sampling.max_tokens,
+                stop=context.sampling.stop,
+                baseline=state.get("baseline"),
+            )
+    return {"trajectory": trajectory}
+
+
+def value(state: RepairState, runtime: Runtime[RepairContext]) -> dict:
+    """Review the next executed node without a value, and give it one."""
+    context = runtime.context
+    with updating(state, context) as trajectory:
+        step = next(s for s in executed(trajectory) if s.value is None)
+        review_step(trajectory, step, context)
+        step.value = step_value(step, context.sampling)
+    return {"trajectory": trajectory}
+
+
+def finish_tree(state: RepairState, runtime: Runtime[RepairContext]) -> dict:
+    with updating(state, runtime.context) as trajectory:
+        for step in executed(trajectory):
+            if step.value is None:  # executed after the budget ran out: valued by its tests alone
+                step.value = step_value(step, runtime.context.sampling)
+        solved = passing(trajectory)
+        reason = "tests pass" if solved else runtime.context.budget.exhausted(trajectory)
+        finish_trajectory(trajectory, solved[0] if solved else None, reason)
+    return {"trajectory": trajectory}
+
+
+def route_tree_generated(
+    state: RepairState, runtime: Runtime[RepairContext]
+) -> Literal["execute", "expand", "finish"]:
+    trajectory = state["trajectory"]
+    if pending_execution(trajectory) is not None:
+        return "execute"
+    return "finish" if runtime.context.budget.exhausted(trajectory) else "expand"
+
+
+def route_tree_executed(
+    state: RepairState, runtime: Runtime[RepairContext]
+) -> Literal["execute", "value", "expand", "finish"]:
+    trajectory = state["trajectory"]
+    if pending_execution(trajectory) is not None:
+        return "execute"
+    if passing(trajectory) or runtime.context.budget.exhausted(trajectory):
+        return "finish"
+    if any(s.value is None for s in executed(trajectory)):
+        return "value"
+    return "expand"
+
+
+tree_builder = StateGraph(RepairState, context_schema=RepairContext)
+tree_builder.add_node("root", root)
+tree_builder.add_node("execute", execute)
+tree_builder.add_node("value", value)
+tree_builder.add_node("expand", expand)
+tree_builder.add_node("finish", finish_tree)
+tree_builder.add_edge(START, "root")
+tree_builder.add_conditional_edges("root", route_tree_generated)
+tree_builder.add_conditional_edges("expand", route_tree_generated)
+tree_builder.add_conditional_edges("execute", route_tree_executed)
+tree_builder.add_conditional_edges("value", route_tree_executed)
+tree_builder.add_edge("finish", END)
+
+tree_graph = tree_builder.compile(name="tree")

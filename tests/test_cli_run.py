@@ -1,0 +1,186 @@
+"""`selfrepair fix`, `bench` and `export` as a user runs them: the installed command, in a
+subprocess, with the scripted model and the local sandbox."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SELFREPAIR = str(Path(sys.executable).parent / "selfrepair")
+TEST_CMD = "python -m pytest -q"
+GOOD = "```python\ndef add(a, b):\n    return a + b\n```"
+WRONG = "```python\ndef add(a, b):\n    return a * b\n```"
+
+
+def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([SELFREPAIR, *args], capture_output=True, text=True, cwd=cwd, timeout=300)
+
+
+@pytest.fixture
+def example(tmp_path: Path) -> Path:
+    shutil.copytree(ROOT / "examples" / "buggy_add", tmp_path / "buggy_add")
+    return tmp_path / "buggy_add"
+
+
+def replies(tmp_path: Path, *texts: str) -> str:
+    path = tmp_path / "replies.json"
+    path.write_text(json.dumps(list(texts)))
+    return f"scripted:{path}"
+
+
+def quixbugs_file(tmp_path: Path, names: list[str]) -> Path:
+    lines = []
+    for name in names:
+        record = {
+            "name": name,
+            "buggy_program": f"def {name}(a, b):\n    return a - b\n",
+            "docstring": "Return the sum of a and b.",
+            "solution": f"def {name}(a, b):\n    return a + b\n",
+            "tests": f"assert {name}(1, 2) == 3\n",
+        }
+        lines.append(json.dumps(record))
+    path = tmp_path / "quixbugs.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def fixed(name: str) -> str:
+    return f"```python\ndef {name}(a, b):\n    return a + b\n```"
+
+
+def test_fix_writes_the_repaired_file_and_exits_0(example, tmp_path):
+    result = run(
+        "fix", str(example / "calc.py"), "--test-cmd", TEST_CMD, "--model", replies(tmp_path, WRONG, GOOD),
+        "--sandbox", "local", "--strategy", "best-of-n", "--budget", "2", "--out", str(tmp_path / "run"), "--quiet",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "return a + b" in (example / "calc.py").read_text()
+    assert "+    return a + b" in (tmp_path / "run" / "fix.patch").read_text()
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["solved"] == 1 and summary["config"]["command"] == "fix"
+    assert len((tmp_path / "run" / "results.jsonl").read_text().splitlines()) == 1
+
+
+def test_fix_with_patch_prints_a_diff_and_leaves_the_file(example, tmp_path):
+    before = (example / "calc.py").read_text()
+    result = run(
+        "fix", str(example / "calc.py"), "--test-cmd", TEST_CMD, "--model", replies(tmp_path, GOOD),
+        "--sandbox", "local", "--strategy", "refine", "--out", str(tmp_path / "run"), "--patch", "--quiet",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("--- a/calc.py\n+++ b/calc.py\n") and "+    return a + b" in result.stdout
+    assert (example / "calc.py").read_text() == before
+
+
+def test_fix_that_fails_exits_1_and_says_what_it_tried(example, tmp_path):
+    model = replies(tmp_path, WRONG, "VERDICT: accept\nCONFIDENCE: 0.7\nCRITIQUE: fine", "no idea")
+    result = run(
+        "fix", str(example / "calc.py"), "--test-cmd", TEST_CMD, "--model", model, "--sandbox", "local",
+        "--strategy", "refine", "--budget", "2", "--out", str(tmp_path / "run"), "--json",
+    )  # fmt: skip
+    assert result.returncode == 1
+    report = json.loads(result.stdout)
+    assert not report["solved"] and report["outcome"] == "budget"
+    assert "reviewer error" in report["steps"][0] and "no code in the reply" in report["steps"][1]
+    assert "return a - b" in (example / "calc.py").read_text()
+
+
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("missing path", "no such file or directory"),
+        ("passing tests", "nothing to repair"),
+        ("unreachable model", "cannot reach the model server"),
+        ("command not found", "cannot run in the sandbox"),
+    ],
+)
+def test_fix_refuses_bad_input_and_leaves_no_run_directory(example, tmp_path, case, message):
+    path, test_cmd, model = example / "calc.py", TEST_CMD, replies(tmp_path, GOOD)
+    if case == "missing path":
+        path = example / "nope.py"
+    elif case == "passing tests":
+        (example / "calc.py").write_text("def add(a, b):\n    return a + b\n")
+    elif case == "unreachable model":
+        model = "openai:x@http://127.0.0.1:9/v1"
+    else:
+        test_cmd = "no-such-test-runner"
+    out = tmp_path / "run"
+    result = run("fix", str(path), "--test-cmd", test_cmd, "--model", model, "--sandbox", "local", "--out", str(out))
+    assert result.returncode == 2
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert not out.exists()
+
+
+def test_bench_writes_results_and_summary(tmp_path):
+    data = quixbugs_file(tmp_path, ["plus", "total"])
+    model = replies(tmp_path, fixed("plus"), WRONG.replace("add", "total"), "VERDICT: refine\nCONFIDENCE: 0.9\nCRITIQUE: use +", fixed("total"))
+    out = tmp_path / "run"
+    result = run(
+        "bench", "quixbugs", "--data", str(data), "--model", model, "--strategy", "refine", "--budget", "3",
+        "--sandbox", "local", "--out", str(out), "--json",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)["summary"]
+    assert summary["tasks"] == 2 and summary["solved"] == 2 and summary["pass@1"] == 0.5
+    assert summary["pass@k"] == {"1": 0.5, "2": 1.0}
+    rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert [(r["task_id"], r["candidates"]) for r in rows] == [("quixbugs/plus", 1), ("quixbugs/total", 2)]
+    assert all(r["sandbox_seconds"] > 0 and r["wall_seconds"] > 0 and r["tokens"] > 0 for r in rows)
+    assert json.loads((out / "summary.json").read_text())["config"]["strategy"] == "refine"
+
+    exported = tmp_path / "trajectories.jsonl"
+    result = run("export", str(out), "--out", str(exported))
+    assert result.returncode == 0 and len(exported.read_text().splitlines()) == 2
+
+    # The same command again finds every task finished: no model call (the replies are spent).
+    again = run(
+        "bench", "quixbugs", "--data", str(data), "--model", model, "--strategy", "refine", "--budget", "3",
+        "--sandbox", "local", "--out", str(out), "--quiet",
+    )  # fmt: skip
+    assert again.returncode == 0, again.stderr
+    assert "2/2 solved" in again.stdout
+
+
+def test_bench_table_output(tmp_path):
+    data = quixbugs_file(tmp_path, ["plus"])
+    result = run(
+        "bench", "quixbugs", "--data", str(data), "--model", replies(tmp_path, fixed("plus")),
+        "--sandbox", "local", "--out", str(tmp_path / "run"),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "repair rate" in result.stdout and "pass@1" in result.stdout and "pass@t" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("broken data", "bad JSON"),
+        ("missing data", "no such file"),
+        ("other run", "holds a run with other settings"),
+    ],
+)
+def test_bench_refuses_bad_input(tmp_path, case, message):
+    data = quixbugs_file(tmp_path, ["plus"])
+    out = tmp_path / "run"
+    if case == "broken data":
+        data.write_text('{"name": "plus", "buggy_program": \n')
+    elif case == "missing data":
+        data = tmp_path / "nope.jsonl"
+    else:
+        first = run("bench", "quixbugs", "--data", str(data), "--model", replies(tmp_path, fixed("plus")),
+                    "--sandbox", "local", "--out", str(out), "--quiet")  # fmt: skip
+        assert first.returncode == 0, first.stderr
+    result = run(
+        "bench", "quixbugs", "--data", str(data), "--model", replies(tmp_path, fixed("plus")), "--budget", "5",
+        "--sandbox", "local", "--out", str(out),
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert message in result.stderr and "Traceback" not in result.stderr
+    if case != "other run":
+        assert not out.exists()

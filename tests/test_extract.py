@@ -1,0 +1,100 @@
+import pytest
+
+from selfrepair.agents.extract import ExtractionError, code_blocks, extract_candidate, merge_code
+
+ORIGINAL = '''"""Arithmetic."""
+import math
+
+
+def add(a, b):
+    return a - b
+
+
+def double(x):
+    return add(x, x)
+
+
+if __name__ == "__main__":
+    print(add(1, 2))
+'''
+FILES = {"calc.py": ORIGINAL}
+
+
+def fix(reply, files=FILES, base=None, entry="calc.py"):
+    return extract_candidate(reply, files, base or files, entry)
+
+
+def test_function_only_reply_replaces_that_function_and_keeps_the_rest():
+    reply = "Here is the fix:\n```python\ndef add(a, b):\n    return a + b\n\nprint(add(2, 3))\n```\nDone."
+    new = fix(reply).files["calc.py"]
+    assert "return a + b" in new and "return a - b" not in new
+    assert "import math" in new and "def double(x):" in new and 'if __name__ == "__main__":' in new
+    assert "print(add(2, 3))" not in new  # example usage is dropped
+
+
+def test_whole_program_reply_keeps_new_imports_and_helpers():
+    reply = "```python\nimport operator\n\ndef add(a, b):\n    return operator.add(a, b)\n\ndef triple(x):\n    return 3 * x\n```"
+    new = fix(reply).files["calc.py"]
+    assert new.index("import operator") < new.index("def add")
+    assert new.index("def triple") > new.index("def double") and new.index("def triple") < new.index("__main__")
+    compile(new, "calc.py", "exec")
+
+
+def test_several_blocks_are_merged_in_order_and_other_languages_ignored():
+    reply = "```bash\npytest\n```\n```python\ndef add(a, b):\n    return a + b\n```\n```python\ndef double(x):\n    return 2 * x\n```"
+    new = fix(reply).files["calc.py"]
+    assert "return a + b" in new and "return 2 * x" in new and "pytest" not in new
+
+
+def test_block_cut_off_by_max_tokens_is_used():
+    assert code_blocks("```python\ndef add(a, b):\n    return a + b\n")[0].code.startswith("def add")
+
+
+def test_bare_code_without_fences():
+    new = fix("Sure!\ndef add(a, b):\n    return a + b\nThis adds the numbers.").files["calc.py"]
+    assert "return a + b" in new
+
+
+def test_unparseable_reply_replaces_the_file_so_the_tests_report_it():
+    new = fix("```python\ndef add(a, b)\n    return a + b\n```").files["calc.py"]
+    assert new == "def add(a, b)\n    return a + b\n"
+
+
+@pytest.mark.parametrize(
+    "reply, reason",
+    [
+        ("I cannot help with that.", "no code"),
+        ("```python\n" + ORIGINAL + "```", "same as the code"),
+        ("```python\nx = 1\n```", "no function or class"),
+    ],
+)
+def test_reply_without_usable_code_is_an_extraction_error(reply, reason):
+    with pytest.raises(ExtractionError, match=reason):
+        fix(reply)
+
+
+def test_method_reply_replaces_the_method_inside_its_class():
+    original = "class Box:\n    def size(self):\n        return 0\n\n    def name(self):\n        return 'box'\n"
+    new = merge_code(original, "def size(self):\n    return 1\n")
+    assert new == "class Box:\n    def size(self):\n        return 1\n\n    def name(self):\n        return 'box'\n"
+
+
+def test_decorated_function_is_replaced_with_its_decorators():
+    original = "import functools\n\n@functools.cache\ndef f(n):\n    return n\n"
+    new = merge_code(original, "@functools.lru_cache(None)\ndef f(n):\n    return n + 1\n")
+    assert "@functools.cache" not in new and "@functools.lru_cache(None)\ndef f(n):\n    return n + 1" in new
+
+
+def test_candidate_is_whole_relative_to_the_task_and_multi_file_targets_by_name():
+    files = {"a.py": "def f():\n    return 1\n", "b.py": "def g():\n    return 1\n"}
+    first = extract_candidate("```python\ndef f():\n    return 2\n```", files, files, None)
+    assert set(first.files) == {"a.py"}
+    base = files | first.files
+    second = extract_candidate("```python\ndef g():\n    return 2\n```", files, base, None)
+    assert second.files == {"a.py": "def f():\n    return 2\n", "b.py": "def g():\n    return 2\n"}
+
+
+def test_block_naming_its_file():
+    files = {"a.py": "def f():\n    return 1\n", "pkg/b.py": "X = 1\n"}
+    candidate = extract_candidate("```python\n# b.py\nX = 2\n```", files, files, None)
+    assert candidate.files == {"pkg/b.py": "# b.py\nX = 2\n"}

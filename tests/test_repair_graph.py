@@ -1,0 +1,216 @@
+"""Control flow of the repair graphs, with the scripted model (replies from a file) and the
+real local sandbox running the real tests."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from selfrepair.agents.models import load_model
+from selfrepair.graphs import repair, search
+from selfrepair.graphs.budget import Budget, Sampling
+from selfrepair.graphs.run import open_checkpointer, repair_task
+from selfrepair.sandbox.choose import open_sandbox
+from selfrepair.training.store import TrajectoryStore
+from selfrepair.types import Task
+from selfrepair import types
+
+SNAPSHOTS = Path(__file__).parent / "snapshots"
+
+BUGGY = "def add(a, b):\n    return a - b\n"
+GOOD = "```python\ndef add(a, b):\n    return a + b\n```"
+WRONG = "```python\ndef add(a, b):\n    return a * b\n```"
+ALSO_GOOD = "```python\ndef add(a, b):\n    return sum([a, b])\n```"
+ACCEPT = "VERDICT: accept\nCONFIDENCE: 0.9\nCRITIQUE: looks right"
+REFINE = "VERDICT: refine\nCONFIDENCE: 0.8\nCRITIQUE: line 2 multiplies; it should add"
+
+
+@pytest.fixture
+def task() -> Task:
+    return Task(
+        task_id="add",
+        spec="Return the sum of a and b.",
+        files={"add.py": BUGGY},
+        entry_file="add.py",
+        tests=types.TestSpec(kind="script", files={"test_add.py": "assert add(1, 2) == 3\nassert add(2, 2) == 4\n"}),
+    )
+
+
+@pytest.fixture(scope="module")
+def sandbox():
+    box = open_sandbox("local")
+    yield box
+    box.close()
+
+
+class CountingModel:
+    """The real scripted model, with a record of each generate call's n."""
+
+    def __init__(self, path: Path) -> None:
+        self.inner = load_model(f"scripted:{path}")
+        self.spec = self.inner.spec
+        self.calls: list[int] = []
+
+    def generate(self, messages, n=1, **options):
+        self.calls.append(n)
+        return self.inner.generate(messages, n=n, **options)
+
+
+@pytest.fixture
+def scripted(tmp_path):
+    def make(*replies: str) -> CountingModel:
+        path = tmp_path / f"replies-{len(list(tmp_path.glob('replies-*')))}.json"
+        path.write_text(json.dumps(list(replies)))
+        return CountingModel(path)
+
+    return make
+
+
+def test_refine_stops_as_soon_as_the_tests_pass(task, sandbox, scripted):
+    model = scripted(GOOD, WRONG)
+    trajectory = repair_task(task, model, sandbox, "refine", Budget(max_candidates=5))
+    assert trajectory.outcome == "solved" and trajectory.solution_step == 0
+    assert len(trajectory.steps) == 1 and model.calls == [1]
+    assert trajectory.steps[0].review is None  # a pass needs no reviewer
+    assert trajectory.metadata["stop_reason"] == "tests pass"
+
+
+def test_refine_after_a_failure_uses_code_feedback_and_critique(task, sandbox, scripted):
+    model = scripted(WRONG, REFINE, GOOD)
+    trajectory = repair_task(task, model, sandbox, "refine", Budget(max_candidates=5))
+    first, second = trajectory.steps
+    assert trajectory.solved and trajectory.solution_step == 1
+    assert not first.report.passed and first.review.verdict == "refine" and first.review.confidence == 0.8
+    assert second.kind == "refine" and second.parent == 0
+    prompt = second.messages[-1].content
+    assert "return a * b" in prompt and "AssertionError" in prompt and "it should add" in prompt
+    assert trajectory.tokens == sum(s.prompt_tokens + s.completion_tokens for s in trajectory.steps) > 0
+
+
+def test_refine_stops_on_the_candidate_budget(task, sandbox, scripted):
+    model = scripted(WRONG, REFINE, WRONG, REFINE, WRONG)
+    trajectory = repair_task(task, model, sandbox, "refine", Budget(max_candidates=2))
+    assert trajectory.outcome == "budget" and trajectory.solution_step is None
+    assert len(trajectory.steps) == 2 and model.calls == [1, 1, 1]  # no review after the last candidate
+    assert "candidate budget" in trajectory.metadata["stop_reason"]
+
+
+def test_refine_stops_on_the_token_budget(task, sandbox, scripted):
+    model = scripted(WRONG, REFINE, GOOD)
+    trajectory = repair_task(task, model, sandbox, "refine", Budget(max_candidates=8, max_tokens=10))
+    assert trajectory.outcome == "budget" and len(trajectory.steps) == 1
+    assert "token budget" in trajectory.metadata["stop_reason"]
+
+
+def test_reviewer_accepting_a_failing_candidate_is_an_error_and_the_loop_goes_on(task, sandbox, scripted):
+    model = scripted(WRONG, ACCEPT, GOOD)
+    trajectory = repair_task(task, model, sandbox, "refine", Budget(max_candidates=5))
+    assert trajectory.steps[0].reviewer_error and trajectory.steps[0].review.verdict == "accept"
+    assert trajectory.solved and trajectory.solution_step == 1
+
+
+def test_a_reply_without_code_is_a_failed_step_not_a_crash(task, sandbox, scripted):
+    model = scripted("I am not sure what to do.", GOOD)
+    trajectory = repair_task(task, model, sandbox, "refine", Budget(max_candidates=5))
+    assert trajectory.steps[0].error == "no code in the reply" and trajectory.steps[0].candidate is None
+    assert trajectory.steps[1].kind == "solve" and trajectory.solved  # no code to refine: solve again
+
+
+def test_an_unparseable_review_means_refine_with_low_confidence(task, sandbox, scripted):
+    model = scripted(WRONG, "hmm, hard to say", GOOD)
+    trajectory = repair_task(task, model, sandbox, "refine", Budget(max_candidates=5))
+    review = trajectory.steps[0].review
+    assert review.verdict == "refine" and review.confidence <= 0.1 and "could not be parsed" in review.critique
+    assert trajectory.solved
+
+
+def test_a_model_error_ends_the_task_with_outcome_error(task, sandbox, scripted):
+    model = scripted(WRONG)  # runs out of replies at the review
+    trajectory = repair_task(task, model, sandbox, "refine", Budget(max_candidates=5))
+    assert trajectory.outcome == "error" and "ran out of replies" in trajectory.error
+    assert len(trajectory.steps) == 1 and trajectory.steps[0].report is not None
+
+
+def test_best_of_n_samples_in_one_batched_call_and_executes_all(task, sandbox, scripted):
+    model = scripted(WRONG, "no code", GOOD, WRONG)
+    trajectory = repair_task(task, model, sandbox, "best-of-n", Budget(max_candidates=4), sampling=Sampling(samples=4))
+    assert model.calls == [4]
+    assert [s.kind for s in trajectory.steps] == ["sample"] * 4
+    assert [s.report is not None for s in trajectory.steps] == [True, False, True, True]
+    assert trajectory.solved and trajectory.solution_step == 2
+    assert trajectory.steps[0].prompt_tokens > 0 and trajectory.steps[1].prompt_tokens == 0  # prompt counted once
+
+
+def test_best_of_n_asks_the_reviewer_only_to_break_a_tie_between_passing_candidates(task, sandbox, scripted):
+    doubtful = "VERDICT: refine\nCONFIDENCE: 0.9\nCRITIQUE: sum() of a list is roundabout"
+    model = scripted(GOOD, WRONG, ALSO_GOOD, ACCEPT.replace("0.9", "0.3"), doubtful)
+    trajectory = repair_task(task, model, sandbox, "best-of-n", Budget(max_candidates=3), sampling=Sampling(samples=3))
+    assert model.calls == [3, 1, 1]
+    assert trajectory.steps[1].review is None  # the failing one is out of the running
+    assert trajectory.solution_step == 0  # belief 0.3 beats belief 0.1
+
+
+def test_best_of_n_samples_again_while_budget_is_left(task, sandbox, scripted):
+    model = scripted(WRONG, WRONG, GOOD, WRONG)
+    trajectory = repair_task(task, model, sandbox, "best-of-n", Budget(max_candidates=4), sampling=Sampling(samples=2))
+    assert model.calls == [2, 2] and trajectory.solution_step == 2
+
+
+def test_tree_search_records_parents_and_values(task, sandbox, scripted):
+    half = "```python\ndef add(a, b):\n    return a + b if a != 2 else 0\n```"
+    model = scripted(WRONG, REFINE, half, REFINE, GOOD)
+    trajectory = repair_task(task, model, sandbox, "tree", Budget(max_candidates=5))
+    assert trajectory.solved
+    kinds = [(s.kind, s.parent) for s in trajectory.steps]
+    assert kinds[0] == ("solve", None) and all(kind == "expand" for kind, _ in kinds[1:])
+    assert all(parent is not None for _, parent in kinds[1:])
+    assert all(s.value is not None for s in trajectory.steps)
+    # Tests weigh 0.7, the reviewer's belief 0.3: a failing, doubted node is worth 0.3 * 0.2.
+    assert trajectory.steps[0].value == pytest.approx(0.06)
+
+
+def test_tree_expands_the_node_with_the_best_uct_score(task, sandbox, scripted):
+    # The root's child is valued far above the root, so the next expansion refines the child.
+    confident = "VERDICT: accept\nCONFIDENCE: 1.0\nCRITIQUE: fine"
+    model = scripted(WRONG, REFINE, WRONG.replace("*", "**"), confident, GOOD)
+    trajectory = repair_task(task, model, sandbox, "tree", Budget(max_candidates=3), sampling=Sampling(exploration=0.1))
+    assert [s.parent for s in trajectory.steps] == [None, 0, 1]
+
+
+def test_every_step_is_saved_as_it_lands(task, sandbox, scripted, tmp_path):
+    model = scripted(WRONG, REFINE, GOOD)
+    seen = []
+    with TrajectoryStore(tmp_path / "run.sqlite") as store:
+        trajectory = repair_task(
+            task, model, sandbox, "refine", Budget(), store, on_step=lambda t: seen.append(store.get(t.trajectory_id))
+        )
+        assert store.get(trajectory.trajectory_id) == trajectory
+    assert [len(t.steps) for t in seen] == [1, 1, 1, 2, 2, 2]  # solve, execute, review, refine, execute, finish
+    assert [t.outcome for t in seen][-1] == "solved"
+
+
+def test_the_trajectory_round_trips_through_the_checkpointer(task, sandbox, scripted, tmp_path):
+    model = scripted(WRONG, REFINE, GOOD)
+    checkpointer = open_checkpointer(tmp_path)
+    trajectory = repair_task(task, model, sandbox, "refine", checkpointer=checkpointer)
+    graph = repair.builder.compile(checkpointer=checkpointer)
+    restored = graph.get_state({"configurable": {"thread_id": "add"}}).values["trajectory"]
+    assert restored == trajectory and type(restored.steps[0].report).__name__ == "TestReport"
+    # Asking again for a finished task returns it without a model call.
+    again = repair_task(task, scripted(), sandbox, "refine", checkpointer=checkpointer)
+    assert again == trajectory
+
+
+@pytest.mark.parametrize(
+    "name, graph",
+    [("repair", repair.graph), ("best-of-n", search.best_of_n_graph), ("tree", search.tree_graph)],
+)
+def test_graph_shape_matches_the_snapshot(name, graph):
+    drawn = graph.get_graph().draw_mermaid()
+    snapshot = SNAPSHOTS / f"{name}.mmd"
+    if os.environ.get("UPDATE_SNAPSHOTS"):
+        snapshot.write_text(drawn)
+    assert drawn == snapshot.read_text(), f"graph {name} changed shape; rerun with UPDATE_SNAPSHOTS=1 if intended"
