@@ -22,11 +22,13 @@ shape after its first node.
 from __future__ import annotations
 
 import shlex
+import weakref
 from dataclasses import dataclass, field
 from typing import Callable
 
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
+from pydantic.json_schema import SkipJsonSchema
 
 from selfrepair.agents import localise as localisation
 from selfrepair.agents.edits import FORMAT_HELP, apply_edits
@@ -37,7 +39,7 @@ from selfrepair.agents.repo import Checkout, checkout, mirror_repository
 from selfrepair.agents.reviewer import parse_review
 from selfrepair.errors import SelfRepairError
 from selfrepair.graphs.budget import Budget, Sampling
-from selfrepair.graphs.nodes import RepairContext, RepairState, executed, finish as finish_trajectory
+from selfrepair.graphs.nodes import RepairContext, RepairState, baseline_of, executed, finish as finish_trajectory
 from selfrepair.graphs.nodes import next_index, passing, pending_execution, updating
 from selfrepair.graphs.repair import route_executed, route_generated, route_reviewed
 from selfrepair.graphs.run import run_graph
@@ -53,9 +55,19 @@ DIFF_CHARS = 6000  # a diff in a prompt is cut beyond this
 
 @dataclass(kw_only=True)
 class IssueContext(RepairContext):
-    checkout: Checkout  # the private checkout every node works in; live, never checkpointed
+    # The private checkout every node works in; live, never checkpointed. Studio gives none:
+    # `work` then makes one from the task's repository and base commit, removed with the context.
+    checkout: SkipJsonSchema[Checkout | None] = None
     context_tokens: int = 3000  # the budget for the repository map and code in a prompt
-    base_map: list[localisation.Definition] | None = field(default=None, repr=False)
+    base_map: SkipJsonSchema[list[localisation.Definition] | None] = field(default=None, repr=False)
+
+    def work(self, task: Task) -> Checkout:
+        if self.checkout is None:
+            if not task.repo:
+                raise SelfRepairError(f"task {task.task_id}: not a repository task (no repo)")
+            self.checkout = checkout(mirror_repository(task.repo), task.base_commit or "HEAD")
+            weakref.finalize(self, self.checkout.close)
+        return self.checkout
 
 
 def prepare(work: Checkout, task: Task, diff: str, *, with_tests: bool) -> None:
@@ -69,7 +81,7 @@ def prepare(work: Checkout, task: Task, diff: str, *, with_tests: bool) -> None:
 def current_map(context: IssueContext, diff: str) -> list[localisation.Definition]:
     """The definitions of the checkout as it is now: the base's map (parsed once) with the
     files a diff touched parsed again."""
-    work = context.checkout
+    work = context.checkout  # made by the caller's `context.work(task)`
     if context.base_map is None:
         context.base_map = localisation.repository_map(work.path)
     touched = {line[6:] for line in diff.splitlines() if line.startswith("+++ b/")}
@@ -146,7 +158,7 @@ def _propose(trajectory: Trajectory, context: IssueContext, kind: StepKind, base
     edit_problems = last.error if last is not None and last.candidate is None else ""
     parent_diff = parent.candidate.diff if parent is not None else ""
 
-    work = context.checkout
+    work = context.work(task)
     prepare(work, task, parent_diff, with_tests=False)
     try:
         ranked = localisation.rank(current_map(context, parent_diff), task.spec)
@@ -197,7 +209,8 @@ def _propose(trajectory: Trajectory, context: IssueContext, kind: StepKind, base
 def localise(state: RepairState, runtime: Runtime[IssueContext]) -> dict:
     """Rank the repository against the issue; the ranking is recorded, the prompts use it."""
     context = runtime.context
-    with updating(state, context) as trajectory:
+    with updating(state, context, strategy=STRATEGY) as trajectory:
+        context.work(trajectory.task)
         ranked = localisation.rank(current_map(context, ""), trajectory.task.spec)
         trajectory.metadata["localisation"] = [
             {"path": r.definition.path, "name": r.definition.qualname,
@@ -209,13 +222,13 @@ def localise(state: RepairState, runtime: Runtime[IssueContext]) -> dict:
 
 def edit(state: RepairState, runtime: Runtime[IssueContext]) -> dict:
     with updating(state, runtime.context) as trajectory:
-        trajectory.steps.append(_propose(trajectory, runtime.context, "edit", state.get("baseline")))
+        trajectory.steps.append(_propose(trajectory, runtime.context, "edit", baseline_of(state)))
     return {"trajectory": trajectory}
 
 
 def refine(state: RepairState, runtime: Runtime[IssueContext]) -> dict:
     with updating(state, runtime.context) as trajectory:
-        trajectory.steps.append(_propose(trajectory, runtime.context, "refine", state.get("baseline")))
+        trajectory.steps.append(_propose(trajectory, runtime.context, "refine", baseline_of(state)))
     return {"trajectory": trajectory}
 
 
@@ -223,7 +236,8 @@ def execute(state: RepairState, runtime: Runtime[IssueContext]) -> dict:
     with updating(state, runtime.context) as trajectory:
         step = pending_execution(trajectory)
         context = runtime.context
-        step.report = run_candidate_tests(context.sandbox, context.checkout, trajectory.task, step.candidate)
+        work = context.work(trajectory.task)
+        step.report = run_candidate_tests(context.sandbox, work, trajectory.task, step.candidate)
         step.sandbox_seconds = step.report.wall_seconds
     return {"trajectory": trajectory}
 

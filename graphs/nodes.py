@@ -1,52 +1,127 @@
 """What every repair graph shares: its state, its runtime context, and the execute and review
 nodes.
 
-The state is only what must survive a kill: the Trajectory (and the baseline test report).
-The model, the sandbox and the store are live objects, passed per run as LangGraph's runtime
-context, never checkpointed. Nodes take the state and return a partial update; each one works
-on a copy of the trajectory, adds its wall time to it and saves it to the store as it lands.
+The state is only what must survive a kill: the task, the Trajectory (and the baseline test
+report). The model, the sandbox and the store are live objects, passed per run as LangGraph's
+runtime context, never checkpointed. Nodes take the state and return a partial update; each
+one works on a copy of the trajectory, adds its wall time to it and saves it to the store as
+it lands.
+
+The graphs also run from LangGraph Studio / `langgraph dev`, where input and context arrive as
+JSON: the state's pydantic values may come as plain dicts (read them through `task_of`,
+`trajectory_of`, `baseline_of`), and the context's model and sandbox as strings (a model spec,
+a sandbox kind) that `RepairContext` resolves to live objects.
 """
 
 from __future__ import annotations
 
+import atexit
+import functools
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, NotRequired, TypedDict
+from typing import Annotated, Any, Callable, Iterator
 
 from langgraph.runtime import Runtime
+from pydantic import ConfigDict, TypeAdapter, WithJsonSchema
+from pydantic.json_schema import SkipJsonSchema
+from typing_extensions import NotRequired, TypedDict  # pydantic reads typing's TypedDict only on 3.12+
 
-from selfrepair.agents.models import Model
+from selfrepair.agents.models import load_model
 from selfrepair.agents.reviewer import review as review_candidate
 from selfrepair.graphs.budget import Budget, Sampling
+from selfrepair.sandbox.choose import open_sandbox
 from selfrepair.sandbox.core import Sandbox
 from selfrepair.sandbox.testing import run_tests
 from selfrepair.training.store import TrajectoryStore
-from selfrepair.types import Step, TestReport, Trajectory
+from selfrepair.types import Step, Task, TestReport, Trajectory
 
 
 class RepairState(TypedDict):
-    trajectory: Trajectory
+    task: Task
+    trajectory: NotRequired[Trajectory]  # made by the first node when the input holds only the task
     baseline: NotRequired[TestReport | None]  # the tests on the code as given, when the caller ran them
+
+
+MODEL_SCHEMA = WithJsonSchema(
+    {"type": "string", "default": "smollm2",
+     "description": "a model spec: smollm2, hf:PATH_OR_ID[+ADAPTER], openai:NAME@BASE_URL, vllm:NAME, scripted:FILE"}
+)  # fmt: skip
+SANDBOX_SCHEMA = WithJsonSchema(
+    {"type": "string", "enum": ["auto", "docker", "local"], "default": "auto", "description": "where tests run"}
+)
 
 
 @dataclass
 class RepairContext:
-    model: Model
-    sandbox: Sandbox
+    """What a run uses and never checkpoints.
+
+    Python callers pass live objects. From Studio the context is JSON, which LangGraph turns
+    into this class with `RepairContext(**context)`: `model` is then a spec string (loaded by
+    the first node, once per run), `sandbox` a kind (opened once per process and shared by its
+    runs), and `budget` and `sampling` objects of numbers.
+    """
+
+    __pydantic_config__ = ConfigDict(arbitrary_types_allowed=True)  # for the JSON schema of the skipped fields
+
+    model: Annotated[Any, MODEL_SCHEMA] = "smollm2"  # a Model, or a model spec
+    sandbox: Annotated[Any, SANDBOX_SCHEMA] = "auto"  # a Sandbox, or a sandbox kind
     budget: Budget = field(default_factory=Budget)
     sampling: Sampling = field(default_factory=Sampling)
-    store: TrajectoryStore | None = None
-    on_step: Callable[[Trajectory], None] | None = None  # progress display
-    latest: Trajectory | None = None  # the last trajectory a node produced, for error reports
+    store: SkipJsonSchema[TrajectoryStore | None] = None
+    on_step: SkipJsonSchema[Callable[[Trajectory], None] | None] = None  # progress display
+    latest: SkipJsonSchema[Trajectory | None] = None  # the last trajectory a node produced, for error reports
+
+    def __post_init__(self) -> None:
+        # Numbers only: LangGraph's server builds the context on its event loop, where loading
+        # a model or opening a sandbox would hold up every other request (see `resolve`).
+        if isinstance(self.budget, dict):
+            self.budget = TypeAdapter(Budget).validate_python(self.budget)
+        if isinstance(self.sampling, dict):
+            self.sampling = TypeAdapter(Sampling).validate_python(self.sampling)
+
+    def resolve(self) -> None:
+        """A model spec and a sandbox kind made live; every node calls it (through `updating`),
+        in the worker thread that runs the node."""
+        if isinstance(self.model, str):
+            self.model = load_model(self.model)
+        if isinstance(self.sandbox, str):
+            self.sandbox = shared_sandbox(self.sandbox)
+
+
+@functools.cache
+def shared_sandbox(kind: str) -> Sandbox:
+    """One sandbox per kind for the process (a Docker sandbox keeps a warm pool: one per run
+    would leave containers behind), closed when the process exits."""
+    sandbox = open_sandbox(kind)
+    atexit.register(sandbox.close)
+    return sandbox
+
+
+def task_of(state: RepairState) -> Task:
+    return Task.model_validate(state["task"])  # a Task passes through as it is
+
+
+def baseline_of(state: RepairState) -> TestReport | None:
+    baseline = state.get("baseline")
+    return None if baseline is None else TestReport.model_validate(baseline)
+
+
+def trajectory_of(state: RepairState) -> Trajectory:
+    return Trajectory.model_validate(state["trajectory"])
 
 
 @contextmanager
-def updating(state: RepairState, context: RepairContext) -> Iterator[Trajectory]:
+def updating(state: RepairState, context: RepairContext, *, strategy: str = "") -> Iterator[Trajectory]:
     """A copy of the state's trajectory to change; afterwards it carries the node's wall
-    time and is saved, so every step is in the store as soon as it exists."""
+    time and is saved, so every step is in the store as soon as it exists. A graph's first
+    node names its `strategy`: with only a task in the input, the trajectory starts there."""
     started = time.perf_counter()
-    trajectory = state["trajectory"].model_copy(deep=True)
+    context.resolve()
+    if "trajectory" in state:
+        trajectory = editable_copy(trajectory_of(state))
+    else:
+        trajectory = Trajectory(task=task_of(state), strategy=strategy, model=context.model.spec)
     yield trajectory
     trajectory.wall_seconds += time.perf_counter() - started
     context.latest = trajectory
@@ -54,6 +129,16 @@ def updating(state: RepairState, context: RepairContext) -> Iterator[Trajectory]
         context.store.save(trajectory)
     if context.on_step is not None:
         context.on_step(trajectory)
+
+
+def editable_copy(trajectory: Trajectory) -> Trajectory:
+    """A copy a node may change without touching the state it was given: the trajectory, its
+    step list, each step and the metadata are new objects; what nodes never change in place
+    (the task, messages, candidates, reports, reviews) is shared. A deep copy of the whole
+    trajectory per node cost more than the rest of the node."""
+    return trajectory.model_copy(
+        update={"steps": [step.model_copy() for step in trajectory.steps], "metadata": dict(trajectory.metadata)}
+    )
 
 
 def next_index(trajectory: Trajectory) -> int:

@@ -18,6 +18,7 @@ from selfrepair.agents.solver import solve as solve_task
 from selfrepair.graphs.nodes import (
     RepairContext,
     RepairState,
+    baseline_of,
     execute,
     executed,
     finish as finish_trajectory,
@@ -25,13 +26,16 @@ from selfrepair.graphs.nodes import (
     passing,
     pending_execution,
     review_step,
+    trajectory_of,
     updating,
 )
+
+STRATEGY = "refine"
 
 
 def solve(state: RepairState, runtime: Runtime[RepairContext]) -> dict:
     context = runtime.context
-    with updating(state, context) as trajectory:
+    with updating(state, context, strategy=STRATEGY) as trajectory:
         trajectory.steps += solve_task(
             context.model,
             trajectory.task,
@@ -39,7 +43,7 @@ def solve(state: RepairState, runtime: Runtime[RepairContext]) -> dict:
             temperature=0.0,
             max_tokens=context.sampling.max_tokens,
             stop=context.sampling.stop,
-            baseline=state.get("baseline"),
+            baseline=baseline_of(state),
         )
     return {"trajectory": trajectory}
 
@@ -68,7 +72,7 @@ def refine(state: RepairState, runtime: Runtime[RepairContext]) -> dict:
                 temperature=context.sampling.temperature,
                 max_tokens=context.sampling.max_tokens,
                 stop=context.sampling.stop,
-                baseline=state.get("baseline"),
+                baseline=baseline_of(state),
             )
     return {"trajectory": trajectory}
 
@@ -88,7 +92,7 @@ def finish(state: RepairState, runtime: Runtime[RepairContext]) -> dict:
 
 
 def route_generated(state: RepairState, runtime: Runtime[RepairContext]) -> Literal["execute", "refine", "finish"]:
-    trajectory = state["trajectory"]
+    trajectory = trajectory_of(state)
     if pending_execution(trajectory) is not None:
         return "execute"
     return "finish" if runtime.context.budget.exhausted(trajectory) else "refine"
@@ -97,7 +101,7 @@ def route_generated(state: RepairState, runtime: Runtime[RepairContext]) -> Lite
 def route_executed(state: RepairState, runtime: Runtime[RepairContext]) -> Literal["execute", "review", "finish"]:
     """More to run -> run it; a pass or a spent budget -> stop; else ask the reviewer, whose
     critique the next refinement uses."""
-    trajectory = state["trajectory"]
+    trajectory = trajectory_of(state)
     if pending_execution(trajectory) is not None:
         return "execute"
     if passing(trajectory) or runtime.context.budget.exhausted(trajectory):
@@ -106,7 +110,7 @@ def route_executed(state: RepairState, runtime: Runtime[RepairContext]) -> Liter
 
 
 def route_reviewed(state: RepairState, runtime: Runtime[RepairContext]) -> Literal["refine", "finish"]:
-    return "finish" if runtime.context.budget.exhausted(state["trajectory"]) else "refine"
+    return "finish" if runtime.context.budget.exhausted(trajectory_of(state)) else "refine"
 
 
 builder = StateGraph(RepairState, context_schema=RepairContext)

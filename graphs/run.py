@@ -103,6 +103,9 @@ def run_graph(
     config = {"configurable": {"thread_id": task.task_id}, "recursion_limit": 16 + 4 * context.budget.max_candidates}
 
     state_in: dict | None = {
+        "task": task,
+        # Made here rather than by the first node, so that a task whose first node fails keeps
+        # its trajectory id when it is run again.
         "trajectory": Trajectory(task=task, strategy=strategy, model=context.model.spec),
         "baseline": baseline,
     }

@@ -23,6 +23,7 @@ from selfrepair.agents.solver import solve as solve_task
 from selfrepair.graphs.nodes import (
     RepairContext,
     RepairState,
+    baseline_of,
     belief_correct,
     execute,
     executed,
@@ -32,6 +33,7 @@ from selfrepair.graphs.nodes import (
     pending_execution,
     review_step,
     step_value,
+    trajectory_of,
     updating,
 )
 from selfrepair.types import Step, Trajectory
@@ -48,7 +50,7 @@ def rank(step: Step) -> tuple[bool, float, float, int]:
 
 def sample(state: RepairState, runtime: Runtime[RepairContext]) -> dict:
     context = runtime.context
-    with updating(state, context) as trajectory:
+    with updating(state, context, strategy="best-of-n") as trajectory:
         n = min(context.sampling.samples, context.budget.candidates_left(trajectory))
         trajectory.steps += solve_task(
             context.model,
@@ -58,7 +60,7 @@ def sample(state: RepairState, runtime: Runtime[RepairContext]) -> dict:
             temperature=context.sampling.temperature,
             max_tokens=context.sampling.max_tokens,
             stop=context.sampling.stop,
-            baseline=state.get("baseline"),
+            baseline=baseline_of(state),
             kind="sample",
         )
     return {"trajectory": trajectory}
@@ -89,7 +91,7 @@ def select(state: RepairState, runtime: Runtime[RepairContext]) -> dict:
 
 
 def route_sampled(state: RepairState, runtime: Runtime[RepairContext]) -> Literal["execute", "sample", "select"]:
-    trajectory = state["trajectory"]
+    trajectory = trajectory_of(state)
     if pending_execution(trajectory) is not None:
         return "execute"
     return "select" if runtime.context.budget.exhausted(trajectory) else "sample"
@@ -98,7 +100,7 @@ def route_sampled(state: RepairState, runtime: Runtime[RepairContext]) -> Litera
 def route_sample_executed(
     state: RepairState, runtime: Runtime[RepairContext]
 ) -> Literal["execute", "review", "sample", "select"]:
-    trajectory = state["trajectory"]
+    trajectory = trajectory_of(state)
     if pending_execution(trajectory) is not None:
         return "execute"
     if passing(trajectory):
@@ -145,7 +147,7 @@ def uct(trajectory: Trajectory, step: Step, exploration: float) -> float:
 
 def root(state: RepairState, runtime: Runtime[RepairContext]) -> dict:
     context = runtime.context
-    with updating(state, context) as trajectory:
+    with updating(state, context, strategy="tree") as trajectory:
         trajectory.steps += solve_task(
             context.model,
             trajectory.task,
@@ -153,7 +155,7 @@ def root(state: RepairState, runtime: Runtime[RepairContext]) -> dict:
             temperature=0.0,
             max_tokens=context.sampling.max_tokens,
             stop=context.sampling.stop,
-            baseline=state.get("baseline"),
+            baseline=baseline_of(state),
         )
     return {"trajectory": trajectory}
 
@@ -187,7 +189,7 @@ def expand(state: RepairState, runtime: Runtime[RepairContext]) -> dict:
                 temperature=context.sampling.temperature,
                 max_tokens=context.sampling.max_tokens,
                 stop=context.sampling.stop,
-                baseline=state.get("baseline"),
+                baseline=baseline_of(state),
             )
     return {"trajectory": trajectory}
 
@@ -216,7 +218,7 @@ def finish_tree(state: RepairState, runtime: Runtime[RepairContext]) -> dict:
 def route_tree_generated(
     state: RepairState, runtime: Runtime[RepairContext]
 ) -> Literal["execute", "expand", "finish"]:
-    trajectory = state["trajectory"]
+    trajectory = trajectory_of(state)
     if pending_execution(trajectory) is not None:
         return "execute"
     return "finish" if runtime.context.budget.exhausted(trajectory) else "expand"
@@ -225,7 +227,7 @@ def route_tree_generated(
 def route_tree_executed(
     state: RepairState, runtime: Runtime[RepairContext]
 ) -> Literal["execute", "value", "expand", "finish"]:
-    trajectory = state["trajectory"]
+    trajectory = trajectory_of(state)
     if pending_execution(trajectory) is not None:
         return "execute"
     if passing(trajectory) or runtime.context.budget.exhausted(trajectory):

@@ -36,4 +36,7 @@ def test_smollm2_repairs_the_example_with_best_of_n(tmp_path):
         sandbox.close()
     assert trajectory.solved, [s.completion for s in trajectory.steps]
     solution = trajectory.steps[trajectory.solution_step].candidate.files["calc.py"]
-    assert "a + b" in solution.replace("b + a", "a + b")
+    # It passed the sandboxed tests; it adds here too (the model may rename the parameters).
+    namespace: dict = {}
+    exec(solution, namespace)
+    assert namespace["add"](2, 3) == 5 and namespace["add"](-1, 1) == 0
