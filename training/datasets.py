@@ -1,0 +1,179 @@
+"""Training data from recorded repairs, as Hugging Face `datasets`.
+
+SFT (rejection sampling, STaR / CYCLE style): every model call whose candidate passed the
+tests becomes one chat, `messages` = the prompt exactly as it was sent plus the reply as
+the assistant turn. A refinement step's prompt already holds the spec, the faulty code and
+the test feedback, so it becomes "spec + faulty code + feedback -> fixed code" by itself.
+Only the sandbox's verdict counts: a trajectory's outcome or a reviewer's accept is never
+taken as evidence that a reply was right.
+
+DPO (V-STaR style): for one prompt of a task (the same messages, from any of its
+trajectories in any run), a reply whose candidate passed is chosen and one that failed (tests
+failed, or no code in it) is rejected; TRL's conversational preference format `prompt` /
+`chosen` / `rejected`.
+
+Both are deduplicated and split by task: every example of a task lands on the same side,
+so the held-out split measures tasks the model never trained on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from datasets import Dataset, DatasetDict
+
+from selfrepair.errors import SelfRepairError
+from selfrepair.training.store import TrajectoryStore
+from selfrepair.types import Message, Step, Trajectory
+
+# Pairs per prompt, at most: a prompt sampled many times would otherwise swamp the rest
+# with its chosen x rejected cross product.
+MAX_PAIRS_PER_PROMPT = 4
+
+
+@dataclass
+class Sources:
+    """The trajectories read and where they came from (recorded in the adapter's card)."""
+
+    trajectories: list[Trajectory]
+    run_dirs: list[str] = field(default_factory=list)
+
+    @property
+    def solved_tasks(self) -> set[str]:
+        return {t.task.task_id for t in self.trajectories for s in t.steps if verified_pass(s)}
+
+
+def read_runs(run_dirs: Sequence[Path | str]) -> Sources:
+    """Every trajectory in the run directories' stores; an empty set of them is an error."""
+    if not run_dirs:
+        raise SelfRepairError("no run directories given: name at least one RUN_DIR")
+    trajectories: list[Trajectory] = []
+    for run_dir in run_dirs:
+        with TrajectoryStore(Path(run_dir), create=False) as store:
+            trajectories += store.trajectories()
+    if not trajectories:
+        raise SelfRepairError(f"no trajectories in {', '.join(map(str, run_dirs))}: nothing to train on")
+    return Sources(trajectories, [str(Path(d).resolve()) for d in run_dirs])
+
+
+def verified_pass(step: Step) -> bool:
+    """The step's candidate ran and every test passed."""
+    return step.candidate is not None and step.report is not None and step.report.passed
+
+
+def verified_fail(step: Step) -> bool:
+    """The step's reply is known bad: its candidate failed the tests, or it held no code."""
+    if not step.completion.strip():
+        return False  # nothing was generated (e.g. the model call itself failed)
+    if step.candidate is None:
+        return bool(step.error)
+    return step.report is not None and not step.report.passed
+
+
+def chat(messages: Iterable[Message]) -> list[dict[str, str]]:
+    return [{"role": m.role, "content": m.content} for m in messages]
+
+
+def prompt_key(messages: Sequence[Message]) -> str:
+    return json.dumps(chat(messages), sort_keys=True)
+
+
+def sft_rows(trajectories: Iterable[Trajectory]) -> list[dict]:
+    rows, seen = [], set()
+    for trajectory in trajectories:
+        for step in trajectory.steps:
+            if not verified_pass(step) or not step.messages or not step.completion.strip():
+                continue
+            key = (prompt_key(step.messages), step.completion.strip())
+            if key in seen:
+                continue
+            seen.add(key)
+            rows.append(
+                {
+                    "messages": chat(step.messages) + [{"role": "assistant", "content": step.completion}],
+                    "task_id": trajectory.task.task_id,
+                    "kind": step.kind,
+                }
+            )
+    return rows
+
+
+def dpo_rows(trajectories: Iterable[Trajectory]) -> list[dict]:
+    # (task id, prompt key) -> (task id, messages, passing replies, failing replies), replies
+    # deduplicated. The task id is part of the key so that a pair never spans two tasks.
+    groups: dict[tuple[str, str], tuple[str, list[Message], dict[str, None], dict[str, None]]] = {}
+    for trajectory in trajectories:
+        for step in trajectory.steps:
+            if not step.messages:
+                continue
+            passed, failed = verified_pass(step), verified_fail(step)
+            if not (passed or failed):
+                continue
+            key = (trajectory.task.task_id, prompt_key(step.messages))
+            group = groups.setdefault(key, (trajectory.task.task_id, step.messages, {}, {}))
+            (group[2] if passed else group[3]).setdefault(step.completion.strip(), None)
+    rows = []
+    for task_id, messages, chosen, rejected in groups.values():
+        # A reply that both passed and failed (a flaky test) is no preference signal.
+        rejected = [r for r in rejected if r not in chosen]
+        pairs = [(c, r) for c in chosen for r in rejected][:MAX_PAIRS_PER_PROMPT]
+        for good, bad in pairs:
+            rows.append(
+                {
+                    "prompt": chat(messages),
+                    "chosen": [{"role": "assistant", "content": good}],
+                    "rejected": [{"role": "assistant", "content": bad}],
+                    "task_id": task_id,
+                }
+            )
+    return rows
+
+
+def split_by_task(rows: list[dict], eval_fraction: float) -> DatasetDict:
+    """`train` and `test`, with each task wholly on one side. Which tasks are held out
+    depends only on their ids (a hash), so the split is the same from run to run."""
+    if not 0 <= eval_fraction < 1:
+        raise SelfRepairError(f"eval fraction must be in [0, 1), got {eval_fraction}")
+    tasks = sorted({r["task_id"] for r in rows}, key=lambda t: hashlib.sha256(t.encode()).hexdigest())
+    # Hold out at least one task when there are two or more, so evaluation is never empty.
+    held = math.ceil(eval_fraction * len(tasks)) if eval_fraction and len(tasks) > 1 else 0
+    held_out = set(tasks[: min(held, len(tasks) - 1)])
+    train = [r for r in rows if r["task_id"] not in held_out]
+    test = [r for r in rows if r["task_id"] in held_out]
+    columns = list(rows[0]) if rows else []
+    return DatasetDict(
+        train=Dataset.from_list(train) if train else Dataset.from_dict({c: [] for c in columns}),
+        test=Dataset.from_list(test) if test else Dataset.from_dict({c: [] for c in columns}),
+    )
+
+
+def sft_dataset(sources: Sources, eval_fraction: float = 0.1) -> DatasetDict:
+    """Chats that led to a passing candidate, split by task."""
+    rows = sft_rows(sources.trajectories)
+    if not rows:
+        raise SelfRepairError(
+            f"no test-verified successes among {len(sources.trajectories)} trajectories "
+            f"in {', '.join(sources.run_dirs) or 'the given runs'}: nothing to fine-tune on"
+        )
+    return split_by_task(rows, eval_fraction)
+
+
+def dpo_dataset(sources: Sources, eval_fraction: float = 0.1) -> DatasetDict:
+    """Preference pairs (passing reply chosen over a failing one to the same prompt), split by task."""
+    if not sources.solved_tasks:
+        raise SelfRepairError(
+            f"no test-verified successes among {len(sources.trajectories)} trajectories "
+            f"in {', '.join(sources.run_dirs) or 'the given runs'}: no reply to prefer"
+        )
+    rows = dpo_rows(sources.trajectories)
+    if not rows:
+        raise SelfRepairError(
+            "no preference pairs: no prompt has both a passing and a failing reply "
+            "(sample several candidates per prompt, e.g. --strategy best-of-n)"
+        )
+    return split_by_task(rows, eval_fraction)
