@@ -1,12 +1,15 @@
 # The two quick-start commands: `make demo` repairs the example, `make test` runs the tests.
 # Each installs what it needs first.
-.PHONY: install demo test
+.PHONY: install sandbox demo test
 
 install:
 	bash scripts/install.sh
 
+sandbox: install
+	bash scripts/sandbox.sh
+
 test: install
 	bash scripts/test.sh
 
-demo: install
+demo: sandbox
 	bash scripts/demo.sh

@@ -3,4 +3,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 .venv/bin/selfrepair models pull smollm2
+# Headless Chromium opens the HTML report in tests/test_report.py; apt-get needs root (CI is).
+if [ ! -x /usr/bin/chromium ] && [ "$(id -u)" = 0 ]; then
+    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium
+fi
+# The Docker sandbox (engine and image): Docker tests fail in CI without it, and skip elsewhere.
+bash scripts/sandbox.sh
+# The official SWE-bench harness validates `bench swebench` predictions (tests/test_issue_graph.py).
+.venv/bin/python -c "import swebench" 2>/dev/null || .venv/bin/pip install -q -e ".[swebench]"
 exec .venv/bin/python -m pytest -q -ra "$@"

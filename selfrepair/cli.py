@@ -29,6 +29,31 @@ def version() -> None:
     typer.echo(__version__)
 
 
+from selfrepair.cli_models import app as models_app  # noqa: E402
+
+app.add_typer(models_app, name="models")
+
+from selfrepair.cli_sandbox import app as sandbox_app  # noqa: E402
+
+app.add_typer(sandbox_app, name="sandbox")
+
+from selfrepair.cli_report import report as report_command  # noqa: E402
+
+app.command("report")(report_command)
+
+from selfrepair.cli_run import bench, export, fix  # noqa: E402
+
+app.command("fix")(fix)
+app.command("bench")(bench)
+app.command("export")(export)
+
+from selfrepair.cli_train import improve as improve_command, serve as serve_command, train_app  # noqa: E402
+
+app.add_typer(train_app, name="train")
+app.command("improve")(improve_command)
+app.command("serve")(serve_command)
+
+
 def main() -> None:
     """Entry point: a SelfRepairError becomes one line on stderr and exit status 2."""
     try:
