@@ -7,6 +7,11 @@ import sys
 import typer
 
 from selfrepair import __version__
+from selfrepair.cli_models import app as models_app
+from selfrepair.cli_report import report
+from selfrepair.cli_run import bench, export, fix
+from selfrepair.cli_sandbox import app as sandbox_app
+from selfrepair.cli_train import improve, serve, train_app
 from selfrepair.errors import SelfRepairError
 
 app = typer.Typer(
@@ -15,6 +20,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",  # joins a docstring's wrapped lines into one paragraph
 )
 
 
@@ -29,29 +35,15 @@ def version() -> None:
     typer.echo(__version__)
 
 
-from selfrepair.cli_models import app as models_app  # noqa: E402
-
-app.add_typer(models_app, name="models")
-
-from selfrepair.cli_sandbox import app as sandbox_app  # noqa: E402
-
-app.add_typer(sandbox_app, name="sandbox")
-
-from selfrepair.cli_report import report as report_command  # noqa: E402
-
-app.command("report")(report_command)
-
-from selfrepair.cli_run import bench, export, fix  # noqa: E402
-
 app.command("fix")(fix)
 app.command("bench")(bench)
+app.command("report")(report)
 app.command("export")(export)
-
-from selfrepair.cli_train import improve as improve_command, serve as serve_command, train_app  # noqa: E402
-
 app.add_typer(train_app, name="train")
-app.command("improve")(improve_command)
-app.command("serve")(serve_command)
+app.command("improve")(improve)
+app.command("serve")(serve)
+app.add_typer(models_app, name="models")
+app.add_typer(sandbox_app, name="sandbox")
 
 
 def main() -> None:
