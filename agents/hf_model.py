@@ -25,7 +25,10 @@ def load_pretrained(name_or_path: str, adapter: str | None) -> tuple[Any, Any]:
     peft injects its layers into the model it wraps, so a shared base would change under others."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as transformers_logging
 
+    # Its per-tensor loading bar would scribble over the run's own progress display.
+    transformers_logging.disable_progress_bar()
     device = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
     try:
