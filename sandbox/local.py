@@ -116,6 +116,10 @@ class LocalSandbox:
         bin_dir.mkdir()
         for name in ("python", "python3"):
             (bin_dir / name).symlink_to(self.python)
+        # A bare `pytest` in a test command works as in the Docker image, whose pytest is on PATH.
+        launcher = bin_dir / "pytest"
+        launcher.write_text('#!/bin/sh\nexec python -m pytest "$@"\n')
+        launcher.chmod(0o755)
         if argv and argv[0] in ("python", "python3"):
             argv[0] = self.python
         env = {

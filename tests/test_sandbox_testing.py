@@ -118,6 +118,19 @@ def test_command_task_with_pytest_is_itemised(sandbox):
     assert not report.passed
 
 
+def test_bare_pytest_command_runs_the_tests(sandbox):
+    task = Task(
+        task_id="cmd",
+        spec="",
+        files={"calc.py": "def add(a, b):\n    return a - b\n"},
+        tests=TestSpec(kind="command", command="pytest -q", files={"test_calc.py": TESTS["test_calc.py"]}),
+    )
+    report = run_tests(sandbox, task)
+    assert "test_calc.py::test_add" in {case.name for case in report.tests}, report.reason
+    assert not report.passed
+    assert run_tests(sandbox, task, Candidate(files={"calc.py": "def add(a, b):\n    return a + b\n"})).passed
+
+
 def test_command_task_without_pytest_uses_exit_status(sandbox):
     task = Task(task_id="cmd", spec="", files={"a.txt": "x"}, tests=TestSpec(kind="command", command="grep -q y a.txt"))
     report = run_tests(sandbox, task)
