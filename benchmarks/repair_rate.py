@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -67,12 +68,21 @@ def main() -> None:
     sandbox = open_sandbox(args.sandbox)
     budget = Budget(max_candidates=args.budget)
     started = time.perf_counter()
+
+    def run(task, strategy: str, **options) -> Trajectory:
+        # Progress on stderr: on a CPU one task can take many minutes.
+        trajectory = repair_task(task, model, sandbox, strategy, budget, **options)
+        print(
+            f"[{time.perf_counter() - started:7.0f}s] {strategy} {task.task_id}: {trajectory.outcome}, "
+            f"{len(trajectory.candidates)} candidates, {trajectory.tokens} tokens",
+            file=sys.stderr,
+            flush=True,
+        )
+        return trajectory
+
     try:
-        refine = [repair_task(task, model, sandbox, "refine", budget) for task in tasks]
-        best_of_n = [
-            repair_task(task, model, sandbox, "best-of-n", budget, sampling=Sampling(samples=args.budget))
-            for task in tasks
-        ]
+        refine = [run(task, "refine") for task in tasks]
+        best_of_n = [run(task, "best-of-n", sampling=Sampling(samples=args.budget)) for task in tasks]
     finally:
         sandbox.close()
     single_shot = [t.model_copy(update={"steps": t.steps[:1]}) for t in refine]
