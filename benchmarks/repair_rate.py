@@ -85,7 +85,11 @@ def main() -> None:
         best_of_n = [run(task, "best-of-n", sampling=Sampling(samples=args.budget)) for task in tasks]
     finally:
         sandbox.close()
-    single_shot = [t.model_copy(update={"steps": t.steps[:1]}) for t in refine]
+    # Single-shot is the refine loop's first (greedy) candidate alone, with its own cost.
+    single_shot = [
+        t.model_copy(update={"steps": t.steps[:1], "wall_seconds": sum(s.model_seconds + s.sandbox_seconds for s in t.steps[:1])})
+        for t in refine
+    ]
     for trajectory in single_shot:
         first = trajectory.steps[0] if trajectory.steps else None
         trajectory.outcome = "solved" if first and first.report and first.report.passed else "failed"
