@@ -32,6 +32,7 @@ from selfrepair.cli_run import (
     check_reachable,
     command_line,
     describe_step,
+    not_fixed_report,
     prepare_run_dir,
     read_spec,
     run_tasks,
@@ -148,10 +149,7 @@ def fix_repository(
                 f"{trajectory.wall_seconds:.1f} s; patch in {run_dir / 'fix.patch'}; {where}"
             )
     else:
-        lines = [f"not fixed ({trajectory.outcome}: {trajectory.error or trajectory.metadata.get('stop_reason', '')})"]
-        lines.append(f"tried {len(trajectory.steps)} candidates, {trajectory.tokens:,} tokens; run directory {run_dir}")
-        lines.extend(describe_step(trajectory, s.index) for s in trajectory.steps)
-        typer.echo("\n".join(lines), err=quiet)
+        typer.echo(not_fixed_report(trajectory, run_dir), err=quiet)
     if not diff:
         raise typer.Exit(1)
 

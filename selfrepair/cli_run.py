@@ -242,6 +242,14 @@ def describe_step(trajectory: Trajectory, index: int) -> str:
     return line
 
 
+def not_fixed_report(trajectory: Trajectory, run_dir: Path) -> str:
+    """What an unsuccessful fix tried: why it stopped, its cost, and each step's outcome."""
+    lines = [f"not fixed ({trajectory.outcome}: {trajectory.error or trajectory.metadata.get('stop_reason', '')})"]
+    lines.append(f"tried {len(trajectory.steps)} candidates, {trajectory.tokens:,} tokens; run directory {run_dir}")
+    lines.extend(describe_step(trajectory, s.index) for s in trajectory.steps)
+    return "\n".join(lines)
+
+
 def fix(
     path: Path = typer.Argument(..., help="The file or directory to repair.", show_default=False),
     test_cmd: str = typer.Option(
@@ -362,10 +370,7 @@ def report_fix(
                 f"{trajectory.wall_seconds:.1f} s; wrote {', '.join(sorted(files))} (patch in {run_dir / 'fix.patch'})"
             )
     else:
-        lines = [f"not fixed ({trajectory.outcome}: {trajectory.error or trajectory.metadata.get('stop_reason', '')})"]
-        lines.append(f"tried {len(trajectory.steps)} candidates, {trajectory.tokens:,} tokens; run directory {run_dir}")
-        lines.extend(describe_step(trajectory, s.index) for s in trajectory.steps)
-        typer.echo("\n".join(lines), err=quiet)
+        typer.echo(not_fixed_report(trajectory, run_dir), err=quiet)
     if not solution:
         raise typer.Exit(1)
 
