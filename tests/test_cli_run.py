@@ -91,6 +91,17 @@ def test_fix_that_fails_exits_1_and_says_what_it_tried(example, tmp_path):
     assert "return a - b" in (example / "calc.py").read_text()
 
 
+def test_fix_that_fails_prints_each_step_it_tried(example, tmp_path):
+    model = replies(tmp_path, WRONG, "VERDICT: refine\nCONFIDENCE: 0.7\nCRITIQUE: wrong sign", "no idea")
+    result = run(
+        "fix", str(example / "calc.py"), "--test-cmd", TEST_CMD, "--model", model, "--sandbox", "local",
+        "--strategy", "refine", "--budget", "2", "--out", str(tmp_path / "run"),
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "not fixed (budget" in result.stdout and "tried 2 candidates" in result.stdout
+    assert "#0 solve:" in result.stdout and "#1 refine (from #0): no candidate: no code in the reply" in result.stdout
+
+
 @pytest.mark.parametrize(
     "case, message",
     [
