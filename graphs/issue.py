@@ -271,8 +271,7 @@ def review(state: RepairState, runtime: Runtime[IssueContext]) -> dict:
 def finish(state: RepairState, runtime: Runtime[IssueContext]) -> dict:
     with updating(state, runtime.context) as trajectory:
         solved = passing(trajectory)
-        reason = "tests pass" if solved else runtime.context.budget.exhausted(trajectory)
-        finish_trajectory(trajectory, solved[0] if solved else None, reason)
+        finish_trajectory(trajectory, solved[0] if solved else None, runtime.context.budget)
         if solved:
             trajectory.metadata["patch"] = solved[0].candidate.diff
     return {"trajectory": trajectory}

@@ -203,10 +203,12 @@ def review_step(trajectory: Trajectory, step: Step, context: RepairContext) -> N
     step.reviewer_error = result.review.verdict == "accept" and not step.report.passed
 
 
-def finish(trajectory: Trajectory, solution: Step | None, reason: str) -> None:
+def finish(trajectory: Trajectory, solution: Step | None, budget: Budget) -> None:
+    """Close the episode: solved by `solution`, or stopped by the budget (and which part)."""
     if solution is not None:
         trajectory.outcome = "solved"
         trajectory.solution_step = solution.index
+        trajectory.metadata["stop_reason"] = "tests pass"
     else:
         trajectory.outcome = "budget"
-    trajectory.metadata["stop_reason"] = reason
+        trajectory.metadata["stop_reason"] = budget.exhausted(trajectory)

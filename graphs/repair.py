@@ -86,8 +86,7 @@ def review(state: RepairState, runtime: Runtime[RepairContext]) -> dict:
 def finish(state: RepairState, runtime: Runtime[RepairContext]) -> dict:
     with updating(state, runtime.context) as trajectory:
         solved = passing(trajectory)
-        reason = "tests pass" if solved else runtime.context.budget.exhausted(trajectory)
-        finish_trajectory(trajectory, solved[0] if solved else None, reason)
+        finish_trajectory(trajectory, solved[0] if solved else None, runtime.context.budget)
     return {"trajectory": trajectory}
 
 

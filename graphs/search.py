@@ -85,8 +85,7 @@ def select(state: RepairState, runtime: Runtime[RepairContext]) -> dict:
         if best is not None:
             trajectory.metadata["best_step"] = best.index
         solved = best is not None and best.report.passed
-        reason = "tests pass" if solved else runtime.context.budget.exhausted(trajectory)
-        finish_trajectory(trajectory, best if solved else None, reason)
+        finish_trajectory(trajectory, best if solved else None, runtime.context.budget)
     return {"trajectory": trajectory}
 
 
@@ -210,8 +209,7 @@ def finish_tree(state: RepairState, runtime: Runtime[RepairContext]) -> dict:
             if step.value is None:  # executed after the budget ran out: valued by its tests alone
                 step.value = step_value(step, runtime.context.sampling)
         solved = passing(trajectory)
-        reason = "tests pass" if solved else runtime.context.budget.exhausted(trajectory)
-        finish_trajectory(trajectory, solved[0] if solved else None, reason)
+        finish_trajectory(trajectory, solved[0] if solved else None, runtime.context.budget)
     return {"trajectory": trajectory}
 
 
