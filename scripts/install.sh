@@ -3,6 +3,9 @@
 # nothing pulls several GB of CUDA packages.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# As root, the local sandbox runs tests as nobody, who must be able to read .venv: a checkout
+# made inside `mktemp -d` is mode 0700.
+chmod a+rx .
 python=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
     echo "[install] creating .venv"
