@@ -11,6 +11,7 @@ from selfrepair.cli_models import app as models_app
 from selfrepair.cli_report import report
 from selfrepair.cli_run import bench, export, fix
 from selfrepair.cli_sandbox import app as sandbox_app
+from selfrepair.cli_synth import synth
 from selfrepair.cli_train import improve, serve, train_app
 from selfrepair.errors import SelfRepairError
 
@@ -44,6 +45,7 @@ app.command("improve")(improve)
 app.command("serve")(serve)
 app.add_typer(models_app, name="models")
 app.add_typer(sandbox_app, name="sandbox")
+app.command("synth")(synth)
 
 
 def main() -> None:
