@@ -1,1 +1,1 @@
-"""Models (one protocol, several backends), prompts, and the solver, reviewer and refiner."""
+"""Models (one protocol, several backends), adapters, prompts, and the solver, reviewer and refiner."""

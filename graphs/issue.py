@@ -45,7 +45,7 @@ from selfrepair.graphs.repair import route_executed, route_generated, route_revi
 from selfrepair.graphs.run import run_graph
 from selfrepair.sandbox.core import Sandbox
 from selfrepair.sandbox.testing import run_tests
-from selfrepair.training.store import TrajectoryStore
+from selfrepair.store import TrajectoryStore
 from selfrepair.types import Candidate, Message, Step, StepKind, Task, TestCase, TestReport, Trajectory
 
 STRATEGY = "issue"

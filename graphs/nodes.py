@@ -33,7 +33,7 @@ from selfrepair.graphs.budget import Budget, Sampling
 from selfrepair.sandbox.choose import open_sandbox
 from selfrepair.sandbox.core import Sandbox
 from selfrepair.sandbox.testing import run_tests
-from selfrepair.training.store import TrajectoryStore
+from selfrepair.store import TrajectoryStore
 from selfrepair.types import Step, Task, TestReport, Trajectory
 
 

@@ -24,7 +24,7 @@ from selfrepair.graphs import repair, search
 from selfrepair.graphs.budget import Budget, Sampling
 from selfrepair.graphs.nodes import RepairContext
 from selfrepair.sandbox.core import Sandbox
-from selfrepair.training.store import TrajectoryStore, store_path
+from selfrepair.store import TrajectoryStore, store_path
 from selfrepair.types import TestReport, Trajectory
 
 STRATEGIES: dict[str, StateGraph] = {

@@ -34,7 +34,7 @@ from selfrepair.metrics import result_row, summarize
 from selfrepair.sandbox.choose import open_sandbox
 from selfrepair.sandbox.core import Sandbox
 from selfrepair.sandbox.testing import run_tests
-from selfrepair.training.store import TrajectoryStore, store_path
+from selfrepair.store import TrajectoryStore, store_path
 from selfrepair.types import Task, Trajectory
 
 RESULTS = "results.jsonl"

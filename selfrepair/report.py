@@ -26,7 +26,7 @@ from pydantic import ValidationError
 
 from selfrepair.errors import SelfRepairError
 from selfrepair.metrics import pass_at_k, pass_at_tokens, summarize
-from selfrepair.training.store import STORE_NAME, TrajectoryStore
+from selfrepair.store import STORE_NAME, TrajectoryStore
 from selfrepair.types import Step, TestReport, Trajectory
 
 RESULTS_NAME = "results.jsonl"

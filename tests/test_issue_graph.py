@@ -9,14 +9,14 @@ from pathlib import Path
 import git
 import pytest
 
+from selfrepair import types
 from selfrepair.agents.scripted_model import ScriptedModel
 from selfrepair.errors import SelfRepairError
 from selfrepair.graphs import issue
 from selfrepair.graphs.budget import Budget, Sampling
 from selfrepair.graphs.run import open_checkpointer
 from selfrepair.sandbox.local import LocalSandbox
-from selfrepair.training.store import TrajectoryStore
-from selfrepair import types
+from selfrepair.store import TrajectoryStore
 
 ISSUE = (Path(__file__).resolve().parent.parent / "examples" / "issue_repo" / "ISSUE.md").read_text()
 

@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
+from selfrepair import types
 from selfrepair.agents.models import load_model
 from selfrepair.graphs import repair, search
 from selfrepair.graphs.budget import Budget, Sampling
 from selfrepair.graphs.run import open_checkpointer, repair_task
 from selfrepair.sandbox.choose import open_sandbox
-from selfrepair.training.store import TrajectoryStore
+from selfrepair.store import TrajectoryStore
 from selfrepair.types import Task
-from selfrepair import types
 
 SNAPSHOTS = Path(__file__).parent / "snapshots"
 

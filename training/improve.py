@@ -27,15 +27,15 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from selfrepair.agents.adapters import resolve_base
 from selfrepair.agents.models import load_model
 from selfrepair.errors import SelfRepairError
 from selfrepair.graphs.budget import Budget, Sampling
 from selfrepair.graphs.run import repair_task
 from selfrepair.metrics import result_row, summarize
 from selfrepair.sandbox.core import Sandbox
-from selfrepair.training.adapters import resolve_base
+from selfrepair.store import TrajectoryStore
 from selfrepair.training.datasets import dpo_dataset, read_runs, sft_dataset
-from selfrepair.training.store import TrajectoryStore
 from selfrepair.training.train import Method, default_lora, train_adapter
 from selfrepair.types import Task
 

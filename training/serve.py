@@ -29,8 +29,8 @@ from pathlib import Path
 from rich.console import Console
 
 from selfrepair import config
+from selfrepair.agents.adapters import base_fingerprint, check_adapter, resolve_base
 from selfrepair.errors import SelfRepairError
-from selfrepair.training.adapters import base_fingerprint, check_adapter, resolve_base
 
 ENGINES = ("vllm", "transformers")
 HOST = "127.0.0.1"  # never another interface: a served model is for this machine
