@@ -27,7 +27,7 @@ from pydantic import ConfigDict, TypeAdapter, WithJsonSchema
 from pydantic.json_schema import SkipJsonSchema
 from typing_extensions import NotRequired, TypedDict  # pydantic reads typing's TypedDict only on 3.12+
 
-from selfrepair.agents.models import load_model
+from selfrepair.agents.backends import load_model
 from selfrepair.agents.reviewer import review as review_candidate
 from selfrepair.graphs.budget import Budget, Sampling
 from selfrepair.sandbox.choose import open_sandbox

@@ -161,7 +161,7 @@ def test_bench_writes_results_and_summary(tmp_path):
 def test_bench_table_output(tmp_path):
     data = quixbugs_file(tmp_path, ["plus"])
     result = run(
-        "bench", "quixbugs", "--data", str(data), "--model", replies(tmp_path, fixed("plus")),
+        "bench", "quixbugs", "--data", str(data), "--model", replies(tmp_path, fixed("plus")), "--budget", "1",
         "--sandbox", "local", "--out", str(tmp_path / "run"),
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
@@ -185,7 +185,7 @@ def test_bench_refuses_bad_input(tmp_path, case, message):
         data = tmp_path / "nope.jsonl"
     else:
         first = run("bench", "quixbugs", "--data", str(data), "--model", replies(tmp_path, fixed("plus")),
-                    "--sandbox", "local", "--out", str(out), "--quiet")  # fmt: skip
+                    "--budget", "1", "--sandbox", "local", "--out", str(out), "--quiet")  # fmt: skip
         assert first.returncode == 0, first.stderr
     result = run(
         "bench", "quixbugs", "--data", str(data), "--model", replies(tmp_path, fixed("plus")), "--budget", "5",

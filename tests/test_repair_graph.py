@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from selfrepair import types
-from selfrepair.agents.models import load_model
+from selfrepair.agents.backends import load_model
 from selfrepair.graphs import repair, search
 from selfrepair.graphs.budget import Budget, Sampling
 from selfrepair.graphs.run import open_checkpointer, repair_task

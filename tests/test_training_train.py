@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 
 from conftest import TINY_TRAINING, operator_task
 from selfrepair.agents.adapters import read_card
-from selfrepair.agents.models import load_model
+from selfrepair.agents.backends import load_model
 from selfrepair.agents.smollm2 import ensure_smollm2
 from selfrepair.agents.solver import solve_messages
 from selfrepair.errors import SelfRepairError

@@ -28,7 +28,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from selfrepair.agents.adapters import resolve_base
-from selfrepair.agents.models import load_model
+from selfrepair.agents.backends import load_model
 from selfrepair.errors import SelfRepairError
 from selfrepair.graphs.budget import Budget, Sampling
 from selfrepair.graphs.run import repair_task
