@@ -409,7 +409,8 @@ def step_html(step: Step, before: dict[str, str], before_name: str, trajectory: 
         count = _plural(len(step.messages), "message")
         parts.append(f"<details><summary>prompt ({count})</summary><pre>{_e(prompt)}</pre></details>")
     if step.completion:
-        parts.append(f"<details><summary>model reply</summary><pre>{_e(step.completion)}</pre></details>")
+        cut = " <span class='bad'>(cut at the token limit)</span>" if step.finish_reason == "length" else ""
+        parts.append(f"<details><summary>model reply{cut}</summary><pre>{_e(step.completion)}</pre></details>")
     if step.candidate is not None:
         if step.candidate.files:
             diff = diff_html(before, step.candidate.files, before_name)

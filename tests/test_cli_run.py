@@ -102,6 +102,18 @@ def test_fix_that_fails_prints_each_step_it_tried(example, tmp_path):
     assert "#0 solve:" in result.stdout and "#1 refine (from #0): no candidate: no code in the reply" in result.stdout
 
 
+def test_fix_stops_on_the_token_budget_it_is_given(example, tmp_path):
+    model = replies(tmp_path, WRONG, "VERDICT: refine\nCONFIDENCE: 0.7\nCRITIQUE: wrong sign", GOOD)
+    result = run(
+        "fix", str(example / "calc.py"), "--test-cmd", TEST_CMD, "--model", model, "--sandbox", "local",
+        "--strategy", "refine", "--max-tokens", "10", "--max-seconds", "900", "--out", str(tmp_path / "run"),
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "not fixed (budget: token budget spent" in result.stdout and "tried 1 candidates" in result.stdout
+    budget = json.loads((tmp_path / "run" / "summary.json").read_text())["config"]["budget"]
+    assert budget == {"max_candidates": 8, "max_tokens": 10, "max_seconds": 900.0}
+
+
 @pytest.mark.parametrize(
     "case, message",
     [
