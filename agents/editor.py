@@ -67,8 +67,8 @@ def edit(
     parent_diff = parent.candidate.diff if parent is not None else ""
 
     work.reset()
-    work.apply_patch(parent_diff, what="the candidate")
     try:
+        work.apply_patch(parent_diff, what="the candidate")
         ranked = localise.rank(repository.current(parent_diff), task.spec)
         code_context = localise.render_context(work.path, ranked, context_tokens)
         if parent is None and not edit_problems:

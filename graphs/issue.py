@@ -149,8 +149,9 @@ def localise(state: RepairState, runtime: Runtime[IssueContext]) -> dict:
 def propose(state: RepairState, context: IssueContext, kind: StepKind) -> dict:
     """The editor's next step: greedy the first time, sampled after."""
     with context.updating(state) as trajectory:
+        work = context.work(trajectory.task)  # made with its repository map on first use
         step = editor.edit(
-            context.model, trajectory, context.work(trajectory.task), context.repository, kind=kind,
+            context.model, trajectory, work, context.repository, kind=kind,
             baseline=context.baseline, temperature=context.sampling.temperature if trajectory.steps else 0.0,
             max_tokens=context.sampling.max_tokens, context_tokens=context.context_tokens,
         )  # fmt: skip
