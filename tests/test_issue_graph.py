@@ -100,7 +100,7 @@ def test_issue_repaired_end_to_end(issue_repo: Path, tmp_path: Path) -> None:
             shop_task(issue_repo), model, sandbox, Budget(max_candidates=5), store,
             checkpointer=open_checkpointer(run_dir), sampling=Sampling(max_tokens=512),
         )
-        assert store.get(trajectory.trajectory_id).outcome == "solved"
+        assert store.get(trajectory.trajectory_id).outcome == "solved", trajectory.error
 
     assert trajectory.outcome == "solved", trajectory.error
     missed, partial, fixed = trajectory.steps
