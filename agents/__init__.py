@@ -1,1 +1,2 @@
-"""Models (one protocol, several backends), prompts, and the solver, reviewer and refiner."""
+"""Models (one protocol, several backends, the factory), adapters, prompts, and the agents:
+solver, reviewer, refiner and editor."""

@@ -1,4 +1,5 @@
-"""Test feedback for prompts: what failed and why, short enough for a small model's context.
+"""Feedback for prompts: what failed and why, and the diff under repair, short enough for a
+small model's context.
 
 Tracebacks are cut to their last lines (where the assertion or the exception is) and the whole
 text to a character cap; a model learns little from the hundredth line of a log.
@@ -10,6 +11,7 @@ from selfrepair.types import TestReport
 
 TRACEBACK_LINES = 8
 MAX_FAILURES = 3
+DIFF_CHARS = 6000
 
 
 def tail(text: str, lines: int) -> str:
@@ -44,3 +46,8 @@ def describe_report(report: TestReport, limit: int = 1200) -> str:
             parts.append(output)
     text = "\n".join(parts)
     return text if len(text) <= limit else "..." + text[-limit:]
+
+
+def shorten_diff(diff: str) -> str:
+    """A diff for a prompt: cut beyond DIFF_CHARS, and marked where it was."""
+    return diff if len(diff) <= DIFF_CHARS else diff[:DIFF_CHARS] + "\n... (cut)"

@@ -42,7 +42,7 @@ def load_pretrained(name_or_path: str, adapter: str | None) -> tuple[Any, Any]:
     if adapter is not None:
         from peft import PeftModel
 
-        from selfrepair.training.adapters import check_adapter
+        from selfrepair.agents.adapters import check_adapter
 
         check_adapter(Path(adapter), name_or_path)  # an adapter trained on another base is refused
         try:

@@ -1,5 +1,6 @@
-"""The reviewer: reads a candidate and its test report, returns a Review (accept or refine,
-a critique that points at the fault, a confidence).
+"""The reviewer: reads a candidate (whole files, or a diff to a repository) and its test
+report, and gives a Review (accept or refine, a critique that points at the fault, a
+confidence), recorded on the step it reviewed.
 
 Its verdict is advice, never the ground truth: the loop checks an "accept" against the tests.
 Replies are parsed leniently (a JSON object, `KEY: value` lines, or loose words); a reply with
@@ -10,14 +11,12 @@ from __future__ import annotations
 
 import json
 import re
-import time
-from dataclasses import dataclass
 
-from selfrepair.agents.feedback import describe_report
+from selfrepair.agents.feedback import describe_report, shorten_diff
 from selfrepair.agents.models import Model
 from selfrepair.agents.prompts import render
 from selfrepair.agents.solver import shown_code
-from selfrepair.types import Candidate, Message, Review, Task, TestReport
+from selfrepair.types import Message, Review, Step, Task
 
 UNPARSED_CONFIDENCE = 0.1
 DEFAULT_CONFIDENCE = 0.5
@@ -31,42 +30,39 @@ _CRITIQUE = re.compile(r"critique\s*[:=-]\s*(.*)", re.IGNORECASE | re.DOTALL)
 _JSON_OBJECT = re.compile(r"\{.*?\}", re.DOTALL)
 
 
-@dataclass(frozen=True)
-class ReviewResult:
-    review: Review
-    messages: list[Message]
-    completion: str
-    prompt_tokens: int
-    completion_tokens: int
-    seconds: float
+def review(model: Model, task: Task, step: Step, *, max_tokens: int = 128) -> None:
+    """Review an executed step: its code against the specification and its test report. The
+    verdict, the exchange and its cost are recorded on the step."""
+    base = task.files | step.candidate.files
+    path, code = shown_code(task, base, step.candidate)
+    prompt = render("review", spec=task.spec.strip(), path=path, code=code, feedback=describe_report(step.report))
+    ask(model, step, prompt, max_tokens)
 
 
-def review(
-    model: Model,
-    task: Task,
-    candidate: Candidate,
-    report: TestReport,
-    *,
-    max_tokens: int = 128,
-) -> ReviewResult:
-    started = time.perf_counter()
-    base = task.files | candidate.files
-    path, code = shown_code(task, base, candidate)
-    prompt = render("review", spec=task.spec.strip(), path=path, code=code, feedback=describe_report(report))
-    messages = [
-        Message(role="system", content=render("review_system")),
-        Message(role="user", content=prompt),
-    ]
+def review_diff(model: Model, task: Task, step: Step, *, max_tokens: int = 128) -> None:
+    """Review an executed step of a repository task: its diff against the issue and its test
+    report. Recorded on the step as `review` records it."""
+    prompt = render(
+        "issue_review", issue=task.spec.strip(), diff=shorten_diff(step.candidate.diff),
+        feedback=describe_report(step.report),
+    )  # fmt: skip
+    ask(model, step, prompt, max_tokens)
+
+
+def ask(model: Model, step: Step, prompt: str, max_tokens: int) -> None:
+    messages = [Message(role="system", content=render("review_system")), Message(role="user", content=prompt)]
     generation = model.generate(messages, n=1, temperature=0.0, max_tokens=max_tokens)
-    text = generation.completions[0].text
-    return ReviewResult(
-        review=parse_review(text),
-        messages=messages,
-        completion=text,
-        prompt_tokens=generation.prompt_tokens,
-        completion_tokens=generation.completion_tokens,
-        seconds=generation.seconds or time.perf_counter() - started,
-    )
+    completion = generation.completions[0]
+    step.review = parse_review(completion.text)
+    step.review_messages = messages
+    step.review_completion = completion.text
+    step.review_finish_reason = completion.finish_reason
+    step.prompt_tokens += generation.prompt_tokens
+    step.completion_tokens += generation.completion_tokens
+    step.model_seconds += generation.seconds
+    # The tests decide, never the reviewer: its "accept" of a candidate whose tests fail is
+    # its error, recorded for the accounting and never allowed to end a loop.
+    step.reviewer_error = step.review.verdict == "accept" and not step.report.passed
 
 
 def parse_review(text: str) -> Review:

@@ -54,6 +54,7 @@ def steps_from_generation(
             completion=completion.text,
             prompt_tokens=generation.prompt_tokens if offset == 0 else 0,
             completion_tokens=completion.completion_tokens,
+            finish_reason=completion.finish_reason,
             model_seconds=share,
         )
         try:

@@ -31,13 +31,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from selfrepair.agents.models import load_model
+from selfrepair.agents.backends import load_model
 from selfrepair.graphs.budget import Budget
 from selfrepair.graphs.run import open_checkpointer, repair_task
 from selfrepair.loaders import load_quixbugs
 from selfrepair.sandbox.choose import open_sandbox
 from selfrepair.sandbox.core import Sandbox
-from selfrepair.training.store import TrajectoryStore
+from selfrepair.store import TrajectoryStore
 from selfrepair.types import Task
 
 WRONG = "```python\ndef {name}(*args, **kwargs):\n    return None\n```"

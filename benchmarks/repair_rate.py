@@ -22,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-from selfrepair.agents.models import load_model
+from selfrepair.agents.backends import load_model
 from selfrepair.config import models_dir
 from selfrepair.graphs.budget import Budget, Sampling
 from selfrepair.graphs.run import repair_task

@@ -29,13 +29,13 @@ from selfrepair.training.improve import ImproveSettings, improve  # noqa: E402
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, required=True, help="Folder for the data, runs and adapter (must not exist or be empty).")
+    parser.add_argument("--out", type=Path, required=True, help="Folder for the data, runs and adapter (that of a killed run resumes it).")
     parser.add_argument("--base", default="smollm2", help="Base model spec.")
     parser.add_argument("--method", default="sft", choices=["sft", "dpo"], help="How to learn from the repairs.")
     parser.add_argument("--eval-functions", type=int, default=8, help="Functions whose bugs are held out for evaluation.")
     parser.add_argument("--per-function", type=int, default=1, help="Bugs made per function.")
     parser.add_argument("--budget", type=int, default=4, help="Candidates per task (best-of-n, one batched call).")
-    parser.add_argument("--max-tokens", type=int, default=64, help="Longest reply in tokens (the fixes are short).")
+    parser.add_argument("--reply-tokens", type=int, default=64, help="Longest reply in tokens (the fixes are short).")
     parser.add_argument("--epochs", type=float, default=2.0, help="SFT passes over the solved repairs.")
     parser.add_argument("--learning-rate", type=float, default=2e-4, help="LoRA learning rate.")
     parser.add_argument("--sandbox", default="auto", help="auto, docker or local.")
@@ -50,7 +50,7 @@ def main() -> None:
         method=args.method,
         strategy="best-of-n",
         budget=Budget(max_candidates=args.budget),
-        sampling=Sampling(samples=args.budget, temperature=0.8, max_tokens=args.max_tokens),
+        sampling=Sampling(samples=args.budget, temperature=0.8, max_tokens=args.reply_tokens),
         train_settings={
             "num_train_epochs": args.epochs, "learning_rate": args.learning_rate, "max_length": 512,
             "per_device_train_batch_size": 4, "gradient_checkpointing": False,
@@ -70,7 +70,7 @@ def main() -> None:
         "train_tasks": train_count,
         "eval_tasks": eval_count,
         "budget": args.budget,
-        "max_tokens": args.max_tokens,
+        "reply_tokens": args.reply_tokens,
         "train_solved": record["train_solved"],
         "seconds": {"make_data": round(seconds_data, 1)} | record["seconds"],
     }

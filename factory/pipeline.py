@@ -124,7 +124,7 @@ def synthesize(specs: list[str], out: Path, settings: Settings, report: Report =
 
     model = None
     if settings.model:
-        from selfrepair.agents.models import load_model
+        from selfrepair.agents.backends import load_model
 
         model = load_model(settings.model)
 

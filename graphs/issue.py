@@ -14,7 +14,8 @@ private checkout of the base commit (agents.repo), never in the user's working t
   refine    new edits on top of the latest tested candidate, from its test feedback, the
             critique, or the problems of edits that did not apply
 
-Budgets, checkpoints (RUN_DIR/run.sqlite) and the trajectory store are the repair loop's
+The editing and the reviewing are the agents' (agents.editor, agents.reviewer.review_diff);
+budgets, checkpoints (RUN_DIR/run.sqlite) and the trajectory store are the repair loop's
 (graphs.nodes, graphs.run); so are the routing functions, because the graph has the same
 shape after its first node.
 """
@@ -30,36 +31,33 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 from pydantic.json_schema import SkipJsonSchema
 
-from selfrepair.agents import localise as localisation
-from selfrepair.agents.edits import FORMAT_HELP, apply_edits
-from selfrepair.agents.feedback import describe_report
+from selfrepair.agents import editor, localise as localisation
 from selfrepair.agents.models import Model
-from selfrepair.agents.prompts import render
 from selfrepair.agents.repo import Checkout, checkout, mirror_repository
-from selfrepair.agents.reviewer import parse_review
+from selfrepair.agents.reviewer import review_diff
 from selfrepair.errors import SelfRepairError
 from selfrepair.graphs.budget import Budget, Sampling
-from selfrepair.graphs.nodes import RepairContext, RepairState, baseline_of, executed, finish as finish_trajectory
-from selfrepair.graphs.nodes import next_index, passing, pending_execution, updating
-from selfrepair.graphs.repair import route_executed, route_generated, route_reviewed
+from selfrepair.graphs.nodes import RepairContext, RepairState, route_generated, run_pending
+from selfrepair.graphs.repair import route_executed, route_reviewed
 from selfrepair.graphs.run import run_graph
 from selfrepair.sandbox.core import Sandbox
 from selfrepair.sandbox.testing import run_tests
-from selfrepair.training.store import TrajectoryStore
-from selfrepair.types import Candidate, Message, Step, StepKind, Task, TestCase, TestReport, Trajectory
+from selfrepair.store import TrajectoryStore
+from selfrepair.types import Candidate, StepKind, Task, TestCase, TestReport, Trajectory
 
 STRATEGY = "issue"
 LOCALISED_SHOWN = 10  # definitions recorded in the trajectory's metadata
-DIFF_CHARS = 6000  # a diff in a prompt is cut beyond this
 
 
 @dataclass(kw_only=True)
 class IssueContext(RepairContext):
-    # The private checkout every node works in; live, never checkpointed. Studio gives none:
-    # `work` then makes one from the task's repository and base commit, removed with the context.
+    # The private checkout every node works in, and its repository map; live, never
+    # checkpointed. Studio gives none: `work` then makes one from the task's repository and
+    # base commit, removed with the context.
     checkout: SkipJsonSchema[Checkout | None] = None
-    context_tokens: int = 3000  # the budget for the repository map and code in a prompt
-    base_map: SkipJsonSchema[list[localisation.Definition] | None] = field(default=None, repr=False)
+    repository: SkipJsonSchema[editor.RepositoryMap | None] = field(default=None, repr=False)
+    context_tokens: int = editor.CONTEXT_TOKENS  # the budget for the repository map and code in a prompt
+    sampling: Sampling = field(default_factory=lambda: Sampling(max_tokens=editor.REPLY_TOKENS))
 
     def work(self, task: Task) -> Checkout:
         if self.checkout is None:
@@ -67,28 +65,17 @@ class IssueContext(RepairContext):
                 raise SelfRepairError(f"task {task.task_id}: not a repository task (no repo)")
             self.checkout = checkout(mirror_repository(task.repo), task.base_commit or "HEAD")
             weakref.finalize(self, self.checkout.close)
+        if self.repository is None:
+            self.repository = editor.RepositoryMap(self.checkout)
         return self.checkout
 
 
-def prepare(work: Checkout, task: Task, diff: str, *, with_tests: bool) -> None:
-    """The checkout at the base with `diff` applied (and the task's test patch, to run it)."""
+def prepare(work: Checkout, task: Task, diff: str) -> None:
+    """The checkout at the base with `diff` and the task's test patch (SWE-bench's) applied."""
     work.reset()
     work.apply_patch(diff, what="the candidate")
-    if with_tests and task.metadata.get("test_patch"):
+    if task.metadata.get("test_patch"):
         work.apply_patch(task.metadata["test_patch"], what="the task's test patch")
-
-
-def current_map(context: IssueContext, diff: str) -> list[localisation.Definition]:
-    """The definitions of the checkout as it is now: the base's map (parsed once) with the
-    files a diff touched parsed again."""
-    work = context.checkout  # made by the caller's `context.work(task)`
-    if context.base_map is None:
-        context.base_map = localisation.repository_map(work.path)
-    touched = {line[6:] for line in diff.splitlines() if line.startswith("+++ b/")}
-    if not touched:
-        return context.base_map
-    fresh = [path for path in touched if path.endswith(".py") and (work.path / path).is_file()]
-    return [d for d in context.base_map if d.path not in touched] + localisation.repository_map(work.path, fresh)
 
 
 def judge(task: Task, report: TestReport) -> TestReport:
@@ -125,7 +112,7 @@ def _same_test(reported: str, named: str) -> bool:
 def run_candidate_tests(sandbox: Sandbox, work: Checkout, task: Task, candidate: Candidate | None) -> TestReport:
     """The task's tests on the base with the candidate's diff (None: the base as it is)."""
     try:
-        prepare(work, task, candidate.diff if candidate else "", with_tests=True)
+        prepare(work, task, candidate.diff if candidate else "")
         report = run_tests(sandbox, workspace_tests(task), candidate, workspace=work.path)
     finally:
         work.reset()
@@ -145,100 +132,46 @@ def workspace_tests(task: Task) -> Task:
     return task.model_copy(update={"tests": spec.model_copy(update={"kind": "command", "command": command})})
 
 
-def _cut(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[:limit] + "\n... (cut)"
-
-
-def _propose(trajectory: Trajectory, context: IssueContext, kind: StepKind, baseline: TestReport | None) -> Step:
-    """One model reply turned into a step: a candidate diff, or the reason it is none."""
-    task = trajectory.task
-    runs = executed(trajectory)
-    parent = runs[-1] if runs else None
-    last = trajectory.steps[-1] if trajectory.steps else None
-    edit_problems = last.error if last is not None and last.candidate is None else ""
-    parent_diff = parent.candidate.diff if parent is not None else ""
-
-    work = context.work(task)
-    prepare(work, task, parent_diff, with_tests=False)
-    try:
-        ranked = localisation.rank(current_map(context, parent_diff), task.spec)
-        code_context = localisation.render_context(work.path, ranked, context.context_tokens)
-        if parent is None and not edit_problems:
-            prompt = render(
-                "issue_edit", issue=task.spec.strip(), context=code_context,
-                feedback=describe_report(baseline) if baseline is not None and not baseline.passed else "",
-            )
-        else:
-            prompt = render(
-                "issue_refine", issue=task.spec.strip(), context=code_context,
-                diff=_cut(parent_diff, DIFF_CHARS), edit_problems=edit_problems,
-                feedback=describe_report(parent.report) if parent is not None and not edit_problems else "",
-                critique=parent.review.critique.strip() if parent is not None and parent.review else "",
-            )
-        messages = [
-            Message(role="system", content=render("issue_system", format_help=FORMAT_HELP)),
-            Message(role="user", content=prompt),
-        ]
-        first = not trajectory.steps
-        generation = context.model.generate(
-            messages, n=1, temperature=0.0 if first else context.sampling.temperature,
-            max_tokens=context.sampling.max_tokens,
-        )
-        reply = generation.completions[0].text
-        step = Step(
-            index=next_index(trajectory), kind=kind, parent=parent.index if parent else None,
-            messages=messages, completion=reply, prompt_tokens=generation.prompt_tokens,
-            completion_tokens=generation.completion_tokens, model_seconds=generation.seconds,
-        )
-        result = apply_edits(reply, work.read)
-        if not result.ok:
-            step.error = result.feedback()
-            return step
-        for path, text in result.files.items():
-            work.write(path, text)
-        diff = work.diff()
-        if diff.strip():
-            step.candidate = Candidate(diff=diff, explanation=reply.split("<<<<<<<")[0].strip()[:500])
-        else:
-            step.error = "Your edits undo every change: the code is back to the original, which fails."
-        return step
-    finally:
-        work.reset()
-
-
 def localise(state: RepairState, runtime: Runtime[IssueContext]) -> dict:
     """Rank the repository against the issue; the ranking is recorded, the prompts use it."""
     context = runtime.context
-    with updating(state, context, strategy=STRATEGY) as trajectory:
+    with context.updating(state, strategy=STRATEGY) as trajectory:
         context.work(trajectory.task)
-        ranked = localisation.rank(current_map(context, ""), trajectory.task.spec)
+        ranked = localisation.rank(context.repository.current(""), trajectory.task.spec)
         trajectory.metadata["localisation"] = [
             {"path": r.definition.path, "name": r.definition.qualname,
              "lines": [r.definition.start_line, r.definition.end_line], "score": r.score}
             for r in ranked[:LOCALISED_SHOWN] if r.score > 0
-        ]
+        ]  # fmt: skip
+    return {"trajectory": trajectory}
+
+
+def propose(state: RepairState, context: IssueContext, kind: StepKind) -> dict:
+    """The editor's next step: greedy the first time, sampled after."""
+    with context.updating(state) as trajectory:
+        work = context.work(trajectory.task)  # made with its repository map on first use
+        step = editor.edit(
+            context.model, trajectory, work, context.repository, kind=kind,
+            baseline=context.baseline, temperature=context.sampling.temperature if trajectory.steps else 0.0,
+            max_tokens=context.sampling.max_tokens, context_tokens=context.context_tokens,
+        )  # fmt: skip
+        trajectory.steps.append(step)
     return {"trajectory": trajectory}
 
 
 def edit(state: RepairState, runtime: Runtime[IssueContext]) -> dict:
-    with updating(state, runtime.context) as trajectory:
-        trajectory.steps.append(_propose(trajectory, runtime.context, "edit", baseline_of(state)))
-    return {"trajectory": trajectory}
+    return propose(state, runtime.context, "edit")
 
 
 def refine(state: RepairState, runtime: Runtime[IssueContext]) -> dict:
-    with updating(state, runtime.context) as trajectory:
-        trajectory.steps.append(_propose(trajectory, runtime.context, "refine", baseline_of(state)))
-    return {"trajectory": trajectory}
+    return propose(state, runtime.context, "refine")
 
 
 def execute(state: RepairState, runtime: Runtime[IssueContext]) -> dict:
-    with updating(state, runtime.context) as trajectory:
-        step = pending_execution(trajectory)
-        context = runtime.context
+    context = runtime.context
+    with context.updating(state) as trajectory:
         work = context.work(trajectory.task)
-        step.report = run_candidate_tests(context.sandbox, work, trajectory.task, step.candidate)
-        step.sandbox_seconds = step.report.wall_seconds
+        run_pending(trajectory, lambda candidate: run_candidate_tests(context.sandbox, work, trajectory.task, candidate))
     return {"trajectory": trajectory}
 
 
@@ -246,32 +179,16 @@ def review(state: RepairState, runtime: Runtime[IssueContext]) -> dict:
     """The reviewer's verdict on the latest tested diff. Advice only: an "accept" of a
     failing candidate is a recorded reviewer error and the loop goes on."""
     context = runtime.context
-    with updating(state, context) as trajectory:
-        step = executed(trajectory)[-1]
-        messages = [
-            Message(role="system", content=render("review_system")),
-            Message(role="user", content=render(
-                "issue_review", issue=trajectory.task.spec.strip(),
-                diff=_cut(step.candidate.diff, DIFF_CHARS), feedback=describe_report(step.report),
-            )),
-        ]
-        generation = context.model.generate(
-            messages, n=1, temperature=0.0, max_tokens=context.sampling.review_max_tokens
-        )
-        step.review = parse_review(generation.completions[0].text)
-        step.review_messages = messages
-        step.review_completion = generation.completions[0].text
-        step.prompt_tokens += generation.prompt_tokens
-        step.completion_tokens += generation.completion_tokens
-        step.model_seconds += generation.seconds
-        step.reviewer_error = step.review.verdict == "accept" and not step.report.passed
+    with context.updating(state) as trajectory:
+        step = trajectory.executed()[-1]
+        review_diff(context.model, trajectory.task, step, max_tokens=context.sampling.review_max_tokens)
     return {"trajectory": trajectory}
 
 
 def finish(state: RepairState, runtime: Runtime[IssueContext]) -> dict:
-    with updating(state, runtime.context) as trajectory:
-        solved = passing(trajectory)
-        finish_trajectory(trajectory, solved[0] if solved else None, runtime.context.budget)
+    with runtime.context.updating(state) as trajectory:
+        solved = trajectory.passing()
+        runtime.context.close(trajectory, solved[0] if solved else None)
         if solved:
             trajectory.metadata["patch"] = solved[0].candidate.diff
     return {"trajectory": trajectory}
@@ -286,8 +203,8 @@ builder.add_node("refine", refine)
 builder.add_node("finish", finish)
 builder.add_edge(START, "localise")
 builder.add_edge("localise", "edit")
-builder.add_conditional_edges("edit", route_generated)
-builder.add_conditional_edges("refine", route_generated)
+builder.add_conditional_edges("edit", route_generated("refine"))
+builder.add_conditional_edges("refine", route_generated("refine"))
 builder.add_conditional_edges("execute", route_executed)
 builder.add_conditional_edges("review", route_reviewed)
 builder.add_edge("finish", END)
@@ -304,14 +221,15 @@ def repair_issue(
     *,
     checkpointer=None,
     sampling: Sampling | None = None,
-    context_tokens: int = 3000,
+    context_tokens: int = editor.CONTEXT_TOKENS,
     work: Checkout | None = None,
     baseline: TestReport | None = None,
     on_step: Callable[[Trajectory], None] | None = None,
 ) -> Trajectory:
     """Repair a repository task in a private checkout of its base commit (`work`, or one made
     here from `task.repo`); the trajectory's `metadata["patch"]` is the fix (a unified diff
-    against the base) when it is solved.
+    against the base) when it is solved. Replies get editor.REPLY_TOKENS unless `sampling`
+    says otherwise.
 
     Without a `baseline`, the tests run once on the base first, so the first prompt shows
     how they fail.
@@ -325,11 +243,11 @@ def repair_issue(
             return repair_issue(
                 task, model, sandbox, budget, store, checkpointer=checkpointer, sampling=sampling,
                 context_tokens=context_tokens, work=work, baseline=baseline, on_step=on_step,
-            )
+            )  # fmt: skip
     context = IssueContext(
-        model=model, sandbox=sandbox, budget=budget or Budget(), sampling=sampling or Sampling(),
-        store=store, on_step=on_step, checkout=work, context_tokens=context_tokens,
-    )
-    if baseline is None:
-        baseline = run_candidate_tests(sandbox, work, task, None)
-    return run_graph(builder, STRATEGY, task, context, checkpointer=checkpointer, baseline=baseline)
+        model=model, sandbox=sandbox, budget=budget or Budget(), store=store, on_step=on_step, checkout=work,
+        context_tokens=context_tokens, baseline=baseline or run_candidate_tests(sandbox, work, task, None),
+    )  # fmt: skip
+    if sampling is not None:
+        context.sampling = sampling
+    return run_graph(builder, STRATEGY, task, context, checkpointer=checkpointer)

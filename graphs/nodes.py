@@ -1,134 +1,119 @@
-"""What every repair graph shares: its state, its runtime context, and the execute and review
-nodes.
+"""What every repair graph shares: its state, its runtime context, and the nodes that are the
+same in each.
 
-The state is only what must survive a kill: the task, the Trajectory (and the baseline test
-report). The model, the sandbox and the store are live objects, passed per run as LangGraph's
-runtime context, never checkpointed. Nodes take the state and return a partial update; each
-one works on a copy of the trajectory, adds its wall time to it and saves it to the store as
-it lands.
+The state is only what must survive a kill: the task and the Trajectory. The model, the
+sandbox, the store and the baseline test report are the run's, passed as LangGraph's runtime
+context and never checkpointed. A node works on a copy of the trajectory (`context.updating`),
+which then carries the node's wall time and is saved to the store as it lands, and returns it
+as its update: the trajectory is the unit that is checkpointed, saved and resumed. A route
+runs right after a node, on the Trajectory object that node returned.
 
-The graphs also run from LangGraph Studio / `langgraph dev`, where input and context arrive as
-JSON: the state's pydantic values may come as plain dicts (read them through `task_of`,
-`trajectory_of`, `baseline_of`), and the context's model and sandbox as strings (a model spec,
-a sandbox kind) that `RepairContext` resolves to live objects.
+How the graphs also run from LangGraph Studio is in graphs.studio.
 """
 
 from __future__ import annotations
 
-import atexit
-import functools
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Callable, Iterator
+from typing import Annotated, Any, Callable, Iterator, Literal
 
 from langgraph.runtime import Runtime
-from pydantic import ConfigDict, TypeAdapter, WithJsonSchema
+from pydantic import ConfigDict
 from pydantic.json_schema import SkipJsonSchema
 from typing_extensions import NotRequired, TypedDict  # pydantic reads typing's TypedDict only on 3.12+
 
-from selfrepair.agents.models import load_model
-from selfrepair.agents.reviewer import review as review_candidate
+from selfrepair.agents import refiner, reviewer, solver
+from selfrepair.graphs import studio
 from selfrepair.graphs.budget import Budget, Sampling
-from selfrepair.sandbox.choose import open_sandbox
-from selfrepair.sandbox.core import Sandbox
 from selfrepair.sandbox.testing import run_tests
-from selfrepair.training.store import TrajectoryStore
-from selfrepair.types import Step, Task, TestReport, Trajectory
+from selfrepair.store import TrajectoryStore
+from selfrepair.types import Candidate, Step, StepKind, Task, TestReport, Trajectory
 
 
 class RepairState(TypedDict):
     task: Task
     trajectory: NotRequired[Trajectory]  # made by the first node when the input holds only the task
-    baseline: NotRequired[TestReport | None]  # the tests on the code as given, when the caller ran them
-
-
-MODEL_SCHEMA = WithJsonSchema(
-    {"type": "string", "default": "smollm2",
-     "description": "a model spec: smollm2, hf:PATH_OR_ID[+ADAPTER], openai:NAME@BASE_URL, vllm:NAME, scripted:FILE"}
-)  # fmt: skip
-SANDBOX_SCHEMA = WithJsonSchema(
-    {"type": "string", "enum": ["auto", "docker", "local"], "default": "auto", "description": "where tests run"}
-)
 
 
 @dataclass
 class RepairContext:
-    """What a run uses and never checkpoints.
+    """What a run uses and never checkpoints, and how its nodes ask the model: the agents
+    called with this run's sampling settings, each candidate numbered after the last step.
 
     Python callers pass live objects. From Studio the context is JSON, which LangGraph turns
-    into this class with `RepairContext(**context)`: `model` is then a spec string (loaded by
-    the first node, once per run), `sandbox` a kind (opened once per process and shared by its
-    runs), and `budget` and `sampling` objects of numbers.
+    into this class with `RepairContext(**context)`: `model` is then a spec string and
+    `sandbox` a kind (made live by the first node; see graphs.studio), `budget` and
+    `sampling` objects of numbers.
     """
 
     __pydantic_config__ = ConfigDict(arbitrary_types_allowed=True)  # for the JSON schema of the skipped fields
 
-    model: Annotated[Any, MODEL_SCHEMA] = "smollm2"  # a Model, or a model spec
-    sandbox: Annotated[Any, SANDBOX_SCHEMA] = "auto"  # a Sandbox, or a sandbox kind
+    model: Annotated[Any, studio.MODEL_SCHEMA] = "smollm2"  # a Model, or a model spec
+    sandbox: Annotated[Any, studio.SANDBOX_SCHEMA] = "auto"  # a Sandbox, or a sandbox kind
     budget: Budget = field(default_factory=Budget)
     sampling: Sampling = field(default_factory=Sampling)
+    baseline: SkipJsonSchema[TestReport | None] = None  # the tests on the code as given, when the caller ran them
     store: SkipJsonSchema[TrajectoryStore | None] = None
     on_step: SkipJsonSchema[Callable[[Trajectory], None] | None] = None  # progress display
     latest: SkipJsonSchema[Trajectory | None] = None  # the last trajectory a node produced, for error reports
 
     def __post_init__(self) -> None:
-        # Numbers only: LangGraph's server builds the context on its event loop, where loading
-        # a model or opening a sandbox would hold up every other request (see `resolve`).
-        if isinstance(self.budget, dict):
-            self.budget = TypeAdapter(Budget).validate_python(self.budget)
-        if isinstance(self.sampling, dict):
-            self.sampling = TypeAdapter(Sampling).validate_python(self.sampling)
+        self.budget = studio.settings(self.budget, Budget)
+        self.sampling = studio.settings(self.sampling, Sampling)
 
-    def resolve(self) -> None:
-        """A model spec and a sandbox kind made live; every node calls it (through `updating`),
-        in the worker thread that runs the node."""
-        if isinstance(self.model, str):
-            self.model = load_model(self.model)
-        if isinstance(self.sandbox, str):
-            self.sandbox = shared_sandbox(self.sandbox)
+    @contextmanager
+    def updating(self, state: RepairState, *, strategy: str = "") -> Iterator[Trajectory]:
+        """A copy of the state's trajectory to change; afterwards it carries the node's wall
+        time and is saved, so every step is in the store as soon as it exists. A graph's first
+        node names its `strategy`: with only a task in the input, the trajectory starts there."""
+        started = time.perf_counter()
+        self.model = studio.live_model(self.model)
+        self.sandbox = studio.live_sandbox(self.sandbox)
+        if "trajectory" in state:
+            trajectory = editable_copy(studio.trajectory_of(state))
+        else:
+            trajectory = Trajectory(task=studio.task_of(state), strategy=strategy, model=self.model.spec)
+        yield trajectory
+        trajectory.wall_seconds += time.perf_counter() - started
+        self.latest = trajectory
+        if self.store is not None:
+            self.store.save(trajectory)
+        if self.on_step is not None:
+            self.on_step(trajectory)
+
+    def solve(self, trajectory: Trajectory, *, n: int = 1, greedy: bool = False, kind: StepKind = "solve") -> list[Step]:
+        """n fresh candidates from one batched call (the greedy one: the single-shot answer)."""
+        return solver.solve(
+            self.model, trajectory.task, first_index=len(trajectory.steps), n=n,
+            temperature=0.0 if greedy else self.sampling.temperature, max_tokens=self.sampling.max_tokens,
+            stop=self.sampling.stop, baseline=self.baseline, kind=kind,
+        )  # fmt: skip
+
+    def refine(self, trajectory: Trajectory, parent: Step, *, n: int = 1, kind: StepKind = "refine") -> list[Step]:
+        """n refinements of `parent`, a tested candidate, from one batched call."""
+        return refiner.refine(
+            self.model, trajectory.task, parent, first_index=len(trajectory.steps), n=n,
+            temperature=self.sampling.temperature, max_tokens=self.sampling.max_tokens, stop=self.sampling.stop,
+            kind=kind,
+        )  # fmt: skip
+
+    def review(self, trajectory: Trajectory, step: Step) -> None:
+        reviewer.review(self.model, trajectory.task, step, max_tokens=self.sampling.review_max_tokens)
+
+    def close(self, trajectory: Trajectory, solution: Step | None) -> None:
+        """End the episode: solved by `solution`, or stopped by the budget (and which part)."""
+        if solution is not None:
+            trajectory.outcome = "solved"
+            trajectory.solution_step = solution.index
+            trajectory.metadata["stop_reason"] = "tests pass"
+        else:
+            trajectory.outcome = "budget"
+            trajectory.metadata["stop_reason"] = self.budget.exhausted(trajectory)
 
 
-@functools.cache
-def shared_sandbox(kind: str) -> Sandbox:
-    """One sandbox per kind for the process (a Docker sandbox keeps a warm pool: one per run
-    would leave containers behind), closed when the process exits."""
-    sandbox = open_sandbox(kind)
-    atexit.register(sandbox.close)
-    return sandbox
-
-
-def task_of(state: RepairState) -> Task:
-    return Task.model_validate(state["task"])  # a Task passes through as it is
-
-
-def baseline_of(state: RepairState) -> TestReport | None:
-    baseline = state.get("baseline")
-    return None if baseline is None else TestReport.model_validate(baseline)
-
-
-def trajectory_of(state: RepairState) -> Trajectory:
-    return Trajectory.model_validate(state["trajectory"])
-
-
-@contextmanager
-def updating(state: RepairState, context: RepairContext, *, strategy: str = "") -> Iterator[Trajectory]:
-    """A copy of the state's trajectory to change; afterwards it carries the node's wall
-    time and is saved, so every step is in the store as soon as it exists. A graph's first
-    node names its `strategy`: with only a task in the input, the trajectory starts there."""
-    started = time.perf_counter()
-    context.resolve()
-    if "trajectory" in state:
-        trajectory = editable_copy(trajectory_of(state))
-    else:
-        trajectory = Trajectory(task=task_of(state), strategy=strategy, model=context.model.spec)
-    yield trajectory
-    trajectory.wall_seconds += time.perf_counter() - started
-    context.latest = trajectory
-    if context.store is not None:
-        context.store.save(trajectory)
-    if context.on_step is not None:
-        context.on_step(trajectory)
+Node = Callable[[RepairState, Runtime[RepairContext]], dict]
+Route = Callable[[RepairState, Runtime[RepairContext]], str]
 
 
 def editable_copy(trajectory: Trajectory) -> Trajectory:
@@ -141,74 +126,55 @@ def editable_copy(trajectory: Trajectory) -> Trajectory:
     )
 
 
-def next_index(trajectory: Trajectory) -> int:
-    return len(trajectory.steps)
+def solve(strategy: str) -> Node:
+    """The first node of `strategy`'s graph: the greedy first candidate, the model's
+    single-shot answer."""
+
+    def solve(state: RepairState, runtime: Runtime[RepairContext]) -> dict:
+        with runtime.context.updating(state, strategy=strategy) as trajectory:
+            trajectory.steps += runtime.context.solve(trajectory, greedy=True)
+        return {"trajectory": trajectory}
+
+    return solve
 
 
-def pending_execution(trajectory: Trajectory) -> Step | None:
-    return next((s for s in trajectory.steps if s.candidate is not None and s.report is None), None)
-
-
-def passing(trajectory: Trajectory) -> list[Step]:
-    return [s for s in trajectory.steps if s.report is not None and s.report.passed]
-
-
-def executed(trajectory: Trajectory) -> list[Step]:
-    return [s for s in trajectory.steps if s.report is not None]
-
-
-def belief_correct(step: Step) -> float:
-    """The reviewer's belief that the candidate is correct, from its verdict and confidence;
-    0.5 (no opinion) when it was not reviewed."""
-    if step.review is None:
-        return 0.5
-    return step.review.confidence if step.review.verdict == "accept" else 1.0 - step.review.confidence
-
-
-def step_value(step: Step, sampling: Sampling) -> float:
-    """Tests passed, blended with the reviewer's belief (SWE-Search's value)."""
-    tests = step.report.fraction_passed if step.report is not None else 0.0
-    return sampling.test_weight * tests + (1 - sampling.test_weight) * belief_correct(step)
+def run_pending(trajectory: Trajectory, run: Callable[[Candidate], TestReport]) -> None:
+    """Run the tests of the first untested candidate with `run`. Its seconds are the
+    sandbox's whole cost as the host sees it, setup and cleanup included, in every graph."""
+    step = trajectory.pending()
+    started = time.perf_counter()
+    step.report = run(step.candidate)
+    step.sandbox_seconds = time.perf_counter() - started
 
 
 def execute(state: RepairState, runtime: Runtime[RepairContext]) -> dict:
     """Run the tests of the next candidate that has not been run yet (one per node, so each
     test run is checkpointed on its own)."""
     context = runtime.context
-    with updating(state, context) as trajectory:
-        step = pending_execution(trajectory)
-        started = time.perf_counter()
-        step.report = run_tests(context.sandbox, trajectory.task, step.candidate)
-        # The sandbox's whole cost as the host sees it: setup and cleanup besides the run.
-        step.sandbox_seconds = time.perf_counter() - started
+    with context.updating(state) as trajectory:
+        run_pending(trajectory, lambda candidate: run_tests(context.sandbox, trajectory.task, candidate))
     return {"trajectory": trajectory}
 
 
-def review_step(trajectory: Trajectory, step: Step, context: RepairContext) -> None:
-    """Ask the reviewer about an executed step. An "accept" of a candidate whose tests fail is
-    a reviewer error: recorded, and never allowed to end the loop."""
-    result = review_candidate(
-        context.model,
-        trajectory.task,
-        step.candidate,
-        step.report,
-        max_tokens=context.sampling.review_max_tokens,
-    )
-    step.review = result.review
-    step.review_messages = result.messages
-    step.review_completion = result.completion
-    step.prompt_tokens += result.prompt_tokens
-    step.completion_tokens += result.completion_tokens
-    step.model_seconds += result.seconds
-    step.reviewer_error = result.review.verdict == "accept" and not step.report.passed
+def finish(state: RepairState, runtime: Runtime[RepairContext]) -> dict:
+    """Solved by the first candidate that passed, or stopped by the budget."""
+    with runtime.context.updating(state) as trajectory:
+        solved = trajectory.passing()
+        runtime.context.close(trajectory, solved[0] if solved else None)
+    return {"trajectory": trajectory}
 
 
-def finish(trajectory: Trajectory, solution: Step | None, budget: Budget) -> None:
-    """Close the episode: solved by `solution`, or stopped by the budget (and which part)."""
-    if solution is not None:
-        trajectory.outcome = "solved"
-        trajectory.solution_step = solution.index
-        trajectory.metadata["stop_reason"] = "tests pass"
-    else:
-        trajectory.outcome = "budget"
-        trajectory.metadata["stop_reason"] = budget.exhausted(trajectory)
+def route_generated(more: str, stop: str = "finish") -> Route:
+    """The route out of a node that asked the model for candidates, in a graph whose node
+    `more` asks for more: test the first untested candidate; with none (no reply held code),
+    go to `stop` when the budget is spent, else ask again."""
+
+    def route(state: RepairState, runtime: Runtime[RepairContext]) -> str:
+        trajectory = state["trajectory"]
+        if trajectory.pending() is not None:
+            return "execute"
+        return stop if runtime.context.budget.exhausted(trajectory) else more
+
+    # LangGraph reads a route's destinations from its Literal return type (and draws them).
+    route.__annotations__["return"] = Literal["execute", more, stop]
+    return route

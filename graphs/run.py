@@ -24,8 +24,8 @@ from selfrepair.graphs import repair, search
 from selfrepair.graphs.budget import Budget, Sampling
 from selfrepair.graphs.nodes import RepairContext
 from selfrepair.sandbox.core import Sandbox
-from selfrepair.training.store import TrajectoryStore, store_path
-from selfrepair.types import TestReport, Trajectory
+from selfrepair.store import TrajectoryStore, store_path
+from selfrepair.types import Task, TestReport, Trajectory
 
 STRATEGIES: dict[str, StateGraph] = {
     "refine": repair.builder,
@@ -61,7 +61,7 @@ def check_strategy(strategy: str) -> None:
 
 
 def repair_task(
-    task,
+    task: Task,
     model: Model,
     sandbox: Sandbox,
     strategy: str = "best-of-n",
@@ -81,19 +81,19 @@ def repair_task(
     """
     check_strategy(strategy)
     context = RepairContext(
-        model=model, sandbox=sandbox, budget=budget or Budget(), sampling=sampling or Sampling(), store=store, on_step=on_step
-    )
-    return run_graph(STRATEGIES[strategy], strategy, task, context, checkpointer=checkpointer, baseline=baseline)
+        model=model, sandbox=sandbox, budget=budget or Budget(), sampling=sampling or Sampling(), baseline=baseline,
+        store=store, on_step=on_step,
+    )  # fmt: skip
+    return run_graph(STRATEGIES[strategy], strategy, task, context, checkpointer=checkpointer)
 
 
 def run_graph(
     builder: StateGraph,
     strategy: str,
-    task,
+    task: Task,
     context: RepairContext,
     *,
     checkpointer: SqliteSaver | None = None,
-    baseline: TestReport | None = None,
 ) -> Trajectory:
     """Run one task through `builder`'s graph with `context` (resumed from its checkpoint
     when there is one); the part of `repair_task` that other graphs (graphs.issue) share."""
@@ -107,7 +107,6 @@ def run_graph(
         # Made here rather than by the first node, so that a task whose first node fails keeps
         # its trajectory id when it is run again.
         "trajectory": Trajectory(task=task, strategy=strategy, model=context.model.spec),
-        "baseline": baseline,
     }
     if checkpointer is not None:
         saved = graph.get_state(config).values.get("trajectory")

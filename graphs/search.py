@@ -18,25 +18,17 @@ from typing import Literal
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 
-from selfrepair.agents.refiner import refine as refine_candidate
-from selfrepair.agents.solver import solve as solve_task
-from selfrepair.graphs.nodes import (
-    RepairContext,
-    RepairState,
-    baseline_of,
-    belief_correct,
-    execute,
-    executed,
-    finish as finish_trajectory,
-    next_index,
-    passing,
-    pending_execution,
-    review_step,
-    step_value,
-    trajectory_of,
-    updating,
-)
+from selfrepair.graphs.budget import Sampling
+from selfrepair.graphs.nodes import RepairContext, RepairState, execute, route_generated, solve
 from selfrepair.types import Step, Trajectory
+
+
+def belief_correct(step: Step) -> float:
+    """The reviewer's belief that the candidate is correct, from its verdict and confidence;
+    0.5 (no opinion) when it was not reviewed."""
+    if step.review is None:
+        return 0.5
+    return step.review.confidence if step.review.verdict == "accept" else 1.0 - step.review.confidence
 
 
 def rank(step: Step) -> tuple[bool, float, float, int]:
@@ -49,60 +41,43 @@ def rank(step: Step) -> tuple[bool, float, float, int]:
 
 
 def sample(state: RepairState, runtime: Runtime[RepairContext]) -> dict:
+    """n candidates from one batched call, n as many as the budget leaves (at most `samples`)."""
     context = runtime.context
-    with updating(state, context, strategy="best-of-n") as trajectory:
+    with context.updating(state, strategy="best-of-n") as trajectory:
         n = min(context.sampling.samples, context.budget.candidates_left(trajectory))
-        trajectory.steps += solve_task(
-            context.model,
-            trajectory.task,
-            first_index=next_index(trajectory),
-            n=n,
-            temperature=context.sampling.temperature,
-            max_tokens=context.sampling.max_tokens,
-            stop=context.sampling.stop,
-            baseline=baseline_of(state),
-            kind="sample",
-        )
+        trajectory.steps += context.solve(trajectory, n=n, kind="sample")
     return {"trajectory": trajectory}
 
 
 def unreviewed_passing(trajectory: Trajectory) -> list[Step]:
     """Passing candidates the reviewer still has to rank: only when more than one passes."""
-    winners = passing(trajectory)
+    winners = trajectory.passing()
     return [s for s in winners if s.review is None] if len(winners) > 1 else []
 
 
 def review_passing(state: RepairState, runtime: Runtime[RepairContext]) -> dict:
-    with updating(state, runtime.context) as trajectory:
-        review_step(trajectory, unreviewed_passing(trajectory)[0], runtime.context)
+    with runtime.context.updating(state) as trajectory:
+        runtime.context.review(trajectory, unreviewed_passing(trajectory)[0])
     return {"trajectory": trajectory}
 
 
 def select(state: RepairState, runtime: Runtime[RepairContext]) -> dict:
-    with updating(state, runtime.context) as trajectory:
-        runs = executed(trajectory)
-        best = max(runs, key=rank) if runs else None
+    with runtime.context.updating(state) as trajectory:
+        tested = trajectory.executed()
+        best = max(tested, key=rank) if tested else None
         if best is not None:
             trajectory.metadata["best_step"] = best.index
-        solved = best is not None and best.report.passed
-        finish_trajectory(trajectory, best if solved else None, runtime.context.budget)
+        runtime.context.close(trajectory, best if best is not None and best.report.passed else None)
     return {"trajectory": trajectory}
-
-
-def route_sampled(state: RepairState, runtime: Runtime[RepairContext]) -> Literal["execute", "sample", "select"]:
-    trajectory = trajectory_of(state)
-    if pending_execution(trajectory) is not None:
-        return "execute"
-    return "select" if runtime.context.budget.exhausted(trajectory) else "sample"
 
 
 def route_sample_executed(
     state: RepairState, runtime: Runtime[RepairContext]
 ) -> Literal["execute", "review", "sample", "select"]:
-    trajectory = trajectory_of(state)
-    if pending_execution(trajectory) is not None:
+    trajectory = state["trajectory"]
+    if trajectory.pending() is not None:
         return "execute"
-    if passing(trajectory):
+    if trajectory.passing():
         # The reviewer breaks ties between passing candidates while tokens are left.
         if unreviewed_passing(trajectory) and trajectory.tokens < runtime.context.budget.max_tokens:
             return "review"
@@ -116,7 +91,7 @@ best_of_n_builder.add_node("execute", execute)
 best_of_n_builder.add_node("review", review_passing)
 best_of_n_builder.add_node("select", select)
 best_of_n_builder.add_edge(START, "sample")
-best_of_n_builder.add_conditional_edges("sample", route_sampled)
+best_of_n_builder.add_conditional_edges("sample", route_generated("sample", stop="select"))
 best_of_n_builder.add_conditional_edges("execute", route_sample_executed)
 best_of_n_builder.add_conditional_edges("review", route_sample_executed)
 best_of_n_builder.add_edge("select", END)
@@ -127,6 +102,12 @@ best_of_n_graph = best_of_n_builder.compile(name="best-of-n")
 # -- tree search -------------------------------------------------------------------------
 
 
+def step_value(step: Step, sampling: Sampling) -> float:
+    """Tests passed, blended with the reviewer's belief (SWE-Search's value)."""
+    tests = step.report.fraction_passed if step.report is not None else 0.0
+    return sampling.test_weight * tests + (1 - sampling.test_weight) * belief_correct(step)
+
+
 def descendants(trajectory: Trajectory, index: int) -> int:
     children = [s.index for s in trajectory.steps if s.parent == index]
     return len(children) + sum(descendants(trajectory, c) for c in children)
@@ -134,7 +115,7 @@ def descendants(trajectory: Trajectory, index: int) -> int:
 
 def expandable(trajectory: Trajectory) -> list[Step]:
     """Executed, valued, failing nodes: the ones a refinement can start from."""
-    return [s for s in executed(trajectory) if s.value is not None and not s.report.passed]
+    return [s for s in trajectory.executed() if s.value is not None and not s.report.passed]
 
 
 def uct(trajectory: Trajectory, step: Step, exploration: float) -> float:
@@ -144,106 +125,63 @@ def uct(trajectory: Trajectory, step: Step, exploration: float) -> float:
     return step.value + exploration * math.sqrt(math.log(total) / visits)
 
 
-def root(state: RepairState, runtime: Runtime[RepairContext]) -> dict:
-    context = runtime.context
-    with updating(state, context, strategy="tree") as trajectory:
-        trajectory.steps += solve_task(
-            context.model,
-            trajectory.task,
-            first_index=next_index(trajectory),
-            temperature=0.0,
-            max_tokens=context.sampling.max_tokens,
-            stop=context.sampling.stop,
-            baseline=baseline_of(state),
-        )
-    return {"trajectory": trajectory}
-
-
 def expand(state: RepairState, runtime: Runtime[RepairContext]) -> dict:
     """Refine the node with the best UCT score; with no node to start from (no reply held
     code so far), sample a fresh root."""
     context = runtime.context
-    with updating(state, context) as trajectory:
+    with context.updating(state) as trajectory:
         nodes = expandable(trajectory)
         n = min(context.sampling.children, context.budget.candidates_left(trajectory))
         if nodes:
             chosen = max(nodes, key=lambda s: uct(trajectory, s, context.sampling.exploration))
-            trajectory.steps += refine_candidate(
-                context.model,
-                trajectory.task,
-                chosen,
-                first_index=next_index(trajectory),
-                n=n,
-                temperature=context.sampling.temperature,
-                max_tokens=context.sampling.max_tokens,
-                stop=context.sampling.stop,
-                kind="expand",
-            )
+            trajectory.steps += context.refine(trajectory, chosen, n=n, kind="expand")
         else:
-            trajectory.steps += solve_task(
-                context.model,
-                trajectory.task,
-                first_index=next_index(trajectory),
-                n=n,
-                temperature=context.sampling.temperature,
-                max_tokens=context.sampling.max_tokens,
-                stop=context.sampling.stop,
-                baseline=baseline_of(state),
-            )
+            trajectory.steps += context.solve(trajectory, n=n)
     return {"trajectory": trajectory}
 
 
 def value(state: RepairState, runtime: Runtime[RepairContext]) -> dict:
     """Review the next executed node without a value, and give it one."""
     context = runtime.context
-    with updating(state, context) as trajectory:
-        step = next(s for s in executed(trajectory) if s.value is None)
-        review_step(trajectory, step, context)
+    with context.updating(state) as trajectory:
+        step = next(s for s in trajectory.executed() if s.value is None)
+        context.review(trajectory, step)
         step.value = step_value(step, context.sampling)
     return {"trajectory": trajectory}
 
 
 def finish_tree(state: RepairState, runtime: Runtime[RepairContext]) -> dict:
-    with updating(state, runtime.context) as trajectory:
-        for step in executed(trajectory):
+    with runtime.context.updating(state) as trajectory:
+        for step in trajectory.executed():
             if step.value is None:  # executed after the budget ran out: valued by its tests alone
                 step.value = step_value(step, runtime.context.sampling)
-        solved = passing(trajectory)
-        finish_trajectory(trajectory, solved[0] if solved else None, runtime.context.budget)
+        solved = trajectory.passing()
+        runtime.context.close(trajectory, solved[0] if solved else None)
     return {"trajectory": trajectory}
-
-
-def route_tree_generated(
-    state: RepairState, runtime: Runtime[RepairContext]
-) -> Literal["execute", "expand", "finish"]:
-    trajectory = trajectory_of(state)
-    if pending_execution(trajectory) is not None:
-        return "execute"
-    return "finish" if runtime.context.budget.exhausted(trajectory) else "expand"
 
 
 def route_tree_executed(
     state: RepairState, runtime: Runtime[RepairContext]
 ) -> Literal["execute", "value", "expand", "finish"]:
-    trajectory = trajectory_of(state)
-    if pending_execution(trajectory) is not None:
+    trajectory = state["trajectory"]
+    if trajectory.pending() is not None:
         return "execute"
-    if passing(trajectory) or runtime.context.budget.exhausted(trajectory):
+    if trajectory.passing() or runtime.context.budget.exhausted(trajectory):
         return "finish"
-    if any(s.value is None for s in executed(trajectory)):
+    if any(s.value is None for s in trajectory.executed()):
         return "value"
     return "expand"
 
 
 tree_builder = StateGraph(RepairState, context_schema=RepairContext)
-tree_builder.add_node("root", root)
+tree_builder.add_node("root", solve("tree"))
 tree_builder.add_node("execute", execute)
 tree_builder.add_node("value", value)
 tree_builder.add_node("expand", expand)
 tree_builder.add_node("finish", finish_tree)
 tree_builder.add_edge(START, "root")
-tree_builder.add_conditional_edges("root", route_tree_generated)
-tree_builder.add_conditional_edges("expand", route_tree_generated)
+tree_builder.add_conditional_edges("root", route_generated("expand"))
+tree_builder.add_conditional_edges("expand", route_generated("expand"))
 tree_builder.add_conditional_edges("execute", route_tree_executed)
 tree_builder.add_conditional_edges("value", route_tree_executed)
 tree_builder.add_edge("finish", END)

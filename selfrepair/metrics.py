@@ -38,6 +38,7 @@ def result_row(trajectory: Trajectory) -> dict[str, Any]:
         "prompt_tokens": sum(s.prompt_tokens for s in trajectory.steps),
         "completion_tokens": sum(s.completion_tokens for s in trajectory.steps),
         "reviewer_errors": sum(s.reviewer_error for s in trajectory.steps),
+        "truncated_replies": sum(s.finish_reason == "length" for s in trajectory.steps),
         "model_seconds": round(sum(s.model_seconds for s in trajectory.steps), 3),
         "sandbox_seconds": round(trajectory.sandbox_seconds, 3),
         "wall_seconds": round(trajectory.wall_seconds, 3),
@@ -79,4 +80,6 @@ def summarize(rows: Iterable[dict[str, Any]]) -> dict[str, Any]:
         "sandbox_seconds": round(sum(r["sandbox_seconds"] for r in rows), 3),
         "wall_seconds": round(sum(r["wall_seconds"] for r in rows), 3),
         "reviewer_errors": sum(r["reviewer_errors"] for r in rows),
+        # Rows written before replies' finish reasons were recorded have none to count.
+        "truncated_replies": sum(r.get("truncated_replies", 0) for r in rows),
     }

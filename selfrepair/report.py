@@ -4,8 +4,8 @@ The page needs no network to open: the CSS is inline, the plots are inline SVG d
 matplotlib, and there is no script at all (the collapsible parts are <details>).
 Everything that came from a model, a task or a test run is escaped.
 
-A run directory holds `run.sqlite` (the trajectories), `results.jsonl` (one
-`metrics.result_row` per task) and `summary.json` (the summary and the run's config).
+A run directory (selfrepair.rundir) holds `run.sqlite` (the trajectories), `results.jsonl`
+(one `metrics.result_row` per task) and `summary.json` (the summary and the run's config).
 The numbers on the page are recomputed from `results.jsonl`, so they are the numbers the
 rows hold, whatever `summary.json` says.
 """
@@ -26,11 +26,10 @@ from pydantic import ValidationError
 
 from selfrepair.errors import SelfRepairError
 from selfrepair.metrics import pass_at_k, pass_at_tokens, summarize
-from selfrepair.training.store import STORE_NAME, TrajectoryStore
+from selfrepair.rundir import FILES, RESULTS, SUMMARY, write_atomically
+from selfrepair.store import TrajectoryStore, store_path
 from selfrepair.types import Step, TestReport, Trajectory
 
-RESULTS_NAME = "results.jsonl"
-SUMMARY_NAME = "summary.json"
 REPORT_NAME = "report.html"
 
 # The result-row fields the page reads; a row without one is from an older selfrepair.
@@ -73,19 +72,18 @@ def load_run(directory: Path) -> Run:
     directory = Path(directory)
     if not directory.is_dir():
         raise SelfRepairError(f"{directory} is not a directory (give a run directory)")
-    needed = (STORE_NAME, RESULTS_NAME, SUMMARY_NAME)
-    missing = [name for name in needed if not (directory / name).is_file()]
-    if len(missing) == len(needed):
+    missing = [name for name in FILES if not (directory / name).is_file()]
+    if len(missing) == len(FILES):
         raise SelfRepairError(
-            f"{directory} is not a run directory: it holds none of {', '.join(needed)}"
+            f"{directory} is not a run directory: it holds none of {', '.join(FILES)}"
         )
     if missing:
         raise SelfRepairError(
             f"run directory {directory} lacks {', '.join(missing)} "
             "(an unfinished run, or one from an older selfrepair?)"
         )
-    rows = _read_rows(directory / RESULTS_NAME)
-    config = _read_config(directory / SUMMARY_NAME)
+    rows = _read_rows(directory / RESULTS)
+    config = _read_config(directory / SUMMARY)
     trajectories = _read_trajectories(directory, rows)
     return Run(
         directory=directory,
@@ -135,7 +133,7 @@ def _read_config(path: Path) -> dict[str, Any]:
 
 
 def _read_trajectories(directory: Path, rows: list[dict[str, Any]]) -> dict[str, Trajectory]:
-    path = directory / STORE_NAME
+    path = store_path(directory)
     try:
         store = TrajectoryStore(path, create=False)
     except sqlite3.DatabaseError as error:
@@ -147,7 +145,7 @@ def _read_trajectories(directory: Path, rows: list[dict[str, Any]]) -> dict[str,
             if trajectory is None:
                 raise SelfRepairError(
                     f"{path} has no trajectory {row['trajectory_id']} for task {row['task_id']} "
-                    f"that {RESULTS_NAME} names"
+                    f"that {RESULTS} names"
                 )
             trajectories[trajectory.trajectory_id] = trajectory
     except ValidationError as error:
@@ -411,7 +409,8 @@ def step_html(step: Step, before: dict[str, str], before_name: str, trajectory: 
         count = _plural(len(step.messages), "message")
         parts.append(f"<details><summary>prompt ({count})</summary><pre>{_e(prompt)}</pre></details>")
     if step.completion:
-        parts.append(f"<details><summary>model reply</summary><pre>{_e(step.completion)}</pre></details>")
+        cut = " <span class='bad'>(cut at the token limit)</span>" if step.finish_reason == "length" else ""
+        parts.append(f"<details><summary>model reply{cut}</summary><pre>{_e(step.completion)}</pre></details>")
     if step.candidate is not None:
         if step.candidate.files:
             diff = diff_html(before, step.candidate.files, before_name)
@@ -549,8 +548,5 @@ def write_report(run_dirs: list[Path], out: Path | None = None) -> Path:
     out = Path(out) if out is not None else Path(run_dirs[0]) / REPORT_NAME
     if not out.parent.is_dir():
         raise SelfRepairError(f"cannot write {out}: no such directory {out.parent}")
-    page = render(runs)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(page, encoding="utf-8")
-    tmp.replace(out)
+    write_atomically(out, render(runs))
     return out

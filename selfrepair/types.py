@@ -146,6 +146,7 @@ class Message(Record):
     content: str
 
 
+FinishReason = Literal["stop", "length", ""]
 StepKind = Literal["solve", "refine", "sample", "expand", "edit", "localise"]
 
 
@@ -157,11 +158,16 @@ class Step(Record):
     parent: int | None = None  # the step this one refines; the tree for tree search
     messages: list[Message] = Field(default_factory=list)  # the prompt as sent
     completion: str = ""  # the model's reply
+    # Why the reply ended, as the backend said: "stop" (it finished, or hit a stop string) or
+    # "length" (cut at max_tokens: a truncated reply, not the model's whole answer); "" in
+    # trajectories recorded before it was.
+    finish_reason: FinishReason = ""
     candidate: Candidate | None = None
     report: TestReport | None = None
     review: Review | None = None
     review_messages: list[Message] = Field(default_factory=list)
     review_completion: str = ""
+    review_finish_reason: FinishReason = ""
     reviewer_error: bool = False  # the reviewer accepted a candidate whose tests failed
     value: float | None = None  # tree search: the node's value
     prompt_tokens: int = Field(default=0, ge=0)
@@ -205,3 +211,15 @@ class Trajectory(Record):
     @property
     def candidates(self) -> list[Step]:
         return [s for s in self.steps if s.candidate is not None]
+
+    def pending(self) -> Step | None:
+        """The first candidate whose tests have not run yet."""
+        return next((s for s in self.steps if s.candidate is not None and s.report is None), None)
+
+    def executed(self) -> list[Step]:
+        """The steps whose candidate's tests ran, in order."""
+        return [s for s in self.steps if s.report is not None]
+
+    def passing(self) -> list[Step]:
+        """The steps whose candidate passed the tests, in order."""
+        return [s for s in self.steps if s.report is not None and s.report.passed]

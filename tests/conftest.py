@@ -54,11 +54,11 @@ def operator_reply(operator: str) -> str:
 def scripted_run(tmp_path_factory) -> Path:
     import json
 
-    from selfrepair.agents.models import load_model
+    from selfrepair.agents.backends import load_model
     from selfrepair.graphs.budget import Budget, Sampling
     from selfrepair.graphs.run import repair_task
     from selfrepair.sandbox.choose import open_sandbox
-    from selfrepair.training.store import TrajectoryStore
+    from selfrepair.store import TrajectoryStore
 
     run_dir = tmp_path_factory.mktemp("scripted-run")
     replies_dir = tmp_path_factory.mktemp("replies")

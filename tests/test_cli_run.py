@@ -102,6 +102,18 @@ def test_fix_that_fails_prints_each_step_it_tried(example, tmp_path):
     assert "#0 solve:" in result.stdout and "#1 refine (from #0): no candidate: no code in the reply" in result.stdout
 
 
+def test_fix_stops_on_the_token_budget_it_is_given(example, tmp_path):
+    model = replies(tmp_path, WRONG, "VERDICT: refine\nCONFIDENCE: 0.7\nCRITIQUE: wrong sign", GOOD)
+    result = run(
+        "fix", str(example / "calc.py"), "--test-cmd", TEST_CMD, "--model", model, "--sandbox", "local",
+        "--strategy", "refine", "--max-tokens", "10", "--max-seconds", "900", "--out", str(tmp_path / "run"),
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "not fixed (budget: token budget spent" in result.stdout and "tried 1 candidates" in result.stdout
+    budget = json.loads((tmp_path / "run" / "summary.json").read_text())["config"]["budget"]
+    assert budget == {"max_candidates": 8, "max_tokens": 10, "max_seconds": 900.0}
+
+
 @pytest.mark.parametrize(
     "case, message",
     [
@@ -161,7 +173,7 @@ def test_bench_writes_results_and_summary(tmp_path):
 def test_bench_table_output(tmp_path):
     data = quixbugs_file(tmp_path, ["plus"])
     result = run(
-        "bench", "quixbugs", "--data", str(data), "--model", replies(tmp_path, fixed("plus")),
+        "bench", "quixbugs", "--data", str(data), "--model", replies(tmp_path, fixed("plus")), "--budget", "1",
         "--sandbox", "local", "--out", str(tmp_path / "run"),
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
@@ -185,7 +197,7 @@ def test_bench_refuses_bad_input(tmp_path, case, message):
         data = tmp_path / "nope.jsonl"
     else:
         first = run("bench", "quixbugs", "--data", str(data), "--model", replies(tmp_path, fixed("plus")),
-                    "--sandbox", "local", "--out", str(out), "--quiet")  # fmt: skip
+                    "--budget", "1", "--sandbox", "local", "--out", str(out), "--quiet")  # fmt: skip
         assert first.returncode == 0, first.stderr
     result = run(
         "bench", "quixbugs", "--data", str(data), "--model", replies(tmp_path, fixed("plus")), "--budget", "5",

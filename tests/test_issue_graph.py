@@ -9,14 +9,14 @@ from pathlib import Path
 import git
 import pytest
 
+from selfrepair import types
 from selfrepair.agents.scripted_model import ScriptedModel
 from selfrepair.errors import SelfRepairError
 from selfrepair.graphs import issue
 from selfrepair.graphs.budget import Budget, Sampling
 from selfrepair.graphs.run import open_checkpointer
 from selfrepair.sandbox.local import LocalSandbox
-from selfrepair.training.store import TrajectoryStore
-from selfrepair import types
+from selfrepair.store import TrajectoryStore
 
 ISSUE = (Path(__file__).resolve().parent.parent / "examples" / "issue_repo" / "ISSUE.md").read_text()
 
@@ -100,7 +100,7 @@ def test_issue_repaired_end_to_end(issue_repo: Path, tmp_path: Path) -> None:
             shop_task(issue_repo), model, sandbox, Budget(max_candidates=5), store,
             checkpointer=open_checkpointer(run_dir), sampling=Sampling(max_tokens=512),
         )
-        assert store.get(trajectory.trajectory_id).outcome == "solved"
+        assert store.get(trajectory.trajectory_id).outcome == "solved", trajectory.error
 
     assert trajectory.outcome == "solved", trajectory.error
     missed, partial, fixed = trajectory.steps
@@ -117,6 +117,9 @@ def test_issue_repaired_end_to_end(issue_repo: Path, tmp_path: Path) -> None:
     assert trajectory.metadata["localisation"][0]["name"] == "parse_price"
     # The base ran first (the baseline), then each tested candidate; the missed edit never ran.
     assert len(sandbox.money_seen) == 3
+    # Sandbox seconds are the host's, as in the other graphs: the checkout's setup and the
+    # cleanup besides the test process.
+    assert all(s.sandbox_seconds > s.report.wall_seconds for s in (partial, fixed))
     # The user's repository is exactly as it was: files, index, branches.
     assert snapshot(issue_repo) == before
     assert git.Repo(issue_repo).active_branch.name == "main"
@@ -219,6 +222,8 @@ def test_cli_fix_repository_commits_on_a_branch(issue_repo: Path, tmp_path: Path
         (None, ["--issue", "it breaks", "--base", "no-such-rev"], "unknown base commit 'no-such-rev'"),
         ("dirty", ["--issue", "it breaks"], "uncommitted changes in shop/money.py"),
         (None, ["--issue", "it breaks", "--branch", "main"], "branch 'main' already exists"),
+        (None, ["--issue", "it breaks", "--spec", "adds"], "--spec does not apply to repository mode"),
+        (None, ["--issue", "it breaks", "--strategy", "tree"], "--strategy does not apply to repository mode"),
     ],
 )
 def test_cli_fix_repository_refuses_bad_input(issue_repo: Path, tmp_path: Path, setup, args, message) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -14,11 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from selfrepair.agents.models import load_model
+from selfrepair.agents.backends import SPEC_FORMS, load_model
 from selfrepair.agents.scripted_model import ScriptedModel
 from selfrepair.errors import SelfRepairError
 from selfrepair.types import Message
 
+ROOT = Path(__file__).resolve().parent.parent
 PROMPT = [Message(role="user", content="Write a Python function add(a, b) that returns a + b.")]
 
 
@@ -91,8 +93,13 @@ def test_bad_specs_give_one_clear_error(spec: str, message: str) -> None:
     assert "\n" not in str(error.value)
 
 
-def test_importing_models_stays_light() -> None:
-    code = "import sys, selfrepair.agents.models; print(sorted({'torch', 'transformers', 'openai', 'vllm'} & set(sys.modules)))"
+def test_readme_lists_the_spec_forms_the_factory_takes() -> None:
+    section = (ROOT / "README.md").read_text().split("### Model specs")[1].split("\n#")[0]
+    assert re.findall(r"^\| `([^`]+)` \|", section, re.MULTILINE) == [form for form, _ in SPEC_FORMS]
+
+
+def test_importing_the_factory_stays_light() -> None:
+    code = "import sys, selfrepair.agents.backends; print(sorted({'torch', 'transformers', 'openai', 'vllm'} & set(sys.modules)))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
 

@@ -3,20 +3,23 @@ real local sandbox running the real tests."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
 
 import pytest
 
-from selfrepair.agents.models import load_model
+from selfrepair import types
+from selfrepair.agents.backends import load_model
+from selfrepair.cli.fix import describe_step
 from selfrepair.graphs import repair, search
 from selfrepair.graphs.budget import Budget, Sampling
 from selfrepair.graphs.run import open_checkpointer, repair_task
+from selfrepair.metrics import result_row
 from selfrepair.sandbox.choose import open_sandbox
-from selfrepair.training.store import TrajectoryStore
+from selfrepair.store import TrajectoryStore
 from selfrepair.types import Task
-from selfrepair import types
 
 SNAPSHOTS = Path(__file__).parent / "snapshots"
 
@@ -57,6 +60,15 @@ class CountingModel:
     def generate(self, messages, n=1, **options):
         self.calls.append(n)
         return self.inner.generate(messages, n=n, **options)
+
+
+class TruncatingModel(CountingModel):
+    """The scripted model, with every reply reported cut at max_tokens, as a backend does."""
+
+    def generate(self, messages, n=1, **options):
+        generation = super().generate(messages, n=n, **options)
+        cut = [dataclasses.replace(c, finish_reason="length") for c in generation.completions]
+        return dataclasses.replace(generation, completions=cut)
 
 
 @pytest.fixture
@@ -125,6 +137,22 @@ def test_an_unparseable_review_means_refine_with_low_confidence(task, sandbox, s
     review = trajectory.steps[0].review
     assert review.verdict == "refine" and review.confidence <= 0.1 and "could not be parsed" in review.critique
     assert trajectory.solved
+
+
+def test_a_reply_cut_at_the_token_limit_is_recorded_and_shown(task, sandbox, tmp_path):
+    replies = tmp_path / "cut.json"
+    replies.write_text(json.dumps([WRONG, REFINE, GOOD]))
+    trajectory = repair_task(task, TruncatingModel(replies), sandbox, "refine", Budget(max_candidates=2))
+    first, second = trajectory.steps
+    assert first.finish_reason == first.review_finish_reason == second.finish_reason == "length"
+    assert result_row(trajectory)["truncated_replies"] == 2
+    assert "[reply cut at the token limit]" in describe_step(first)
+
+
+def test_replies_that_ended_are_recorded_as_such(task, sandbox, scripted):
+    trajectory = repair_task(task, scripted(WRONG, REFINE, GOOD), sandbox, "refine", Budget(max_candidates=2))
+    assert [s.finish_reason for s in trajectory.steps] == ["stop", "stop"]
+    assert trajectory.steps[0].review_finish_reason == "stop" and result_row(trajectory)["truncated_replies"] == 0
 
 
 def test_a_model_error_ends_the_task_with_outcome_error(task, sandbox, scripted):

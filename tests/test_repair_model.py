@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from selfrepair.agents.models import load_model
-from selfrepair.cli_run import fix_task
+from selfrepair.agents.backends import load_model
+from selfrepair.cli.fix import fix_task
 from selfrepair.graphs.budget import Budget
 from selfrepair.graphs.run import repair_task
 from selfrepair.sandbox.choose import open_sandbox

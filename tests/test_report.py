@@ -19,7 +19,7 @@ from selfrepair.cli import main
 from selfrepair.errors import SelfRepairError
 from selfrepair.metrics import result_row, summarize
 from selfrepair.report import load_run, write_report
-from selfrepair.training.store import TrajectoryStore
+from selfrepair.store import TrajectoryStore
 from selfrepair.types import Candidate, Message, Review, Step, Task, Trajectory
 from selfrepair.types import TestCase as Case  # renamed: pytest would collect Test* names
 from selfrepair.types import TestReport as Report

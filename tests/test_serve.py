@@ -16,7 +16,7 @@ import pytest
 from safetensors.torch import load_file
 
 from conftest import operator_task
-from selfrepair.agents.models import load_model
+from selfrepair.agents.backends import load_model
 from selfrepair.agents.smollm2 import ensure_smollm2
 from selfrepair.agents.solver import solve_messages
 

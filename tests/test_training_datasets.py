@@ -7,8 +7,8 @@ import json
 import pytest
 
 from selfrepair.errors import SelfRepairError
+from selfrepair.store import TrajectoryStore
 from selfrepair.training.datasets import dpo_dataset, read_runs, sft_dataset
-from selfrepair.training.store import TrajectoryStore
 
 
 def replies_by_verdict(run_dir) -> tuple[set[tuple[str, str]], set[tuple[str, str]]]:

@@ -7,8 +7,8 @@ import math
 import pytest
 
 from conftest import TINY_TRAINING, operator_reply, operator_task
+from selfrepair.agents.adapters import read_card
 from selfrepair.sandbox.choose import open_sandbox
-from selfrepair.training.adapters import read_card
 from selfrepair.training.grpo import grpo_dataset, execution_reward
 from selfrepair.training.train import train_adapter
 

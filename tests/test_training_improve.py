@@ -1,4 +1,5 @@
-"""`improve`: its refusals, and a round whose repair run solves nothing stops there."""
+"""`improve`: its refusals, a round whose repair run solves nothing stops there, and a
+killed run resumes."""
 
 from __future__ import annotations
 
@@ -9,11 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from conftest import operator_task
+from conftest import operator_reply, operator_task
 from selfrepair.errors import SelfRepairError
 from selfrepair.graphs.budget import Budget, Sampling
 from selfrepair.sandbox.choose import open_sandbox
-from selfrepair.training.improve import ImproveSettings, improve
+from selfrepair.store import TrajectoryStore
+from selfrepair.training.improve import ImproveSettings, improve, repair_run
 
 SELFREPAIR = str(Path(sys.executable).parent / "selfrepair")
 
@@ -50,3 +52,46 @@ def test_cli_refuses_a_missing_task_file(tmp_path):
     )  # fmt: skip
     assert result.returncode == 2 and "no such file" in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+class Killed(Exception):
+    """What a kill looks like to the code that was running."""
+
+
+def test_a_killed_repair_phase_resumes_where_it_stopped(sandbox, tmp_path):
+    tasks = [operator_task("add"), operator_task("sub")]
+    settings = ImproveSettings(strategy="refine", budget=Budget(max_candidates=1))
+    run_dir = tmp_path / "round-1" / "train-run"
+    replies = tmp_path / "replies.json"
+    replies.write_text(json.dumps([operator_reply("+"), operator_reply("-")]))
+
+    def kill_after_the_first_task(event):
+        if event["done"] == 1:
+            raise Killed
+
+    with pytest.raises(Killed):
+        repair_run(tasks, f"scripted:{replies}", sandbox, settings, run_dir, "train", kill_after_the_first_task)
+    # Started again, it repairs only the task that was cut off: the finished one is kept, and
+    # a model call for it would find no reply left.
+    replies.write_text(json.dumps([operator_reply("-")]))
+    events = []
+    summary = repair_run(tasks, f"scripted:{replies}", sandbox, settings, run_dir, "train", events.append)
+    assert summary["tasks"] == 2 and summary["solved"] == 2
+    assert [(e["done"], e["solved"]) for e in events] == [(0, 0), (1, 1), (2, 2)]
+    with TrajectoryStore(run_dir, create=False) as store:
+        assert len(store) == 2
+
+
+def test_an_out_folder_of_another_run_is_refused(sandbox, tmp_path):
+    out = tmp_path / "out"
+    train, held_out = [operator_task("add")], [operator_task("sub")]
+    # A base that cannot be loaded stops the first run at its first phase, OUT already made.
+    settings = ImproveSettings(base=f"hf:{tmp_path / 'no-model'}")
+    with pytest.raises(SelfRepairError, match="hf model folder not found"):
+        improve(train, held_out, settings, sandbox, out)
+    with pytest.raises(SelfRepairError, match=r"holds an improve run with other settings \(method\)"):
+        improve(train, held_out, ImproveSettings(base=settings.base, method="dpo"), sandbox, out)
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("mine")
+    with pytest.raises(SelfRepairError, match="holds no improve run"):
+        improve(train, held_out, settings, sandbox, tmp_path / "other")

@@ -13,13 +13,13 @@ import pytest
 from safetensors.torch import load_file
 
 from conftest import TINY_TRAINING, operator_task
-from selfrepair.agents.models import load_model
+from selfrepair.agents.adapters import read_card
+from selfrepair.agents.backends import load_model
 from selfrepair.agents.smollm2 import ensure_smollm2
 from selfrepair.agents.solver import solve_messages
 from selfrepair.errors import SelfRepairError
-from selfrepair.training.adapters import read_card
+from selfrepair.store import TrajectoryStore
 from selfrepair.training.datasets import dpo_dataset, read_runs
-from selfrepair.training.store import TrajectoryStore
 from selfrepair.training.train import train_adapter
 
 pytestmark = [pytest.mark.model, pytest.mark.slow]

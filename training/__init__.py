@@ -1,1 +1,1 @@
-"""Trajectory store, datasets, TRL + PEFT training, serving with adapters."""
+"""Datasets from trajectories, TRL + PEFT training, serving with adapters, improve rounds."""

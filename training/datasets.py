@@ -28,7 +28,7 @@ from typing import Iterable, Sequence
 from datasets import Dataset, DatasetDict
 
 from selfrepair.errors import SelfRepairError
-from selfrepair.training.store import TrajectoryStore
+from selfrepair.store import TrajectoryStore
 from selfrepair.types import Message, Step, Trajectory
 
 # Pairs per prompt, at most: a prompt sampled many times would otherwise swamp the rest

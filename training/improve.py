@@ -7,40 +7,48 @@ the base and the trained model repair the eval tasks side by side (repair rate, 
 tokens). The base is evaluated once, in the first round: it does not change.
 
 OUT/
+  settings.json                    what this run is (all but the number of rounds)
   eval-base/                       run directory: the base on the eval tasks
   round-K/train-run/               run directory: round K's model on the train tasks
   round-K/adapter/                 the adapter trained in round K (with card.json)
   round-K/eval-trained/            run directory: the trained model on the eval tasks
   round-K/table.md, table.json     the side-by-side table, and each phase's seconds
-  improve.json                     every round's table and timings
+  improve.json                     every finished round's record
+
+A killed run resumes when started again on the same OUT with the same settings: finished
+rounds (table.json) are kept, a run directory continues where it stopped (selfrepair.rundir,
+LangGraph's checkpoints), and an adapter is trained unless its round already has one. More
+--rounds than before extend a finished run. Nothing here prints: progress and each round's
+record go to `report`, for the caller to show.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import time
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
-
-from selfrepair.agents.models import load_model
+from selfrepair.agents.adapters import read_card, resolve_base
+from selfrepair.agents.backends import load_model
 from selfrepair.errors import SelfRepairError
 from selfrepair.graphs.budget import Budget, Sampling
-from selfrepair.graphs.run import repair_task
-from selfrepair.metrics import result_row, summarize
+from selfrepair.graphs.run import open_checkpointer, repair_task
+from selfrepair.rundir import prepare_run_dir, write_atomically, write_results
 from selfrepair.sandbox.core import Sandbox
-from selfrepair.training.adapters import resolve_base
 from selfrepair.training.datasets import dpo_dataset, read_runs, sft_dataset
-from selfrepair.training.store import TrajectoryStore
 from selfrepair.training.train import Method, default_lora, train_adapter
-from selfrepair.types import Task
+from selfrepair.types import Task, Trajectory
 
-console = Console(stderr=True)
+SETTINGS = "settings.json"
 TABLE_COLUMNS = ("model", "tasks", "solved", "repair_rate", "pass@1", "tokens", "tokens_per_solved", "wall_seconds")
+
+# What `improve` tells its caller, as it happens: {"event": "repair", "phase", "done", "total",
+# "solved", "tokens"} after each task of a repair phase (and once as it starts), {"event":
+# "train", "phase", "examples"} before training, and {"event": "round", "record"} per round.
+Report = Callable[[dict[str, Any]], None]
 
 
 @dataclass
@@ -56,29 +64,46 @@ class ImproveSettings:
 
 
 def repair_run(
-    tasks: list[Task], model_spec: str, sandbox: Sandbox, settings: ImproveSettings, run_dir: Path, label: str
+    tasks: list[Task], model_spec: str, sandbox: Sandbox, settings: ImproveSettings, run_dir: Path, phase: str,
+    report: Report,
 ) -> dict[str, Any]:
-    """Repair every task with one model into a run directory; returns its summary."""
+    """Repair every task with one model into a run directory (resumed when it holds this
+    phase already); returns its summary."""
+    config = {
+        "command": "improve", "phase": phase, "model": model_spec, "strategy": settings.strategy,
+        "budget": dataclasses.asdict(settings.budget), "sampling": json_safe(dataclasses.asdict(settings.sampling)),
+        "tasks": [t.task_id for t in tasks],
+    }  # fmt: skip
     model = load_model(model_spec)
-    run_dir.mkdir(parents=True)
-    started = time.perf_counter()
-    trajectories = []
-    progress = Progress(
-        TextColumn(label), BarColumn(), MofNCompleteColumn(), TextColumn("solved {task.fields[solved]}"),
-        TimeElapsedColumn(), console=console,
-    )  # fmt: skip
-    with TrajectoryStore(run_dir) as store, progress:
-        bar = progress.add_task(label, total=len(tasks), solved=0)
+    store = prepare_run_dir(run_dir, config)
+    checkpointer = open_checkpointer(run_dir)
+    trajectories: list[Trajectory] = []
+
+    def progress() -> None:
+        report({
+            "event": "repair", "phase": phase, "done": len(trajectories), "total": len(tasks),
+            "solved": sum(t.solved for t in trajectories), "tokens": sum(t.tokens for t in trajectories),
+        })  # fmt: skip
+
+    try:
+        progress()
         for task in tasks:
-            trajectory = repair_task(task, model, sandbox, settings.strategy, settings.budget, store, sampling=settings.sampling)
-            store.save(trajectory)
-            trajectories.append(trajectory)
-            progress.update(bar, advance=1, solved=sum(t.solved for t in trajectories))
-    rows = [result_row(t) for t in trajectories]
-    summary = summarize(rows) | {"model": model_spec, "seconds": round(time.perf_counter() - started, 1)}
-    (run_dir / "results.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-    return summary
+            trajectories.append(
+                repair_task(task, model, sandbox, settings.strategy, settings.budget, store,
+                            checkpointer=checkpointer, sampling=settings.sampling)
+            )  # fmt: skip
+            summary = write_results(run_dir, trajectories, config)
+            progress()
+    finally:
+        store.close()
+        checkpointer.conn.close()
+    return summary | {"model": model_spec}
+
+
+def json_safe(value: Any) -> Any:
+    """`value` as it reads back from JSON (tuples become lists), so a recorded configuration
+    compares equal to the one it was made from."""
+    return json.loads(json.dumps(value))
 
 
 def table_row(name: str, summary: dict[str, Any]) -> dict[str, Any]:
@@ -86,19 +111,39 @@ def table_row(name: str, summary: dict[str, Any]) -> dict[str, Any]:
     return {"model": name} | row
 
 
-def render_table(title: str, rows: list[dict[str, Any]]) -> tuple[Table, str]:
-    """The round's table for the terminal (rich) and as Markdown."""
-    def cell(value: Any) -> str:
-        return f"{value:.3f}" if isinstance(value, float) else str(value)
+def cell(value: Any) -> str:
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
 
-    table = Table(title=title)
-    for column in TABLE_COLUMNS:
-        table.add_column(column, justify="left" if column == "model" else "right")
-    for row in rows:
-        table.add_row(*(cell(row[c]) for c in TABLE_COLUMNS))
-    markdown = [f"### {title}", "", "| " + " | ".join(TABLE_COLUMNS) + " |", "|" + "---|" * len(TABLE_COLUMNS)]
-    markdown += ["| " + " | ".join(cell(row[c]) for c in TABLE_COLUMNS) + " |" for row in rows]
-    return table, "\n".join(markdown) + "\n"
+
+def markdown_table(title: str, rows: list[dict[str, Any]]) -> str:
+    lines = [f"### {title}", "", "| " + " | ".join(TABLE_COLUMNS) + " |", "|" + "---|" * len(TABLE_COLUMNS)]
+    lines += ["| " + " | ".join(cell(row[c]) for c in TABLE_COLUMNS) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def open_out(out: Path, settings: ImproveSettings, train_tasks: list[Task], eval_tasks: list[Task]) -> None:
+    """Make OUT for this run, or check that it holds this run already (to resume it)."""
+    recorded = {
+        "settings": json_safe({k: v for k, v in dataclasses.asdict(settings).items() if k != "rounds"}),
+        "train_tasks": [t.task_id for t in train_tasks],
+        "eval_tasks": [t.task_id for t in eval_tasks],
+    }
+    if out.exists() and not out.is_dir():
+        raise SelfRepairError(f"--out {out} is a file, not a directory")
+    if out.is_dir() and any(out.iterdir()):
+        if not (out / SETTINGS).is_file():
+            raise SelfRepairError(f"--out {out} is not empty and holds no improve run: choose another --out")
+        before = json.loads((out / SETTINGS).read_text(encoding="utf-8"))
+        if before != recorded:
+            different = sorted(k for k in recorded["settings"] if before["settings"].get(k) != recorded["settings"][k])
+            different += [k for k in ("train_tasks", "eval_tasks") if before.get(k) != recorded[k]]
+            raise SelfRepairError(
+                f"{out} holds an improve run with other settings ({', '.join(different)}); "
+                "choose another --out to start a new run"
+            )
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    write_atomically(out / SETTINGS, json.dumps(recorded, indent=2) + "\n")
 
 
 def improve(
@@ -107,69 +152,93 @@ def improve(
     settings: ImproveSettings,
     sandbox: Sandbox,
     out: Path,
-    on_round: Callable[[dict[str, Any]], None] | None = None,
+    report: Report = lambda event: None,
 ) -> list[dict[str, Any]]:
-    """Run `settings.rounds` rounds into `out`; returns each round's record. A round whose
-    repair run solved no task ends the loop there (there is nothing new to learn from)."""
+    """Run `settings.rounds` rounds into `out` (resuming what is there); returns each round's
+    record. A round whose repair run solved no task ends the loop there (there is nothing
+    new to learn from): its record says so under "stopped"."""
     if not train_tasks or not eval_tasks:
         raise SelfRepairError("improve needs train tasks and eval tasks (one of the sets is empty)")
     shared = {t.task_id for t in train_tasks} & {t.task_id for t in eval_tasks}
     if shared:
         raise SelfRepairError(f"train and eval tasks overlap ({', '.join(sorted(shared)[:5])}): evaluation would be on trained tasks")
-    if out.exists() and any(out.iterdir()):
-        raise SelfRepairError(f"{out} exists and is not empty: choose another --out")
     base_path = resolve_base(settings.base)
-    out.mkdir(parents=True, exist_ok=True)
+    open_out(out, settings, train_tasks, eval_tasks)
 
     rounds: list[dict[str, Any]] = []
     train_runs: list[Path] = []
-    base_eval: dict[str, Any] | None = None
     model_spec = settings.base
     for number in range(1, settings.rounds + 1):
         folder = out / f"round-{number}"
-        record: dict[str, Any] = {"round": number, "model": model_spec, "seconds": {}}
-
-        started = time.perf_counter()
-        train_summary = repair_run(train_tasks, model_spec, sandbox, settings, folder / "train-run", f"round {number}: repair train tasks")
-        record["seconds"]["repair_train"] = round(time.perf_counter() - started, 1)
-        record["train_solved"] = train_summary["solved"]
-        record["train_repair_rate"] = train_summary["repair_rate"]
         train_runs.append(folder / "train-run")
-        if train_summary["solved"] == 0:
-            record["stopped"] = f"round {number}: the repair loop solved none of the {len(train_tasks)} train tasks; nothing to learn from, stopping"
-            console.print(record["stopped"])
-            rounds.append(record)
+        if (folder / "table.json").is_file():  # finished before this run was resumed
+            record = json.loads((folder / "table.json").read_text(encoding="utf-8"))
+        else:
+            record = run_round(
+                number, folder, model_spec, base_path, train_tasks, eval_tasks, settings, sandbox, out, train_runs, report
+            )
+        rounds.append(record)
+        write_atomically(out / "improve.json", json.dumps(rounds, indent=2) + "\n")
+        report({"event": "round", "record": record})
+        if "stopped" in record:
             break
+        model_spec = trained_spec(base_path, folder)
+    return rounds
 
-        started = time.perf_counter()
-        sources = read_runs(train_runs)
-        build = sft_dataset if settings.method == "sft" else dpo_dataset
-        data = build(sources, eval_fraction=0.0)  # the eval tasks are the held-out set
-        adapter = folder / "adapter"
+
+def trained_spec(base_path: str, folder: Path) -> str:
+    """The model spec of the base with the adapter trained in round `folder`."""
+    return f"hf:{base_path}+{folder / 'adapter'}"
+
+
+def run_round(
+    number: int,
+    folder: Path,
+    model_spec: str,
+    base_path: str,
+    train_tasks: list[Task],
+    eval_tasks: list[Task],
+    settings: ImproveSettings,
+    sandbox: Sandbox,
+    out: Path,
+    train_runs: list[Path],
+    report: Report,
+) -> dict[str, Any]:
+    """One round: repair the train tasks, train, evaluate base and trained model. Each phase
+    picks up what a killed run left. Seconds are the work's own (the tasks' wall seconds,
+    the training's), so they stay true across a resume."""
+    record: dict[str, Any] = {"round": number, "model": model_spec, "seconds": {}}
+    train_summary = repair_run(train_tasks, model_spec, sandbox, settings, folder / "train-run", f"round {number}: repair train tasks", report)
+    record["seconds"]["repair_train"] = train_summary["wall_seconds"]
+    record["train_solved"] = train_summary["solved"]
+    record["train_repair_rate"] = train_summary["repair_rate"]
+    if train_summary["solved"] == 0:
+        record["stopped"] = f"round {number}: the repair loop solved none of the {len(train_tasks)} train tasks; nothing to learn from, stopping"
+        return record
+
+    adapter = folder / "adapter"
+    sources = read_runs(train_runs)
+    build = sft_dataset if settings.method == "sft" else dpo_dataset
+    data = build(sources, eval_fraction=0.0)  # the eval tasks are the held-out set
+    card = read_card(adapter)  # an adapter is renamed into place whole: with its card, it is done
+    if card is None:
+        for leftover in folder.glob(f".{adapter.name}.partial-*"):  # what a killed training left
+            shutil.rmtree(leftover)
+        report({"event": "train", "phase": f"round {number}: train ({settings.method})", "examples": len(data["train"])})
         card = train_adapter(
             settings.method, data, base_path, adapter,
             settings=settings.train_settings, lora=default_lora(settings.lora_r), run_dirs=sources.run_dirs,
         )  # fmt: skip
-        record["seconds"]["train"] = round(time.perf_counter() - started, 1)
-        record["training"] = {"examples": len(data["train"]), "steps": card["steps"], "train_loss": card["train_loss"]}
+    record["seconds"]["train"] = card["seconds"]
+    record["training"] = {"examples": len(data["train"]), "steps": card["steps"], "train_loss": card["train_loss"]}
 
-        if base_eval is None:
-            started = time.perf_counter()
-            base_eval = repair_run(eval_tasks, settings.base, sandbox, settings, out / "eval-base", "evaluate base")
-            record["seconds"]["eval_base"] = round(time.perf_counter() - started, 1)
-        started = time.perf_counter()
-        trained_spec = f"hf:{base_path}+{adapter}"
-        trained_eval = repair_run(eval_tasks, trained_spec, sandbox, settings, folder / "eval-trained", f"round {number}: evaluate trained")
-        record["seconds"]["eval_trained"] = round(time.perf_counter() - started, 1)
+    base_eval = repair_run(eval_tasks, settings.base, sandbox, settings, out / "eval-base", "evaluate base", report)
+    if number == 1:  # the base is the same in every round: its cost is counted once
+        record["seconds"]["eval_base"] = base_eval["wall_seconds"]
+    trained_eval = repair_run(eval_tasks, trained_spec(base_path, folder), sandbox, settings, folder / "eval-trained", f"round {number}: evaluate trained", report)
+    record["seconds"]["eval_trained"] = trained_eval["wall_seconds"]
 
-        record["table"] = [table_row("base", base_eval), table_row(f"round {number} ({settings.method})", trained_eval)]
-        table, markdown = render_table(f"round {number}: eval tasks, base vs trained", record["table"])
-        console.print(table)
-        (folder / "table.md").write_text(markdown, encoding="utf-8")
-        (folder / "table.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-        rounds.append(record)
-        if on_round is not None:
-            on_round(record)
-        model_spec = trained_spec
-    (out / "improve.json").write_text(json.dumps(rounds, indent=2) + "\n", encoding="utf-8")
-    return rounds
+    record["table"] = [table_row("base", base_eval), table_row(f"round {number} ({settings.method})", trained_eval)]
+    (folder / "table.md").write_text(markdown_table(f"round {number}: eval tasks, base vs trained", record["table"]), encoding="utf-8")
+    write_atomically(folder / "table.json", json.dumps(record, indent=2) + "\n")
+    return record

@@ -6,8 +6,8 @@
                 takes no adapters, so the adapter is merged into the base once (peft's
                 merge_and_unload) into a cache folder keyed by base and adapter, and that is served.
 
-Either way the server runs in the foreground until Ctrl-C, and once it answers, the model
-spec that `fix` / `bench` take (`openai:NAME@http://HOST:PORT/v1`) is printed on stdout.
+Either way the server runs in the foreground until Ctrl-C; once it answers, the caller hears
+the plan, whose spec (`openai:NAME@http://HOST:PORT/v1`) is what `fix` / `bench` take.
 """
 
 from __future__ import annotations
@@ -25,18 +25,15 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-
-from rich.console import Console
+from typing import Callable
 
 from selfrepair import config
+from selfrepair.agents.adapters import base_fingerprint, check_adapter, resolve_base
 from selfrepair.errors import SelfRepairError
-from selfrepair.training.adapters import base_fingerprint, check_adapter, resolve_base
 
 ENGINES = ("vllm", "transformers")
 HOST = "127.0.0.1"  # never another interface: a served model is for this machine
 VLLM_LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)  # what vLLM's --max-lora-rank accepts
-
-console = Console(stderr=True)
 
 
 @dataclass(frozen=True)
@@ -80,11 +77,10 @@ def merged_dir(base_path: str, adapter_dir: Path) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
     try:
-        with console.status(f"merging {adapter_dir} into {base_path}"):
-            model = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float32)
-            merged = PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
-            merged.save_pretrained(partial)
-            AutoTokenizer.from_pretrained(base_path).save_pretrained(partial)
+        model = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float32)
+        merged = PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
+        merged.save_pretrained(partial)
+        AutoTokenizer.from_pretrained(base_path).save_pretrained(partial)
         partial.chmod(0o755)  # mkdtemp made it private
         partial.rename(target)
     finally:
@@ -151,16 +147,15 @@ def stop(process: subprocess.Popen) -> None:
         process.wait()
 
 
-def serve(base: str, adapter: Path | None, engine: str | None, port: int, ready_timeout_s: float = 600.0) -> int:
-    """Start the server, print the model spec once it answers, run until it ends or Ctrl-C."""
-    plan = plan_server(base, adapter, engine or default_engine(), port)
-    console.print(f"starting: {' '.join(plan.argv)}")
-    # Its own process group, so that stopping it takes its workers along.
+def serve(plan: ServerPlan, ready_timeout_s: float, on_ready: Callable[[ServerPlan], None]) -> int:
+    """Start the planned server, tell `on_ready` once it answers, run until it ends or
+    Ctrl-C; returns its exit status (0 after Ctrl-C)."""
+    # Its own process group, so that stopping it takes its workers along. Its log goes to
+    # stderr: stdout is the command's answer.
     process = subprocess.Popen(plan.argv, stdout=sys.stderr, start_new_session=True)
     try:
         wait_until_ready(process, plan, ready_timeout_s)
-        print(plan.spec, flush=True)
-        console.print(f"serving {plan.model_name} on {plan.base_url}; Ctrl-C stops it")
+        on_ready(plan)
         return process.wait()
     except KeyboardInterrupt:
         return 0

@@ -22,8 +22,8 @@ from typing import Any, Literal
 
 from datasets import Dataset, DatasetDict
 
+from selfrepair.agents.adapters import base_fingerprint, resolve_base, write_card
 from selfrepair.errors import SelfRepairError
-from selfrepair.training.adapters import base_fingerprint, resolve_base, write_card
 
 Method = Literal["sft", "dpo", "grpo"]
 

@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from selfrepair.cli_run import JSON_HELP, QUIET_HELP, SANDBOX_HELP, SandboxKind
+from selfrepair.cli.common import JSON_HELP, QUIET_HELP, SANDBOX_HELP, SandboxKind
 
 FAMILIES_HELP = (
     "Comma-separated mutation families (default: all): operator_swap, comparison_swap, boolean_swap, off_by_one, "

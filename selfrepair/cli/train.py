@@ -1,7 +1,8 @@
-"""`selfrepair train sft|dpo|grpo`, `selfrepair improve` and `selfrepair serve`.
+"""`selfrepair train sft|dpo|grpo`: fine-tune a LoRA adapter with TRL.
 
 Training settings are TRL's (SFTConfig / DPOConfig / GRPOConfig): the common ones are
-options here, and `--trl-config FILE.json` passes any others under TRL's own names.
+options here (shared with `improve`), and `--trl-config FILE.json` passes any others under
+TRL's own names.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any, List, Optional
 
 import typer
 
+from selfrepair.cli.common import SANDBOX_HELP, SandboxKind
 from selfrepair.errors import SelfRepairError
 
 train_app = typer.Typer(
@@ -22,13 +24,7 @@ train_app = typer.Typer(
 BASE_HELP = "Base model: smollm2 (the embedded default), hf:PATH_OR_ID, or a model folder."
 RUNS_HELP = "A run directory (from fix, bench or improve) to learn from; repeat for several."
 OUT_HELP = "Folder for the adapter and its card.json (must not exist or be empty)."
-SANDBOX_HELP = "Where tests run: auto (Docker when available, else local), docker, local."
 BENCHMARK_HELP = "Format of the task files: quixbugs, humanevalfix (HumanEvalPack JSONL), humaneval, swebench."
-
-
-class Engine(str, Enum):
-    vllm = "vllm"
-    transformers = "transformers"
 
 
 class Method(str, Enum):
@@ -158,7 +154,7 @@ def train_grpo(
     learning_rate: Optional[float] = LearningRate,
     batch_size: Optional[int] = BatchSize,
     lora_r: int = LoraRank,
-    sandbox: str = typer.Option("auto", "--sandbox", help=SANDBOX_HELP),
+    sandbox: SandboxKind = typer.Option(SandboxKind.auto, "--sandbox", help=SANDBOX_HELP),
     trl_config: Optional[Path] = TrlConfig,
 ) -> None:
     """EXPERIMENTAL: GRPO with an execution reward. Sampled replies to each task are run
@@ -176,7 +172,7 @@ def train_grpo(
         trl_config, max_steps=max_steps, epochs=epochs, learning_rate=learning_rate, batch_size=batch_size,
         num_generations=num_generations, max_completion_length=max_completion_length,
     )  # fmt: skip
-    box = open_sandbox(sandbox)
+    box = open_sandbox(sandbox.value)
     try:
         card = train_adapter(
             "grpo", grpo_dataset(tasks), base, out, settings=settings, lora=default_lora(lora_r),
@@ -185,85 +181,3 @@ def train_grpo(
     finally:
         box.close()
     report_card(card, out)
-
-
-def improve(
-    train: Path = typer.Option(..., "--train", help="Task file whose tasks the model repairs and learns from."),
-    eval_data: Path = typer.Option(..., "--eval", help="Task file of held-out tasks (none shared with --train) to measure on."),
-    benchmark: str = typer.Option("quixbugs", "--format", help=BENCHMARK_HELP),
-    base: str = typer.Option("smollm2", "--base", help=BASE_HELP),
-    rounds: int = typer.Option(1, "--rounds", min=1, help="Repair-train-evaluate rounds."),
-    out: Path = typer.Option(..., "--out", help="Folder for every round's runs, adapters and tables (must not exist or be empty)."),
-    method: Method = typer.Option(Method.sft, "--method", help="How to learn from the repairs: sft or dpo."),
-    strategy: str = typer.Option("best-of-n", "--strategy", help="Repair strategy: refine, best-of-n or tree."),
-    budget: int = typer.Option(4, "--budget", min=1, help="Most candidates per task."),
-    samples: int = typer.Option(4, "--samples", min=1, help="Best-of-n: candidates per batched model call."),
-    temperature: float = typer.Option(0.8, "--temperature", min=0.0, help="Sampling temperature."),
-    max_tokens: int = typer.Option(384, "--max-tokens", min=8, help="Longest reply in tokens."),
-    max_steps: Optional[int] = MaxSteps,
-    epochs: Optional[float] = Epochs,
-    learning_rate: Optional[float] = LearningRate,
-    batch_size: Optional[int] = BatchSize,
-    max_length: Optional[int] = MaxLength,
-    lora_r: int = LoraRank,
-    sandbox: str = typer.Option("auto", "--sandbox", help=SANDBOX_HELP),
-    trl_config: Optional[Path] = TrlConfig,
-) -> None:
-    """Self-improvement rounds: repair the --train tasks, train on what was solved, and compare
-    base and trained model on the --eval tasks (repair rate, pass@1, tokens), a table per round."""
-    from selfrepair.graphs.budget import Budget, Sampling
-    from selfrepair.graphs.run import check_strategy
-    from selfrepair.loaders import load_tasks
-    from selfrepair.sandbox.choose import open_sandbox
-    from selfrepair.training.improve import ImproveSettings, improve as run_improve
-
-    check_strategy(strategy)
-    for path in (train, eval_data):
-        if not path.is_file():
-            raise SelfRepairError(f"{path}: no such file")
-    train_tasks, eval_tasks = load_tasks(benchmark, train), load_tasks(benchmark, eval_data)
-    settings = ImproveSettings(
-        base=base,
-        rounds=rounds,
-        method=method.value,
-        strategy=strategy,
-        budget=Budget(max_candidates=budget),
-        sampling=Sampling(samples=samples, temperature=temperature, max_tokens=max_tokens),
-        train_settings=trl_settings(
-            trl_config, max_steps=max_steps, epochs=epochs, learning_rate=learning_rate,
-            batch_size=batch_size, max_length=max_length,
-        ),  # fmt: skip
-        lora_r=lora_r,
-    )
-    box = open_sandbox(sandbox)
-    try:
-        records = run_improve(train_tasks, eval_tasks, settings, box, out)
-    finally:
-        box.close()
-    for record in records:
-        if "stopped" in record:
-            typer.echo(record["stopped"])
-        else:
-            base_row, trained_row = record["table"]
-            typer.echo(
-                f"round {record['round']}: eval repair rate {base_row['repair_rate']:.3f} (base) -> "
-                f"{trained_row['repair_rate']:.3f} (trained); tables in {out}"
-            )
-
-
-def serve(
-    base: str = typer.Option("smollm2", "--base", help=BASE_HELP),
-    adapter: Optional[Path] = typer.Option(None, "--adapter", help="A trained adapter folder to serve on the base."),
-    engine: Optional[Engine] = typer.Option(
-        None, "--engine", help="vllm (CUDA GPU, adapter applied per request) or transformers (CPU or GPU, "
-        "adapter merged into a cached copy of the base). Default: vllm where a GPU and vllm are present."
-    ),
-    port: int = typer.Option(8000, "--port", min=1, max=65535, help="Port on 127.0.0.1."),
-    ready_timeout: float = typer.Option(600.0, "--ready-timeout", min=1.0, help="Seconds to wait for the server to answer."),
-) -> None:
-    """Serve the base model (with --adapter applied) behind an OpenAI-compatible API on
-    127.0.0.1, print the model spec for fix/bench (openai:NAME@URL) once it answers, and run
-    until Ctrl-C."""
-    from selfrepair.training.serve import serve as run_server
-
-    raise typer.Exit(run_server(base, adapter, engine.value if engine else None, port, ready_timeout))

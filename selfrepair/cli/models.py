@@ -7,7 +7,7 @@ from rich.console import Console
 from rich.table import Table
 
 from selfrepair.agents import smollm2
-from selfrepair.agents.models import SPEC_FORMS
+from selfrepair.agents.backends import SPEC_FORMS
 from selfrepair.errors import SelfRepairError
 
 app = typer.Typer(help="Get and list the embedded models.", no_args_is_help=True)

@@ -1,4 +1,5 @@
-"""The `selfrepair` command. Each area's commands live in a `cli_*` module and register here."""
+"""The `selfrepair` command. Each family of commands lives in a module of its own and is
+registered here; `common` holds what they share."""
 
 from __future__ import annotations
 
@@ -7,12 +8,14 @@ import sys
 import typer
 
 from selfrepair import __version__
-from selfrepair.cli_models import app as models_app
-from selfrepair.cli_report import report
-from selfrepair.cli_run import bench, export, fix
-from selfrepair.cli_sandbox import app as sandbox_app
-from selfrepair.cli_synth import synth
-from selfrepair.cli_train import improve, serve, train_app
+from selfrepair.cli import models, sandbox
+from selfrepair.cli.bench import bench
+from selfrepair.cli.fix import fix
+from selfrepair.cli.improve import improve
+from selfrepair.cli.report import export, report
+from selfrepair.cli.serve import serve
+from selfrepair.cli.synth import synth
+from selfrepair.cli.train import train_app
 from selfrepair.errors import SelfRepairError
 
 app = typer.Typer(
@@ -43,8 +46,8 @@ app.command("export")(export)
 app.add_typer(train_app, name="train")
 app.command("improve")(improve)
 app.command("serve")(serve)
-app.add_typer(models_app, name="models")
-app.add_typer(sandbox_app, name="sandbox")
+app.add_typer(models.app, name="models")
+app.add_typer(sandbox.app, name="sandbox")
 app.command("synth")(synth)
 
 

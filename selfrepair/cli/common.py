@@ -1,0 +1,95 @@
+"""What the commands share: option choices and help texts, the per-task budget options, the
+progress display, and the checks made before a run directory exists."""
+
+from __future__ import annotations
+
+import dataclasses
+import shlex
+import sys
+from enum import Enum
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from selfrepair.agents.backends import SPECS
+from selfrepair.agents.models import Model
+from selfrepair.graphs.budget import Budget
+from selfrepair.types import Message
+
+
+class Strategy(str, Enum):
+    refine = "refine"
+    best_of_n = "best-of-n"
+    tree = "tree"
+
+
+class SandboxKind(str, Enum):
+    auto = "auto"
+    docker = "docker"
+    local = "local"
+
+
+MODEL_HELP = f"Model spec, one of: {SPECS}. Default: smollm2. `selfrepair models list` explains each."
+BUDGET_HELP = "Most candidates (model replies) to try per task."
+SANDBOX_HELP = "Where tests run: auto (Docker when a daemon answers and the image is built, else local), docker, local."
+QUIET_HELP = "No progress display; print only the result."
+JSON_HELP = "Print one JSON object with the result on stdout (no progress display)."
+
+# The rest of the per-task budget, beside --budget (typer reads them from each signature).
+MaxTokens = typer.Option(
+    Budget.max_tokens, "--max-tokens", min=1,
+    help="Most tokens (prompts and replies, the reviewer's included) to spend per task.",
+)  # fmt: skip
+MaxSeconds = typer.Option(
+    Budget.max_seconds, "--max-seconds", min=1.0,
+    help="Most wall-clock seconds to spend per task (kept across a resume).",
+)  # fmt: skip
+
+
+def budget_config(budget: Budget) -> dict[str, Any]:
+    """The budget as a run directory's configuration records it."""
+    return dataclasses.asdict(budget)
+
+
+def check_reachable(model: Model) -> None:
+    """In-process backends are reachable once loaded; a server is asked for one token, so an
+    unreachable one is refused before any run directory exists."""
+    if model.spec.startswith("openai:"):
+        model.generate([Message(role="user", content="Say OK.")], n=1, temperature=0.0, max_tokens=1)
+
+
+def command_line() -> str:
+    """This command as typed, recorded in summary.json."""
+    return " ".join(shlex.quote(a) for a in ["selfrepair", *sys.argv[1:]])
+
+
+class Display:
+    """A rich progress bar on stderr (candidates or tasks, solved, tokens, elapsed), or
+    nothing with --quiet / --json."""
+
+    def __init__(self, enabled: bool, description: str, total: int) -> None:
+        self.progress = Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("solved {task.fields[solved]}"),
+            TextColumn("{task.fields[tokens]:,} tokens"),
+            TimeElapsedColumn(),
+            console=Console(stderr=True),
+            disable=not enabled,
+            transient=False,
+        )
+        self.task = self.progress.add_task(description, total=total, solved=0, tokens=0)
+
+    def update(self, **fields: Any) -> None:
+        self.progress.update(self.task, **fields)
+
+    def __enter__(self) -> Display:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()

@@ -1,0 +1,336 @@
+"""`selfrepair fix`: repair a file or directory, or (with --issue) resolve an issue in a git
+repository.
+
+Both modes validate everything they can (the path, the model, the sandbox, that the tests
+fail at all; for a repository also the base commit, a clean working tree where it matters and
+the branch name) before the run directory is created, so bad input leaves nothing behind.
+Running the same command again on the same --out resumes it. Neither mode touches what the
+user did not ask for: a repository is repaired in a private checkout, and its fix lands as
+RUN_DIR/fix.patch or a new branch.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from selfrepair.agents.backends import load_model
+from selfrepair.agents.repo import check_new_branch, checkout, commit_to_branch, open_repository, require_clean, resolve_commit
+from selfrepair.cli.common import (
+    BUDGET_HELP, JSON_HELP, MODEL_HELP, QUIET_HELP, SANDBOX_HELP, Display, MaxSeconds, MaxTokens, SandboxKind,
+    Strategy, budget_config, check_reachable, command_line,
+)  # fmt: skip
+from selfrepair.errors import SelfRepairError
+from selfrepair.graphs.budget import Budget
+from selfrepair.graphs.issue import repair_issue, run_candidate_tests
+from selfrepair.graphs.run import open_checkpointer, repair_task
+from selfrepair.metrics import result_row
+from selfrepair.rundir import PATCH, prepare_run_dir, write_atomically, write_results
+from selfrepair.sandbox.choose import open_sandbox
+from selfrepair.sandbox.testing import run_tests
+from selfrepair.types import Step, Task, TestSpec, Trajectory
+
+REPOSITORY_TEST_TIMEOUT_S = 600.0  # a repository's suite takes longer than one function's tests
+
+
+def fix(
+    path: Path = typer.Argument(..., help="The file or directory to repair.", show_default=False),
+    test_cmd: str = typer.Option(
+        ..., "--test-cmd", help="Shell command that runs the tests in PATH's directory, e.g. 'pytest -q'."
+    ),
+    spec: Optional[str] = typer.Option(
+        None, "--spec", help="What the code should do: the text, or a file holding it. Default: from the code. "
+        "Not with --issue (the issue is the specification)."
+    ),
+    model: str = typer.Option("smollm2", "--model", help=MODEL_HELP),
+    strategy: Optional[Strategy] = typer.Option(
+        None, "--strategy", help="How to search for a repair: refine, best-of-n (the default) or tree. "
+        "Not with --issue (the issue graph has a strategy of its own)."
+    ),
+    budget: int = typer.Option(8, "--budget", min=1, help=BUDGET_HELP),
+    max_tokens: int = MaxTokens,
+    max_seconds: float = MaxSeconds,
+    sandbox: SandboxKind = typer.Option(SandboxKind.auto, "--sandbox", help=SANDBOX_HELP),
+    out: Optional[Path] = typer.Option(
+        None, "--out", help="Run directory (trajectories, results, summary). Default: runs/fix-TIMESTAMP. "
+        "Give an existing one to resume a cut-off run."
+    ),
+    patch: bool = typer.Option(False, "--patch", help="Print the fix as a unified diff instead of writing the files."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help=QUIET_HELP),
+    json_output: bool = typer.Option(False, "--json", help=JSON_HELP),
+    issue: Optional[str] = typer.Option(
+        None, "--issue", help="Repository mode: the issue to resolve (its text, or a file holding it). PATH is then "
+        "a git repository, repaired in a private checkout by the issue graph."
+    ),
+    base: Optional[str] = typer.Option(
+        None, "--base", help="Repository mode: the commit to repair. Default: HEAD, which needs a clean working tree."
+    ),
+    branch: Optional[str] = typer.Option(
+        None, "--branch", help="Repository mode: commit the fix on this new branch (your checkout is not touched)."
+    ),
+) -> None:
+    """Repair PATH until --test-cmd passes. Exit 0: fixed (files written, or the patch printed);
+    exit 1: not fixed within budget (what was tried is printed). With --issue, PATH is a git
+    repository: the fix is written to RUN_DIR/fix.patch, or committed with --branch."""
+    if not test_cmd.strip():
+        raise SelfRepairError("--test-cmd is empty")
+    limits = Budget(max_candidates=budget, max_tokens=max_tokens, max_seconds=max_seconds)
+    if issue is not None or base is not None or branch is not None:
+        for option, value in (("--spec", spec), ("--strategy", strategy)):
+            if value is not None:
+                raise SelfRepairError(f"{option} does not apply to repository mode (--issue, --base, --branch)")
+        return fix_repository(
+            path, issue, test_cmd, base=base, branch=branch, model=model, limits=limits, sandbox=sandbox.value,
+            out=out, patch=patch, quiet=quiet, json_output=json_output,
+        )  # fmt: skip
+    if not path.exists():
+        raise SelfRepairError(f"{path}: no such file or directory")
+    strategy = strategy or Strategy.best_of_n
+    task, root = fix_task(path.resolve(), test_cmd, read_spec(spec))
+    box = open_sandbox(sandbox.value)
+    try:
+        baseline = run_tests(box, task)
+        if baseline.passed:
+            raise SelfRepairError(f"nothing to repair: `{test_cmd}` already passes in {root}")
+        if baseline.exit_code in (126, 127):  # the shell's "cannot execute" and "not found"
+            raise SelfRepairError(f"the test command cannot run in the sandbox: {baseline.reason}")
+        loaded = load_model(model)
+        check_reachable(loaded)
+        config = {
+            "command": "fix",
+            "path": str(path.resolve()),
+            "test_cmd": test_cmd,
+            "spec": task.spec,
+            "strategy": strategy.value,
+            "model": model,
+            "budget": budget_config(limits),
+        }
+        run_dir = out or default_run_dir()
+        store = prepare_run_dir(run_dir, config)
+        with Display(not (quiet or json_output), f"fixing {path.name}", budget) as display:
+            trajectory = repair_task(
+                task, loaded, box, strategy.value, limits, store, checkpointer=open_checkpointer(run_dir),
+                baseline=baseline, on_step=lambda t: show_step(display, t),
+            )  # fmt: skip
+        write_results(run_dir, [trajectory], config | {"command_line": command_line()})
+        store.close()
+    finally:
+        box.close()
+
+    solution = trajectory.steps[trajectory.solution_step] if trajectory.solved else None
+    files = solution.candidate.files if solution else {}
+    diff = unified_patch(task, files) if solution else ""
+    if solution and not patch:
+        for relative, text in files.items():
+            write_atomically(root / relative, text)
+    written = f"wrote {', '.join(sorted(files))} (patch in {run_dir / PATCH})"
+    report_fix(trajectory, run_dir, diff, written, patch, quiet, json_output, files=sorted(files) if not patch else [])
+
+
+def fix_repository(
+    path: Path,
+    issue: str | None,
+    test_cmd: str,
+    *,
+    base: str | None,
+    branch: str | None,
+    model: str,
+    limits: Budget,
+    sandbox: str,
+    out: Path | None,
+    patch: bool,
+    quiet: bool,
+    json_output: bool,
+) -> None:
+    """Resolve ISSUE in the git repository at PATH until TEST_CMD passes; the fix is written to
+    RUN_DIR/fix.patch (and committed on BRANCH when one is named). Exit 1 when not fixed."""
+    issue_text = (read_spec(issue) or "").strip()
+    if not issue_text:
+        raise SelfRepairError("--issue is empty: give the issue's text or a file holding it")
+    repository = open_repository(path)
+    if base is None:
+        require_clean(repository)  # repairing HEAD would silently drop the uncommitted changes
+    commit = resolve_commit(repository, base or "HEAD")
+    if branch is not None:
+        check_new_branch(repository, branch)
+    root = Path(repository.working_tree_dir or repository.git_dir)
+    task = Task(
+        task_id=f"{root.name}@{commit[:12]}",
+        spec=issue_text,
+        repo=str(root),
+        base_commit=commit,
+        tests=TestSpec(kind="command", command=test_cmd, timeout_s=REPOSITORY_TEST_TIMEOUT_S),
+        metadata={"mode": "issue"},
+    )
+    box = open_sandbox(sandbox)
+    try:
+        with checkout(repository, commit) as work:
+            baseline = run_candidate_tests(box, work, task, None)
+            if baseline.passed:
+                raise SelfRepairError(
+                    f"nothing to repair: `{test_cmd}` already passes at {commit[:12]}; "
+                    "add a test that shows the issue"
+                )
+            loaded = load_model(model)
+            check_reachable(loaded)
+            config = {
+                "command": "fix", "mode": "issue", "path": str(root), "base": commit, "test_cmd": test_cmd,
+                "issue": issue_text, "strategy": "issue", "model": model, "budget": budget_config(limits),
+            }  # fmt: skip
+            run_dir = out or default_run_dir()
+            store = prepare_run_dir(run_dir, config)
+            with Display(not (quiet or json_output), f"fixing {root.name}", limits.max_candidates) as display:
+                trajectory = repair_issue(
+                    task, loaded, box, limits, store, checkpointer=open_checkpointer(run_dir),
+                    work=work, baseline=baseline, on_step=lambda t: show_step(display, t),
+                )  # fmt: skip
+            write_results(run_dir, [trajectory], config | {"command_line": command_line()})
+            store.close()
+    finally:
+        box.close()
+
+    diff = trajectory.metadata.get("patch", "") if trajectory.solved else ""
+    branch_commit = None
+    if diff and branch is not None:
+        title = issue_text.splitlines()[0].lstrip("# ").strip()[:60]
+        branch_commit = commit_to_branch(repository, commit, diff, branch, f"Fix: {title}\n\nMade by selfrepair.")
+    where = f"committed on branch {branch} ({branch_commit[:12]})" if branch_commit else (
+        f"apply it with: git -C {root} apply {(run_dir / PATCH).resolve()}")  # fmt: skip
+    report_fix(
+        trajectory, run_dir, diff, f"patch in {run_dir / PATCH}; {where}", patch, quiet, json_output,
+        base=commit, branch=branch if branch_commit else None, commit=branch_commit,
+    )  # fmt: skip
+
+
+def default_run_dir() -> Path:
+    return Path("runs") / f"fix-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def show_step(display: Display, trajectory: Trajectory) -> None:
+    display.update(completed=len(trajectory.steps), solved=int(trajectory.solved), tokens=trajectory.tokens)
+
+
+def read_spec(spec: str | None) -> str | None:
+    """--spec (or --issue) is a file when one by that name exists, else the text itself."""
+    if spec is None:
+        return None
+    path = Path(spec)
+    if len(spec) < 4096 and "\n" not in spec and path.is_file():
+        return path.read_text(encoding="utf-8")
+    return spec
+
+
+def is_test_file(path: str) -> bool:
+    parts = Path(path).parts
+    name = parts[-1]
+    return (
+        name == "conftest.py"
+        or (name.startswith("test_") and name.endswith(".py"))
+        or name.endswith("_test.py")
+        or any(part in ("tests", "test") for part in parts[:-1])
+    )
+
+
+def fix_task(path: Path, test_cmd: str, spec: str | None) -> tuple[Task, Path]:
+    """The task for PATH and the directory its files are relative to. A file is repaired in
+    its directory (the tests live there too). Test files become the task's tests: the model
+    is not shown them, and a candidate cannot change what runs."""
+    from selfrepair.loaders import load_directory
+
+    root = path if path.is_dir() else path.parent
+    (task,) = load_directory(root, test_cmd, spec or "")
+    tests = {name: text for name, text in task.files.items() if is_test_file(name)}
+    code = {name: text for name, text in task.files.items() if name not in tests}
+    if path.is_file():
+        entry = path.name
+        if entry not in code:
+            raise SelfRepairError(f"{path} is not a source file to repair (a test file, or not text)")
+    else:
+        sources = [name for name in code if name.endswith(".py")]
+        if not sources:
+            raise SelfRepairError(f"{path} holds no Python source outside its tests")
+        entry = sources[0] if len(sources) == 1 else None
+    # The files are laid out from the task itself, not a checkout, so it is no repository task.
+    fields = task.model_dump() | {"files": code, "entry_file": entry, "repo": None, "base_commit": None}
+    fields["tests"] = task.tests.model_dump() | {"files": tests}
+    return Task.model_validate(fields), root
+
+
+def unified_patch(task: Task, files: dict[str, str]) -> str:
+    chunks = []
+    for path, new in sorted(files.items()):
+        old = task.files.get(path, "")
+        chunks.extend(
+            difflib.unified_diff(
+                old.splitlines(keepends=True), new.splitlines(keepends=True), f"a/{path}", f"b/{path}"
+            )
+        )
+    return "".join(chunks)
+
+
+def report_fix(
+    trajectory: Trajectory,
+    run_dir: Path,
+    diff: str,
+    written: str,
+    patch: bool,
+    quiet: bool,
+    json_output: bool,
+    **details: object,
+) -> None:
+    """The result as both modes print it: the patch (RUN_DIR/fix.patch, and on stdout with
+    --patch), one line saying what was done, or what an unsuccessful repair tried; exit 1
+    when nothing was fixed. `details` go into --json's object."""
+    if diff:
+        (run_dir / PATCH).write_text(diff, encoding="utf-8")
+    if json_output:
+        answer = {
+            "solved": trajectory.solved, "outcome": trajectory.outcome, "error": trajectory.error,
+            "run_dir": str(run_dir), **details, "patch": diff,
+            "steps": [describe_step(step).strip() for step in trajectory.steps], "result": result_row(trajectory),
+        }  # fmt: skip
+        typer.echo(json.dumps(answer))
+    elif diff and patch:
+        typer.echo(diff, nl=False)
+    elif diff and not quiet:
+        typer.echo(
+            f"fixed in {len(trajectory.steps)} candidates, {trajectory.tokens:,} tokens, "
+            f"{trajectory.wall_seconds:.1f} s; {written}"
+        )
+    elif not diff:
+        typer.echo(not_fixed_report(trajectory, run_dir), err=quiet)
+    if not diff:
+        raise typer.Exit(1)
+
+
+def describe_step(step: Step) -> str:
+    if step.candidate is None:
+        outcome = f"no candidate: {step.error}"
+    elif step.report is None:
+        outcome = "not run"
+    elif step.report.passed:
+        outcome = "tests pass"
+    else:
+        outcome = step.report.reason or "tests fail"
+    line = f"  #{step.index} {step.kind}" + (f" (from #{step.parent})" if step.parent is not None else "")
+    if step.finish_reason == "length":
+        line += " [reply cut at the token limit]"
+    line += f": {outcome}"
+    if step.review is not None:
+        line += f"; reviewer: {step.review.verdict} ({step.review.confidence:.2f})"
+        if step.reviewer_error:
+            line += " [reviewer error: accepted a failing candidate]"
+    return line
+
+
+def not_fixed_report(trajectory: Trajectory, run_dir: Path) -> str:
+    """What an unsuccessful fix tried: why it stopped, its cost, and each step's outcome."""
+    lines = [f"not fixed ({trajectory.outcome}: {trajectory.error or trajectory.metadata.get('stop_reason', '')})"]
+    lines.append(f"tried {len(trajectory.steps)} candidates, {trajectory.tokens:,} tokens; run directory {run_dir}")
+    lines.extend(describe_step(step) for step in trajectory.steps)
+    return "\n".join(lines)

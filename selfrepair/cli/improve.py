@@ -1,0 +1,128 @@
+"""`selfrepair improve`: self-improvement rounds (repair, train on what was solved, compare
+base and trained model on held-out tasks). training.improve does the work and reports what
+happens as records; this module shows them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from selfrepair.cli.common import (
+    BUDGET_HELP, QUIET_HELP, SANDBOX_HELP, Display, MaxSeconds, MaxTokens, SandboxKind, Strategy,
+)  # fmt: skip
+from selfrepair.cli.train import (
+    BASE_HELP, BENCHMARK_HELP, BatchSize, Epochs, LearningRate, LoraRank, MaxLength, MaxSteps, Method, TrlConfig,
+    trl_settings,
+)  # fmt: skip
+from selfrepair.errors import SelfRepairError
+
+
+def improve(
+    train: Path = typer.Option(..., "--train", help="Task file whose tasks the model repairs and learns from."),
+    eval_data: Path = typer.Option(..., "--eval", help="Task file of held-out tasks (none shared with --train) to measure on."),
+    benchmark: str = typer.Option("quixbugs", "--format", help=BENCHMARK_HELP),
+    base: str = typer.Option("smollm2", "--base", help=BASE_HELP),
+    rounds: int = typer.Option(1, "--rounds", min=1, help="Repair-train-evaluate rounds (more than a finished run had extend it)."),
+    out: Path = typer.Option(
+        ..., "--out", help="Folder for every round's runs, adapters and tables. Give the folder of a killed run "
+        "(same settings) to resume it."
+    ),
+    method: Method = typer.Option(Method.sft, "--method", help="How to learn from the repairs: sft or dpo."),
+    strategy: Strategy = typer.Option(Strategy.best_of_n, "--strategy", help="Repair strategy: refine, best-of-n or tree."),
+    budget: int = typer.Option(4, "--budget", min=1, help=BUDGET_HELP),
+    max_tokens: int = MaxTokens,
+    max_seconds: float = MaxSeconds,
+    samples: int = typer.Option(4, "--samples", min=1, help="Best-of-n: candidates per batched model call."),
+    temperature: float = typer.Option(0.8, "--temperature", min=0.0, help="Sampling temperature."),
+    reply_tokens: int = typer.Option(384, "--reply-tokens", min=8, help="Longest reply in tokens."),
+    max_steps: Optional[int] = MaxSteps,
+    epochs: Optional[float] = Epochs,
+    learning_rate: Optional[float] = LearningRate,
+    batch_size: Optional[int] = BatchSize,
+    max_length: Optional[int] = MaxLength,
+    lora_r: int = LoraRank,
+    sandbox: SandboxKind = typer.Option(SandboxKind.auto, "--sandbox", help=SANDBOX_HELP),
+    trl_config: Optional[Path] = TrlConfig,
+    quiet: bool = typer.Option(False, "--quiet", "-q", help=QUIET_HELP),
+) -> None:
+    """Self-improvement rounds: repair the --train tasks, train on what was solved, and compare
+    base and trained model on the --eval tasks (repair rate, pass@1, tokens), a table per round."""
+    from selfrepair.graphs.budget import Budget, Sampling
+    from selfrepair.loaders import load_tasks
+    from selfrepair.sandbox.choose import open_sandbox
+    from selfrepair.training.improve import ImproveSettings, improve as run_improve
+
+    for path in (train, eval_data):
+        if not path.is_file():
+            raise SelfRepairError(f"{path}: no such file")
+    train_tasks, eval_tasks = load_tasks(benchmark, train), load_tasks(benchmark, eval_data)
+    settings = ImproveSettings(
+        base=base,
+        rounds=rounds,
+        method=method.value,
+        strategy=strategy.value,
+        budget=Budget(max_candidates=budget, max_tokens=max_tokens, max_seconds=max_seconds),
+        sampling=Sampling(samples=samples, temperature=temperature, max_tokens=reply_tokens),
+        train_settings=trl_settings(
+            trl_config, max_steps=max_steps, epochs=epochs, learning_rate=learning_rate,
+            batch_size=batch_size, max_length=max_length,
+        ),  # fmt: skip
+        lora_r=lora_r,
+    )
+    box = open_sandbox(sandbox.value)
+    shown = Shown(not quiet)
+    try:
+        run_improve(train_tasks, eval_tasks, settings, box, out, shown.report)
+    finally:
+        shown.end_phase()
+        box.close()
+    typer.echo(f"tables and runs in {out}")
+
+
+class Shown:
+    """What `improve` reports, shown: a progress bar per repair phase and a line per training
+    on stderr; each round's table (or why the rounds stopped) on stdout."""
+
+    def __init__(self, progress: bool) -> None:
+        self.progress = progress
+        self.phase: str | None = None
+        self.display: Display | None = None
+        self.errors = Console(stderr=True)
+
+    def report(self, event: dict[str, Any]) -> None:
+        if event["event"] == "repair":
+            if event["phase"] != self.phase:
+                self.end_phase()
+                self.phase = event["phase"]
+                self.display = Display(self.progress, event["phase"], event["total"]).__enter__()
+            self.display.update(completed=event["done"], solved=event["solved"], tokens=event["tokens"])
+        elif event["event"] == "train":
+            self.end_phase()
+            if self.progress:
+                self.errors.print(f"{event['phase']} on {event['examples']} examples")
+        else:
+            self.end_phase()
+            print_round(event["record"])
+
+    def end_phase(self) -> None:
+        if self.display is not None:
+            self.display.__exit__(None, None, None)
+        self.phase = self.display = None
+
+
+def print_round(record: dict[str, Any]) -> None:
+    if "stopped" in record:
+        typer.echo(record["stopped"])
+        return
+    from selfrepair.training.improve import TABLE_COLUMNS, cell
+
+    table = Table(title=f"round {record['round']}: eval tasks, base vs trained")
+    for column in TABLE_COLUMNS:
+        table.add_column(column, justify="left" if column == "model" else "right")
+    for row in record["table"]:
+        table.add_row(*(cell(row[c]) for c in TABLE_COLUMNS))
+    Console().print(table)

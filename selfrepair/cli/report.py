@@ -1,0 +1,40 @@
+"""`selfrepair report` (an HTML page of runs) and `selfrepair export` (a run's trajectories
+as JSONL): what a finished run directory shows."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from selfrepair.report import write_report
+from selfrepair.store import TrajectoryStore
+
+
+def report(
+    run_dirs: list[Path] = typer.Argument(
+        ...,
+        help="Run directories (each with run.sqlite, results.jsonl, summary.json); "
+        "several are compared side by side.",
+        show_default=False,
+        metavar="RUN_DIR",
+    ),
+    out: Optional[Path] = typer.Option(
+        None, "--out", "-o", help="Where to write the HTML page. Default: FIRST_RUN_DIR/report.html."
+    ),
+) -> None:
+    """Write an HTML report of runs: summary table, repair-rate plots, each task's trajectory."""
+    written = write_report(run_dirs, out)
+    typer.echo(f"wrote {written}")
+
+
+def export(
+    run_dir: Path = typer.Argument(..., help="A run directory (holding run.sqlite).", show_default=False),
+    out: Path = typer.Option(..., "--out", "-o", help="The JSONL file to write, one trajectory a line."),
+) -> None:
+    """Export a run's trajectories (every step: messages, candidate, test report, review,
+    tokens, seconds; and the outcome) as JSONL, the format training reads."""
+    with TrajectoryStore(run_dir, create=False) as store:
+        count = store.export_jsonl(out)
+    typer.echo(f"wrote {count} trajectories to {out}")
