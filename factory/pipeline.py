@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import inspect
 import json
+import shutil
+import tempfile
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -93,22 +95,20 @@ def synthesize(specs: list[str], out: Path, settings: Settings, report: Report =
     repos = [s.repo for s in sources]
     if len(set(repos)) != len(repos):
         raise SelfRepairError(f"two sources are the same package: {', '.join(sorted({r for r in repos if repos.count(r) > 1}))}")
-    envs = environments(sources, out)
-    baselines: dict[str, Baseline] = {}
-    for source in sources:
-        stored = out / STATE / source.slug / "baseline.json"
-        if stored.is_file():
-            baselines[source.slug] = Baseline.from_json(json.loads(stored.read_text()))
-            continue
-        report(Event(source.spec, "baseline"))
-        box = sandbox_for(settings, envs.get(source.slug))
-        try:
-            baselines[source.slug] = run_baseline(box, source.text_files(), source.spec, settings.baseline_timeout_s)
-        finally:
-            box.close()
+    model = None
+    if settings.model:  # a model spec that does not load is bad input too
+        from selfrepair.agents.backends import load_model
 
-    # 2. The run's state and the mirrors.
-    (out / STATE).mkdir(parents=True, exist_ok=True)
+        model = load_model(settings.model)
+    scratch = Path(tempfile.mkdtemp(prefix="selfrepair-envs-"))
+    try:
+        envs = environments(sources, out, scratch)
+        baselines = run_baselines(sources, out, settings, envs, report)
+        # 2. The run's state and the mirrors.
+        (out / STATE).mkdir(parents=True, exist_ok=True)
+        envs = keep_environments(envs, out)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     config = {"sources": specs, "settings": settings.identity(),
               "resolved": {s.spec: {"kind": s.kind, "name": s.name, "version": s.version, "origin": s.origin,
                                     "requirements": s.requirements} for s in sources}}
@@ -122,12 +122,6 @@ def synthesize(specs: list[str], out: Path, settings: Settings, report: Report =
         if mirror.original() is None:
             mirror.commit(source.files, f"{source.repo}: the original snapshot ({source.origin})", "main")
 
-    model = None
-    if settings.model:
-        from selfrepair.agents.backends import load_model
-
-        model = load_model(settings.model)
-
     # 3. Mutants, function by function; 4. outputs after each source.
     manifest: dict[str, Any] = {}
     for source in sources:
@@ -135,6 +129,24 @@ def synthesize(specs: list[str], out: Path, settings: Settings, report: Report =
         report(Event(source.spec, "write"))
         manifest = write_outputs(out, sources, settings, time.monotonic() - started)
     return manifest
+
+
+def run_baselines(sources: list[Source], out: Path, settings: Settings, envs: dict[str, Path],
+                  report: Report) -> dict[str, Baseline]:
+    """Each source's baseline: read back when the run being resumed has it, else run."""
+    baselines: dict[str, Baseline] = {}
+    for source in sources:
+        stored = out / STATE / source.slug / "baseline.json"
+        if stored.is_file():
+            baselines[source.slug] = Baseline.from_json(json.loads(stored.read_text()))
+            continue
+        report(Event(source.spec, "baseline"))
+        box = sandbox_for(settings, envs.get(source.slug))
+        try:
+            baselines[source.slug] = run_baseline(box, source.text_files(), source.spec, settings.baseline_timeout_s)
+        finally:
+            box.close()
+    return baselines
 
 
 def check_settings(settings: Settings) -> None:
@@ -181,10 +193,11 @@ def resumed_source(out: Path, spec: str, previous: dict) -> Source:
     return source
 
 
-def environments(sources: list[Source], out: Path) -> dict[str, Path]:
-    """Each source's installed requirements, for the sandbox to mount: DIR/envs/SLUG. The
-    sandbox must be able to mount host folders (open_sandbox's python_path); until it can,
-    a source with requirements is refused here, before anything is installed."""
+def environments(sources: list[Source], out: Path, scratch: Path) -> dict[str, Path]:
+    """Each source's installed requirements, for the sandbox to mount read-only: DIR/envs/SLUG
+    when a run made it already, else a fresh install under `scratch` (moved into DIR once the
+    baselines pass). The sandbox must be able to mount host folders (open_sandbox's
+    python_path); until it can, a source with requirements is refused, before any install."""
     needed = [s for s in sources if s.requirements]
     if not needed:
         return {}
@@ -197,11 +210,25 @@ def environments(sources: list[Source], out: Path) -> dict[str, Path]:
         )
     envs = {}
     for source in needed:
-        target = out / "envs" / source.slug
-        if not target.is_dir():
-            install_requirements(source.requirements, target)
-        envs[source.slug] = target
+        kept = out / "envs" / source.slug
+        if kept.is_dir():
+            envs[source.slug] = kept
+        else:
+            envs[source.slug] = scratch / source.slug
+            install_requirements(source.requirements, envs[source.slug])
     return envs
+
+
+def keep_environments(envs: dict[str, Path], out: Path) -> dict[str, Path]:
+    """Fresh installs move into DIR/envs (the sandbox mounts them from there from now on)."""
+    kept = {}
+    for slug_, folder in envs.items():
+        target = out / "envs" / slug_
+        if folder != target:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(str(folder), target)
+        kept[slug_] = target
+    return kept
 
 
 def sandbox_for(settings: Settings, env: Path | None):
