@@ -354,6 +354,8 @@ def try_function(source: Source, unit: Function, tests: list[str], baseline: Bas
     for mutation in mutants:
         if len(bugs) >= settings.per_function or len(tried) >= settings.attempts:
             break
+        if len(failing_sets) >= 2 ** len(tests) - 1:
+            break  # every set of these tests has failed already: any further bug is a duplicate
         mutated_module = mutation.apply(data).decode("utf-8")
         verdict = run_mutant(box, files, baseline, tests, unit.path, mutated_module, f"{source.repo}:{mutation.key}")
         status = verdict.status

@@ -215,3 +215,37 @@ def test_a_model_rewrites_functions_and_writes_the_issues(tmp_path, docker_sandb
     # the signature and docstring stay the original's: only the body is the model's
     assert header[:3] == solution[:3]
     assert check_function_tasks(docker_sandbox, out) == 1
+
+
+def test_bench_takes_the_outputs_unchanged(run, tmp_path):
+    """`selfrepair bench synth` and `bench swebench --repos` run what synth wrote; a scripted
+    model that answers with the original function solves them."""
+    out, _ = run
+    review = "VERDICT: accept\nCONFIDENCE: 0.9\nCRITIQUE: the tests pass"
+    task = lines(out / "functions.jsonl")[0]
+    replies = tmp_path / "function.json"
+    replies.write_text(json.dumps([f"```python\n{task['metadata']['solution']}```", review, review]))
+    result = subprocess.run(
+        [SELFREPAIR, "bench", "synth", "--data", str(out / "functions.jsonl"), "--limit", "1", "--strategy", "refine",
+         "--budget", "1", "--model", f"scripted:{replies}", "--sandbox", "docker", "--out", str(tmp_path / "f"), "--json"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["summary"]["solved"] == 1
+
+    instance = next(row for row in lines(out / "instances.jsonl") if "." not in row["synth"]["function"])
+    function = next(t for t in lines(out / "functions.jsonl") if t["task_id"] == instance["instance_id"])
+    fixed = function["metadata"]["solution"].split("\n", 1)[1]  # without its "# path" comment line
+    data = tmp_path / "one.jsonl"
+    data.write_text(json.dumps(instance) + "\n")
+    replies = tmp_path / "issue.json"
+    replies.write_text(json.dumps([f"{instance['synth']['file']}\n```python\n{fixed}```", review, review]))
+    # The local sandbox: this check is about the instance and its mirror, not about how a
+    # sandbox copies a checkout in.
+    result = subprocess.run(
+        [SELFREPAIR, "bench", "swebench", "--data", str(data), "--repos", str(out / "repos"), "--budget", "1",
+         "--model", f"scripted:{replies}", "--sandbox", "local", "--out", str(tmp_path / "s"), "--json"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["summary"]["solved"] == 1
