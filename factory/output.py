@@ -82,13 +82,29 @@ class Mirror:
         """A root commit of exactly `files`, on `branch` (made or moved there); its id."""
         import git
         from git.index.typ import BaseIndexEntry
-        from git.objects.commit import Commit
 
         with tempfile.TemporaryDirectory(prefix="selfrepair-index-") as scratch:
             index = git.IndexFile(self.repo, file_path=os.path.join(scratch, "index"))
             entries = [BaseIndexEntry((0o100644, self._blob(data), 0, path)) for path, data in sorted(files.items())]
             index.add(entries, write=True)
-            tree = index.write_tree()
+            return self._commit(index.write_tree(), message, branch)
+
+    def commit_changes(self, base: str, changed: dict[str, bytes], removed: list[str], message: str, branch: str) -> str:
+        """A root commit of `base`'s tree with files changed and removed: only the changed
+        blobs are written, the rest of the tree is `base`'s."""
+        import git
+        from git.index.typ import BaseIndexEntry
+
+        index = git.IndexFile.from_tree(self.repo, base)
+        for path in removed:
+            index.entries.pop((path, 0), None)
+        index.add([BaseIndexEntry((0o100644, self._blob(data), 0, path)) for path, data in changed.items()], write=False)
+        return self._commit(index.write_tree(), message, branch)
+
+    def _commit(self, tree, message: str, branch: str) -> str:
+        import git
+        from git.objects.commit import Commit
+
         actor = git.Actor(*AUTHOR)
         commit = Commit.create_from_tree(self.repo, tree, message, parent_commits=[], head=False, author=actor,
                                          committer=actor, author_date=DATE, commit_date=DATE)
@@ -167,21 +183,21 @@ def hidden_tests(bug: Bug) -> list[str]:
     return sorted({test.split("::", 1)[0] for test in [*bug.fail_to_pass, *bug.pass_to_pass]})
 
 
-def bug_files(original: dict[str, bytes], bug: Bug) -> dict[str, bytes]:
-    hidden = set(hidden_tests(bug))
-    files = {path: data for path, data in original.items() if path not in hidden}
-    files[bug.path] = bug.buggy_module(original[bug.path])
-    return files
+def bug_commit(mirror: Mirror, original: str, module_original: bytes, bug: Bug, message: str) -> str:
+    """The bug's commit: the original tree with the buggy module, less the hidden tests."""
+    return mirror.commit_changes(original, {bug.path: bug.buggy_module(module_original)}, hidden_tests(bug), message,
+                                 bug.instance_id)
 
 
-def instance(bug: Bug, mirror: Mirror, original: str, base: str, version: str) -> dict[str, Any]:
-    """The SWE-bench instance of a bug whose commit is `base`."""
+def instance(bug: Bug, built: dict[str, str], original: str, version: str) -> dict[str, Any]:
+    """The SWE-bench instance of a bug whose commit and patches are `built`."""
+    base = built["commit"]
     return {
         "instance_id": bug.instance_id,
         "repo": bug.source,
         "base_commit": base,
-        "patch": mirror.diff(base, original, [bug.path]),
-        "test_patch": mirror.diff(base, original, hidden_tests(bug)),
+        "patch": built["patch"],
+        "test_patch": built["test_patch"],
         "problem_statement": bug.problem_statement,
         "hints_text": "",
         "created_at": "",

@@ -415,10 +415,12 @@ def write_outputs(out: Path, sources: list[Source], settings: Settings, wall_sec
         kept = {b.instance_id for b in bugs}
         for row in tried_rows:
             for attempt in row["tried"]:
-                counts = families.setdefault(attempt["family"], {"tried": 0, "bugs": 0})
+                counts = families.setdefault(attempt["family"], {"tried": 0, "failing": 0, "bugs": 0})
                 counts["tried"] += 1
+                # the tests saw it (a kept bug, or one failing the same tests as a kept one)
+                counts["failing"] += attempt["status"] in ("bug", "duplicate")
         for bug in bugs:
-            families.setdefault(bug.family, {"tried": 0, "bugs": 0})["bugs"] += 1
+            families.setdefault(bug.family, {"tried": 0, "failing": 0, "bugs": 0})["bugs"] += 1
         made.update(build(out, source, bugs))
         baseline = Baseline.from_json(json.loads((folder / "baseline.json").read_text()))
         statuses: dict[str, int] = {}
@@ -456,7 +458,10 @@ def write_outputs(out: Path, sources: list[Source], settings: Settings, wall_sec
     manifest = {
         "tasks": {"instances": len(all_bugs), "functions": sum(len(rows[s]["functions"]) for s in output.SPLITS),
                   **{side: {kind: len(rows[side][kind]) for kind in ("instances", "functions")} for side in output.SPLITS}},
-        "families": {family: {**counts, "validated_fraction": round(counts["bugs"] / counts["tried"], 3) if counts["tried"] else None}
+        # validated_fraction: kept bugs per mutant tried; failing_fraction: mutants the tests caught
+        "families": {family: {**counts,
+                              "validated_fraction": round(counts["bugs"] / counts["tried"], 3) if counts["tried"] else None,
+                              "failing_fraction": round(counts["failing"] / counts["tried"], 3) if counts["tried"] else None}
                      for family, counts in sorted(families.items())},
         "packages": packages,
         "sources": per_source,
@@ -471,27 +476,26 @@ def write_outputs(out: Path, sources: list[Source], settings: Settings, wall_sec
 
 
 def build(out: Path, source: Source, bugs: list[output.Bug]) -> dict[str, tuple[dict, Any]]:
-    """Each bug's commit (made once; its id kept in the state), SWE-bench instance and
-    function-level task."""
+    """Each bug's commit and patches (made once, then kept in the state: ids are deterministic
+    anyway, this only saves the git work), SWE-bench instance and function-level task."""
     folder = out / STATE / source.slug
-    commits_path = folder / "commits.json"
-    commits: dict[str, str] = json.loads(commits_path.read_text()) if commits_path.is_file() else {}
+    built_path = folder / "built.json"
+    built: dict[str, dict[str, str]] = json.loads(built_path.read_text()) if built_path.is_file() else {}
     mirror = output.Mirror(out / "repos" / source.slug)
     original = mirror.original()
-    original_files = source.files
     made = {}
     new = False
     for bug in bugs:
-        if bug.instance_id not in commits:
-            commits[bug.instance_id] = mirror.commit(output.bug_files(original_files, bug),
-                                                     f"{source.repo} with a synthesized bug", bug.instance_id)
+        if bug.instance_id not in built:
+            base = output.bug_commit(mirror, original, source.files[bug.path], bug, f"{source.repo} with a synthesized bug")
+            built[bug.instance_id] = {"commit": base, "patch": mirror.diff(base, original, [bug.path]),
+                                      "test_patch": mirror.diff(base, original, output.hidden_tests(bug))}
             new = True
-        base = commits[bug.instance_id]
-        instance = output.instance(bug, mirror, original, base, source.version)
-        task = output.function_task(bug, original_files[bug.path], f"repos/{source.slug}", base, original,
+        record = built[bug.instance_id]
+        instance = output.instance(bug, record, original, source.version)
+        task = output.function_task(bug, source.files[bug.path], f"repos/{source.slug}", record["commit"], original,
                                     output.task_timeout(bug))
         made[bug.instance_id] = (instance, task)
     if new:
-        output.write_atomically(commits_path, json.dumps(commits, indent=1))
+        output.write_atomically(built_path, json.dumps(built))
     return made
-

@@ -24,7 +24,6 @@ import subprocess
 import sys
 import tarfile
 import tempfile
-import tomllib
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -289,8 +288,10 @@ def declared_requirements(files: dict[str, bytes]) -> list[str]:
         lines = [str(value) for value in message.get_all("Requires-Dist") or []]
     if not lines and "pyproject.toml" in files:
         try:
+            import tomllib  # Python 3.11+; on 3.10 a pyproject's table goes unread
+
             project = tomllib.loads(files["pyproject.toml"].decode("utf-8")).get("project", {})
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError):
+        except (ImportError, ValueError, UnicodeDecodeError):  # TOMLDecodeError is a ValueError
             project = {}
         lines = list(project.get("dependencies", []))
         for extra in TEST_EXTRAS:

@@ -208,7 +208,8 @@ def test_a_model_rewrites_functions_and_writes_the_issues(tmp_path, docker_sandb
     (row,) = lines(out / "instances.jsonl")
     assert row["synth"]["family"] == "lm_rewrite" and row["synth"]["written_issue"] is True
     assert row["problem_statement"].startswith(issue) and row["FAIL_TO_PASS"][0] in row["problem_statement"]
-    assert manifest["families"]["lm_rewrite"] == {"tried": 1, "bugs": 1, "validated_fraction": 1.0}
+    assert manifest["families"]["lm_rewrite"] == {"tried": 1, "failing": 1, "bugs": 1, "validated_fraction": 1.0,
+                                                  "failing_fraction": 1.0}
     (task,) = lines(out / "functions.jsonl")
     header = task["files"][task["entry_file"]].split("\n")
     solution = task["metadata"]["solution"].split("\n")
