@@ -421,9 +421,13 @@ DROPPABLE = {"expression_statement", "raise_statement", "assert_statement", "bre
 def drop(node: Node, family: str, add: Add, note: str) -> None:
     """Delete a statement: its line when it has one to itself (from the newline before it to
     its end, so the function's last line can go too), else `pass` in its place (also when it
-    is the only statement of its block)."""
+    is the only statement of its block). Not the only statement of the function's own body:
+    that leaves nothing to repair, only a function to write again."""
     block = node.parent
     siblings = [c for c in block.named_children if c.type != "comment"] if block is not None else []
+    if block is not None and block.parent is not None and block.parent.type == "function_definition":
+        if len([c for c in siblings if not is_docstring(c)]) <= 1:
+            return
     root = node
     while root.parent is not None:
         root = root.parent

@@ -225,22 +225,25 @@ def shown_function(bug: Bug, text: str) -> str | None:
     return f"# {where}\n{moved}\n"
 
 
-def function_task(bug: Bug, module_original: bytes, mirror_dir: str, base: str, original: str,
-                  timeout_s: float) -> Task | None:
-    """The bug as a function-level task, or None when the shown function does not splice back
-    into the module exactly (as the buggy module and as the original)."""
+def splices_back(bug: Bug, module_original: bytes) -> bool:
+    """Whether the function as shown, spliced into the module, gives the module exactly: as the
+    buggy module (the task as given) and as the original (the task with its solution)."""
     buggy_shown = shown_function(bug, bug.buggy_function)
     fixed_shown = shown_function(bug, bug.original_function)
     if buggy_shown is None or fixed_shown is None:
-        return None
+        return False
     buggy_module = bug.buggy_module(module_original).decode("utf-8")
     try:
-        if splice(buggy_module, bug.def_line, fixed_shown) != module_original.decode("utf-8"):
-            return None
-        if splice(buggy_module, bug.def_line, buggy_shown) != buggy_module:
-            return None
+        return (splice(buggy_module, bug.def_line, fixed_shown) == module_original.decode("utf-8")
+                and splice(buggy_module, bug.def_line, buggy_shown) == buggy_module)
     except (SpliceError, SyntaxError):
-        return None
+        return False
+
+
+def function_task(bug: Bug, mirror_dir: str, base: str, original: str, timeout_s: float) -> Task:
+    """The bug as a function-level task (for a bug whose function `splices_back`)."""
+    buggy_shown = shown_function(bug, bug.buggy_function)
+    fixed_shown = shown_function(bug, bug.original_function)
     entry = f"{FUNCTION_DIR}/{bug.function}.py"
     tests = [*bug.fail_to_pass, *bug.pass_to_pass]
     command = (

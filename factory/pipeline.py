@@ -492,9 +492,13 @@ def build(out: Path, source: Source, bugs: list[output.Bug]) -> dict[str, tuple[
                                       "test_patch": mirror.diff(base, original, output.hidden_tests(bug))}
             new = True
         record = built[bug.instance_id]
+        if "function_task" not in record:
+            record["function_task"] = output.splices_back(bug, source.files[bug.path])
+            new = True
         instance = output.instance(bug, record, original, source.version)
-        task = output.function_task(bug, source.files[bug.path], f"repos/{source.slug}", record["commit"], original,
-                                    output.task_timeout(bug))
+        task = None
+        if record["function_task"]:
+            task = output.function_task(bug, f"repos/{source.slug}", record["commit"], original, output.task_timeout(bug))
         made[bug.instance_id] = (instance, task)
     if new:
         output.write_atomically(built_path, json.dumps(built))

@@ -259,3 +259,10 @@ def test_the_synth_loader_refuses_lines_without_their_mirror(tmp_path):
     data.write_text(json.dumps(json.loads(plain.model_dump_json())) + "\n")
     with pytest.raises(SelfRepairError, match="not a synth task"):
         load_synth(data)
+
+
+def test_a_function_body_is_never_emptied():
+    source = b'def f(x):\n    """Twice x."""\n    return x * 2\n\n\ndef g(x):\n    y = x + 1\n    return y\n'
+    f, g = functions("m.py", source)
+    assert not [m for m in mutation_sites(source, f) if m.family in ("drop_return", "drop_statement")]
+    assert {m.family for m in mutation_sites(source, g)} >= {"drop_return", "drop_statement"}
