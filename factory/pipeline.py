@@ -31,7 +31,7 @@ from selfrepair.errors import SelfRepairError
 from selfrepair.factory import output, problem
 from selfrepair.factory.mutations import FAMILIES, LM_REWRITE, Function, candidates, dedent, function_text, functions, meaning
 from selfrepair.factory.sources import Source, install_requirements, resolve
-from selfrepair.factory.validate import BASELINE_TIMEOUT_S, Baseline, run_baseline, run_mutant
+from selfrepair.factory.validate import BASELINE_TIMEOUT_S, Baseline, passing_alone, run_baseline, run_mutant
 from selfrepair.sandbox.choose import open_sandbox
 
 STATE = "state"
@@ -329,9 +329,11 @@ def mutate_source(source: Source, baseline: Baseline, out: Path, settings: Setti
         box.close()
 
 
-def try_function(source: Source, unit: Function, tests: list[str], baseline: Baseline, files: dict[str, str], tree,
-                 settings: Settings, box, model, model_lock: threading.Lock) -> tuple[dict, list[dict]]:
-    """Try mutants of one function until it has `per_function` bugs or `attempts` are spent."""
+def try_function(source: Source, unit: Function, selected_tests: list[str], baseline: Baseline, files: dict[str, str],
+                 tree, settings: Settings, box, model, model_lock: threading.Lock) -> tuple[dict, list[dict]]:
+    """Try mutants of one function until it has `per_function` bugs or `attempts` are spent,
+    against the tests that call it and pass on the original when run by themselves."""
+    tests = selected_tests
     data = source.files[unit.path]
     mutants = candidates(data, unit, settings.families, settings.seed, tree) if settings.families else []
     if model is not None and settings.rewrites:
@@ -350,8 +352,10 @@ def try_function(source: Source, unit: Function, tests: list[str], baseline: Bas
                 kept.append(mutation)
         mutants = kept + mutants
     tried, bugs, failing_sets = [], [], set()
+    if mutants:
+        tests = passing_alone(box, files, baseline, tests, f"{source.repo}:{unit.qualname}")
     seconds = sum(baseline.seconds.get(test, 0.0) for test in tests)
-    for mutation in mutants:
+    for mutation in mutants if tests else []:
         if len(bugs) >= settings.per_function or len(tried) >= settings.attempts:
             break
         if len(failing_sets) >= 2 ** len(tests) - 1:
@@ -385,6 +389,8 @@ def try_function(source: Source, unit: Function, tests: list[str], baseline: Bas
         tried.append({"key": mutation.key, "family": mutation.family, "status": status,
                       "seconds": round(verdict.seconds, 3)})
     row = {"path": unit.path, "function": unit.qualname, "tests": len(tests), "candidates": len(mutants), "tried": tried}
+    if len(tests) < len(selected_tests):
+        row["left_out"] = sorted(set(selected_tests) - set(tests))  # failed when run without the rest of the suite
     return row, bugs
 
 

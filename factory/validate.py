@@ -4,7 +4,8 @@ each test runs, and whether a mutant is a bug the tests see.
 The baseline runs the whole suite twice on the original code. The first run records, per
 test, the functions of the package it called (the plugin in harness/synth_plugin.py); a test
 that does not pass in both runs (failed, errored, skipped, or flipped between them) is left
-out. A mutant of function f is then run against the tests that call f and passed twice:
+out. A mutant of function f is then run against the tests that call f, passed twice, and
+pass on the original when run by themselves (checked once per function):
 
   FAIL_TO_PASS  those that now fail or error (a test that hits the per-test time limit fails
                 like any other)
@@ -177,15 +178,28 @@ def limits_for(baseline: Baseline, tests: list[str]) -> tuple[float, float]:
     return per_test, min(600.0, 30 + 5 * sum(times) + per_test)
 
 
+def selection_task(files: dict[str, str], baseline: Baseline, tests: list[str], name: str) -> Task:
+    """The validation run of `tests` by their ids, with the per-test alarm and a wall limit."""
+    per_test, wall = limits_for(baseline, tests)
+    command = pytest_line(tests, {"SELFREPAIR_SYNTH_TEST_SECONDS": f"{per_test:g}"})
+    return Task(task_id=name, spec="", files=files,
+                tests=TestSpec(kind="command", command=command, files=plugin_files(), timeout_s=wall))
+
+
+def passing_alone(sandbox: Sandbox, files: dict[str, str], baseline: Baseline, tests: list[str], name: str) -> list[str]:
+    """Those of `tests` that pass on the original code when run as a selection of their own:
+    a test may pass in the whole suite and not without the tests before it, and an id pytest
+    cannot select would look like a failure under every mutant. Only these judge a mutant."""
+    report = run_tests(sandbox, selection_task(files, baseline, tests, name))
+    passed = {case.name for case in report.tests if case.outcome == "passed"}
+    return [test for test in tests if test in passed]
+
+
 def run_mutant(
     sandbox: Sandbox, files: dict[str, str], baseline: Baseline, tests: list[str], path: str, mutated: str, name: str
 ) -> Verdict:
     """Run `tests` with the file at `path` replaced by `mutated`, and judge the mutant."""
-    per_test, wall = limits_for(baseline, tests)
-    command = pytest_line(tests, {"SELFREPAIR_SYNTH_TEST_SECONDS": f"{per_test:g}"})
-    task = Task(task_id=name, spec="", files=files,
-                tests=TestSpec(kind="command", command=command, files=plugin_files(), timeout_s=wall))
-    report = run_tests(sandbox, task, Candidate(files={path: mutated}))
+    report = run_tests(sandbox, selection_task(files, baseline, tests, name), Candidate(files={path: mutated}))
     return judge(report, tests)
 
 
