@@ -26,7 +26,7 @@ import json
 import os
 import shlex
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -153,11 +153,6 @@ class Bug:
     problem_statement: str = ""
     written_issue: bool = False  # a model wrote the problem statement
     test_seconds: float = 0.0  # the judging tests' baseline time, summed
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def module(self) -> str:
-        return self.path
 
     def to_json(self) -> dict:
         from dataclasses import asdict
@@ -166,7 +161,8 @@ class Bug:
 
     @classmethod
     def from_json(cls, data: dict) -> Bug:
-        return cls(**{**data, "span": tuple(data["span"])})
+        known = {f.name for f in fields(cls)}  # a state written by an older version may hold more
+        return cls(**{**{k: v for k, v in data.items() if k in known}, "span": tuple(data["span"])})
 
     def buggy_module(self, original: bytes) -> bytes:
         start, end = self.span
