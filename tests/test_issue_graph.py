@@ -290,6 +290,12 @@ def test_bench_swebench_writes_predictions_the_harness_reads(issue_repo: Path, t
     assert [d["instance_id"] for d in dataset] == ["example__shop-1"]
 
 
+def test_bench_swebench_refuses_a_strategy(tmp_path: Path) -> None:
+    result = invoke("bench", "swebench", "--strategy", "refine", "--data", "x.json", "--out", str(tmp_path / "run"))
+    assert isinstance(result.exception, SelfRepairError) and "--strategy does not apply to swebench" in str(result.exception)
+    assert not (tmp_path / "run").exists()
+
+
 def test_bench_swebench_needs_a_mirror(issue_repo: Path, tmp_path: Path) -> None:
     data = tmp_path / "instances.json"
     data.write_text(json.dumps([swebench_instance(issue_repo)]))
