@@ -403,13 +403,19 @@ def _write_tests(tests: dict, owner: int) -> str:
 def _write_workspace(request: dict) -> None:
     if request.get("tar"):
         with tarfile.open(fileobj=io.BytesIO(base64.b64decode(request["tar"]))) as archive:
-            members = [m for m in archive.getmembers() if (m.isfile() or m.isdir() or m.issym()) and _safe(m.name)]
+            members = [m for m in archive.getmembers() if (m.isfile() or m.isdir() or m.issym()) and _inside(m.name)]
             archive.extractall(WORK, members=members)
     for rel, encoded in request.get("files", {}).items():
         path = os.path.join(WORK, _safe(rel))
         os.makedirs(os.path.dirname(path), exist_ok=True)
         with open(path, "wb") as handle:
             handle.write(base64.b64decode(encoded))
+
+
+def _inside(rel: str) -> bool:
+    """An archive member that lands in the workspace (its root "." included)."""
+    parts = [part for part in rel.split("/") if part not in ("", ".")]
+    return not rel.startswith("/") and ".." not in parts
 
 
 def _safe(rel: str) -> str:

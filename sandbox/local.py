@@ -63,8 +63,7 @@ class LocalSandbox:
         self.bwrap = shutil.which("bwrap") if _bwrap_works() else None
         self.python = self._python()
         self.harness = Path(tempfile.mkdtemp(prefix="selfrepair-harness-"))
-        write_harness(self.harness)
-        self.harness.chmod(0o755)
+        write_harness(self.harness, self.python)
         self._preflight()
 
     # -- what it isolates -----------------------------------------------------------------
@@ -335,7 +334,7 @@ class _RunDirectory:
 
     def environment(self, extra: Mapping[str, str] | None = None, judge: bool = False) -> dict[str, str]:
         environment = {
-            "PATH": "/usr/local/bin:/usr/bin:/bin",
+            "PATH": f"{self.paths['harness']}/bin:/usr/local/bin:/usr/bin:/bin",
             "HOME": self.home,
             "TMPDIR": self.home,
             "LANG": "C.UTF-8",
@@ -349,17 +348,6 @@ class _RunDirectory:
         if judge:
             for name in ("PYTEST_PLUGINS", "SELFREPAIR_WORKSPACE", "SELFREPAIR_OUT"):
                 environment.pop(name)
-        if self.sandbox.bwrap is None:
-            # No root of its own: `python` and `pytest` in a command line are made to mean ours.
-            bin_dir = self.root / "bin"
-            if not bin_dir.exists():
-                bin_dir.mkdir()
-                for name in ("python", "python3"):
-                    (bin_dir / name).symlink_to(sys.executable)
-                launcher = bin_dir / "pytest"
-                launcher.write_text('#!/bin/sh\nexec python -m pytest "$@"\n')
-                launcher.chmod(0o755)
-            environment["PATH"] = f"{bin_dir}:{environment['PATH']}"
         return environment | dict(extra or {})
 
     def bubblewrap(self, judge: bool) -> list[str]:
@@ -425,15 +413,24 @@ def _bwrap_works() -> bool:
         return False
 
 
-def write_harness(folder: Path) -> None:
-    """The harness as it appears inside a sandbox: the package `selfrepair_harness` and the
-    `sitecustomize` that arms its guard in every Python process of a run."""
+def write_harness(folder: Path, python: str) -> None:
+    """The harness as it appears inside a sandbox: the package `selfrepair_harness`, the
+    `sitecustomize` that arms its guard in every Python process of a run, and `bin/` (first on
+    PATH), where `python`, `python3` and `pytest` mean the sandbox's interpreter, as in the
+    Docker image."""
     for name, text in harness_files().items():
         target = folder / name
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(text)
         target.chmod(0o444)
-    for directory in (folder, folder / "selfrepair_harness"):
+    bin_dir = folder / "bin"
+    bin_dir.mkdir()
+    for name in ("python", "python3"):
+        (bin_dir / name).symlink_to(python)
+    launcher = bin_dir / "pytest"
+    launcher.write_text('#!/bin/sh\nexec python -m pytest "$@"\n')
+    launcher.chmod(0o755)
+    for directory in (folder, folder / "selfrepair_harness", bin_dir):
         directory.chmod(0o755)
 
 

@@ -198,7 +198,7 @@ def _guarded(sandbox: Sandbox, task: Task, place, candidate: Candidate | None, l
         suspicious.append("the candidate modified or deleted the tests")
     ran_pytest = any(p.runs_pytest for p in guard.processes.values()) or guard.sessions
     if not ran_pytest:
-        suspicious += guard.problems
+        suspicious += guard.problems + guard.early_exits
         reason = trouble or ("" if run.exit_code == 0 else _exit_reason(spec.command or "the command", run))
         name = spec.command or "command"
         case = TestCase(name=name, outcome="passed" if not reason else "failed", message=reason,

@@ -68,6 +68,14 @@ class GuardReport:
     refused: list[str]  # what the guard refused the candidate
 
     @property
+    def early_exits(self) -> list[str]:
+        """Exits with status 0 that the candidate's own code called."""
+        return [
+            f"early exit: {r.get('how')}(0) called by the candidate's code (process {p.pid})"
+            for p in self.processes.values() for r in p.records if r.get("type") == "exit" and r.get("code") == 0
+        ]  # fmt: skip
+
+    @property
     def sessions(self) -> list[Process]:
         return [p for p in self.processes.values() if any(r.get("type") == "collection_done" for r in p.records)]
 
@@ -114,7 +122,7 @@ def read_guard(channel: bytes) -> GuardReport:
 
 def pytest_outcomes(report: GuardReport, exit_code: int | None) -> tuple[list[TestCase], list[str]]:
     """Each test's outcome over every pytest session on the channel, and what does not add up."""
-    problems = list(report.problems)
+    problems = list(report.problems) + report.early_exits
     pytest_processes = [p for p in report.processes.values() if p.runs_pytest]
     for process in pytest_processes:
         types = {r.get("type") for r in process.records}

@@ -121,6 +121,38 @@ def arm(channel_fd: int | None, suspects: list[str], argv: list[str] | None = No
 
     sys.addaudithook(audit)
     emit = signed
+    _watch_exits(signed, suspect_files)
+
+
+def _watch_exits(signed, suspect_files: frozenset) -> None:
+    """An exit the candidate's own code calls ends the process before the tests could fail:
+    `os._exit` and `sys.exit` called with the candidate's files on the stack are reported."""
+    if not suspect_files:
+        return  # the code as given is not under suspicion
+    import posix
+
+    def called_by_candidate() -> bool:
+        frame = sys._getframe(2)
+        while frame is not None:
+            if frame.f_code.co_filename in suspect_files:
+                return True
+            frame = frame.f_back
+        return False
+
+    real_exit, real_sys_exit = os._exit, sys.exit
+
+    def exit_now(code):
+        if called_by_candidate():
+            signed({"type": "exit", "how": "os._exit", "code": code if type(code) is int else 1})
+        real_exit(code)
+
+    def exit_by_raising(code=None):
+        if called_by_candidate():
+            signed({"type": "exit", "how": "sys.exit", "code": code if type(code) is int else (0 if code is None else 1)})
+        real_sys_exit(code)
+
+    os._exit = posix._exit = exit_now
+    sys.exit = exit_by_raising
 
 
 def _judge_event(event: str, args: tuple, channel_fd, suspect_on_stack) -> str | None:

@@ -473,7 +473,8 @@ def run_script(link: Link, config: dict) -> dict:
         if type(names) is not dict:
             raise wire.WireError("bad names")
         for name, node in names.items():
-            if type(name) is str and name.isidentifier():
+            # A candidate's `list` or `all` must not stand in for the tests' own builtins.
+            if type(name) is str and name.isidentifier() and not hasattr(builtins, name):
                 namespace[name] = codec.decode(node)
         exec(compile(test_source, test_path, "exec"), namespace)
     except BaseException as error:
