@@ -2,8 +2,8 @@
 
 Used where no Docker daemon answers. Each run gets a root of its own (bubblewrap): the host's
 /usr and /etc read-only, the Python environment read-only, a fresh /tmp, /var/tmp and
-/dev/shm that vanish with the run, /work (the workspace), /tests (read-only), /out and
-/harness, no network, and its own process, IPC and UTS namespaces, so nothing it writes
+/dev/shm that vanish with the run, /sandbox/work (the workspace), /sandbox/tests (read-only),
+/sandbox/out and /sandbox/harness, no network, and its own process, IPC and UTS namespaces, so nothing it writes
 outside /work and /out reaches the host or the next run, and it can see no host process.
 As root the code runs as `nobody` with no capabilities (and a judge as another user, who
 alone can read the tests); otherwise as the invoking user inside a user namespace. Each run
@@ -38,7 +38,8 @@ JUDGE_UID = 65533  # as root, the judge is a user of its own: the candidate cann
 ARTIFACT_BYTES = 16 * 1024 * 1024  # a collected file (JUnit XML) is read up to this size
 WORKER_GRACE_SECONDS = 2.0
 TMPFS_BYTES = 64 * 1024 * 1024  # each private /tmp, /var/tmp and /dev/shm
-INSIDE = {"workspace": "/work", "tests": "/tests", "out": "/out", "harness": "/harness"}
+# Inside a run, under a folder no host path it binds can collide with (a project may live in /work).
+INSIDE = {"workspace": "/sandbox/work", "tests": "/sandbox/tests", "out": "/sandbox/out", "harness": "/sandbox/harness"}
 DROP_TO = ["setpriv", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs"]
 # `bash -c REAPER reaper FD COMMAND...` runs the command, then tells (on descriptor FD) how
 # many processes are left: in the run's own PID namespace /proc lists only the run's, and this
@@ -89,7 +90,7 @@ class LocalSandbox:
         return [
             "bubblewrap: a root of its own per run; host /usr and /etc read-only, the Python "
             "environment read-only, nothing else of the host's files",
-            "filesystem: writable /work and /out only; fresh /tmp, /var/tmp and /dev/shm per run, "
+            "filesystem: writable workspace and output folders only; fresh /tmp, /var/tmp and /dev/shm per run, "
             "gone with it (nothing reaches the host or the next run)",
             "network: none (own network namespace)",
             "processes: own PID, IPC and UTS namespaces; the whole run is killed at the end or on timeout",
@@ -359,18 +360,18 @@ class _RunDirectory:
         argv += _system_binds()
         if sys.prefix != sys.base_prefix:
             argv += ["--ro-bind", sys.prefix, VENV]
-        for folder in dict.fromkeys([os.path.realpath(sys.base_prefix), os.path.realpath(sys.base_exec_prefix)]):
-            if not folder.startswith(("/usr/", "/etc/")) and folder != "/usr":
-                # Folders made for a mount point would take the host's modes (/root's is 0700).
-                for parent in reversed(Path(folder).parents[:-1]):
-                    argv += ["--perms", "0755", "--dir", str(parent)]
-                argv += ["--ro-bind", folder, folder]
+        for folder in _python_folders():
+            # Folders made for a mount point would take the host's modes (/root's is 0700).
+            for parent in reversed(Path(folder).parents[:-1]):
+                argv += ["--perms", "0755", "--dir", str(parent)]
+            argv += ["--ro-bind", folder, folder]
         for index, folder in enumerate(sandbox.python_path):
             argv += ["--ro-bind", str(folder), f"/deps/{index}"]
         argv += ["--proc", "/proc", "--dev", "/dev"]
         for private in ("/tmp", "/var/tmp", "/dev/shm"):
             argv += ["--perms", "1777", "--size", str(TMPFS_BYTES), "--tmpfs", private]
-        argv += ["--ro-bind", str(sandbox.harness), INSIDE["harness"]]
+        argv += ["--perms", "0755", "--dir", str(Path(INSIDE["harness"]).parent),
+                 "--ro-bind", str(sandbox.harness), INSIDE["harness"]]  # fmt: skip
         if judge:
             argv += ["--ro-bind", str(self.tests_dir), INSIDE["tests"], "--chdir", INSIDE["tests"]]
         else:
@@ -386,6 +387,20 @@ class _RunDirectory:
 
     def tests_changed(self) -> bool:
         return _digest(self.tests_dir) != self.digest
+
+
+def _python_folders() -> list[str]:
+    """Folders the interpreter needs besides /usr and the environment (bound at /venv): its
+    installation, and site-packages a .pth file adds from elsewhere, at their own paths."""
+    inside_venv = os.path.realpath(sys.prefix) if sys.prefix != sys.base_prefix else None
+    folders = [os.path.realpath(sys.base_prefix), os.path.realpath(sys.base_exec_prefix)]
+    folders += [os.path.realpath(p) for p in sys.path if p.endswith(("site-packages", "dist-packages")) and os.path.isdir(p)]
+    kept: list[str] = []
+    for folder in dict.fromkeys(folders):
+        covered = [f for f in ("/usr", "/etc", inside_venv, *kept) if f]
+        if not any(folder == f or folder.startswith(f + "/") for f in covered):
+            kept.append(folder)
+    return kept
 
 
 def _system_binds() -> list[str]:
