@@ -189,9 +189,12 @@ class DockerSandbox:
             "network: none (network_mode=none)",
             f"memory: {limits.memory_mb} MB, no swap beyond it (memswap_limit = mem_limit)",
             f"cpu: {limits.cpus:g} CPU(s) (nano_cpus); pids: at most {limits.pids}",
-            "filesystem: read-only root; tmpfs /work, /tests (root-owned, read-only to the code), /out, /tmp",
-            "user: code runs as uid 1000 with no capabilities; no-new-privileges; supervisor keeps "
-            + ", ".join(SUPERVISOR_CAPS),
+            "filesystem: read-only root; tmpfs /work, /tests, /out, /tmp, /harness"
+            + (f"; {len(self.python_path)} dependency folder(s) read-only under /deps" if self.python_path else ""),
+            "user: code runs as uid 1000 with no capabilities, in a process forked before its run's "
+            "request arrived; no-new-privileges; the supervisor keeps " + ", ".join(SUPERVISOR_CAPS),
+            "verdict: a judge (uid 1001) alone reads the tests (/tests is its own, mode 0500), calls the "
+            "candidate through a socket on plain data and writes the verdict to a pipe only the supervisor reads",
             f"time: {limits.wall_seconds:g} s wall clock per run, then every process in the container is killed",
             f"output: {limits.output_bytes} bytes kept per stream, the rest cut and counted",
             "hygiene: workspace wiped after each run; a container that misbehaved is replaced",

@@ -97,6 +97,8 @@ class LocalSandbox:
             "rlimits: CPU seconds, address space, file size, processes, no core files",
             "environment: scrubbed (PATH, HOME, LANG and the sandbox's own variables only)",
             user,
+            "verdict: a judge process calls the candidate through a socket on plain data and writes the "
+            "verdict to a pipe only the supervisor reads",
         ]
 
     # -- runs -----------------------------------------------------------------------------
@@ -365,6 +367,8 @@ class _RunDirectory:
             for parent in reversed(Path(folder).parents[:-1]):
                 argv += ["--perms", "0755", "--dir", str(parent)]
             argv += ["--ro-bind", folder, folder]
+        if sandbox.python_path:
+            argv += ["--perms", "0755", "--dir", "/deps"]
         for index, folder in enumerate(sandbox.python_path):
             argv += ["--ro-bind", str(folder), f"/deps/{index}"]
         argv += ["--proc", "/proc", "--dev", "/dev"]

@@ -148,3 +148,26 @@ def test_candidate_diff_is_applied(sandbox):
     task = pytest_task(TESTS)
     diff = "--- a/calc.py\n+++ b/calc.py\n@@ -1,2 +1,2 @@\n def add(a, b):\n-    return a - b\n+    return a + b\n"
     assert run_tests(sandbox, task, Candidate(diff=diff)).passed
+
+
+@pytest.mark.parametrize("kind", ["local", "docker"])
+def test_dependency_folders_are_importable_and_read_only(kind, tmp_path, request):
+    from selfrepair.sandbox.choose import open_sandbox
+
+    deps = tmp_path / "deps"
+    deps.mkdir()
+    (deps / "helper_dep.py").write_text("FACTOR = 2\n")
+    if kind == "docker":
+        request.getfixturevalue("docker_sandbox")  # fails in CI, skips elsewhere, when Docker is missing
+    box = open_sandbox(kind, pool_size=1, python_path=[deps])
+    try:
+        task = Task(
+            task_id="dep", spec="", files={"calc.py": "from helper_dep import FACTOR\n\ndef double(x):\n    return x * FACTOR\n"},
+            tests=TestSpec(kind="pytest", files={"test_calc.py": "from calc import double\n\ndef test_double():\n    assert double(3) == 6\n"}),
+        )  # fmt: skip
+        assert run_tests(box, task).passed
+        vandal = "import helper_dep, os\nopen(os.path.join(os.path.dirname(helper_dep.__file__), 'x'), 'w')\n"
+        run = box.execute({"v.py": vandal}, ["python", "v.py"])
+        assert run.exit_code != 0 and not (deps / "x").exists()
+    finally:
+        box.close()
