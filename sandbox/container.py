@@ -248,7 +248,7 @@ class DockerSandbox:
         limits: Limits | None = None,
     ) -> Execution:
         environment = self._environment() | {"PYTHONPATH": ":".join([PATHS["workspace"], *self._deps()])}
-        payload = {"argv": [], "judge": config, "env": environment, "collect": []}
+        payload = {"argv": [], "judge": {**config, "path": self._deps()}, "env": environment, "collect": []}
         return self._run(workspace, payload, tests, limits or self.limits)
 
     def _environment(self) -> dict[str, str]:

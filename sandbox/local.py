@@ -148,7 +148,7 @@ class LocalSandbox:
             worker_argv = [self.python, "-I", "-c", _WORKER_START, harness, str(worker_end.fileno()),
                            json.dumps([run.paths["workspace"], *run.deps])]  # fmt: skip
             judge_argv = [self.python, "-I", "-c", _JUDGE_START, harness, str(verdict_w), str(judge_end.fileno()),
-                          json.dumps(config)]  # fmt: skip
+                          json.dumps({**config, "path": run.deps})]  # fmt: skip
             try:
                 worker = self._start(run, worker_argv, run.environment(), limits, pass_fds=[worker_end.fileno()], judge=False)
                 judge = self._start(run, judge_argv, run.environment(judge=True), limits,

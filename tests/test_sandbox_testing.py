@@ -163,7 +163,7 @@ def test_dependency_folders_are_importable_and_read_only(kind, tmp_path, request
     try:
         task = Task(
             task_id="dep", spec="", files={"calc.py": "from helper_dep import FACTOR\n\ndef double(x):\n    return x * FACTOR\n"},
-            tests=TestSpec(kind="pytest", files={"test_calc.py": "from calc import double\n\ndef test_double():\n    assert double(3) == 6\n"}),
+            tests=TestSpec(kind="pytest", files={"test_calc.py": "from calc import double\nfrom helper_dep import FACTOR\n\ndef test_double():\n    assert double(3) == 3 * FACTOR\n"}),
         )  # fmt: skip
         assert run_tests(box, task).passed
         vandal = "import helper_dep, os\nopen(os.path.join(os.path.dirname(helper_dep.__file__), 'x'), 'w')\n"

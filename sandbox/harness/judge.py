@@ -578,6 +578,7 @@ def _list(value) -> list:
 def main(config: dict, verdict_fd: int = 3, sock_fd: int = 4) -> None:
     """Judge one run; the verdict goes to `verdict_fd` whatever happens."""
     wire.lift_limits()
+    sys.path[:0] = [str(entry) for entry in config.get("path", [])]  # the candidate's dependencies
     verdict: dict = {"tests": [], "finished": False}
     link = Link(socket.socket(fileno=sock_fd))
     try:
