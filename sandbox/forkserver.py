@@ -30,6 +30,7 @@ import json
 import os
 import resource
 import runpy
+import select
 import signal
 import socket
 import struct
@@ -59,23 +60,25 @@ def main() -> None:
     _install_harness(json.loads(stdin.readline())["harness"])
     _warm_imports()
     protocol_out = os.fdopen(os.dup(1), "w")
-    spare = Spare()
     while True:
-        reply = _serve_one(stdin, spare)
+        # Both sides of the next run are forked here, where no part of a request is left in any
+        # frame, and wait: off the path between a request and its answer.
+        spares = {"candidate": Spare(SANDBOX_UID), "judge": Spare(JUDGE_UID)}
+        reply = _serve_one(stdin, spares)
         if reply is None:
             return
-        spare = Spare()  # forked here, where no part of the request is left in any frame
         protocol_out.write(json.dumps(reply) + "\n")
         protocol_out.flush()
+        del reply
 
 
-def _serve_one(stdin, spare: Spare) -> dict | None:
+def _serve_one(stdin, spares: dict) -> dict | None:
     """One request, read and answered within this frame."""
     line = stdin.readline()
     if not line:
         return None
     try:
-        return handle(json.loads(line), spare)
+        return handle(json.loads(line), spares)
     except Exception as error:  # the server must answer; the host recycles the container
         return {"error": f"{type(error).__name__}: {error}", "recycle": True}
 
@@ -106,57 +109,59 @@ def _warm_imports() -> None:
 
 
 class Spare:
-    """A child forked ahead of the request: it drops to the sandbox user at once and waits."""
+    """A child forked ahead of the request: it becomes its user (the candidate's or the
+    judge's) at once, with no capabilities, and waits for its run."""
 
-    def __init__(self) -> None:
+    def __init__(self, uid: int) -> None:
         parent, child = socket.socketpair()
         sys.stdout.flush()
         sys.stderr.flush()
         pid = os.fork()
         if pid == 0:
             parent.close()
-            _spare(child)
+            _spare(child, uid)
         child.close()
         self.pid, self.control = pid, parent
 
-    def start(self, request: dict, fds: list[int]) -> None:
-        """Hand over the run: three descriptors (stdout, stderr, channel), then the request."""
+    def start(self, message: dict, fds: list[int]) -> None:
+        """Hand over the run: its descriptors (stdout, stderr, channel or socket), then the message."""
         socket.send_fds(self.control, [b"x"], fds)
-        data = json.dumps(request).encode()
+        data = json.dumps(message).encode()
         self.control.sendall(struct.pack(">I", len(data)) + data)
         self.control.close()
 
+    def discard(self) -> None:
+        self.control.close()
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+            os.waitpid(self.pid, 0)
+        except (ProcessLookupError, ChildProcessError):
+            pass
 
-def _spare(control: socket.socket) -> None:
-    """In the spare: become the sandbox user, wait for the run, run it. Never returns."""
+
+def _spare(control: socket.socket, uid: int) -> None:
+    """In a spare: become `uid`, wait for the run, run it. Never returns."""
     code = 1
     try:
         os.setsid()
-        with open("/proc/self/oom_score_adj", "w") as adj:
-            adj.write("1000")  # the candidate, not this server, is what the OOM killer takes
+        if uid == SANDBOX_UID:
+            with open("/proc/self/oom_score_adj", "w") as adj:
+                adj.write("1000")  # the candidate, not this server or the judge, is what the OOM killer takes
         os.setgroups([])
-        os.setgid(SANDBOX_UID)
-        os.setuid(SANDBOX_UID)  # drops every capability this server had
-        _msg, fds, _flags, _addr = socket.recv_fds(control, 1, 3)
+        os.setgid(uid)
+        os.setuid(uid)  # drops every capability this server had
+        _msg, fds, _flags, _addr = socket.recv_fds(control, 1, 4)
         (size,) = struct.unpack(">I", _read_exactly(control, 4))
-        request = json.loads(_read_exactly(control, size))
+        message = json.loads(_read_exactly(control, size))
         control.close()
-        out_w, err_w, channel = fds
         null = os.open(os.devnull, os.O_RDONLY)
-        supervise.place_fds({0: null, 1: out_w, 2: err_w, 3: channel})
-        os.closerange(4, 1 << 16)
-        cpu = int(request["wall_seconds"]) + 1
-        file_size = request["file_size_mb"] * 1024 * 1024
+        supervise.place_fds({0: null, **{fd: source for fd, source in enumerate(fds, start=1)}})
+        os.closerange(len(fds) + 1, 1 << 16)
+        cpu = int(message["wall_seconds"]) + 1
         resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))
-        resource.setrlimit(resource.RLIMIT_FSIZE, (file_size, file_size))
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-        os.umask(0o022)
-        _write_workspace(request)
-        os.chdir(WORK)
-        os.environ.clear()
-        os.environ.update(request["env"])
         sys.stdin = open(os.devnull)
-        code = _run_candidate(request)
+        code = _run_judge(message) if uid == JUDGE_UID else _run_candidate(message)
     except SystemExit as done:
         code = _exit_status(done)
     except BaseException:
@@ -170,10 +175,31 @@ def _spare(control: socket.socket) -> None:
             os._exit(code)
 
 
+def _run_judge(message: dict) -> int:
+    """The judge: the tests its own (/tests), the worker on descriptor 4, the verdict to 3."""
+    import selfrepair_harness.judge as judge
+
+    os.chdir(TESTS)
+    os.environ.clear()
+    os.environ.update({"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": JUDGE_TMP, "TMPDIR": JUDGE_TMP,
+                       "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1", "SELFREPAIR_TESTS": TESTS})  # fmt: skip
+    sys.path[:] = [entry for entry in sys.path if entry not in ("", ".")]
+    judge.main(message["judge"], verdict_fd=3, sock_fd=4)
+    return 0
+
+
 def _run_candidate(request: dict) -> int:
+    """The candidate's side: the workspace, then the command (or, judged, the worker)."""
     import selfrepair_harness.guard as guard
     import selfrepair_harness.worker as worker
 
+    file_size = request["file_size_mb"] * 1024 * 1024
+    resource.setrlimit(resource.RLIMIT_FSIZE, (file_size, file_size))
+    os.umask(0o022)
+    _write_workspace(request)
+    os.chdir(WORK)
+    os.environ.clear()
+    os.environ.update(request["env"])
     if request["judged"]:
         deps = [e for e in request["env"].get("PYTHONPATH", "").split(os.pathsep) if e.startswith("/deps/")]
         worker.main(3, [WORK, *deps])
@@ -197,7 +223,7 @@ def _read_exactly(sock: socket.socket, size: int) -> bytes:
     return b"".join(chunks)
 
 
-def handle(request: dict, spare: Spare) -> dict:
+def handle(request: dict, spares: dict) -> dict:
     notes: list[str] = []
     _wipe(notes)
     judged = request.get("judge") is not None
@@ -211,27 +237,31 @@ def handle(request: dict, spare: Spare) -> dict:
     err_r, err_w = os.pipe()
     channel_r, channel_w = os.pipe()  # the judge's verdict, or the guard's reports in the candidate's process
     started = time.monotonic()
-    judge_pid = None
     # The candidate's side gets neither the tests nor the judge's configuration.
     for_candidate = {key: value for key, value in request.items() if key not in ("tests", "judge")}
     for_candidate["judged"] = judged
+    candidate, judge = spares["candidate"], spares["judge"]
     if judged:
+        os.makedirs(JUDGE_TMP, mode=0o700, exist_ok=True)
+        os.chown(JUDGE_TMP, JUDGE_UID, JUDGE_UID)
         judge_end, worker_end = socket.socketpair()
-        spare.start(for_candidate, [out_w, err_w, worker_end.fileno()])
+        candidate.start(for_candidate, [out_w, err_w, worker_end.fileno()])
+        judge.start({"judge": request["judge"], "wall_seconds": request["wall_seconds"]},
+                    [out_w, err_w, channel_w, judge_end.fileno()])  # fmt: skip
         worker_end.close()
-        judge_pid = _fork_judge(request, out_w, err_w, channel_w, judge_end)
         judge_end.close()
     else:
-        spare.start(for_candidate, [out_w, err_w, channel_w])
+        judge.discard()
+        candidate.start(for_candidate, [out_w, err_w, channel_w])
     for fd in (out_w, err_w, channel_w):
         os.close(fd)
-    watched = judge_pid if judged else spare.pid
+    watched = judge.pid if judged else candidate.pid
     seen = supervise.watch(watched, out_r, err_r, started + request["wall_seconds"], request["output_bytes"], channel_r)
     if seen["timed_out"]:
         os.kill(-1, signal.SIGKILL)  # from PID 1: every other process in the container
     _pid, status, usage = os.wait4(watched, 0)
     if judged and not seen["timed_out"]:
-        _await(spare.pid, WORKER_GRACE_SECONDS)
+        _await(candidate.pid, WORKER_GRACE_SECONDS)
     wall = time.monotonic() - started
 
     recycle = seen["timed_out"]
@@ -271,58 +301,20 @@ def handle(request: dict, spare: Spare) -> dict:
     }
 
 
-def _fork_judge(request: dict, out_w: int, err_w: int, verdict_w: int, sock: socket.socket) -> int:
-    """The judge: uid 1001, the tests its own, the worker at the other end of `sock`."""
-    os.makedirs(JUDGE_TMP, mode=0o700, exist_ok=True)
-    os.chown(JUDGE_TMP, JUDGE_UID, JUDGE_UID)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    pid = os.fork()
-    if pid:
-        return pid
-    code = 1
-    try:
-        os.setsid()
-        null = os.open(os.devnull, os.O_RDONLY)
-        supervise.place_fds({0: null, 1: out_w, 2: err_w, 3: verdict_w, 4: sock.fileno()})
-        os.closerange(5, 1 << 16)
-        os.setgroups([])
-        os.setgid(JUDGE_UID)
-        os.setuid(JUDGE_UID)
-        cpu = int(request["wall_seconds"]) + 1
-        resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-        os.chdir(TESTS)
-        os.environ.clear()
-        os.environ.update({"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": JUDGE_TMP, "TMPDIR": JUDGE_TMP,
-                           "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1", "SELFREPAIR_TESTS": TESTS})  # fmt: skip
-        sys.path[:] = [entry for entry in sys.path if entry not in ("", ".")]
-        sys.stdin = open(os.devnull)
-        import selfrepair_harness.judge as judge
-
-        judge.main(request["judge"], verdict_fd=3, sock_fd=4)
-        code = 0
-    except BaseException:
-        traceback.print_exc()
-    finally:
-        try:
-            sys.stdout.flush()
-            sys.stderr.flush()
-        finally:
-            os._exit(code)
-
-
 def _await(pid: int, seconds: float) -> None:
     """Give a child a moment to exit by itself; the sweep after the run kills it otherwise."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            done, _status = os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if done:
-            return
-        time.sleep(0.002)
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    try:
+        select.select([pidfd], [], [], seconds)
+    finally:
+        os.close(pidfd)
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
 
 
 _started_python = False

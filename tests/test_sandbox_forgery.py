@@ -278,3 +278,20 @@ def test_a_candidate_cannot_stand_in_for_the_tests_builtins(sandbox):
     shadow = "def all(items):\n    return True\n\n\ndef list(items):\n    return [3]\n\n\n" + WRONG
     assert not run_tests(sandbox, task, Candidate(files={"add.py": shadow})).passed
     assert run_tests(sandbox, task, Candidate(files={"add.py": RIGHT})).passed
+
+
+def test_the_worker_never_holds_the_tests_assertions(sandbox):
+    # The tests' classes cross (a candidate may build their objects); their asserts never do.
+    tests = "class Point:\n    pass\n\n\nassert add(1, 2) == 3, 'marker-9f3a'\n"
+    task = script_task().model_copy(update={"tests": TestSpec(kind="script", files={"test_add.py": tests}, timeout_s=30)})
+    snoop = (
+        "import sys\nFOUND = False\nMARK = 'marker-' + '9f3a'\nframe = sys._getframe()\n"
+        "while frame is not None:\n"
+        "    for value in list(frame.f_locals.values()):\n"
+        "        for text in ([value] + (list(value.values()) if isinstance(value, dict) else [])):\n"
+        "            if isinstance(text, (str, bytes)) and MARK in str(text) and text is not MARK:\n"
+        "                FOUND = True\n"
+        "    frame = frame.f_back\n"
+        "def add(a, b):\n    return a + b if FOUND else a - b\n"
+    )
+    assert not run_tests(sandbox, task, Candidate(files={"add.py": snoop})).passed

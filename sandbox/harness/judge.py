@@ -16,7 +16,6 @@ The verdict (one JSON object) goes to file descriptor 3, a pipe only the sandbox
 
 from __future__ import annotations
 
-import ast
 import builtins
 import importlib.abc
 import importlib.machinery
@@ -29,6 +28,7 @@ import traceback
 import types
 
 from . import wire
+from .worker import shared_statements
 
 CANDIDATE_ENDED = "the candidate's process ended during a call (an early exit, a crash, or a kill)"
 
@@ -463,10 +463,13 @@ def run_script(link: Link, config: dict) -> dict:
         test_source = handle.read()
     started = time.monotonic()
     namespace = {"__name__": "__main__", "__file__": test_path, "__builtins__": builtins}
-    link.shared = SharedClasses(namespace, test_source)
+    statements = shared_statements(test_source)
+    link.shared = SharedClasses(namespace, {name for name, _source in statements if name})
     try:
         codec = link.codec()
-        reply = link.request({"op": "main", "path": config["entry"], "shared": test_source})
+        # The worker gets the tests' classes (and the imports they need), never their asserts.
+        shared = "\n\n".join(source for _name, source in statements)
+        reply = link.request({"op": "main", "path": config["entry"], "shared": shared})
         if "raise" in reply:
             link.outcome(reply, codec)
         names = reply.get("names")
@@ -485,12 +488,8 @@ def run_script(link: Link, config: dict) -> dict:
 class SharedClasses:
     """The tests' own top-level classes, looked up in their namespace as they come to exist."""
 
-    def __init__(self, namespace: dict, source: str) -> None:
-        self.namespace = namespace
-        try:
-            self.names = {n.name for n in ast.parse(source).body if isinstance(n, ast.ClassDef)}
-        except SyntaxError:
-            self.names = set()
+    def __init__(self, namespace: dict, names: set[str]) -> None:
+        self.namespace, self.names = namespace, names
 
     def get(self, name, default=None):
         value = self.namespace.get(name) if name in self.names else None
