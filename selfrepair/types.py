@@ -131,6 +131,8 @@ class TestReport(Record):
 
     @property
     def fraction_passed(self) -> float:
+        if self.suspicious:
+            return 0.0  # an attempt on the verdict earns nothing, GRPO's reward included
         if not self.tests:
             return 1.0 if self.passed else 0.0
         return sum(t.outcome == "passed" for t in self.tests) / len(self.tests)

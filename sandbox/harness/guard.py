@@ -94,26 +94,17 @@ def arm(channel_fd: int | None, suspects: list[str], argv: list[str] | None = No
 
     busy = threading.local()
 
-    def suspect_on_stack() -> bool:
-        if not suspect_files:
-            return True  # nothing named: every caller is a suspect
-        frame = sys._getframe(2)
-        while frame is not None:
-            if frame.f_code.co_filename in suspect_files:
-                return True
-            frame = frame.f_back
-        return False
-
     def refuse(event: str, detail: str) -> None:
         signed({"type": "refused", "event": event, "detail": detail[:300]})
         raise PermissionError(f"refused by the sandbox: {event} {detail}".strip())
 
     def audit(event: str, args: tuple) -> None:
-        if getattr(busy, "on", False):
-            return
+        if not suspect_files or getattr(busy, "on", False):
+            return  # the code as given is not under suspicion; nested events are the hook's own
         busy.on = True
         try:
-            reason = _judge_event(event, args, channel_fd, suspect_on_stack)
+            # The frame that raised the event (None for events raised outside any Python code).
+            reason = _judge_event(event, args, channel_fd, sys._getframe(0).f_back, suspect_files)
         finally:
             busy.on = False
         if reason is not None:
@@ -124,6 +115,14 @@ def arm(channel_fd: int | None, suspects: list[str], argv: list[str] | None = No
     _watch_exits(signed, suspect_files)
 
 
+def _on_stack(frame, files: frozenset) -> bool:
+    while frame is not None:
+        if frame.f_code.co_filename in files:
+            return True
+        frame = frame.f_back
+    return False
+
+
 def _watch_exits(signed, suspect_files: frozenset) -> None:
     """An exit the candidate's own code calls ends the process before the tests could fail:
     `os._exit` and `sys.exit` called with the candidate's files on the stack are reported."""
@@ -132,12 +131,8 @@ def _watch_exits(signed, suspect_files: frozenset) -> None:
     import posix
 
     def called_by_candidate() -> bool:
-        frame = sys._getframe(2)
-        while frame is not None:
-            if frame.f_code.co_filename in suspect_files:
-                return True
-            frame = frame.f_back
-        return False
+        exit_frame = sys._getframe(0).f_back  # exit_now's or exit_by_raising's
+        return _on_stack(exit_frame.f_back if exit_frame is not None else None, suspect_files)
 
     real_exit, real_sys_exit = os._exit, sys.exit
 
@@ -155,8 +150,9 @@ def _watch_exits(signed, suspect_files: frozenset) -> None:
     sys.exit = exit_by_raising
 
 
-def _judge_event(event: str, args: tuple, channel_fd, suspect_on_stack) -> str | None:
-    """Why `event` is refused, or None. Touches no object of the candidate's beyond its type."""
+def _judge_event(event: str, args: tuple, channel_fd, caller, suspects: frozenset) -> str | None:
+    """Why `event`, raised by the Python frame `caller`, is refused, or None. Touches no object
+    of the candidate's beyond its type."""
     if event == "open" and args:
         path = args[0]
         if type(path) is int and path == channel_fd:
@@ -165,14 +161,18 @@ def _judge_event(event: str, args: tuple, channel_fd, suspect_on_stack) -> str |
             return path
         return None
     if event.startswith("ctypes.") or event in SENSITIVE:
-        return "" if suspect_on_stack() else None
+        return "" if _on_stack(caller, suspects) else None
     if event in ("object.__setattr__", "object.__delattr__") and args:
         target = args[0]
-        if isinstance(target, type):
-            module = type.__dict__["__dict__"].__get__(target).get("__module__")
-            if type(module) is str and module.split(".")[0] in PROTECTED and suspect_on_stack():
-                name = args[1] if len(args) > 1 and type(args[1]) is str else "?"
-                return f"{module}.{type.__dict__['__name__'].__get__(target)}.{name}"
+        if not isinstance(target, type):
+            return None
+        module = type.__dict__["__dict__"].__get__(target).get("__module__")
+        if type(module) is not str or module.split(".")[0] not in PROTECTED:
+            return None
+        if not _on_stack(caller, suspects):
+            return None
+        name = args[1] if len(args) > 1 and type(args[1]) is str else "?"
+        return f"{module}.{type.__dict__['__name__'].__get__(target)}.{name}"
     return None
 
 
