@@ -463,7 +463,7 @@ def run_script(link: Link, config: dict) -> dict:
         test_source = handle.read()
     started = time.monotonic()
     namespace = {"__name__": "__main__", "__file__": test_path, "__builtins__": builtins}
-    statements = shared_statements(test_source)
+    statements = shared_statements(test_source) if "class" in test_source else []
     link.shared = SharedClasses(namespace, {name for name, _source in statements if name})
     try:
         codec = link.codec()

@@ -74,6 +74,8 @@ class Worker:
         if self.refused:
             reply["refused"], self.refused = self.refused, []
         reply["reply"] = True
+        sys.stdout.flush()  # the candidate's output reaches the run before the answer does
+        sys.stderr.flush()
         wire.send(self.sock, reply)
 
     def wait_reply(self) -> dict:
