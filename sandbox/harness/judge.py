@@ -166,7 +166,7 @@ class Link:
         if kind == "function":
             proxy = RemoteFunction(self, handle, name, _text(node.get("doc")))
         elif kind == "class":
-            proxy = remote_class(self, handle, name)
+            proxy = standard_class(_text(node.get("module")), name) or remote_class(self, handle, name)
         elif kind == "exception_class":
             proxy = exception_class(handle, name, _text(node.get("module")), node.get("bases"))
         elif kind == "module":
@@ -301,6 +301,20 @@ for _name in ("add", "sub", "mul", "truediv", "floordiv", "mod", "pow", "matmul"
     setattr(Remote, f"__r{_name}__", (lambda op: lambda self, other: self._op("r" + op, other))(_name))
 for _name in ("neg", "pos", "abs", "invert", "int", "float"):
     setattr(Remote, f"__{_name}__", (lambda op: lambda self: self._op(op))(_name))
+
+
+def standard_class(module: str, qualname: str) -> type | None:
+    """A standard-library class the candidate's code uses (`from collections import deque`):
+    the judge's own, so the tests compare and build its objects as usual."""
+    if module.split(".")[0] not in sys.stdlib_module_names or "<" in qualname:
+        return None
+    try:
+        found = importlib.import_module(module)
+        for part in qualname.split("."):
+            found = getattr(found, part)
+    except (ImportError, AttributeError):
+        return None
+    return found if isinstance(found, type) else None
 
 
 def remote_class(link: Link, handle: int, name: str) -> type:
