@@ -25,7 +25,7 @@ from __future__ import annotations
 import shlex
 import weakref
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Sequence
 
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
@@ -109,11 +109,14 @@ def _same_test(reported: str, named: str) -> bool:
     return reported == named or reported.endswith("/" + named) or named.endswith("/" + reported)
 
 
-def run_candidate_tests(sandbox: Sandbox, work: Checkout, task: Task, candidate: Candidate | None) -> TestReport:
-    """The task's tests on the base with the candidate's diff (None: the base as it is)."""
+def run_candidate_tests(
+    sandbox: Sandbox, work: Checkout, task: Task, candidate: Candidate | None, expect: Sequence[str] = ()
+) -> TestReport:
+    """The task's tests on the base with the candidate's diff (None: the base as it is);
+    `expect`: the tests that ran on the base, which the candidate's run must report too."""
     try:
         prepare(work, task, candidate.diff if candidate else "")
-        report = run_tests(sandbox, workspace_tests(task), candidate, workspace=work.path)
+        report = run_tests(sandbox, workspace_tests(task), candidate, workspace=work.path, expect=expect)
     finally:
         work.reset()
     return judge(task, report)
@@ -171,7 +174,8 @@ def execute(state: RepairState, runtime: Runtime[IssueContext]) -> dict:
     context = runtime.context
     with context.updating(state) as trajectory:
         work = context.work(trajectory.task)
-        run_pending(trajectory, lambda candidate: run_candidate_tests(context.sandbox, work, trajectory.task, candidate))
+        expect = context.expected_tests()
+        run_pending(trajectory, lambda candidate: run_candidate_tests(context.sandbox, work, trajectory.task, candidate, expect))
     return {"trajectory": trajectory}
 
 

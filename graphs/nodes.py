@@ -98,6 +98,12 @@ class RepairContext:
             kind=kind,
         )  # fmt: skip
 
+    def expected_tests(self) -> list[str]:
+        """The tests that ran on the code as given: a candidate's run must report them all."""
+        if self.baseline is None:
+            return []
+        return [case.name for case in self.baseline.tests if not case.name.startswith("<")]
+
     def review(self, trajectory: Trajectory, step: Step) -> None:
         reviewer.review(self.model, trajectory.task, step, max_tokens=self.sampling.review_max_tokens)
 
@@ -152,7 +158,8 @@ def execute(state: RepairState, runtime: Runtime[RepairContext]) -> dict:
     test run is checkpointed on its own)."""
     context = runtime.context
     with context.updating(state) as trajectory:
-        run_pending(trajectory, lambda candidate: run_tests(context.sandbox, trajectory.task, candidate))
+        expect = context.expected_tests()
+        run_pending(trajectory, lambda candidate: run_tests(context.sandbox, trajectory.task, candidate, expect=expect))
     return {"trajectory": trajectory}
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
+from typing import Sequence
 
 from selfrepair.errors import SelfRepairError
 from selfrepair.sandbox.core import Limits, Sandbox
@@ -12,23 +14,26 @@ KINDS = ("auto", "docker", "local")
 _fallback_said = False
 
 
-def open_sandbox(kind: str = "auto", limits: Limits | None = None, pool_size: int | None = None) -> Sandbox:
+def open_sandbox(
+    kind: str = "auto", limits: Limits | None = None, pool_size: int | None = None, python_path: Sequence[Path] = ()
+) -> Sandbox:
     """A ready sandbox. "auto" takes Docker when `docker info` answers and the image exists;
     otherwise local, saying once on stderr that it fell back and why. "docker" raises a
-    SelfRepairError naming what is missing instead of falling back."""
+    SelfRepairError naming what is missing instead of falling back. `python_path`: host
+    folders (a package's dependencies) mounted read-only in every run and put on its path."""
     if kind not in KINDS:
         raise SelfRepairError(f"unknown sandbox kind {kind!r}: choose one of {', '.join(KINDS)}")
     if kind == "local":
-        return LocalSandbox(limits)
+        return LocalSandbox(limits, python_path=python_path)
     from selfrepair.sandbox.container import DockerSandbox, docker_unavailable
 
     problem = docker_unavailable()
     if problem is None:
-        return DockerSandbox(limits, pool_size=pool_size)
+        return DockerSandbox(limits, pool_size=pool_size, python_path=python_path)
     if kind == "docker":
         raise SelfRepairError(problem)
     _say_fallback(problem)
-    return LocalSandbox(limits)
+    return LocalSandbox(limits, python_path=python_path)
 
 
 def fallback_reason() -> str | None:

@@ -30,15 +30,17 @@ from typing import Mapping, Sequence
 
 from selfrepair.errors import SelfRepairError
 from selfrepair.sandbox.build import LABEL, image_present, image_tag
-from selfrepair.sandbox.core import Execution, Limits, Workspace, expand_command, safe_relative
+from selfrepair.sandbox.core import Execution, Limits, Workspace, expand_command, harness_files, safe_relative
 
 OWNER_LABEL = "selfrepair.sandbox.owner"
 PATHS = {"workspace": "/work", "tests": "/tests", "out": "/out"}
+HARNESS = "/harness"
 # The supervisor's capabilities; the child drops all of them when it becomes uid 1000.
 SUPERVISOR_CAPS = ["CHOWN", "DAC_OVERRIDE", "FOWNER", "SETUID", "SETGID", "KILL"]
 TESTS_MB = 64
 OUT_MB = 64
 TMP_MB = 64
+HARNESS_MB = 4
 SHM_MB = 16
 SERVER_GRACE_SECONDS = 30  # beyond the run's own limit, before the host gives up on a container
 CONNECT_TIMEOUT = 5
@@ -83,7 +85,7 @@ def server_launcher() -> str:
 class Worker:
     """One warm container and the attached stream to its fork server."""
 
-    def __init__(self, client, limits: Limits, launcher: str) -> None:
+    def __init__(self, client, limits: Limits, launcher: str, python_path: list[Path]) -> None:
         memory = f"{limits.memory_mb}m"
         self.limits_key = _pool_key(limits)
         self.container = client.containers.run(
@@ -102,7 +104,9 @@ class Worker:
                 "/tests": f"size={TESTS_MB}m,mode=0755",
                 "/out": f"size={OUT_MB}m,mode=0755",
                 "/tmp": f"size={TMP_MB}m,mode=1777",
+                HARNESS: f"size={HARNESS_MB}m,mode=0755",
             },
+            volumes={str(folder): {"bind": f"/deps/{i}", "mode": "ro"} for i, folder in enumerate(python_path)},
             shm_size=f"{SHM_MB}m",
             cap_drop=["ALL"],
             cap_add=SUPERVISOR_CAPS,
@@ -115,6 +119,8 @@ class Worker:
         self._keep = attached  # the SDK's wrapper closes the socket when collected
         self.buffer = b""
         self.server_errors = b""
+        # The server's first line: the harness it writes under /harness and imports once.
+        self.sock.sendall(json.dumps({"harness": harness_files()}).encode() + b"\n")
 
     def request(self, payload: dict, timeout: float) -> dict:
         self.sock.settimeout(timeout)
@@ -157,7 +163,11 @@ class Worker:
 class DockerSandbox:
     name = "docker"
 
-    def __init__(self, limits: Limits | None = None, pool_size: int | None = None) -> None:
+    def __init__(self, limits: Limits | None = None, pool_size: int | None = None, python_path: Sequence[Path] = ()) -> None:
+        self.python_path = [Path(p).resolve() for p in python_path]
+        for folder in self.python_path:
+            if not folder.is_dir():
+                raise SelfRepairError(f"python path {folder} is not a directory")
         self.client = docker_client()
         if not image_present(self.client):
             raise SelfRepairError(f"the sandbox image {image_tag()} is not built (run `selfrepair sandbox build`)")
@@ -179,9 +189,12 @@ class DockerSandbox:
             "network: none (network_mode=none)",
             f"memory: {limits.memory_mb} MB, no swap beyond it (memswap_limit = mem_limit)",
             f"cpu: {limits.cpus:g} CPU(s) (nano_cpus); pids: at most {limits.pids}",
-            "filesystem: read-only root; tmpfs /work, /tests (root-owned, read-only to the code), /out, /tmp",
-            "user: code runs as uid 1000 with no capabilities; no-new-privileges; supervisor keeps "
-            + ", ".join(SUPERVISOR_CAPS),
+            "filesystem: read-only root; tmpfs /work, /tests, /out, /tmp, /harness"
+            + (f"; {len(self.python_path)} dependency folder(s) read-only under /deps" if self.python_path else ""),
+            "user: code runs as uid 1000 with no capabilities, in a process forked before its run's "
+            "request arrived; no-new-privileges; the supervisor keeps " + ", ".join(SUPERVISOR_CAPS),
+            "verdict: a judge (uid 1001) alone reads the tests (/tests is its own, mode 0500), calls the "
+            "candidate through a socket on plain data and writes the verdict to a pipe only the supervisor reads",
             f"time: {limits.wall_seconds:g} s wall clock per run, then every process in the container is killed",
             f"output: {limits.output_bytes} bytes kept per stream, the rest cut and counted",
             "hygiene: workspace wiped after each run; a container that misbehaved is replaced",
@@ -196,7 +209,7 @@ class DockerSandbox:
         started: list[Worker] = []
 
         def start() -> None:
-            started.append(Worker(self.client, limits, self.launcher))
+            started.append(Worker(self.client, limits, self.launcher, self.python_path))
 
         threads = [threading.Thread(target=start) for _ in range(max(0, missing))]
         for thread in threads:
@@ -215,23 +228,48 @@ class DockerSandbox:
         tests: Mapping[str, str] | None = None,
         limits: Limits | None = None,
         collect: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
     ) -> Execution:
-        limits = limits or self.limits
-        payload = {
-            "argv": expand_command(command, PATHS),
-            "env": {
-                "PATH": "/usr/local/bin:/usr/bin:/bin",
-                "HOME": "/tmp",
-                "TMPDIR": "/tmp",
-                "LANG": "C.UTF-8",
-                "PYTHONDONTWRITEBYTECODE": "1",
-                "PYTHONPATH": "/work",
-                "SELFREPAIR_WORKSPACE": "/work",
-                "SELFREPAIR_TESTS": "/tests",
-                "SELFREPAIR_OUT": "/out",
-            },
+        environment = self._environment() | {
+            "PYTHONPATH": ":".join([HARNESS, PATHS["workspace"], *self._deps()]),
+            "SELFREPAIR_CHANNEL": "3",
+            "PYTEST_PLUGINS": "selfrepair_harness.reporting",
+            **(env or {}),
+        }
+        payload = {"argv": expand_command(command, PATHS), "env": environment, "collect": list(collect)}
+        return self._run(workspace, payload, tests, limits or self.limits)
+
+    def judge(
+        self,
+        workspace: Workspace,
+        config: dict,
+        *,
+        tests: Mapping[str, str] | None = None,
+        limits: Limits | None = None,
+    ) -> Execution:
+        environment = self._environment() | {"PYTHONPATH": ":".join([PATHS["workspace"], *self._deps()])}
+        payload = {"argv": [], "judge": {**config, "path": self._deps()}, "env": environment, "collect": []}
+        return self._run(workspace, payload, tests, limits or self.limits)
+
+    def _environment(self) -> dict[str, str]:
+        return {
+            "PATH": "/usr/local/bin:/usr/bin:/bin",
+            "HOME": "/tmp",
+            "TMPDIR": "/tmp",
+            "LANG": "C.UTF-8",
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "PYTHONNOUSERSITE": "1",
+            "SELFREPAIR_WORKSPACE": PATHS["workspace"],
+            "SELFREPAIR_TESTS": PATHS["tests"],
+            "SELFREPAIR_OUT": PATHS["out"],
+        }
+
+    def _deps(self) -> list[str]:
+        return [f"/deps/{i}" for i in range(len(self.python_path))]
+
+    def _run(self, workspace: Workspace, payload: dict, tests: Mapping[str, str] | None, limits: Limits) -> Execution:
+        payload |= {
             "tests": {safe_relative(path): text for path, text in (tests or {}).items()},
-            "collect": list(collect),
             "wall_seconds": limits.wall_seconds,
             "output_bytes": limits.output_bytes,
             "file_size_mb": limits.file_size_mb,
@@ -259,6 +297,7 @@ class DockerSandbox:
             timed_out=reply["timed_out"],
             out_of_memory=reply["out_of_memory"],
             artifacts=artifacts,
+            channel=base64.b64decode(reply["channel"]),
             sandbox=self.name,
             notes=reply["notes"],
         )
@@ -297,7 +336,7 @@ class DockerSandbox:
                     break
                 self.lock.wait()
         try:
-            return Worker(self.client, limits, self.launcher)
+            return Worker(self.client, limits, self.launcher, self.python_path)
         except Exception as error:
             with self.lock:
                 self.busy -= 1

@@ -8,6 +8,7 @@ sandbox itself cannot work (no daemon, no image), as a SelfRepairError.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path, PurePosixPath
 from typing import Mapping, Protocol, Sequence
 
@@ -39,6 +40,9 @@ class Execution:
     timed_out: bool = False
     out_of_memory: bool = False
     artifacts: dict[str, bytes] = field(default_factory=dict)
+    # What the run wrote on descriptor 3: in `judge`, the judge's verdict (the candidate cannot
+    # reach it); in `execute`, the guard's signed reports from the candidate's own process.
+    channel: bytes = b""
     sandbox: str = ""
     notes: list[str] = field(default_factory=list)  # e.g. "container recycled: left processes"
 
@@ -58,17 +62,32 @@ class Sandbox(Protocol):
         tests: Mapping[str, str] | None = None,
         limits: Limits | None = None,
         collect: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
     ) -> Execution:
-        """Run `command` with the workspace as working directory.
+        """Run `command` as the candidate, with the workspace as working directory.
 
         `tests` are written to a separate read-only directory (its path is in the
         environment variable SELFREPAIR_TESTS inside the sandbox) so the candidate can
-        neither read-modify nor delete them. `collect` names files (relative to the tests'
-        output directory, SELFREPAIR_OUT) to bring back as artifacts, e.g. JUnit XML.
+        neither modify nor delete them. `collect` names files (relative to the tests'
+        output directory, SELFREPAIR_OUT) to bring back as artifacts. `env` adds variables.
         `$SELFREPAIR_WORKSPACE`, `$SELFREPAIR_TESTS` and `$SELFREPAIR_OUT` in `command`
-        are replaced by the sandbox's own paths (see `expand_command`); the workspace is
-        on PYTHONPATH.
+        are replaced by the sandbox's own paths (see `expand_command`). The harness folder
+        and the workspace are on PYTHONPATH, so every Python process arms the guard
+        (`harness/guard.py`) and reports on descriptor $SELFREPAIR_CHANNEL (`Execution.channel`).
         """
+        ...
+
+    def judge(
+        self,
+        workspace: Workspace,
+        config: dict,
+        *,
+        tests: Mapping[str, str] | None = None,
+        limits: Limits | None = None,
+    ) -> Execution:
+        """A judged run (`harness/judge.py`): the judge, as its own user with the tests and
+        never the workspace, runs `config`; the harness's worker, as the candidate with the
+        workspace and never the tests, serves it. `Execution.channel` is the judge's verdict."""
         ...
 
     def close(self) -> None: ...
@@ -97,3 +116,15 @@ def safe_relative(path: str) -> str:
     if not parts or PurePosixPath(path).is_absolute() or ".." in parts:
         raise SelfRepairError(f"file path {path!r} must be relative and stay inside the workspace")
     return str(PurePosixPath(*parts))
+
+
+def harness_files() -> dict[str, str]:
+    """The harness as it is laid out inside a sandbox: the package `selfrepair_harness`, and
+    `sitecustomize.py` beside it, which arms the guard in every Python process of a run."""
+    package = resources.files("selfrepair.sandbox").joinpath("harness")
+    files = {}
+    for entry in package.iterdir():
+        if entry.name.endswith(".py"):
+            name = entry.name if entry.name == "sitecustomize.py" else f"selfrepair_harness/{entry.name}"
+            files[name] = entry.read_text()
+    return files

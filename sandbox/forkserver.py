@@ -1,14 +1,21 @@
 """The fork server that runs inside each warm sandbox container (standard library only).
 
-It is the container's PID 1: it starts once, imports pytest once, then serves requests,
-one JSON line each on stdin, answering one JSON line on stdout. Per request it lays out
-the tests (owned by root, read-only), forks a child that drops to uid 1000 with no
-capabilities, starts its own session, writes the workspace and runs the command, and then:
-kills everything left in the container, reaps it, wipes /work, /out and /tmp, and tells
-the host whether the container misbehaved (and so must be replaced).
+It is the container's PID 1. It starts once, reads the harness (`sandbox/harness`) from its
+first line of input, imports pytest and the harness once, then serves requests, one JSON line
+each on stdin, answering one JSON line on stdout.
 
-A command `python [-P|-u|-B|-E|-s] (SCRIPT | -m MODULE | -c CODE) ARGS` runs inside the forked child
-itself, with no new interpreter: that is what makes a warm run cheaper than a bare
+The candidate's process is a *spare*: a child forked before the request arrived, so nothing
+of the request (the tests above all) was ever in its memory. It has already dropped to uid
+1000 with no capabilities in a session of its own; the request hands it the workspace, its
+output pipes and its channel, and it runs the command (or, in a judged run, the harness's
+worker). In a judged run a second child, the judge, is forked as uid 1001: it alone can read
+the tests (/tests is its own, mode 0500), it talks to the worker over a socket, and it writes
+the verdict to a pipe only this server reads. After the run the server kills everything left
+in the container, reaps it, wipes /work, /out, /tmp and /tests, forks the next spare, and
+tells the host whether the container misbehaved (and so must be replaced).
+
+A command `python [-P|-u|-B|-E|-s|-I] (SCRIPT | -m MODULE | -c CODE) ARGS` runs inside the
+spare itself, with no new interpreter: that is what makes a warm run cheaper than a bare
 `python` on the host. Anything else is exec'd.
 
 The host sends this file's source (with supervise.py's) as `python3 -c`; see container.py.
@@ -24,6 +31,8 @@ import os
 import resource
 import runpy
 import signal
+import socket
+import struct
 import sys
 import tarfile
 import time
@@ -32,25 +41,60 @@ import traceback
 if "supervise" not in globals():  # on the host; in a container the launcher provides it
     from selfrepair.sandbox import supervise
 
-SANDBOX_UID = 1000
-WORK, TESTS, OUT, TMP = "/work", "/tests", "/out", "/tmp"
+SANDBOX_UID = 1000  # the candidate
+JUDGE_UID = 1001  # the judge: reads the tests, never runs candidate code
+WORK, TESTS, OUT, TMP, HARNESS = "/work", "/tests", "/out", "/tmp", "/harness"
+JUDGE_TMP = "/tmp/.judge"
 SHM = "/dev/shm"
+HARNESS_PACKAGE = "selfrepair_harness"
 PYTHON_NAMES = ("python", "python3")
-PYTHON_FLAGS = ("-P", "-u", "-B", "-E", "-s")
+PYTHON_FLAGS = ("-P", "-u", "-B", "-E", "-s", "-I")
 ARTIFACT_BYTES = 16 * 1024 * 1024
 SKIP_FRAMES = {runpy.__file__, "<frozen runpy>", "<forkserver>"}
 
 
 def main() -> None:
+    stdin = sys.stdin.buffer
+    _install_harness(json.loads(stdin.readline())["harness"])
     _warm_imports()
     protocol_out = os.fdopen(os.dup(1), "w")
-    for line in sys.stdin.buffer:
-        try:
-            reply = handle(json.loads(line))
-        except Exception as error:  # the server must answer; the host recycles the container
-            reply = {"error": f"{type(error).__name__}: {error}", "recycle": True}
+    while True:
+        # Both sides of the next run are forked here, where no part of a request is left in any
+        # frame, and wait: off the path between a request and its answer.
+        spares = {"candidate": Spare(SANDBOX_UID), "judge": Spare(JUDGE_UID)}
+        reply = _serve_one(stdin, spares)
+        if reply is None:
+            return
         protocol_out.write(json.dumps(reply) + "\n")
         protocol_out.flush()
+        del reply
+
+
+def _serve_one(stdin, spares: dict) -> dict | None:
+    """One request, read and answered within this frame."""
+    line = stdin.readline()
+    if not line:
+        return None
+    try:
+        return handle(json.loads(line), spares)
+    except Exception as error:  # the server must answer; the host recycles the container
+        return {"error": f"{type(error).__name__}: {error}", "recycle": True}
+
+
+def _install_harness(files: dict) -> None:
+    """Write the harness under /harness (root's, read-only to everyone) and import it here,
+    so every forked child has it loaded."""
+    for rel, text in files.items():
+        path = os.path.join(HARNESS, _safe(rel))
+        os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+        with open(path, "w") as handle:
+            handle.write(text)
+        os.chmod(path, 0o444)
+    sys.path.insert(0, HARNESS)
+    import selfrepair_harness.guard  # noqa: F401
+    import selfrepair_harness.judge  # noqa: F401
+    import selfrepair_harness.worker  # noqa: F401
+    sys.path.remove(HARNESS)
 
 
 def _warm_imports() -> None:
@@ -62,10 +106,126 @@ def _warm_imports() -> None:
         pass
 
 
-def handle(request: dict) -> dict:
+class Spare:
+    """A child forked ahead of the request: it becomes its user (the candidate's or the
+    judge's) at once, with no capabilities, and waits for its run."""
+
+    def __init__(self, uid: int) -> None:
+        parent, child = socket.socketpair()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:
+            parent.close()
+            _spare(child, uid)
+        child.close()
+        self.pid, self.control = pid, parent
+
+    def start(self, message: dict, fds: list[int]) -> None:
+        """Hand over the run: its descriptors (stdout, stderr, channel or socket), then the message."""
+        socket.send_fds(self.control, [b"x"], fds)
+        data = json.dumps(message).encode()
+        self.control.sendall(struct.pack(">I", len(data)) + data)
+        self.control.close()
+
+    def discard(self) -> None:
+        self.control.close()
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+            os.waitpid(self.pid, 0)
+        except (ProcessLookupError, ChildProcessError):
+            pass
+
+
+def _spare(control: socket.socket, uid: int) -> None:
+    """In a spare: become `uid`, wait for the run, run it. Never returns."""
+    code = 1
+    try:
+        os.setsid()
+        if uid == SANDBOX_UID:
+            with open("/proc/self/oom_score_adj", "w") as adj:
+                adj.write("1000")  # the candidate, not this server or the judge, is what the OOM killer takes
+        os.setgroups([])
+        os.setgid(uid)
+        os.setuid(uid)  # drops every capability this server had
+        _msg, fds, _flags, _addr = socket.recv_fds(control, 1, 4)
+        (size,) = struct.unpack(">I", _read_exactly(control, 4))
+        message = json.loads(_read_exactly(control, size))
+        control.close()
+        null = os.open(os.devnull, os.O_RDONLY)
+        supervise.place_fds({0: null, **{fd: source for fd, source in enumerate(fds, start=1)}})
+        os.closerange(len(fds) + 1, 1 << 16)
+        cpu = int(message["wall_seconds"]) + 1
+        resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        sys.stdin = open(os.devnull)
+        code = _run_judge(message) if uid == JUDGE_UID else _run_candidate(message)
+    except SystemExit as done:
+        code = _exit_status(done)
+    except BaseException:
+        traceback.print_exc()
+        code = 127 if not _started_python else 1
+    finally:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(code)
+
+
+def _run_judge(message: dict) -> int:
+    """The judge: the tests its own (/tests), the worker on descriptor 4, the verdict to 3."""
+    import selfrepair_harness.judge as judge
+
+    os.chdir(TESTS)
+    os.environ.clear()
+    os.environ.update({"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": JUDGE_TMP, "TMPDIR": JUDGE_TMP,
+                       "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1", "SELFREPAIR_TESTS": TESTS})  # fmt: skip
+    sys.path[:] = [entry for entry in sys.path if entry not in ("", ".")]
+    judge.main(message["judge"], verdict_fd=3, sock_fd=4)
+    return 0
+
+
+def _run_candidate(request: dict) -> int:
+    """The candidate's side: the workspace, then the command (or, judged, the worker)."""
+    import selfrepair_harness.guard as guard
+    import selfrepair_harness.worker as worker
+
+    file_size = request["file_size_mb"] * 1024 * 1024
+    resource.setrlimit(resource.RLIMIT_FSIZE, (file_size, file_size))
+    os.umask(0o022)
+    _write_workspace(request)
+    os.chdir(WORK)
+    os.environ.clear()
+    os.environ.update(request["env"])
+    if request["judged"]:
+        deps = [e for e in request["env"].get("PYTHONPATH", "").split(os.pathsep) if e.startswith("/deps/")]
+        worker.main(3, [WORK, *deps])
+        return 0
+    argv = request["argv"]
+    if argv and os.path.basename(argv[0]) in PYTHON_NAMES and _python_in_process(argv[1:]) is not None:
+        guard.arm_from_environment(argv)
+        return _python_in_process(argv[1:], run=True)
+    os.execvpe(argv[0], argv, request["env"])
+    return 127
+
+
+def _read_exactly(sock: socket.socket, size: int) -> bytes:
+    chunks = []
+    while size:
+        chunk = sock.recv(min(size, 1 << 20))
+        if not chunk:
+            raise ConnectionError("the server closed the spare's control socket")
+        chunks.append(chunk)
+        size -= len(chunk)
+    return b"".join(chunks)
+
+
+def handle(request: dict, spares: dict) -> dict:
     notes: list[str] = []
     _wipe(notes)
-    tests_digest = _write_tests(request.get("tests", {}))
+    judged = request.get("judge") is not None
+    tests_digest = _write_tests(request.get("tests", {}), owner=JUDGE_UID if judged else 0)
     for folder in (WORK, OUT):
         os.chown(folder, SANDBOX_UID, SANDBOX_UID)
     os.chmod(TMP, 0o1777)
@@ -73,20 +233,35 @@ def handle(request: dict) -> dict:
 
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
-    sys.stdout.flush()
-    sys.stderr.flush()
+    channel_r, channel_w = os.pipe()  # the judge's verdict, or the guard's reports in the candidate's process
     started = time.monotonic()
-    pid = os.fork()
-    if pid == 0:
-        os.close(out_r)
-        os.close(err_r)
-        _child(request, out_w, err_w)
-    os.close(out_w)
-    os.close(err_w)
-    seen = supervise.watch(pid, out_r, err_r, started + request["wall_seconds"], request["output_bytes"])
+    # The candidate's side gets neither the tests nor the judge's configuration.
+    for_candidate = {key: value for key, value in request.items() if key not in ("tests", "judge")}
+    for_candidate["judged"] = judged
+    candidate, judge = spares["candidate"], spares["judge"]
+    if judged:
+        os.makedirs(JUDGE_TMP, mode=0o700, exist_ok=True)
+        os.chown(JUDGE_TMP, JUDGE_UID, JUDGE_UID)
+        judge_end, worker_end = socket.socketpair()
+        candidate.start(for_candidate, [out_w, err_w, worker_end.fileno()])
+        judge.start({"judge": request["judge"], "wall_seconds": request["wall_seconds"]},
+                    [out_w, err_w, channel_w, judge_end.fileno()])  # fmt: skip
+        worker_end.close()
+        judge_end.close()
+    else:
+        judge.discard()
+        candidate.start(for_candidate, [out_w, err_w, channel_w])
+    for fd in (out_w, err_w, channel_w):
+        os.close(fd)
+    watched = judge.pid if judged else candidate.pid
+    seen = supervise.watch(watched, out_r, err_r, started + request["wall_seconds"], request["output_bytes"], channel_r)
     if seen["timed_out"]:
         os.kill(-1, signal.SIGKILL)  # from PID 1: every other process in the container
-    _pid, status, usage = os.wait4(pid, 0)
+    _pid, status, usage = os.wait4(watched, 0)
+    if judged:
+        # The verdict is in: the worker has nothing left to do (its output is flushed after
+        # every answer), and what it started is still found and flagged below.
+        _end(candidate.pid)
     wall = time.monotonic() - started
 
     recycle = seen["timed_out"]
@@ -115,6 +290,7 @@ def handle(request: dict) -> dict:
         "stderr": seen["stderr"],
         "stdout_cut_bytes": seen["stdout_cut"],
         "stderr_cut_bytes": seen["stderr_cut"],
+        "channel": base64.b64encode(seen["channel"]).decode(),
         "wall_seconds": wall,
         "cpu_seconds": usage.ru_utime + usage.ru_stime,
         "timed_out": seen["timed_out"],
@@ -125,48 +301,12 @@ def handle(request: dict) -> dict:
     }
 
 
-def _child(request: dict, out_w: int, err_w: int) -> None:
-    """In the forked child: become the sandbox user, lay out the workspace, run. Never returns."""
-    code = 1
+def _end(pid: int) -> None:
     try:
-        os.setsid()
-        null = os.open(os.devnull, os.O_RDONLY)
-        os.dup2(null, 0)
-        os.dup2(out_w, 1)
-        os.dup2(err_w, 2)
-        os.closerange(3, 1 << 16)
-        with open("/proc/self/oom_score_adj", "w") as adj:
-            adj.write("1000")  # the child, not this server, is what the OOM killer takes
-        os.setgroups([])
-        os.setgid(SANDBOX_UID)
-        os.setuid(SANDBOX_UID)  # drops every capability this server still had
-        cpu = int(request["wall_seconds"]) + 1
-        file_size = request["file_size_mb"] * 1024 * 1024
-        resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))
-        resource.setrlimit(resource.RLIMIT_FSIZE, (file_size, file_size))
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-        os.umask(0o022)
-        _write_workspace(request)
-        os.chdir(WORK)
-        os.environ.clear()
-        os.environ.update(request["env"])
-        sys.stdin = open(os.devnull)
-        argv = request["argv"]
-        if argv and os.path.basename(argv[0]) in PYTHON_NAMES and _python_in_process(argv[1:]) is not None:
-            code = _python_in_process(argv[1:], run=True)
-        else:
-            os.execvpe(argv[0], argv, request["env"])
-    except SystemExit as done:
-        code = _exit_status(done)
-    except BaseException:
-        traceback.print_exc()
-        code = 127 if not _started_python else 1
-    finally:
-        try:
-            sys.stdout.flush()
-            sys.stderr.flush()
-        finally:
-            os._exit(code)
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    except (ProcessLookupError, ChildProcessError):
+        pass
 
 
 _started_python = False
@@ -184,9 +324,9 @@ def _python_in_process(args: list[str], run: bool = False) -> int | None:
     if not run:
         return 0
     _started_python = True
-    isolated_path = "-P" in flags
+    isolated_path = "-P" in flags or "-I" in flags
     base = [entry for entry in sys.path if entry not in ("", ".")]
-    extra = [entry for entry in os.environ.get("PYTHONPATH", "").split(os.pathsep) if entry]
+    extra = [] if "-I" in flags or "-E" in flags else [e for e in os.environ.get("PYTHONPATH", "").split(os.pathsep) if e]
     if "-u" in flags:
         sys.stdout.reconfigure(write_through=True)
         sys.stderr.reconfigure(write_through=True)
@@ -224,26 +364,42 @@ def _exit_status(done: SystemExit) -> int:
     return 1
 
 
-def _write_tests(tests: dict) -> str:
+def _write_tests(tests: dict, owner: int) -> str:
+    """The tests, read-only. In a judged run they belong to the judge alone (mode 0500/0400),
+    so the candidate can neither read nor list them; otherwise root's, readable by all."""
+    directory_mode, file_mode = (0o500, 0o400) if owner else (0o755, 0o444)
     for rel, text in tests.items():
         path = os.path.join(TESTS, _safe(rel))
         os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
         with open(path, "w") as handle:
             handle.write(text)
-        os.chmod(path, 0o444)
+        os.chmod(path, file_mode)
+        os.chown(path, owner, owner)
+    for root, dirs, _files in os.walk(TESTS):
+        for name in dirs:
+            os.chmod(os.path.join(root, name), directory_mode)
+            os.chown(os.path.join(root, name), owner, owner)
+    os.chown(TESTS, owner, owner)
+    os.chmod(TESTS, directory_mode)
     return _digest(TESTS)
 
 
 def _write_workspace(request: dict) -> None:
     if request.get("tar"):
         with tarfile.open(fileobj=io.BytesIO(base64.b64decode(request["tar"]))) as archive:
-            members = [m for m in archive.getmembers() if (m.isfile() or m.isdir() or m.issym()) and _safe(m.name)]
+            members = [m for m in archive.getmembers() if (m.isfile() or m.isdir() or m.issym()) and _inside(m.name)]
             archive.extractall(WORK, members=members)
     for rel, encoded in request.get("files", {}).items():
         path = os.path.join(WORK, _safe(rel))
         os.makedirs(os.path.dirname(path), exist_ok=True)
         with open(path, "wb") as handle:
             handle.write(base64.b64decode(encoded))
+
+
+def _inside(rel: str) -> bool:
+    """An archive member that lands in the workspace (its root "." included)."""
+    parts = [part for part in rel.split("/") if part not in ("", ".")]
+    return not rel.startswith("/") and ".." not in parts
 
 
 def _safe(rel: str) -> str:

@@ -7,19 +7,22 @@ the host. Both then see output, deadlines and killing the same way.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import select
 import signal
 import time
 
 TAIL_SHARE = 4  # a quarter of the cap keeps the end of the output, where tracebacks are
+PARKING = 512  # descriptors are parked above this while they are moved into place
+CHANNEL_BYTES = 16 * 1024 * 1024  # the harness's reports; more than this is cut (and so fails)
 
 
 class CappedBuffer:
     """Keeps the first and last bytes of a stream within `cap` and counts what it drops."""
 
-    def __init__(self, cap: int) -> None:
-        self.tail_cap = cap // TAIL_SHARE
+    def __init__(self, cap: int, keep_tail: bool = True) -> None:
+        self.tail_cap = cap // TAIL_SHARE if keep_tail else 0
         self.head_cap = cap - self.tail_cap
         self.head = bytearray()
         self.tail = bytearray()
@@ -50,14 +53,18 @@ class CappedBuffer:
         return head + tail
 
 
-def watch(pid: int, out_fd: int, err_fd: int, deadline: float, cap: int) -> dict:
-    """Read the child's stdout/stderr until it exits or the deadline passes.
+def watch(pid: int, out_fd: int, err_fd: int, deadline: float, cap: int, channel_fd: int | None = None) -> dict:
+    """Read the child's stdout/stderr (and the harness's channel) until it exits or the
+    deadline passes.
 
-    Returns {"stdout", "stderr", "stdout_cut", "stderr_cut", "exited", "timed_out"}.
+    Returns {"stdout", "stderr", "stdout_cut", "stderr_cut", "channel", "exited", "timed_out"}.
     The child's exit is noticed through a pidfd, not through EOF on its pipes: a background
     process it left behind may hold the pipes open forever. The caller kills and reaps.
+    The channel keeps its first CHANNEL_BYTES; it is drained as it fills so a writer never blocks.
     """
     buffers = {out_fd: CappedBuffer(cap), err_fd: CappedBuffer(cap)}
+    if channel_fd is not None:
+        buffers[channel_fd] = CappedBuffer(CHANNEL_BYTES, keep_tail=False)
     pidfd = os.pidfd_open(pid)
     poller = select.poll()
     for fd in buffers:
@@ -92,6 +99,7 @@ def watch(pid: int, out_fd: int, err_fd: int, deadline: float, cap: int) -> dict
         "stderr": err.text(),
         "stdout_cut": out.cut_bytes,
         "stderr_cut": err.cut_bytes,
+        "channel": bytes(buffers[channel_fd].head) if channel_fd is not None else b"",
         "exited": exited,
         "timed_out": timed_out,
     }
@@ -131,3 +139,12 @@ def kill_group(pgid: int) -> bool:
     except (ProcessLookupError, PermissionError):
         return False
     return True
+
+
+def place_fds(targets: dict[int, int]) -> None:
+    """Make each target descriptor a copy of its source (e.g. {1: pipe, 3: channel}), safely
+    when sources and targets overlap; the sources stay open for the caller to close."""
+    parked = {target: fcntl.fcntl(source, fcntl.F_DUPFD, PARKING) for target, source in targets.items()}
+    for target, copy in parked.items():
+        os.dup2(copy, target)
+        os.close(copy)

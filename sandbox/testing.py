@@ -1,34 +1,38 @@
 """Run a task's tests on a candidate in a sandbox and read the result into a TestReport.
 
-The tests that run are always the task's own (TestSpec.files), placed in the sandbox's
-read-only tests directory: a candidate's copy of a test file is never what runs.
+The tests that run are always the task's own (TestSpec.files), never a candidate's copy, and
+the decision "this test passed" is made where the candidate's code cannot reach (the threat
+model is in sandbox/README.md):
 
-  script   candidate entry file + "\\n\\n" + the test file, one Python script. Exit 0 alone
-           is not a pass: the script's last line writes a per-run nonce to SELFREPAIR_OUT,
-           so a candidate that exits 0 early (os._exit(0) at import) is caught.
-  pytest   pytest over the tests directory (or the `select`ed ids), JUnit XML parsed into
-           one TestCase per test, failing ones with their tracebacks.
-  command  the task's shell command line in the workspace; pytest runs in it write JUnit
-           XML (through PYTEST_ADDOPTS), anything else is judged by its exit status.
+  judged   the judge, a process of its own that never runs candidate code, runs the tests and
+           calls the candidate through the worker on plain data (`harness/judge.py`). Used for
+           every task laid out from files: script tasks (QuixBugs, HumanEval), pytest tasks,
+           and command tasks whose command is a plain pytest run.
+  guarded  the candidate's code shares pytest's process (a repository, any other command): the
+           guard refuses and records reaches for the harness, and its signed reports must add
+           up (`harness/guard.py`, `verdict.py`); otherwise the exit status decides.
+
+A run that looks like an attempt on the verdict (a forged or missing report, an early exit, a
+refused reach, tampering with the tests) carries the reason in `TestReport.suspicious` and
+never passes.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import secrets
 import shlex
 import subprocess
 import tempfile
-import xml.etree.ElementTree as ElementTree
 from pathlib import Path, PurePosixPath
+from typing import Sequence
 
 from selfrepair.errors import SelfRepairError
 from selfrepair.sandbox.core import Execution, Limits, Sandbox, safe_relative
+from selfrepair.sandbox.verdict import pytest_outcomes, read_guard, read_judge
 from selfrepair.types import Candidate, Task, TestCase, TestReport
 
-JUNIT = "junit.xml"
-DONE = "done"
-PYTEST_OPTIONS = "-p no:cacheprovider -o junit_family=xunit1"
+PYTHON_FLAGS = ("-B", "-u", "-P", "-s", "-E")
+SHELL_SYNTAX = set(";&|<>()`$\n")
 
 
 def run_tests(
@@ -36,13 +40,16 @@ def run_tests(
     task: Task,
     candidate: Candidate | None = None,
     workspace: Path | None = None,
+    expect: Sequence[str] = (),
 ) -> TestReport:
     """Test `candidate` (or the task's code as given) and return what the sandbox saw.
 
     `workspace` is a host directory already holding the code to test (a repository task
     after its patch); without it the workspace is the task's files with the candidate's
-    files over them (or its diff applied). A candidate that cannot be laid out (a bad path,
-    a diff that does not apply) comes back as a failed report, not an exception.
+    files over them (or its diff applied). `expect` names tests that must be among those
+    reported (the tests that ran on the code as given): a run that loses one is not a pass.
+    A candidate that cannot be laid out (a bad path, a diff that does not apply) comes back
+    as a failed report, not an exception.
     """
     limits = dataclasses.replace(getattr(sandbox, "limits", None) or Limits(), wall_seconds=task.tests.timeout_s)
     if task.repo and workspace is None:
@@ -53,11 +60,37 @@ def run_tests(
         return _refused(sandbox, str(error))
 
     spec = task.tests
-    if spec.kind == "script":
-        return _run_script(sandbox, task, files, workspace, limits)
-    if spec.kind == "pytest":
-        return _run_pytest(sandbox, task, files if workspace is None else workspace, limits)
-    return _run_command(sandbox, task, files, workspace, limits)
+    if files is not None:
+        if spec.kind == "script":
+            return _judged_script(sandbox, task, files, limits)
+        if spec.kind == "pytest" and spec.files:
+            return _judged_pytest(sandbox, task, files, ["-q", *spec.select], limits)
+        arguments = pytest_arguments(spec.command) if spec.kind == "command" else None
+        if arguments is not None:
+            return _judged_pytest(sandbox, task, files, arguments, limits)
+    elif spec.kind == "script":
+        raise SelfRepairError(f"task {task.task_id}: a script task is tested from its files, not a workspace")
+    return _guarded(sandbox, task, files if workspace is None else workspace, candidate, limits, expect)
+
+
+def pytest_arguments(command: str | None) -> list[str] | None:
+    """pytest's arguments when `command` is a plain pytest run (`pytest ARGS`, `python -m
+    pytest ARGS`); None for anything else (a pipeline, a script, another tool)."""
+    if not command or SHELL_SYNTAX & set(command):
+        return None
+    try:
+        words = shlex.split(command)
+    except ValueError:
+        return None
+    if words and words[0] in ("pytest", "py.test"):
+        return words[1:]
+    if words and words[0] in ("python", "python3"):
+        rest = words[1:]
+        while rest and rest[0] in PYTHON_FLAGS:
+            rest = rest[1:]
+        if rest[:2] == ["-m", "pytest"]:
+            return rest[2:]
+    return None
 
 
 def _candidate_files(task: Task, candidate: Candidate | None) -> dict[str, str]:
@@ -92,153 +125,133 @@ def _apply_diff(files: dict[str, str], diff: str) -> dict[str, str]:
         }
 
 
-def _run_script(sandbox, task, files, workspace, limits) -> TestReport:
+# -- judged runs ----------------------------------------------------------------------------
+
+
+def _judged_script(sandbox: Sandbox, task: Task, files: dict[str, str], limits: Limits) -> TestReport:
     entry = task.entry_file or (next(iter(task.files)) if len(task.files) == 1 else None)
     if entry is None:
         raise SelfRepairError(f"task {task.task_id}: a script task needs an entry_file")
-    if files is not None:
-        program = files.get(entry, "")
-        place = files
-    else:
-        program = (workspace / entry).read_text(errors="replace")
-        place = workspace
-    (test_name, test_code), = task.tests.files.items()
+    ((test_name, test_code),) = task.tests.files.items()
     script_name = PurePosixPath(safe_relative(test_name)).name
     if not script_name.endswith(".py"):
         script_name += ".py"
-    nonce = secrets.token_hex(16)
-    # The last statement proves the tests ran to their end; an early exit never reaches it.
-    marker = (
-        "\n\nimport os as _selfrepair_os\n"
-        f"with open(_selfrepair_os.path.join(_selfrepair_os.environ['SELFREPAIR_OUT'], {DONE!r}), 'w') as _f:\n"
-        f"    _f.write({nonce!r})\n"
-    )
-    script = program + "\n\n" + test_code + marker
-    run = sandbox.execute(
-        place,
-        ["python", f"$SELFREPAIR_TESTS/{script_name}"],
-        tests={script_name: script},
-        limits=limits,
-        collect=[DONE],
-    )
-    finished = run.artifacts.get(DONE, b"").decode(errors="replace") == nonce
-    reason = _run_trouble(run, limits)
-    if not reason and run.exit_code == 0 and not finished:
-        reason = "the script exited 0 before its tests finished (an early exit faking a pass)"
-    if not reason and run.exit_code != 0:
-        reason = f"exit status {run.exit_code}: {_last_line(run.stderr) or 'no error message'}"
-    outcome = "passed" if not reason else ("failed" if "AssertionError" in _last_line(run.stderr) else "error")
-    case = TestCase(
-        name=task.task_id,
-        outcome=outcome,
-        message="" if not reason else reason,
-        traceback="" if not reason else _traceback(run.stderr),
-        seconds=run.wall_seconds,
-    )
-    return _report(run, [case], reason)
+    config = {"mode": "script", "test_file": script_name, "entry": entry, "name": task.task_id}
+    run = sandbox.judge(files, config, tests={script_name: test_code}, limits=limits)
+    return _judged_report(run, limits)
 
 
-def _run_pytest(sandbox, task, place, limits) -> TestReport:
+def _judged_pytest(sandbox: Sandbox, task: Task, files: dict[str, str], arguments: list[str], limits: Limits) -> TestReport:
     spec = task.tests
-    suite = secrets.token_hex(8)  # a JUnit file the candidate forged would not carry it
-    targets = [f"$SELFREPAIR_TESTS/{safe_relative(test_id)}" for test_id in spec.select] or ["$SELFREPAIR_TESTS"]
-    command = [
-        "python", "-P", "-m", "pytest", "-q", *PYTEST_OPTIONS.split(),
-        "-o", f"junit_suite_name={suite}", "--rootdir=$SELFREPAIR_TESTS",
-        f"--junitxml=$SELFREPAIR_OUT/{JUNIT}", *targets,
-    ]
-    run = sandbox.execute(place, command, tests=dict(spec.files), limits=limits, collect=[JUNIT])
-    return _pytest_report(run, limits, suite)
+    # The judge's folder: the task's tests, and the task's own data files (never the candidate's).
+    tests = {path: text for path, text in task.files.items() if not path.endswith(".py")} | dict(spec.files)
+    modules = {_module_of(path) for path in files if path.endswith(".py") and path not in spec.files}
+    config = {"mode": "pytest", "modules": sorted(modules), "args": arguments}
+    run = sandbox.judge(files, config, tests=tests, limits=limits)
+    return _judged_report(run, limits)
 
 
-def _run_command(sandbox, task, files, workspace, limits) -> TestReport:
-    spec = task.tests
-    place = workspace if files is None else files
-    if files is not None and spec.files:
-        # The task's tests replace any copy the candidate brought along.
-        place = {**files, **spec.files}
-    addopts = f"{PYTEST_OPTIONS} --junitxml=$SELFREPAIR_OUT/{JUNIT}"
-    line = f"export PYTEST_ADDOPTS={shlex.quote(addopts)}\n{spec.command}"
-    run = sandbox.execute(place, ["sh", "-c", line], tests=dict(spec.files), limits=limits, collect=[JUNIT])
-    if JUNIT in run.artifacts:
-        return _pytest_report(run, limits, suite=None)
-    reason = _run_trouble(run, limits)
-    if not reason and run.exit_code != 0:
-        reason = f"`{spec.command}` exited with status {run.exit_code}: {_last_line(run.stderr) or _last_line(run.stdout)}"
-    case = TestCase(
-        name=spec.command or "command",
-        outcome="passed" if not reason else "failed",
-        message=reason,
-        traceback=_traceback(run.stderr) if reason else "",
-        seconds=run.wall_seconds,
-    )
-    return _report(run, [case], reason)
+def _module_of(path: str) -> str:
+    top = PurePosixPath(path).parts[0]
+    return top[:-3] if top.endswith(".py") else top
 
 
-def _pytest_report(run: Execution, limits: Limits, suite: str | None) -> TestReport:
-    cases, reason = parse_junit(run.artifacts.get(JUNIT), suite)
+def _judged_report(run: Execution, limits: Limits) -> TestReport:
+    verdict = read_judge(run.channel)
     trouble = _run_trouble(run, limits)
-    failing = [case for case in cases if case.outcome in ("failed", "error")]
+    suspicious = list(verdict.suspicious if verdict else [])
+    if any("tests were modified" in note for note in run.notes):
+        suspicious.append("the candidate modified or deleted the tests")
+    cases = verdict.tests if verdict else []
+    if any(case.message.startswith("MemoryError") for case in cases):
+        run = dataclasses.replace(run, out_of_memory=True)  # the worker hit its address-space limit
+        trouble = _run_trouble(run, limits)
     if trouble:
         reason = trouble
-    elif not reason and failing:
-        names = ", ".join(case.name for case in failing[:5])
-        reason = f"{len(failing)} of {len(cases)} tests failed: {names}{', ...' if len(failing) > 5 else ''}"
-    elif not reason and not cases:
+    elif verdict is None:
+        reason = "the judge wrote no verdict (the run was cut short)"
+    elif not verdict.finished:
+        reason = "the tests did not run to their end"
+    else:
+        reason = _failing_reason(cases)
+    return _report(run, cases, reason, suspicious, "judge")
+
+
+# -- guarded runs ---------------------------------------------------------------------------
+
+
+def _guarded(sandbox: Sandbox, task: Task, place, candidate: Candidate | None, limits: Limits, expect: Sequence[str]) -> TestReport:
+    spec = task.tests
+    if spec.kind == "pytest":
+        targets = [f"$SELFREPAIR_TESTS/{safe_relative(test_id)}" for test_id in spec.select] or ["$SELFREPAIR_TESTS"]
+        command = ["python", "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir=$SELFREPAIR_TESTS", *targets]
+    else:
+        command = ["sh", "-c", spec.command]
+        if isinstance(place, dict) and spec.files:
+            place = {**place, **spec.files}  # the task's tests replace any copy the candidate brought
+    suspects = ":".join(_changed_paths(candidate))
+    run = sandbox.execute(place, command, tests=dict(spec.files), limits=limits, env={"SELFREPAIR_SUSPECTS": suspects})
+    guard = read_guard(run.channel)
+    trouble = _run_trouble(run, limits)
+    suspicious = [f"refused: {event}" for event in guard.refused]
+    if any("tests were modified" in note for note in run.notes):
+        suspicious.append("the candidate modified or deleted the tests")
+    ran_pytest = any(p.runs_pytest for p in guard.processes.values()) or guard.sessions
+    if not ran_pytest:
+        suspicious += guard.problems + guard.early_exits
+        reason = trouble or ("" if run.exit_code == 0 else _exit_reason(spec.command or "the command", run))
+        name = spec.command or "command"
+        case = TestCase(name=name, outcome="passed" if not reason else "failed", message=reason,
+                        traceback=_traceback(run.stderr) if reason else "", seconds=run.wall_seconds)  # fmt: skip
+        return _report(run, [case], reason, suspicious, "exit status")
+    cases, problems = pytest_outcomes(guard, run.exit_code)
+    suspicious += [p for p in problems if "forged" in p or "early exit" in p]
+    reported = {case.name for case in cases}
+    missing = [name for name in expect if not any(_same_test(r, name) for r in reported)]
+    if trouble:
+        reason = trouble
+    elif problems:
+        reason = problems[0]
+    elif missing:
+        reason = f"{len(missing)} test(s) that ran on the original did not run: {', '.join(missing[:5])}"
+        suspicious.append(reason)
+    elif not cases:
         reason = "no tests ran"
-    elif not reason and run.exit_code != 0:
-        reason = f"exit status {run.exit_code}: {_last_line(run.stderr) or _last_line(run.stdout)}"
-    if reason and not failing:
-        # Nothing itemised failed, yet the run did: say so as a test of its own.
-        cases.append(TestCase(name="<run>", outcome="error", message=reason, traceback=_traceback(run.stderr)))
-    return _report(run, cases, reason)
+    else:
+        reason = _failing_reason(cases) or ("" if run.exit_code == 0 else _exit_reason("pytest", run))
+    return _report(run, cases, reason, suspicious, "guard")
 
 
-def parse_junit(xml: bytes | None, suite: str | None = None) -> tuple[list[TestCase], str]:
-    """TestCases from pytest's JUnit XML (xunit1 family), and a reason when there are none.
-
-    `suite`, when given, must be the file's test-suite name: the nonce this run asked for.
-    """
-    if not xml:
-        return [], "pytest wrote no report: the run ended before pytest finished (crash or early exit)"
-    try:
-        root = ElementTree.fromstring(xml)
-    except ElementTree.ParseError as error:
-        return [], f"pytest's report is not valid XML ({error})"
-    suites = [root] if root.tag == "testsuite" else root.findall("testsuite")
-    if suite is not None and not any(s.get("name") == suite for s in suites):
-        return [], "the JUnit report was not written by this run's pytest (forged?)"
-    cases = []
-    for element in root.iter("testcase"):
-        outcome, message, detail = "passed", "", ""
-        for child in element:
-            if child.tag in ("failure", "error", "skipped"):
-                outcome = {"failure": "failed", "error": "error", "skipped": "skipped"}[child.tag]
-                message = child.get("message", "")
-                detail = child.text or ""
-                break
-        cases.append(
-            TestCase(
-                name=_node_id(element),
-                outcome=outcome,
-                message=message,
-                traceback=detail if outcome in ("failed", "error") else "",
-                seconds=float(element.get("time") or 0.0),
-            )
-        )
-    return cases, ""
+def _changed_paths(candidate: Candidate | None) -> list[str]:
+    if candidate is None:
+        return []
+    paths = set(candidate.files)
+    paths |= {line[6:] for line in candidate.diff.splitlines() if line.startswith("+++ b/")}
+    return sorted(paths)
 
 
-def _node_id(element) -> str:
-    """pytest's node id (file::Class::name) from an xunit1 testcase element."""
-    name = element.get("name", "")
-    classname = element.get("classname", "")
-    file = element.get("file")
-    if not file:
-        return f"{classname}::{name}" if classname else name
-    module = file[:-3].replace("/", ".") if file.endswith(".py") else file
-    inner = classname[len(module) + 1 :] if classname.startswith(module + ".") else ""
-    return "::".join(part for part in (file, *inner.split(".")) if part) + f"::{name}"
+def _same_test(reported: str, named: str) -> bool:
+    return reported == named or reported.endswith("/" + named) or named.endswith("/" + reported)
+
+
+# -- reports ----------------------------------------------------------------------------------
+
+
+def _failing_reason(cases: list[TestCase]) -> str:
+    failing = [case for case in cases if case.outcome in ("failed", "error")]
+    if not cases:
+        return "no tests ran"
+    if not failing:
+        return ""
+    names = ", ".join(case.name for case in failing[:5])
+    first = failing[0].message.strip().splitlines()[-1] if failing[0].message.strip() else ""
+    return f"{len(failing)} of {len(cases)} tests failed: {names}{', ...' if len(failing) > 5 else ''}" + (
+        f" ({first[:300]})" if first else ""
+    )
+
+
+def _exit_reason(what: str, run: Execution) -> str:
+    return f"`{what}` exited with status {run.exit_code}: {_last_line(run.stderr) or _last_line(run.stdout)}"
 
 
 def _run_trouble(run: Execution, limits: Limits) -> str:
@@ -255,7 +268,13 @@ def _run_trouble(run: Execution, limits: Limits) -> str:
     return ""
 
 
-def _report(run: Execution, cases: list[TestCase], reason: str) -> TestReport:
+def _report(run: Execution, cases: list[TestCase], reason: str, suspicious: list[str], verdict: str) -> TestReport:
+    suspicion = "; ".join(dict.fromkeys(suspicious))
+    if suspicion and not reason:
+        reason = f"suspicious: {suspicion}"
+    if reason and not any(case.outcome in ("failed", "error") for case in cases):
+        # Nothing itemised failed, yet the run did: say so as a test of its own.
+        cases = [*cases, TestCase(name="<run>", outcome="error", message=reason, traceback=_traceback(run.stderr))]
     return TestReport(
         tests=cases,
         exit_code=run.exit_code,
@@ -269,6 +288,8 @@ def _report(run: Execution, cases: list[TestCase], reason: str) -> TestReport:
         out_of_memory=run.out_of_memory,
         sandbox=run.sandbox,
         reason=reason,
+        suspicious=suspicion,
+        verdict=verdict,
     )
 
 

@@ -39,6 +39,8 @@ def result_row(trajectory: Trajectory) -> dict[str, Any]:
         "completion_tokens": sum(s.completion_tokens for s in trajectory.steps),
         "reviewer_errors": sum(s.reviewer_error for s in trajectory.steps),
         "truncated_replies": sum(s.finish_reason == "length" for s in trajectory.steps),
+        # Candidates whose run looked like an attempt on the verdict (see sandbox/README.md).
+        "suspicious": sum(bool(s.report and s.report.suspicious) for s in trajectory.steps),
         "model_seconds": round(sum(s.model_seconds for s in trajectory.steps), 3),
         "sandbox_seconds": round(trajectory.sandbox_seconds, 3),
         "wall_seconds": round(trajectory.wall_seconds, 3),
@@ -82,4 +84,5 @@ def summarize(rows: Iterable[dict[str, Any]]) -> dict[str, Any]:
         "reviewer_errors": sum(r["reviewer_errors"] for r in rows),
         # Rows written before replies' finish reasons were recorded have none to count.
         "truncated_replies": sum(r.get("truncated_replies", 0) for r in rows),
+        "suspicious": sum(r.get("suspicious", 0) for r in rows),
     }

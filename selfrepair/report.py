@@ -285,7 +285,7 @@ def summary_table(runs: list[Run]) -> str:
         "<tr><th class='text'>run</th><th class='text'>strategy</th><th class='text'>model</th>"
         "<th>tasks</th><th>solved</th><th>repair rate</th><th>pass@1</th><th>pass@k</th>"
         "<th>tokens</th><th>tokens per solved task</th><th>sandbox s</th><th>wall s</th>"
-        "<th>reviewer errors</th></tr>"
+        "<th>reviewer errors</th><th>suspicious runs</th></tr>"
     )
     lines = []
     for run in runs:
@@ -302,7 +302,8 @@ def summary_table(runs: list[Run]) -> str:
             f"<td class='pass-k'>{pass_k}</td><td class='tokens'>{_number(s['tokens'])}</td>"
             f"<td class='tokens-per-solved'>{_number(s['tokens_per_solved'])}</td>"
             f"<td class='sandbox-seconds'>{_number(s['sandbox_seconds'], 2)}</td>"
-            f"<td>{_number(s['wall_seconds'], 2)}</td><td>{s['reviewer_errors']}</td></tr>"
+            f"<td>{_number(s['wall_seconds'], 2)}</td><td>{s['reviewer_errors']}</td>"
+            f"<td class='suspicious'>{s['suspicious']}</td></tr>"
         )
     return f"<table class='summary'>{header}{''.join(lines)}</table>"
 
@@ -361,7 +362,12 @@ def report_html(report: TestReport) -> str:
         facts.append("<span class='bad'>timed out</span>")
     if report.out_of_memory:
         facts.append("<span class='bad'>out of memory</span>")
+    if report.verdict:
+        facts.append(f"verdict by the {_e(report.verdict)}")
     parts = [f"<p>{' · '.join(facts)}</p>"]
+    if report.suspicious:
+        parts.append(f"<p class='bad suspicious'>suspicious (an attempt on the verdict; left out of training): "
+                     f"{_e(report.suspicious)}</p>")  # fmt: skip
     if report.reason:
         parts.append(f"<p>reason: {_e(report.reason)}</p>")
     if report.tests:

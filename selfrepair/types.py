@@ -117,15 +117,22 @@ class TestReport(Record):
     out_of_memory: bool = False
     sandbox: str = ""  # "docker" or "local"
     reason: str = ""  # why it failed, in one line, when it did
+    # Why the run looks like an attempt on the verdict (a forged or missing report, an early
+    # exit, a refused reach for the harness, tampering with the tests); such a run never passes,
+    # and training leaves its step out.
+    suspicious: str = ""
+    verdict: str = ""  # who decided: "judge" (out of the candidate's reach), "guard", "exit status"
 
     @property
     def passed(self) -> bool:
-        if self.timed_out or self.out_of_memory or self.exit_code != 0:
+        if self.suspicious or self.timed_out or self.out_of_memory or self.exit_code != 0:
             return False
         return all(t.outcome in ("passed", "skipped") for t in self.tests)
 
     @property
     def fraction_passed(self) -> float:
+        if self.suspicious:
+            return 0.0  # an attempt on the verdict earns nothing, GRPO's reward included
         if not self.tests:
             return 1.0 if self.passed else 0.0
         return sum(t.outcome == "passed" for t in self.tests) / len(self.tests)

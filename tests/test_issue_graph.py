@@ -64,11 +64,12 @@ class RecordingSandbox(LocalSandbox):
     """The real local sandbox, remembering the code each run saw."""
 
     def __init__(self) -> None:
-        super().__init__()
         self.money_seen: list[str] = []
+        super().__init__()
 
     def execute(self, workspace, command, **kwargs):
-        self.money_seen.append((Path(workspace) / "shop" / "money.py").read_text())
+        if isinstance(workspace, Path):  # not the sandbox's own start-up check
+            self.money_seen.append((workspace / "shop" / "money.py").read_text())
         return super().execute(workspace, command, **kwargs)
 
 
@@ -288,6 +289,12 @@ def test_bench_swebench_writes_predictions_the_harness_reads(issue_repo: Path, t
     dataset = harness.get_dataset_from_preds(str(data), "test", [], by_id, "check", rewrite_reports=False,
                                              exclude_completed=False)
     assert [d["instance_id"] for d in dataset] == ["example__shop-1"]
+
+
+def test_bench_swebench_refuses_a_strategy(tmp_path: Path) -> None:
+    result = invoke("bench", "swebench", "--strategy", "refine", "--data", "x.json", "--out", str(tmp_path / "run"))
+    assert isinstance(result.exception, SelfRepairError) and "--strategy does not apply to swebench" in str(result.exception)
+    assert not (tmp_path / "run").exists()
 
 
 def test_bench_swebench_needs_a_mirror(issue_repo: Path, tmp_path: Path) -> None:

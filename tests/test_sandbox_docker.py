@@ -30,7 +30,7 @@ def test_containers_are_locked_down(docker_sandbox):
     assert host["PidsLimit"] == limits.pids
     assert host["CapDrop"] == ["ALL"]
     assert "no-new-privileges" in host["SecurityOpt"]
-    assert set(host["Tmpfs"]) == {"/work", "/tests", "/out", "/tmp"}
+    assert set(host["Tmpfs"]) == {"/work", "/tests", "/out", "/tmp", "/harness"}
     assert worker.container.labels[LABEL] == "1"
 
 

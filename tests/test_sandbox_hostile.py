@@ -23,10 +23,10 @@ SCRIPT_TASK = Task(
     spec="Return twice x.",
     files={"double.py": "def double(x):\n    return x\n"},
     entry_file="double.py",
-    tests=TestSpec(kind="script", files={"test_double.py": "assert double(2) == 4\nassert double(0) == 0\n"}, timeout_s=3),
+    tests=TestSpec(kind="script", files={"test_double.py": "assert double(2) == 4\nassert double(0) == 0\n"}, timeout_s=60),
 )
 PYTEST_TASK = SCRIPT_TASK.model_copy(
-    update={"tests": TestSpec(kind="pytest", files={"test_double.py": "from double import double\n\ndef test_double():\n    assert double(2) == 4\n"}, timeout_s=10)}
+    update={"tests": TestSpec(kind="pytest", files={"test_double.py": "from double import double\n\ndef test_double():\n    assert double(2) == 4\n"}, timeout_s=60)}
 )
 AS_ROOT = os.geteuid() == 0
 
@@ -45,6 +45,11 @@ def sandbox(request, local_sandbox):
     return request.getfixturevalue("docker_sandbox")
 
 
+# Candidates that never end are cut after a few seconds; every other run has a minute, which no
+# loaded machine comes near, so what is tested never depends on speed.
+ENDLESS_TASK = SCRIPT_TASK.model_copy(update={"tests": SCRIPT_TASK.tests.model_copy(update={"timeout_s": 3})})
+
+
 def attempt(sandbox, prelude: str, task: Task = SCRIPT_TASK):
     """Run a hostile candidate, then check that a clean one still passes right after."""
     report = run_tests(sandbox, task, Candidate(files={"double.py": prelude + "\n" + SOLUTION}))
@@ -56,12 +61,12 @@ def attempt(sandbox, prelude: str, task: Task = SCRIPT_TASK):
 
 
 def test_infinite_loop(sandbox):
-    report = attempt(sandbox, "while True:\n    pass\n")
+    report = attempt(sandbox, "while True:\n    pass\n", task=ENDLESS_TASK)
     assert report.timed_out and "timed out" in report.reason
 
 
 def test_fork_bomb(sandbox):
-    report = attempt(sandbox, "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n")
+    report = attempt(sandbox, "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n", task=ENDLESS_TASK)
     assert report.timed_out
 
 
@@ -70,16 +75,20 @@ def test_memory_bomb(sandbox):
     assert report.out_of_memory and "out of memory" in report.reason
 
 
-def test_gigabyte_to_stdout_is_capped(sandbox):
-    prelude = "import sys\nchunk = 'x' * (1 << 20)\nfor _ in range(1024):\n    sys.stdout.write(chunk)\nraise SystemExit(3)\n"
-    report = attempt(sandbox, prelude)
-    assert report.stdout_cut_bytes > 1000 * (1 << 20) - 100 * 1024
+def test_output_beyond_the_cap_is_cut_and_counted(sandbox):
+    # 16 MB, far beyond the 64 KB cap, with a timeout no loaded machine comes near: what is
+    # tested is the cap, not the speed of the pipe.
+    task = SCRIPT_TASK.model_copy(update={"tests": SCRIPT_TASK.tests.model_copy(update={"timeout_s": 300})})
+    prelude = "import sys\nchunk = 'x' * (1 << 20)\nfor _ in range(16):\n    sys.stdout.write(chunk)\nsys.stdout.flush()\n"
+    report = run_tests(sandbox, task, Candidate(files={"double.py": prelude + SOLUTION}))
+    assert not report.timed_out
+    assert report.stdout_cut_bytes >= 16 * (1 << 20) - 64 * 1024
     assert len(report.stdout) < 100 * 1024
-    assert report.exit_code == 3 or report.timed_out
+    assert report.passed, report.reason  # printing is no crime: the answers are right
 
 
 def test_never_ending_output(sandbox):
-    report = attempt(sandbox, "while True:\n    print('spam' * 100)\n")
+    report = attempt(sandbox, "while True:\n    print('spam' * 100)\n", task=ENDLESS_TASK)
     assert report.timed_out and report.stdout_cut_bytes > 0 and len(report.stdout) < 100 * 1024
 
 
@@ -103,7 +112,7 @@ def test_host_environment_is_not_visible(sandbox, monkeypatch):
     monkeypatch.setenv("SELFREPAIR_TEST_SECRET", "hunter2-secret")
     report = attempt(sandbox, "import os\nprint(dict(os.environ))\nassert 'SELFREPAIR_TEST_SECRET' not in os.environ\nraise SystemExit(1)\n")
     assert "hunter2-secret" not in report.stdout + report.stderr
-    assert "exit status 1" in report.reason
+    assert "SystemExit" in report.reason
 
 
 @pytest.mark.skipif(not AS_ROOT, reason="the local sandbox hides host files only when it can run as nobody (host user root)")
@@ -147,7 +156,7 @@ def test_deleting_or_editing_the_tests(sandbox):
 @pytest.mark.parametrize("exit_call", ["import os\nos._exit(0)\n", "import sys\nsys.exit(0)\n"])
 def test_early_exit_faking_a_pass_script(sandbox, exit_call):
     report = attempt(sandbox, exit_call)
-    assert "before its tests finished" in report.reason
+    assert "early exit" in report.suspicious
 
 
 @pytest.mark.parametrize("exit_call", ["import os\nos._exit(0)\n", "import sys\nsys.exit(0)\n"])

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -83,3 +86,52 @@ def test_auto_falls_back_and_says_so_once(monkeypatch, capsys):
     assert err.count("using the local sandbox: no Docker daemon answers (test)") == 1
     with pytest.raises(SelfRepairError, match="no Docker daemon"):
         open_sandbox("docker")
+
+
+AS_ROOT = os.geteuid() == 0
+
+
+def test_private_temporary_folders_leave_nothing_on_the_host(sandbox):
+    # Each run has its own /tmp, /var/tmp and /dev/shm: what one writes there neither stays on
+    # the host nor reaches the next run.
+    names = [f"/tmp/selfrepair-leak-{os.getpid()}", f"/var/tmp/selfrepair-leak-{os.getpid()}", f"/dev/shm/selfrepair-leak-{os.getpid()}"]
+    plant = "".join(f"open({name!r}, 'w').write('x')\n" for name in names)
+    planted = sandbox.execute({}, ["python", "-c", plant])
+    assert planted.exit_code == 0, planted.stderr
+    assert not any(Path(name).exists() for name in names)
+    look = "import os, sys\nsys.exit(sum(os.path.exists(n) for n in %r))\n" % names
+    assert sandbox.execute({}, ["python", "-c", look]).exit_code == 0
+
+
+def test_isolation_report_names_what_is_isolated(sandbox):
+    lines = "\n".join(sandbox.isolation())
+    assert "bubblewrap" in lines
+    assert "/tmp, /var/tmp and /dev/shm" in lines and "network: none" in lines
+
+
+@pytest.mark.skipif(not AS_ROOT, reason="a private folder keeps out other users only; the sandbox user differs from the caller only as root")
+def test_an_environment_in_a_private_folder_runs_tests_as_root(tmp_path):
+    # The project installed under a 0700 folder (root's home, a mktemp -d checkout): the
+    # sandbox user could not read it, and every candidate would fail for the sandbox's sake.
+    private = tmp_path / "home"
+    private.mkdir(mode=0o700)
+    venv = private / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    site_packages = next((venv / "lib").glob("python3*/site-packages"))
+    ours = [p for p in sys.path if p.endswith("site-packages") and Path(p).is_dir()]
+    (site_packages / "ours.pth").write_text("".join(f"import site; site.addsitedir({p!r})\n" for p in ours))
+    program = (
+        "from selfrepair.sandbox.local import LocalSandbox\n"
+        "from selfrepair.sandbox.testing import run_tests\n"
+        "from selfrepair.types import Candidate, Task, TestSpec\n"
+        "task = Task(task_id='t', spec='', files={'calc.py': 'def add(a, b):\\n    return a - b\\n'},\n"
+        "            tests=TestSpec(kind='pytest', files={'test_calc.py': 'from calc import add\\ndef test_add():\\n    assert add(1, 2) == 3\\n'}))\n"
+        "box = LocalSandbox()\n"
+        "assert not run_tests(box, task).passed\n"
+        "report = run_tests(box, task, Candidate(files={'calc.py': 'def add(a, b):\\n    return a + b\\n'}))\n"
+        "box.close()\n"
+        "print('passed' if report.passed else report.reason)\n"
+    )
+    done = subprocess.run([str(venv / "bin" / "python"), "-c", program], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().endswith("passed"), done.stdout[-2000:]

@@ -42,14 +42,17 @@ class Sources:
 
     trajectories: list[Trajectory]
     run_dirs: list[str] = field(default_factory=list)
+    suspicious_left_out: int = 0  # steps whose run looked like an attempt on the verdict
 
     @property
     def solved_tasks(self) -> set[str]:
         return {t.task.task_id for t in self.trajectories for s in t.steps if verified_pass(s)}
 
 
-def read_runs(run_dirs: Sequence[Path | str]) -> Sources:
-    """Every trajectory in the run directories' stores; an empty set of them is an error."""
+def read_runs(run_dirs: Sequence[Path | str], keep_suspicious: bool = False) -> Sources:
+    """Every trajectory in the run directories' stores; an empty set of them is an error.
+    Steps whose test run looked like an attempt on the verdict are left out (their count is
+    kept), unless `keep_suspicious` (to study the hacks)."""
     if not run_dirs:
         raise SelfRepairError("no run directories given: name at least one RUN_DIR")
     trajectories: list[Trajectory] = []
@@ -58,7 +61,15 @@ def read_runs(run_dirs: Sequence[Path | str]) -> Sources:
             trajectories += store.trajectories()
     if not trajectories:
         raise SelfRepairError(f"no trajectories in {', '.join(map(str, run_dirs))}: nothing to train on")
-    return Sources(trajectories, [str(Path(d).resolve()) for d in run_dirs])
+    left_out = 0
+    if not keep_suspicious:
+        cleaned = []
+        for trajectory in trajectories:
+            steps = [s for s in trajectory.steps if not (s.report is not None and s.report.suspicious)]
+            left_out += len(trajectory.steps) - len(steps)
+            cleaned.append(trajectory if len(steps) == len(trajectory.steps) else trajectory.model_copy(update={"steps": steps}))
+        trajectories = cleaned
+    return Sources(trajectories, [str(Path(d).resolve()) for d in run_dirs], suspicious_left_out=left_out)
 
 
 def verified_pass(step: Step) -> bool:

@@ -61,6 +61,7 @@ class ImproveSettings:
     sampling: Sampling = field(default_factory=lambda: Sampling(samples=4))
     train_settings: dict[str, Any] = field(default_factory=dict)  # TRL config names
     lora_r: int = 16
+    keep_suspicious: bool = False  # train on steps whose run looked like an attempt on the verdict
 
 
 def repair_run(
@@ -217,7 +218,7 @@ def run_round(
         return record
 
     adapter = folder / "adapter"
-    sources = read_runs(train_runs)
+    sources = read_runs(train_runs, keep_suspicious=settings.keep_suspicious)
     build = sft_dataset if settings.method == "sft" else dpo_dataset
     data = build(sources, eval_fraction=0.0)  # the eval tasks are the held-out set
     card = read_card(adapter)  # an adapter is renamed into place whole: with its card, it is done
@@ -228,6 +229,7 @@ def run_round(
         card = train_adapter(
             settings.method, data, base_path, adapter,
             settings=settings.train_settings, lora=default_lora(settings.lora_r), run_dirs=sources.run_dirs,
+            suspicious_left_out=sources.suspicious_left_out,
         )  # fmt: skip
     record["seconds"]["train"] = card["seconds"]
     record["training"] = {"examples": len(data["train"]), "steps": card["steps"], "train_loss": card["train_loss"]}

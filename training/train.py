@@ -112,6 +112,7 @@ def train_adapter(
     settings: dict[str, Any] | None = None,
     lora: Any = None,
     run_dirs: list[str] | None = None,
+    suspicious_left_out: int = 0,
     reward_funcs: list[Any] | None = None,
 ) -> dict[str, Any]:
     """Train a LoRA adapter with `method` on `data` (a `train` and a `test` split, as
@@ -166,6 +167,7 @@ def train_adapter(
             "base_fingerprint": fingerprint,
             "data": {
                 "run_dirs": run_dirs or [],
+                "suspicious_steps_left_out": suspicious_left_out,
                 "train_examples": len(data["train"]),
                 "eval_examples": len(data["test"]),
                 "train_tasks": len(set(data["train"]["task_id"])) if "task_id" in data["train"].column_names else None,

@@ -202,6 +202,7 @@ def print_summary(summary: dict[str, Any], run_dir: Path, quiet: bool) -> None:
     per = summary["tokens_per_solved"]
     table.add_row("tokens per solved task", "-" if per is None else f"{per:,.0f}")
     table.add_row("replies cut at the token limit", str(summary["truncated_replies"]))
+    table.add_row("suspicious runs (attempts on the verdict)", str(summary["suspicious"]))
     table.add_row("sandbox seconds", f"{summary['sandbox_seconds']:.1f}")
     table.add_row("wall seconds (sum over tasks)", f"{summary['wall_seconds']:.1f}")
     table.add_row("reviewer errors", str(summary["reviewer_errors"]))

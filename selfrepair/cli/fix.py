@@ -321,6 +321,8 @@ def describe_step(step: Step) -> str:
     if step.finish_reason == "length":
         line += " [reply cut at the token limit]"
     line += f": {outcome}"
+    if step.report is not None and step.report.suspicious:
+        line += " [suspicious: an attempt on the verdict]"
     if step.review is not None:
         line += f"; reviewer: {step.review.verdict} ({step.review.confidence:.2f})"
         if step.reviewer_error:

@@ -15,8 +15,8 @@ from selfrepair.cli.common import (
     BUDGET_HELP, QUIET_HELP, SANDBOX_HELP, Display, MaxSeconds, MaxTokens, SandboxKind, Strategy,
 )  # fmt: skip
 from selfrepair.cli.train import (
-    BASE_HELP, BENCHMARK_HELP, BatchSize, Epochs, LearningRate, LoraRank, MaxLength, MaxSteps, Method, TrlConfig,
-    trl_settings,
+    BASE_HELP, BENCHMARK_HELP, BatchSize, Epochs, KeepSuspicious, LearningRate, LoraRank, MaxLength, MaxSteps,
+    Method, TrlConfig, trl_settings,
 )  # fmt: skip
 from selfrepair.errors import SelfRepairError
 
@@ -47,6 +47,7 @@ def improve(
     lora_r: int = LoraRank,
     sandbox: SandboxKind = typer.Option(SandboxKind.auto, "--sandbox", help=SANDBOX_HELP),
     trl_config: Optional[Path] = TrlConfig,
+    keep_suspicious: bool = KeepSuspicious,
     quiet: bool = typer.Option(False, "--quiet", "-q", help=QUIET_HELP),
 ) -> None:
     """Self-improvement rounds: repair the --train tasks, train on what was solved, and compare
@@ -72,6 +73,7 @@ def improve(
             batch_size=batch_size, max_length=max_length,
         ),  # fmt: skip
         lora_r=lora_r,
+        keep_suspicious=keep_suspicious,
     )
     box = open_sandbox(sandbox.value)
     shown = Shown(not quiet)

@@ -73,6 +73,10 @@ MaxLength = typer.Option(None, "--max-length", min=16, help="Longest prompt + re
 LoraRank = typer.Option(16, "--lora-r", min=1, help="LoRA rank (alpha is twice the rank).")
 EvalFraction = typer.Option(0.1, "--eval-fraction", min=0.0, max=0.9, help="Share of tasks held out for the eval loss (split by task).")
 TrlConfig = typer.Option(None, "--trl-config", help="JSON file of further TRL config values, by TRL's names.")
+KeepSuspicious = typer.Option(
+    False, "--keep-suspicious", help="Also learn from steps whose test run looked like an attempt on the verdict "
+    "(left out by default; for studying reward hacks)."
+)
 
 
 def report_card(card: dict[str, Any], out: Path) -> None:
@@ -86,13 +90,19 @@ def report_card(card: dict[str, Any], out: Path) -> None:
     typer.echo(f"adapter: {out}  (use it with --model hf:{card['base_path']}+{out})")
 
 
-def train_from_runs(method: str, runs: list[Path], base: str, out: Path, eval_fraction: float, settings: dict, lora_r: int) -> None:
+def train_from_runs(
+    method: str, runs: list[Path], base: str, out: Path, eval_fraction: float, settings: dict, lora_r: int,
+    keep_suspicious: bool,
+) -> None:
     from selfrepair.training.datasets import dpo_dataset, read_runs, sft_dataset
     from selfrepair.training.train import default_lora, train_adapter
 
-    sources = read_runs(runs)
+    sources = read_runs(runs, keep_suspicious=keep_suspicious)
     data = (sft_dataset if method == "sft" else dpo_dataset)(sources, eval_fraction)
-    card = train_adapter(method, data, base, out, settings=settings, lora=default_lora(lora_r), run_dirs=sources.run_dirs)
+    card = train_adapter(
+        method, data, base, out, settings=settings, lora=default_lora(lora_r), run_dirs=sources.run_dirs,
+        suspicious_left_out=sources.suspicious_left_out,
+    )  # fmt: skip
     report_card(card, out)
 
 
@@ -109,11 +119,12 @@ def train_sft(
     lora_r: int = LoraRank,
     eval_fraction: float = EvalFraction,
     trl_config: Optional[Path] = TrlConfig,
+    keep_suspicious: bool = KeepSuspicious,
 ) -> None:
     """Supervised fine-tuning on the replies that passed the tests (rejection sampling):
     each becomes prompt-as-sent -> reply; refinements teach spec + faulty code + feedback -> fix."""
     settings = trl_settings(trl_config, max_steps=max_steps, epochs=epochs, learning_rate=learning_rate, batch_size=batch_size, max_length=max_length)
-    train_from_runs("sft", runs, base, out, eval_fraction, settings, lora_r)
+    train_from_runs("sft", runs, base, out, eval_fraction, settings, lora_r, keep_suspicious)
 
 
 @train_app.command("dpo")
@@ -130,6 +141,7 @@ def train_dpo(
     lora_r: int = LoraRank,
     eval_fraction: float = EvalFraction,
     trl_config: Optional[Path] = TrlConfig,
+    keep_suspicious: bool = KeepSuspicious,
 ) -> None:
     """Preference tuning (DPO): for one prompt, a reply that passed the tests is preferred
     over one that failed. Needs prompts sampled more than once (e.g. --strategy best-of-n)."""
@@ -137,7 +149,7 @@ def train_dpo(
         trl_config, max_steps=max_steps, epochs=epochs, learning_rate=learning_rate,
         batch_size=batch_size, max_length=max_length, beta=beta,
     )  # fmt: skip
-    train_from_runs("dpo", runs, base, out, eval_fraction, settings, lora_r)
+    train_from_runs("dpo", runs, base, out, eval_fraction, settings, lora_r, keep_suspicious)
 
 
 @train_app.command("grpo")

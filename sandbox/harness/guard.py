@@ -1,0 +1,205 @@
+"""Defence in depth for runs where the candidate's code shares a process with the tests.
+
+A repository's test suite imports the candidate's code into pytest's own process, so no
+judge can stand outside it. There, before any candidate code runs (at interpreter start,
+from `sitecustomize`, or by the sandbox's fork server), `arm()`:
+
+  - installs an audit hook (PEP 578; it cannot be removed) that refuses, while the
+    candidate's files are on the stack, `ctypes`, the garbage collector's object lists,
+    trace and profile functions, reads of process memory, the report channel's descriptor,
+    and patches to the classes of pytest, pluggy, unittest and this harness; every refusal
+    is reported;
+  - opens the report channel (a pipe only the sandbox reads) and signs what it writes: the
+    first line of each process is its `hello` with a fresh random key, every later line
+    carries an HMAC chained over the lines before it. Lines written to the descriptor by
+    anyone without the key do not verify (see `sandbox/verdict.py`).
+
+`reporting` is the pytest plugin that reports through `emit`: what was collected, each
+test's outcome, whether each test's own body ran to its end, and the session's end.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import stat
+import sys
+import threading
+
+CHANNEL_ENV = "SELFREPAIR_CHANNEL"  # the report channel's descriptor number
+SUSPECTS_ENV = "SELFREPAIR_SUSPECTS"  # the candidate's files, os.pathsep-separated, workspace-relative
+PROTECTED = ("_pytest", "pytest", "pluggy", "unittest", "selfrepair_harness")
+SENSITIVE = ("gc.get_objects", "gc.get_referrers", "gc.get_referents", "sys.settrace", "sys.setprofile",
+             "sys._current_frames")  # fmt: skip
+LINE_BYTES = 4000  # below PIPE_BUF: a line is written whole even when processes share the pipe
+
+
+def emit(record: dict) -> None:
+    """Report one record on the channel (replaced by `arm`; a no-op until then)."""
+
+
+def arm_from_environment(argv: list[str] | None = None) -> None:
+    channel = os.environ.get(CHANNEL_ENV, "")
+    workspace = os.environ.get("SELFREPAIR_WORKSPACE", ".")
+    suspects = [os.path.join(workspace, p) for p in os.environ.get(SUSPECTS_ENV, "").split(os.pathsep) if p]
+    arm(int(channel) if channel.isdigit() else None, suspects, argv)
+
+
+_armed = False
+
+
+def arm(channel_fd: int | None, suspects: list[str], argv: list[str] | None = None) -> None:
+    """Install the audit hook and open the signed channel; `argv` is the command this process
+    runs (the interpreter's own by default), so the host knows which processes ran pytest."""
+    global _armed, emit
+    if _armed:
+        return
+    _armed = True
+    if channel_fd is not None and not _is_pipe(channel_fd):
+        channel_fd = None
+    suspect_files = frozenset(os.path.realpath(p) for p in suspects)
+    key = os.urandom(32)
+    chain = {"pid": os.getpid(), "mac": b"", "parent": None}
+    writing = threading.Lock()
+
+    def signed(record: dict) -> None:
+        if channel_fd is None:
+            return
+        with writing:
+            pid = os.getpid()
+            if pid != chain["pid"]:  # a forked child chains on from the parent's key
+                chain["parent"], chain["pid"] = chain["pid"], pid
+                chain["mac"] = hmac.new(key, f"fork:{pid}".encode(), hashlib.sha256).digest()
+            record = dict(record, pid=pid)
+            if chain["parent"] is not None:
+                record["parent"] = chain["parent"]
+            body = _fit(record)
+            mac = hmac.new(key, chain["mac"] + body.encode(), hashlib.sha256).digest()
+            chain["mac"] = mac
+            line = json.dumps({"r": body, "mac": mac.hex()}) + "\n"
+            try:
+                os.write(channel_fd, line.encode())
+            except OSError:
+                pass
+
+    if channel_fd is not None:
+        try:
+            command = list(argv if argv is not None else getattr(sys, "orig_argv", sys.argv))
+            hello = {"hello": key.hex(), "pid": os.getpid(), "argv": [str(a)[:200] for a in command[:20]]}
+            os.write(channel_fd, (json.dumps(hello) + "\n").encode())
+        except OSError:
+            channel_fd = None
+
+    busy = threading.local()
+
+    def refuse(event: str, detail: str) -> None:
+        signed({"type": "refused", "event": event, "detail": detail[:300]})
+        raise PermissionError(f"refused by the sandbox: {event} {detail}".strip())
+
+    def audit(event: str, args: tuple) -> None:
+        if not suspect_files or getattr(busy, "on", False):
+            return  # the code as given is not under suspicion; nested events are the hook's own
+        busy.on = True
+        try:
+            # The frame that raised the event (None for events raised outside any Python code).
+            reason = _judge_event(event, args, channel_fd, sys._getframe(0).f_back, suspect_files)
+        finally:
+            busy.on = False
+        if reason is not None:
+            refuse(event, reason)
+
+    sys.addaudithook(audit)
+    emit = signed
+    _watch_exits(signed, suspect_files)
+
+
+def _on_stack(frame, files: frozenset) -> bool:
+    while frame is not None:
+        if frame.f_code.co_filename in files:
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _watch_exits(signed, suspect_files: frozenset) -> None:
+    """An exit the candidate's own code calls ends the process before the tests could fail:
+    `os._exit` and `sys.exit` called with the candidate's files on the stack are reported."""
+    if not suspect_files:
+        return  # the code as given is not under suspicion
+    import posix
+
+    def called_by_candidate() -> bool:
+        exit_frame = sys._getframe(0).f_back  # exit_now's or exit_by_raising's
+        return _on_stack(exit_frame.f_back if exit_frame is not None else None, suspect_files)
+
+    real_exit, real_sys_exit = os._exit, sys.exit
+
+    def exit_now(code):
+        if called_by_candidate():
+            signed({"type": "exit", "how": "os._exit", "code": code if type(code) is int else 1})
+        real_exit(code)
+
+    def exit_by_raising(code=None):
+        if called_by_candidate():
+            signed({"type": "exit", "how": "sys.exit", "code": code if type(code) is int else (0 if code is None else 1)})
+        real_sys_exit(code)
+
+    os._exit = posix._exit = exit_now
+    sys.exit = exit_by_raising
+
+
+def _judge_event(event: str, args: tuple, channel_fd, caller, suspects: frozenset) -> str | None:
+    """Why `event`, raised by the Python frame `caller`, is refused, or None. Touches no object
+    of the candidate's beyond its type."""
+    if event == "open" and args:
+        path = args[0]
+        if type(path) is int and path == channel_fd:
+            return f"the report channel (descriptor {path})"
+        if type(path) is str and _secret_path(path, channel_fd):
+            return path
+        return None
+    if event.startswith("ctypes.") or event in SENSITIVE:
+        return "" if _on_stack(caller, suspects) else None
+    if event in ("object.__setattr__", "object.__delattr__") and args:
+        target = args[0]
+        if not isinstance(target, type):
+            return None
+        module = type.__dict__["__dict__"].__get__(target).get("__module__")
+        if type(module) is not str or module.split(".")[0] not in PROTECTED:
+            return None
+        if not _on_stack(caller, suspects):
+            return None
+        name = args[1] if len(args) > 1 and type(args[1]) is str else "?"
+        return f"{module}.{type.__dict__['__name__'].__get__(target)}.{name}"
+    return None
+
+
+def _secret_path(path: str, channel_fd) -> bool:
+    if path.startswith("/proc/") and path.endswith(("/mem", "/environ")):
+        return True
+    for prefix in ("/proc/self/fd/", "/dev/fd/", f"/proc/{os.getpid()}/fd/"):
+        if path.startswith(prefix) and path[len(prefix):] == str(channel_fd):
+            return True
+    return False
+
+
+def _is_pipe(fd: int) -> bool:
+    try:
+        return stat.S_ISFIFO(os.fstat(fd).st_mode)
+    except OSError:
+        return False
+
+
+def _fit(record: dict) -> str:
+    """The record as JSON short enough for one atomic write; long texts are cut."""
+    body = json.dumps(record, separators=(",", ":"))
+    for name in ("longrepr", "message", "detail"):
+        if len(body) <= LINE_BYTES - 200:
+            break
+        if isinstance(record.get(name), str):
+            excess = len(body) - (LINE_BYTES - 200)
+            record[name] = "..." + record[name][excess + 3:]
+            body = json.dumps(record, separators=(",", ":"))
+    return body

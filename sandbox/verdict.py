@@ -1,0 +1,184 @@
+"""Reading what the harness reported on a run's channel: the judge's verdict, or the guard's
+signed records from the candidate's own processes.
+
+A judged run's channel is written by the judge alone: it is read as it is. The guard's records
+come from processes the candidate's code shares, so they are checked before they count: every
+process's first line is its `hello` (a fresh key; a second hello for the same process is a
+forgery), every later line must verify against the HMAC chain of its process (or, for a
+forked child, its parent's key), each pytest process that said hello must end its session,
+and a test counts as passed only if every report of it passed and, where the harness watched
+the test function, its body returned. Anything else is a problem, and a problem is never a pass.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from dataclasses import dataclass, field
+
+from selfrepair.types import TestCase
+
+OUTCOME_RANK = {"passed": 0, "skipped": 1, "failed": 2, "error": 3}
+
+
+@dataclass
+class JudgeVerdict:
+    tests: list[TestCase]
+    finished: bool
+    suspicious: list[str]
+
+
+def read_judge(channel: bytes) -> JudgeVerdict | None:
+    """The judge's verdict, or None when there is none to read (the run was cut short)."""
+    try:
+        verdict = json.loads(channel)
+        tests = [_case(entry) for entry in verdict["tests"]]
+        suspicious = [str(note) for note in verdict.get("suspicious", [])]
+        return JudgeVerdict(tests, bool(verdict.get("finished")), suspicious)
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def _case(entry: dict) -> TestCase:
+    return TestCase(
+        name=str(entry["name"]),
+        outcome=entry["outcome"],
+        message=str(entry.get("message", "")),
+        traceback=str(entry.get("traceback", "")),
+        seconds=float(entry.get("seconds", 0.0)),
+    )
+
+
+@dataclass
+class Process:
+    pid: int
+    argv: list[str]
+    records: list[dict] = field(default_factory=list)
+
+    @property
+    def runs_pytest(self) -> bool:
+        return any(part in ("pytest", "py.test") or part.endswith(("/pytest", "/py.test")) for part in self.argv)
+
+
+@dataclass
+class GuardReport:
+    processes: dict[int, Process]
+    problems: list[str]  # what does not add up: forged or missing records
+    refused: list[str]  # what the guard refused the candidate
+
+    @property
+    def early_exits(self) -> list[str]:
+        """Exits with status 0 that the candidate's own code called."""
+        return [
+            f"early exit: {r.get('how')}(0) called by the candidate's code (process {p.pid})"
+            for p in self.processes.values() for r in p.records if r.get("type") == "exit" and r.get("code") == 0
+        ]  # fmt: skip
+
+    @property
+    def sessions(self) -> list[Process]:
+        return [p for p in self.processes.values() if any(r.get("type") == "collection_done" for r in p.records)]
+
+
+def read_guard(channel: bytes) -> GuardReport:
+    """Verify the guard's records, process by process."""
+    processes: dict[int, Process] = {}
+    keys: dict[int, bytes] = {}
+    chains: dict[int, bytes] = {}
+    problems: list[str] = []
+    refused: list[str] = []
+    for line in channel.splitlines():
+        try:
+            entry = json.loads(line)
+            if "hello" in entry:
+                pid = int(entry["pid"])
+                if pid in keys:
+                    problems.append(f"a second hello for process {pid} on the report channel (forged)")
+                    continue
+                keys[pid], chains[pid] = bytes.fromhex(entry["hello"]), b""
+                processes[pid] = Process(pid, [str(a) for a in entry.get("argv", [])])
+                continue
+            body = entry["r"]
+            record = json.loads(body)
+            pid = int(record["pid"])
+            parent = record.get("parent")
+            if pid not in keys and parent in keys:  # a forked child: its parent's key, a chain of its own
+                keys[pid] = keys[parent]
+                chains[pid] = hmac.new(keys[pid], f"fork:{pid}".encode(), hashlib.sha256).digest()
+                processes[pid] = Process(pid, processes[parent].argv)
+            expected = hmac.new(keys[pid], chains[pid] + body.encode(), hashlib.sha256).digest()
+            if not hmac.compare_digest(expected.hex(), str(entry["mac"])):
+                problems.append("a record on the report channel that does not verify (forged)")
+                continue
+            chains[pid] = expected
+        except (ValueError, KeyError, TypeError, AttributeError):
+            problems.append("an unreadable line on the report channel (forged or cut)")
+            continue
+        processes[pid].records.append(record)
+        if record.get("type") == "refused":
+            refused.append(f"{record.get('event', '?')} {record.get('detail', '')}".strip())
+    return GuardReport(processes, problems, refused)
+
+
+def pytest_outcomes(report: GuardReport, exit_code: int | None) -> tuple[list[TestCase], list[str]]:
+    """Each test's outcome over every pytest session on the channel, and what does not add up."""
+    problems = list(report.problems) + report.early_exits
+    pytest_processes = [p for p in report.processes.values() if p.runs_pytest]
+    for process in pytest_processes:
+        types = {r.get("type") for r in process.records}
+        if "finished" not in types:
+            problems.append(
+                f"pytest (process {process.pid}) ended before its session finished"
+                + (" (an early exit)" if exit_code == 0 else "")
+            )
+    cases: dict[str, TestCase] = {}
+    for process in report.sessions:
+        watched = _watched(process)
+        bodies = {r["id"]: r.get("result") for r in process.records if r.get("type") == "body" and "id" in r}
+        collected = [i for r in process.records if r.get("type") == "collected" for i in r.get("ids", [])]
+        for record in process.records:
+            if record.get("type") == "collect_error":
+                _merge(cases, TestCase(name=str(record.get("id")), outcome="error", message="collection failed",
+                                       traceback=str(record.get("longrepr", ""))))  # fmt: skip
+            if record.get("type") != "test":
+                continue
+            outcome = _outcome(record)
+            nodeid = str(record.get("id"))
+            if outcome == "passed" and record.get("when") == "call" and watched.get(nodeid) and bodies.get(nodeid) != "returned":
+                outcome = "error"
+                record = dict(record, message="the test was reported passed but its body never returned")
+                problems.append(f"{nodeid}: reported passed, but the test's own body did not run to its end (forged)")
+            _merge(cases, TestCase(name=nodeid, outcome=outcome, message=str(record.get("message", "")),
+                                   traceback=str(record.get("longrepr", "")),
+                                   seconds=float(record.get("duration", 0.0) or 0.0)))  # fmt: skip
+        for nodeid in collected:
+            if nodeid not in cases:
+                cases[nodeid] = TestCase(name=nodeid, outcome="error", message="collected but never reported")
+    return list(cases.values()), problems
+
+
+def _watched(process: Process) -> dict[str, bool]:
+    watched = {}
+    for record in process.records:
+        if record.get("type") == "collected":
+            watched.update(zip(record.get("ids", []), record.get("watched", [])))
+    return watched
+
+
+def _outcome(record: dict) -> str:
+    outcome = record.get("outcome")
+    if outcome == "skipped":
+        return "skipped"
+    if outcome == "failed":
+        return "failed" if record.get("when") == "call" else "error"
+    return "passed" if outcome == "passed" else "error"
+
+
+def _merge(cases: dict[str, TestCase], case: TestCase) -> None:
+    """Phases and sessions of one test: the worst outcome stands; durations add up."""
+    known = cases.get(case.name)
+    if known is None:
+        cases[case.name] = case
+        return
+    worst = case if OUTCOME_RANK[case.outcome] > OUTCOME_RANK[known.outcome] else known
+    cases[case.name] = worst.model_copy(update={"seconds": known.seconds + case.seconds})
