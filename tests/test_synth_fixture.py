@@ -241,11 +241,9 @@ def test_bench_takes_the_outputs_unchanged(run, tmp_path):
     data.write_text(json.dumps(instance) + "\n")
     replies = tmp_path / "issue.json"
     replies.write_text(json.dumps([f"{instance['synth']['file']}\n```python\n{fixed}```", review, review]))
-    # The local sandbox: this check is about the instance and its mirror, not about how a
-    # sandbox copies a checkout in.
     result = subprocess.run(
         [SELFREPAIR, "bench", "swebench", "--data", str(data), "--repos", str(out / "repos"), "--budget", "1",
-         "--model", f"scripted:{replies}", "--sandbox", "local", "--out", str(tmp_path / "s"), "--json"],
+         "--model", f"scripted:{replies}", "--sandbox", "docker", "--out", str(tmp_path / "s"), "--json"],
         capture_output=True, text=True,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
