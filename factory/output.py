@@ -185,8 +185,9 @@ def bug_commit(mirror: Mirror, original: str, module_original: bytes, bug: Bug, 
                                  bug.instance_id)
 
 
-def instance(bug: Bug, built: dict[str, str], original: str, version: str) -> dict[str, Any]:
-    """The SWE-bench instance of a bug whose commit and patches are `built`."""
+def instance(bug: Bug, built: dict[str, str], original: str, version: str, environment: str | None = None) -> dict[str, Any]:
+    """The SWE-bench instance of a bug whose commit and patches are `built`. `environment`: the
+    folder (relative to DIR) holding the package's installed requirements, when it has any."""
     base = built["commit"]
     return {
         "instance_id": bug.instance_id,
@@ -202,7 +203,8 @@ def instance(bug: Bug, built: dict[str, str], original: str, version: str) -> di
         "FAIL_TO_PASS": bug.fail_to_pass,
         "PASS_TO_PASS": bug.pass_to_pass,
         "synth": {"family": bug.family, "file": bug.path, "function": bug.function, "change": bug.note,
-                  "original_commit": original, "written_issue": bug.written_issue},
+                  "original_commit": original, "written_issue": bug.written_issue}
+        | ({"environment": environment} if environment else {}),
     }
 
 
@@ -236,7 +238,8 @@ def splices_back(bug: Bug, module_original: bytes) -> bool:
         return False
 
 
-def function_task(bug: Bug, mirror_dir: str, base: str, original: str, timeout_s: float) -> Task:
+def function_task(bug: Bug, mirror_dir: str, base: str, original: str, timeout_s: float,
+                  environment: str | None = None) -> Task:
     """The bug as a function-level task (for a bug whose function `splices_back`)."""
     buggy_shown = shown_function(bug, bug.buggy_function)
     fixed_shown = shown_function(bug, bug.original_function)
@@ -268,7 +271,7 @@ def function_task(bug: Bug, mirror_dir: str, base: str, original: str, timeout_s
                 "function": bug.function,
                 "family": bug.family,
                 "change": bug.note,
-            },
+            } | ({"environment": environment} if environment else {}),
         },
     )
 

@@ -489,6 +489,8 @@ def build(out: Path, source: Source, bugs: list[output.Bug]) -> dict[str, tuple[
     built: dict[str, dict[str, str]] = json.loads(built_path.read_text()) if built_path.is_file() else {}
     mirror = output.Mirror(out / "repos" / source.slug)
     original = mirror.original()
+    # the package's installed requirements: the sandbox mounted them to validate its bugs
+    environment = f"envs/{source.slug}" if (out / "envs" / source.slug).is_dir() else None
     made = {}
     new = False
     for bug in bugs:
@@ -501,10 +503,11 @@ def build(out: Path, source: Source, bugs: list[output.Bug]) -> dict[str, tuple[
         if "function_task" not in record:
             record["function_task"] = output.splices_back(bug, source.files[bug.path])
             new = True
-        instance = output.instance(bug, record, original, source.version)
+        instance = output.instance(bug, record, original, source.version, environment)
         task = None
         if record["function_task"]:
-            task = output.function_task(bug, f"repos/{source.slug}", record["commit"], original, output.task_timeout(bug))
+            task = output.function_task(bug, f"repos/{source.slug}", record["commit"], original, output.task_timeout(bug),
+                                        environment)
         made[bug.instance_id] = (instance, task)
     if new:
         output.write_atomically(built_path, json.dumps(built))

@@ -346,6 +346,7 @@ def install_requirements(requirements: list[str], target: Path) -> None:
     if result.returncode != 0:
         shutil.rmtree(scratch, ignore_errors=True)
         raise SelfRepairError(f"cannot install {', '.join(requirements)}: {pip_reason(result.stderr, requirements[0])}")
+    scratch.chmod(0o755)  # mkdtemp made it the installer's alone; the sandbox's user reads it
     if target.exists():
         shutil.rmtree(target)
     scratch.rename(target)

@@ -61,3 +61,28 @@ def test_an_unreachable_package_index_is_one_line(tmp_path):
         "or give a local sdist"
     )
     assert not out.exists()
+
+
+def test_a_package_with_requirements_is_validated_with_them_installed(tmp_path, docker_sandbox):
+    """The requirements a package declares are installed once (pip, from the package index)
+    into DIR/envs/SLUG, which the sandbox mounts read-only on the tests' path."""
+    package = tmp_path / "usestoolz"
+    (package / "usestoolz").mkdir(parents=True)
+    (package / "tests").mkdir()
+    (package / "pyproject.toml").write_text('[project]\nname = "usestoolz"\nversion = "0.1"\ndependencies = ["toolz"]\n')
+    (package / "usestoolz" / "__init__.py").write_text(
+        "from toolz import take\n\n\ndef firsts(seq, n):\n    \"\"\"The first n items as a list.\"\"\"\n"
+        "    if n < 0:\n        raise ValueError('n must not be negative')\n    return list(take(n, seq))\n"
+    )
+    (package / "tests" / "test_firsts.py").write_text(
+        "import pytest\nfrom usestoolz import firsts\n\n\ndef test_firsts():\n    assert firsts([1, 2, 3], 2) == [1, 2]\n"
+        "    assert firsts('abc', 0) == []\n\n\ndef test_negative():\n    with pytest.raises(ValueError):\n"
+        "        firsts([1], -1)\n"
+    )
+    out = tmp_path / "out"
+    result = subprocess.run([SELFREPAIR, "synth", str(package), "--out", str(out), "--sandbox", "docker", "--json"],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert (out / "envs" / "local__usestoolz" / "toolz" / "__init__.py").is_file()
+    rows = [json.loads(line) for line in (out / "instances.jsonl").read_text().splitlines()]
+    assert rows and {row["synth"]["environment"] for row in rows} == {"envs/local__usestoolz"}
