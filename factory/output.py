@@ -32,7 +32,7 @@ from typing import Any
 
 from selfrepair.errors import SelfRepairError
 from selfrepair.factory.harness.splice import SpliceError, splice
-from selfrepair.factory.mutations import Function, dedent
+from selfrepair.factory.mutations import dedent
 from selfrepair.factory.sources import Source
 from selfrepair.factory.validate import SPLICE, harness
 from selfrepair.types import Task, TestSpec

@@ -29,7 +29,7 @@ from typing import Any, Callable
 from selfrepair.agents.localise import parse
 from selfrepair.errors import SelfRepairError
 from selfrepair.factory import output, problem
-from selfrepair.factory.mutations import FAMILIES, LM_REWRITE, Function, candidates, dedent, function_text, functions, meaning
+from selfrepair.factory.mutations import FAMILIES, Function, Mutation, candidates, dedent, function_text, functions, meaning
 from selfrepair.factory.sources import Source, install_requirements, resolve
 from selfrepair.factory.validate import BASELINE_TIMEOUT_S, Baseline, passing_alone, run_baseline, run_mutant
 from selfrepair.sandbox.choose import open_sandbox
@@ -333,65 +333,69 @@ def try_function(source: Source, unit: Function, selected_tests: list[str], base
                  tree, settings: Settings, box, model, model_lock: threading.Lock) -> tuple[dict, list[dict]]:
     """Try mutants of one function until it has `per_function` bugs or `attempts` are spent,
     against the tests that call it and pass on the original when run by themselves."""
-    tests = selected_tests
     data = source.files[unit.path]
     mutants = candidates(data, unit, settings.families, settings.seed, tree) if settings.families else []
     if model is not None and settings.rewrites:
-        from selfrepair.factory.rewrite import rewrites
-
         with model_lock:
-            written = rewrites(model, data, unit, source.repo, settings.rewrites)
-        original = meaning(dedent(unit.text(data), unit.indent))
-        seen = {function_text(data, unit, m) for m in mutants}
-        kept = []
-        for mutation in written:
-            text = function_text(data, unit, mutation)
-            after = meaning(dedent(text, unit.indent))
-            if after is not None and after != original and text not in seen:
-                seen.add(text)
-                kept.append(mutation)
-        mutants = kept + mutants
+            mutants = model_rewrites(model, source, unit, settings.rewrites, mutants) + mutants
+    tests = passing_alone(box, files, baseline, selected_tests, f"{source.repo}:{unit.qualname}") if mutants else []
     tried, bugs, failing_sets = [], [], set()
-    if mutants:
-        tests = passing_alone(box, files, baseline, tests, f"{source.repo}:{unit.qualname}")
-    seconds = sum(baseline.seconds.get(test, 0.0) for test in tests)
     for mutation in mutants if tests else []:
         if len(bugs) >= settings.per_function or len(tried) >= settings.attempts:
             break
         if len(failing_sets) >= 2 ** len(tests) - 1:
             break  # every set of these tests has failed already: any further bug is a duplicate
-        mutated_module = mutation.apply(data).decode("utf-8")
-        verdict = run_mutant(box, files, baseline, tests, unit.path, mutated_module, f"{source.repo}:{mutation.key}")
+        verdict = run_mutant(box, files, baseline, tests, unit.path, mutation.apply(data).decode("utf-8"),
+                             f"{source.repo}:{mutation.key}")
         status = verdict.status
-        if status == "bug":
-            failing = frozenset(verdict.fail_to_pass)
-            if failing in failing_sets:
-                status = "duplicate"  # the same tests fail in the same function: the same bug to a solver
-            else:
-                failing_sets.add(failing)
-                buggy = function_text(data, unit, mutation)
-                statement, written_issue = problem.from_tests(source.repo, verdict.failures, verdict.fail_to_pass), False
-                if model is not None:
-                    with model_lock:
-                        issue = problem.written_issue(model, source.repo, verdict.failures, verdict.fail_to_pass)
-                    if issue:
-                        statement, written_issue = issue, True
-                bug = output.Bug(
-                    instance_id=output.instance_id(source, mutation.family, buggy, unit.path, unit.qualname),
-                    source=source.repo, path=unit.path, function=unit.qualname, def_line=unit.def_line,
-                    indent=unit.indent, family=mutation.family, note=mutation.note, mutation_key=mutation.key,
-                    span=(mutation.start, mutation.end), replacement=mutation.replacement,
-                    original_function=unit.text(data), buggy_function=buggy,
-                    fail_to_pass=verdict.fail_to_pass, pass_to_pass=verdict.pass_to_pass, failures=verdict.failures,
-                    problem_statement=statement, written_issue=written_issue, test_seconds=seconds,
-                )
-                bugs.append(bug.to_json())
-        tried.append({"key": mutation.key, "family": mutation.family, "status": status,
-                      "seconds": round(verdict.seconds, 3)})
+        if status == "bug" and frozenset(verdict.fail_to_pass) in failing_sets:
+            status = "duplicate"  # the same tests fail in the same function: the same bug to a solver
+        elif status == "bug":
+            failing_sets.add(frozenset(verdict.fail_to_pass))
+            bug = new_bug(source, unit, mutation, verdict, sum(baseline.seconds.get(t, 0.0) for t in tests))
+            if model is not None:
+                with model_lock:
+                    issue = problem.written_issue(model, source.repo, verdict.failures, verdict.fail_to_pass)
+                if issue:
+                    bug.problem_statement, bug.written_issue = issue, True
+            bugs.append(bug.to_json())
+        tried.append({"key": mutation.key, "family": mutation.family, "status": status, "seconds": round(verdict.seconds, 3)})
     row = {"path": unit.path, "function": unit.qualname, "tests": len(tests), "candidates": len(mutants), "tried": tried}
-    if len(tests) < len(selected_tests):
+    if mutants and len(tests) < len(selected_tests):
         row["left_out"] = sorted(set(selected_tests) - set(tests))  # failed when run without the rest of the suite
     return row, bugs
+
+
+def model_rewrites(model, source: Source, unit: Function, count: int, procedural: list[Mutation]) -> list[Mutation]:
+    """The model's rewrites of the function that compile, change its meaning, and are not one
+    of the procedural mutants' texts."""
+    from selfrepair.factory.rewrite import rewrites
+
+    data = source.files[unit.path]
+    original = meaning(dedent(unit.text(data), unit.indent))
+    seen = {function_text(data, unit, m) for m in procedural}
+    kept = []
+    for mutation in rewrites(model, data, unit, source.repo, count):
+        text = function_text(data, unit, mutation)
+        after = meaning(dedent(text, unit.indent))
+        if after is not None and after != original and text not in seen:
+            seen.add(text)
+            kept.append(mutation)
+    return kept
+
+
+def new_bug(source: Source, unit: Function, mutation: Mutation, verdict, test_seconds: float) -> output.Bug:
+    """A validated mutant as a Bug, its problem statement made from the failing tests."""
+    data = source.files[unit.path]
+    buggy = function_text(data, unit, mutation)
+    return output.Bug(
+        instance_id=output.instance_id(source, mutation.family, buggy, unit.path, unit.qualname),
+        source=source.repo, path=unit.path, function=unit.qualname, def_line=unit.def_line, indent=unit.indent,
+        family=mutation.family, note=mutation.note, mutation_key=mutation.key, span=(mutation.start, mutation.end),
+        replacement=mutation.replacement, original_function=unit.text(data), buggy_function=buggy,
+        fail_to_pass=verdict.fail_to_pass, pass_to_pass=verdict.pass_to_pass, failures=verdict.failures,
+        problem_statement=problem.from_tests(source.repo, verdict.failures, verdict.fail_to_pass), test_seconds=test_seconds,
+    )
 
 
 # ---------------------------------------------------------------- outputs
