@@ -60,15 +60,19 @@ class VLLMModel:
                 self.lora_request = LoRARequest(adapter_name(self.adapter), 1, str(self.adapter.resolve()))
         else:
             self.llm = None
+            self.served: tuple[Any, Any] | None = None  # (the server, the `openai` model that asks it)
             self.server_model()  # starts the server (and makes its environment) now, not at the first call
 
     def server_model(self) -> Any:
-        """An `openai` model asking this process's server for the base with the adapter."""
+        """An `openai` model asking this process's server for the base with the adapter
+        (a new one where the server was replaced by one with room for a larger LoRA rank)."""
         from selfrepair.agents.openai_model import OpenAIModel
         from selfrepair.agents.vllm_server import shared_server
 
         server = shared_server(self.name_or_path, self.rank or 0)
-        return OpenAIModel(server.model_for(self.adapter), server.base_url, spec=self.spec)
+        if self.served is None or self.served[0] is not server:
+            self.served = (server, OpenAIModel(server.model_for(self.adapter), server.base_url, spec=self.spec))
+        return self.served[1]
 
     def generate(
         self,
