@@ -9,6 +9,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# Fixture projects carry test suites of their own (the task factory mines them); they run inside
+# a sandbox against their package, never as part of this suite.
+collect_ignore_glob = ["fixtures/*"]
+
 
 def in_ci() -> bool:
     import os
