@@ -8,11 +8,13 @@ The candidate's process is a *spare*: a child forked before the request arrived,
 of the request (the tests above all) was ever in its memory. It has already dropped to uid
 1000 with no capabilities in a session of its own; the request hands it the workspace, its
 output pipes and its channel, and it runs the command (or, in a judged run, the harness's
-worker). In a judged run a second child, the judge, is forked as uid 1001: it alone can read
-the tests (/tests is its own, mode 0500), it talks to the worker over a socket, and it writes
-the verdict to a pipe only this server reads. After the run the server kills everything left
-in the container, reaps it, wipes /work, /out, /tmp and /tests, forks the next spare, and
-tells the host whether the container misbehaved (and so must be replaced).
+worker). A judged run is handed to the container's judge: one long-lived process as uid 1001,
+forked when the server starts (so it is warm, and no candidate ever ran in it). It alone can
+read the tests (/tests is its own, mode 0500), it talks to the worker over a socket, writes the
+verdict to a pipe only this server reads, and puts its interpreter back as it was after each
+run. After the run the server kills everything left in the container but the judge, reaps it,
+wipes /work, /out, /tmp and /tests, forks the next spare, and tells the host whether the
+container misbehaved (and so must be replaced).
 
 A command `python [-P|-u|-B|-E|-s|-I] (SCRIPT | -m MODULE | -c CODE) ARGS` runs inside the
 spare itself, with no new interpreter: that is what makes a warm run cheaper than a bare
@@ -24,6 +26,7 @@ The host sends this file's source (with supervise.py's) as `python3 -c`; see con
 from __future__ import annotations
 
 import base64
+import gc
 import hashlib
 import io
 import json
@@ -58,11 +61,16 @@ def main() -> None:
     _install_harness(json.loads(stdin.readline())["harness"])
     _warm_imports()
     protocol_out = os.fdopen(os.dup(1), "w")
+    judge: Judge | None = None
     while True:
-        # Both sides of the next run are forked here, where no part of a request is left in any
-        # frame, and wait: off the path between a request and its answer.
-        spares = {"candidate": Spare(SANDBOX_UID), "judge": Spare(JUDGE_UID)}
-        reply = _serve_one(stdin, spares)
+        # The candidate's process of the next run is forked here, where no part of a request is
+        # left in any frame, and waits: off the path between a request and its answer. The
+        # server's objects move to the collector's permanent generation first, so a collection
+        # in a child never touches (and copies) the pages it shares with the server.
+        gc.freeze()
+        if judge is None or not judge.alive():
+            judge = Judge()
+        reply = _serve_one(stdin, Spare(), judge)
         if reply is None:
             return
         protocol_out.write(json.dumps(reply) + "\n")
@@ -70,13 +78,13 @@ def main() -> None:
         del reply
 
 
-def _serve_one(stdin, spares: dict) -> dict | None:
+def _serve_one(stdin, spare: Spare, judge: Judge) -> dict | None:
     """One request, read and answered within this frame."""
     line = stdin.readline()
     if not line:
         return None
     try:
-        return handle(json.loads(line), spares)
+        return handle(json.loads(line), spare, judge)
     except Exception as error:  # the server must answer; the host recycles the container
         return {"error": f"{type(error).__name__}: {error}", "recycle": True}
 
@@ -106,60 +114,67 @@ def _warm_imports() -> None:
         pass
 
 
-class Spare:
-    """A child forked ahead of the request: it becomes its user (the candidate's or the
-    judge's) at once, with no capabilities, and waits for its run."""
+def _handover(control: socket.socket, message: dict, fds: list[int]) -> None:
+    """A run's descriptors, then its message, to a waiting child."""
+    socket.send_fds(control, [b"x"], fds)
+    data = json.dumps(message).encode()
+    control.sendall(struct.pack(">I", len(data)) + data)
 
-    def __init__(self, uid: int) -> None:
+
+def _take_over(control: socket.socket) -> tuple[dict, list[int]]:
+    """What `_handover` sent; EOFError when the server closed the control socket."""
+    msg, fds, _flags, _addr = socket.recv_fds(control, 1, 4)
+    if not msg:
+        raise EOFError
+    (size,) = struct.unpack(">I", _read_exactly(control, 4))
+    return json.loads(_read_exactly(control, size)), fds
+
+
+def _become(uid: int) -> None:
+    os.setsid()
+    os.setgroups([])
+    os.setgid(uid)
+    os.setuid(uid)  # drops every capability this server had
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+
+class Spare:
+    """The candidate's process of the next run, forked ahead of its request: it becomes the
+    sandbox user at once, with no capabilities, and waits for its run."""
+
+    def __init__(self) -> None:
         parent, child = socket.socketpair()
         sys.stdout.flush()
         sys.stderr.flush()
         pid = os.fork()
         if pid == 0:
             parent.close()
-            _spare(child, uid)
+            _spare(child)
         child.close()
         self.pid, self.control = pid, parent
 
     def start(self, message: dict, fds: list[int]) -> None:
-        """Hand over the run: its descriptors (stdout, stderr, channel or socket), then the message."""
-        socket.send_fds(self.control, [b"x"], fds)
-        data = json.dumps(message).encode()
-        self.control.sendall(struct.pack(">I", len(data)) + data)
+        """Hand over the run: stdout, stderr and the channel (or the worker's socket)."""
+        _handover(self.control, message, fds)
         self.control.close()
 
-    def discard(self) -> None:
-        self.control.close()
-        try:
-            os.kill(self.pid, signal.SIGKILL)
-            os.waitpid(self.pid, 0)
-        except (ProcessLookupError, ChildProcessError):
-            pass
 
-
-def _spare(control: socket.socket, uid: int) -> None:
-    """In a spare: become `uid`, wait for the run, run it. Never returns."""
+def _spare(control: socket.socket) -> None:
+    """In a spare: become the sandbox user, wait for the run, run it. Never returns."""
     code = 1
     try:
-        os.setsid()
-        if uid == SANDBOX_UID:
-            with open("/proc/self/oom_score_adj", "w") as adj:
-                adj.write("1000")  # the candidate, not this server or the judge, is what the OOM killer takes
-        os.setgroups([])
-        os.setgid(uid)
-        os.setuid(uid)  # drops every capability this server had
-        _msg, fds, _flags, _addr = socket.recv_fds(control, 1, 4)
-        (size,) = struct.unpack(">I", _read_exactly(control, 4))
-        message = json.loads(_read_exactly(control, size))
+        with open("/proc/self/oom_score_adj", "w") as adj:
+            adj.write("1000")  # the candidate, not this server or the judge, is what the OOM killer takes
+        _become(SANDBOX_UID)
+        message, fds = _take_over(control)
         control.close()
         null = os.open(os.devnull, os.O_RDONLY)
         supervise.place_fds({0: null, **{fd: source for fd, source in enumerate(fds, start=1)}})
         os.closerange(len(fds) + 1, 1 << 16)
         cpu = int(message["wall_seconds"]) + 1
         resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
         sys.stdin = open(os.devnull)
-        code = _run_judge(message) if uid == JUDGE_UID else _run_candidate(message)
+        code = _run_candidate(message)
     except SystemExit as done:
         code = _exit_status(done)
     except BaseException:
@@ -173,17 +188,83 @@ def _spare(control: socket.socket, uid: int) -> None:
             os._exit(code)
 
 
-def _run_judge(message: dict) -> int:
-    """The judge: the tests its own (/tests), the worker on descriptor 4, the verdict to 3."""
-    import selfrepair_harness.judge as judge
+class Judge:
+    """The container's judge: one long-lived process as uid 1001 that judges the runs one
+    after another (warm: no fork, start-up or teardown per run). It never runs candidate
+    code; what a run's tests change in its interpreter is put back after the run (see
+    `_judge_runs`). A sweep after a timeout kills it, and the next run gets a new one."""
 
-    os.chdir(TESTS)
-    os.environ.clear()
-    os.environ.update({"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": JUDGE_TMP, "TMPDIR": JUDGE_TMP,
-                       "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1", "SELFREPAIR_TESTS": TESTS})  # fmt: skip
-    sys.path[:] = [entry for entry in sys.path if entry not in ("", ".")]
-    judge.main(message["judge"], verdict_fd=3, sock_fd=4)
-    return 0
+    def __init__(self) -> None:
+        parent, child = socket.socketpair()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:
+            parent.close()
+            _judge_runs(child)
+        child.close()
+        self.pid, self.control = pid, parent
+
+    def start(self, message: dict, fds: list[int]) -> None:
+        """Hand over a run: stdout, stderr, the verdict's pipe and the worker's socket."""
+        _handover(self.control, message, fds)
+
+    def alive(self) -> bool:
+        try:
+            done, _status = os.waitpid(self.pid, os.WNOHANG)
+        except ChildProcessError:  # reaped by a sweep
+            return False
+        return done == 0
+
+
+def _judge_runs(control: socket.socket) -> None:
+    """In the judge: judge each run the server hands over, until it closes the socket."""
+    code = 0
+    try:
+        _become(JUDGE_UID)
+        null = os.open(os.devnull, os.O_RDWR)
+        supervise.place_fds({0: null, 1: null, 2: null})
+        sys.stdin = open(os.devnull)
+        sys.path[:] = [entry for entry in sys.path if entry not in ("", ".")]
+        import builtins
+
+        import selfrepair_harness.judge as judge
+
+        kept = (dict(sys.modules), list(sys.path), list(sys.meta_path), dict(builtins.__dict__))
+        while True:
+            try:
+                message, (out, err, verdict, sock) = _take_over(control)
+            except EOFError:
+                return
+            supervise.place_fds({1: out, 2: err})
+            for fd in (out, err):
+                os.close(fd)
+            os.chdir(TESTS)
+            os.environ.clear()
+            os.environ.update({"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": JUDGE_TMP, "TMPDIR": JUDGE_TMP,
+                               "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1", "SELFREPAIR_TESTS": TESTS})  # fmt: skip
+            try:
+                judge.main(message["judge"], verdict_fd=verdict, sock_fd=sock)
+            finally:
+                supervise.place_fds({1: null, 2: null})
+                _restore(*kept)
+    except BaseException:
+        code = 1
+    finally:
+        os._exit(code)
+
+
+def _restore(modules: dict, path: list, meta_path: list, builtin_names: dict) -> None:
+    """What a run's tests changed in the judge's interpreter, put back for the next run."""
+    import builtins
+
+    for name in set(sys.modules) - set(modules):
+        del sys.modules[name]
+    sys.path[:] = path
+    sys.meta_path[:] = meta_path
+    builtins.__dict__.clear()
+    builtins.__dict__.update(builtin_names)
+    gc.collect()
 
 
 def _run_candidate(request: dict) -> int:
@@ -221,7 +302,7 @@ def _read_exactly(sock: socket.socket, size: int) -> bytes:
     return b"".join(chunks)
 
 
-def handle(request: dict, spares: dict) -> dict:
+def handle(request: dict, candidate: Spare, judge: Judge) -> dict:
     notes: list[str] = []
     _wipe(notes)
     judged = request.get("judge") is not None
@@ -238,39 +319,42 @@ def handle(request: dict, spares: dict) -> dict:
     # The candidate's side gets neither the tests nor the judge's configuration.
     for_candidate = {key: value for key, value in request.items() if key not in ("tests", "judge")}
     for_candidate["judged"] = judged
-    candidate, judge = spares["candidate"], spares["judge"]
     if judged:
         os.makedirs(JUDGE_TMP, mode=0o700, exist_ok=True)
         os.chown(JUDGE_TMP, JUDGE_UID, JUDGE_UID)
         judge_end, worker_end = socket.socketpair()
         candidate.start(for_candidate, [out_w, err_w, worker_end.fileno()])
-        judge.start({"judge": request["judge"], "wall_seconds": request["wall_seconds"]},
-                    [out_w, err_w, channel_w, judge_end.fileno()])  # fmt: skip
+        judge.start({"judge": request["judge"]}, [out_w, err_w, channel_w, judge_end.fileno()])
         worker_end.close()
         judge_end.close()
     else:
-        judge.discard()
         candidate.start(for_candidate, [out_w, err_w, channel_w])
     for fd in (out_w, err_w, channel_w):
         os.close(fd)
-    watched = judge.pid if judged else candidate.pid
-    seen = supervise.watch(watched, out_r, err_r, started + request["wall_seconds"], request["output_bytes"], channel_r)
+    # A judged run ends when the judge has written its verdict and closed the pipe; any other
+    # when the candidate's process ends.
+    seen = supervise.watch(None if judged else candidate.pid, out_r, err_r, started + request["wall_seconds"],
+                           request["output_bytes"], channel_r)  # fmt: skip
     if seen["timed_out"]:
-        os.kill(-1, signal.SIGKILL)  # from PID 1: every other process in the container
-    _pid, status, usage = os.wait4(watched, 0)
+        os.kill(-1, signal.SIGKILL)  # from PID 1: every other process in the container, the judge too
     if judged:
         # The verdict is in: the worker has nothing left to do (its output is flushed after
         # every answer), and what it started is still found and flagged below.
-        _end(candidate.pid)
+        try:
+            os.kill(candidate.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    _pid, status, usage = os.wait4(candidate.pid, 0)
+    exit_code = None if seen["timed_out"] else 0 if judged else supervise.exit_code_of(status)
     wall = time.monotonic() - started
 
     recycle = seen["timed_out"]
-    if _left_processes():
+    if _left_processes(keep=judge.pid):
         if not seen["timed_out"]:
             notes.append("left processes behind; killed them (container recycled)")
         os.kill(-1, signal.SIGKILL)
         recycle = True
-    _reap_all()
+    _reap_all(keep=judge.pid)
     out_of_memory = _oom_kills() > oom_before or supervise.died_of_memory(seen["stderr"])
     if out_of_memory:
         recycle = True
@@ -285,7 +369,7 @@ def handle(request: dict, spares: dict) -> dict:
     if any("wipe" in note for note in notes):
         recycle = True
     return {
-        "exit_code": None if seen["timed_out"] else supervise.exit_code_of(status),
+        "exit_code": exit_code,
         "stdout": seen["stdout"],
         "stderr": seen["stderr"],
         "stdout_cut_bytes": seen["stdout_cut"],
@@ -299,14 +383,6 @@ def handle(request: dict, spares: dict) -> dict:
         "notes": notes,
         "recycle": recycle,
     }
-
-
-def _end(pid: int) -> None:
-    try:
-        os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
-    except (ProcessLookupError, ChildProcessError):
-        pass
 
 
 _started_python = False
@@ -409,9 +485,10 @@ def _safe(rel: str) -> str:
     return "/".join(parts)
 
 
-def _left_processes() -> bool:
+def _left_processes(keep: int) -> bool:
+    """Whether a process is alive in the container besides this server and the judge."""
     for entry in os.listdir("/proc"):
-        if entry.isdigit() and int(entry) != os.getpid():
+        if entry.isdigit() and int(entry) not in (os.getpid(), keep):
             try:
                 with open(f"/proc/{entry}/stat") as stat:
                     if stat.read().rsplit(")", 1)[1].split()[0] != "Z":
@@ -421,8 +498,8 @@ def _left_processes() -> bool:
     return False
 
 
-def _reap_all() -> None:
-    """As PID 1, collect every child and orphan; SIGKILLed ones go quickly."""
+def _reap_all(keep: int) -> None:
+    """As PID 1, collect every child and orphan but the judge; SIGKILLed ones go quickly."""
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
         try:
@@ -430,6 +507,8 @@ def _reap_all() -> None:
         except ChildProcessError:
             return
         if pid == 0:
+            if not _left_processes(keep):
+                return
             time.sleep(0.001)
 
 

@@ -53,9 +53,10 @@ class CappedBuffer:
         return head + tail
 
 
-def watch(pid: int, out_fd: int, err_fd: int, deadline: float, cap: int, channel_fd: int | None = None) -> dict:
+def watch(pid: int | None, out_fd: int, err_fd: int, deadline: float, cap: int, channel_fd: int | None = None) -> dict:
     """Read the child's stdout/stderr (and the harness's channel) until it exits or the
-    deadline passes.
+    deadline passes. Without a `pid`, the run ends when every writer has closed the channel
+    (a judge that wrote its verdict).
 
     Returns {"stdout", "stderr", "stdout_cut", "stderr_cut", "channel", "exited", "timed_out"}.
     The child's exit is noticed through a pidfd, not through EOF on its pipes: a background
@@ -65,12 +66,13 @@ def watch(pid: int, out_fd: int, err_fd: int, deadline: float, cap: int, channel
     buffers = {out_fd: CappedBuffer(cap), err_fd: CappedBuffer(cap)}
     if channel_fd is not None:
         buffers[channel_fd] = CappedBuffer(CHANNEL_BYTES, keep_tail=False)
-    pidfd = os.pidfd_open(pid)
+    pidfd = os.pidfd_open(pid) if pid is not None else None
     poller = select.poll()
     for fd in buffers:
         os.set_blocking(fd, False)
         poller.register(fd, select.POLLIN)
-    poller.register(pidfd, select.POLLIN)
+    if pidfd is not None:
+        poller.register(pidfd, select.POLLIN)
     open_fds = set(buffers)
     exited = timed_out = False
     try:
@@ -84,13 +86,16 @@ def watch(pid: int, out_fd: int, err_fd: int, deadline: float, cap: int, channel
                     exited = True
                     continue
                 _read_available(fd, buffers[fd], open_fds, poller)
+            if pidfd is None and channel_fd not in open_fds:
+                exited = True
             if exited:
                 # Take what is already in the pipes; whatever still writes is killed next.
                 for fd in list(open_fds):
                     _read_available(fd, buffers[fd], open_fds, poller)
                 break
     finally:
-        os.close(pidfd)
+        if pidfd is not None:
+            os.close(pidfd)
         for fd in buffers:
             os.close(fd)
     out, err = buffers[out_fd], buffers[err_fd]

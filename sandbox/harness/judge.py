@@ -588,5 +588,8 @@ def main(config: dict, verdict_fd: int = 3, sock_fd: int = 4) -> None:
             wire.send(link.sock, {"op": "exit"})
         except OSError:
             pass
+        link.sock.close()
+        sys.stdout.flush()  # the tests' output is in its pipe before the verdict ends the run
+        sys.stderr.flush()
         with os.fdopen(verdict_fd, "w") as channel:
             channel.write(json.dumps(verdict))
