@@ -6,8 +6,10 @@
                 takes no adapters, so the adapter is merged into the base once (peft's
                 merge_and_unload) into a cache folder keyed by base and adapter, and that is served.
 
-Either way the server runs in the foreground until Ctrl-C; once it answers, the caller hears
-the plan, whose spec (`openai:NAME@http://HOST:PORT/v1`) is what `fix` / `bench` take.
+Either way the server runs in the foreground until Ctrl-C, or until an exception unwinds
+the wait (the CLI raises one on SIGTERM and SIGHUP), and it is stopped with everything it
+started whatever ends the wait. Once it answers, the caller hears the plan, whose spec
+(`openai:NAME@http://HOST:PORT/v1`) is what `fix` / `bench` take.
 """
 
 from __future__ import annotations
@@ -149,7 +151,7 @@ def stop(process: subprocess.Popen) -> None:
 
 def serve(plan: ServerPlan, ready_timeout_s: float, on_ready: Callable[[ServerPlan], None]) -> int:
     """Start the planned server, tell `on_ready` once it answers, run until it ends or
-    Ctrl-C; returns its exit status (0 after Ctrl-C)."""
+    Ctrl-C; returns its exit status (0 after Ctrl-C). Any other way out stops it too."""
     # Its own process group, so that stopping it takes its workers along. Its log goes to
     # stderr: stdout is the command's answer.
     process = subprocess.Popen(plan.argv, stdout=sys.stderr, start_new_session=True)

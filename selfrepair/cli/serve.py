@@ -31,7 +31,7 @@ def serve(
 ) -> None:
     """Serve the base model (with --adapter applied) behind an OpenAI-compatible API on
     127.0.0.1, print the model spec for fix/bench (openai:NAME@URL) once it answers, and run
-    until Ctrl-C."""
+    until Ctrl-C (exit 0) or SIGTERM / SIGHUP (exit 143 / 129); the server stops with it."""
     from selfrepair.training.serve import ServerPlan, default_engine, plan_server, serve as run_server
 
     chosen = engine.value if engine else default_engine()
@@ -42,6 +42,6 @@ def serve(
 
     def ready(plan: ServerPlan) -> None:
         typer.echo(plan.spec)
-        console.print(f"serving {plan.model_name} on {plan.base_url}; Ctrl-C stops it")
+        console.print(f"serving {plan.model_name} on {plan.base_url}; Ctrl-C (or SIGTERM) stops it")
 
     raise typer.Exit(run_server(plan, ready_timeout, ready))
