@@ -1,93 +1,118 @@
-"""A bench run killed with SIGKILL resumes when the same command runs again: finished tasks
-are not redone, and the cut-off task keeps its steps and goes on from where it stood."""
+"""A bench run stopped mid-run (SIGKILL, SIGTERM or SIGINT) resumes when the same command runs
+again: finished tasks are not redone, the cut-off task keeps its steps and goes on from where
+it stood, LangGraph restores the checkpointed state without complaint, and the run ends with
+the trajectories an uninterrupted run has.
+
+The model is a stand-in server (chat_stub) through the real `openai` backend; it holds one
+model call unanswered, so the run is stopped at a known place: inside the second task, after
+its first candidate was tested and reviewed, while it asks for the refinement."""
 
 from __future__ import annotations
 
 import json
-import os
+import signal
 import sqlite3
 import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
+from typing import Any
 
+import pytest
+
+from chat_stub import ChatStub
 from selfrepair.types import Trajectory
 
 SELFREPAIR = str(Path(sys.executable).parent / "selfrepair")
+REPLIES = [
+    "```python\ndef plus(a, b):\n    return a + b\n```",
+    "```python\ndef total(a, b):\n    return a * b\n```",
+    "VERDICT: refine\nCONFIDENCE: 0.9\nCRITIQUE: it multiplies",
+    "```python\ndef total(a, b):\n    return a + b\n```",
+]
+HOLD_AT = 3  # the refinement of the second task
+LANGGRAPH_COMPLAINTS = ("Blocked deserialization", "Deserializing unregistered type")
+# What differs between two runs of the same work: ids, clocks, and the server's address.
+VARYING = {"trajectory_id", "started_at", "seconds", "wall_seconds", "cpu_seconds", "model_seconds",
+           "sandbox_seconds", "model"}  # fmt: skip
 
 
 def stored(run_dir: Path) -> dict[str, Trajectory]:
-    if not (run_dir / "run.sqlite").exists():
-        return {}
     with sqlite3.connect(run_dir / "run.sqlite", timeout=30) as connection:
-        try:
-            rows = connection.execute("SELECT task_id, body FROM trajectories").fetchall()
-        except sqlite3.OperationalError:  # the tables are not made yet
-            return {}
+        rows = connection.execute("SELECT task_id, body FROM trajectories").fetchall()
     return {task_id: Trajectory.model_validate_json(body) for task_id, body in rows}
 
 
-def test_a_killed_bench_resumes_without_redoing_or_losing_steps(tmp_path):
+def comparable(value: Any) -> Any:
+    """A trajectory's content without what varies from run to run."""
+    if isinstance(value, dict):
+        return {key: comparable(item) for key, item in value.items() if key not in VARYING}
+    if isinstance(value, list):
+        return [comparable(item) for item in value]
+    return value
+
+
+def bench(data: Path, model: str, run_dir: Path) -> list[str]:
+    return [
+        SELFREPAIR, "bench", "quixbugs", "--data", str(data), "--model", model, "--strategy", "refine",
+        "--budget", "4", "--sandbox", "local", "--out", str(run_dir), "--quiet",
+    ]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
     records = [
         {"name": name, "buggy_program": f"def {name}(a, b):\n    return a - b\n", "docstring": "Add a and b.",
          "solution": f"def {name}(a, b):\n    return a + b\n", "tests": f"assert {name}(1, 2) == 3\n"}
         for name in ("plus", "total")
     ]  # fmt: skip
-    data = tmp_path / "quixbugs.jsonl"
-    data.write_text("".join(json.dumps(r) + "\n" for r in records))
-    # The second task's first candidate waits while a flag file exists, holding the run inside
-    # its test execution until the test has killed it. The flag sits where the sandbox's
-    # unprivileged user can see and write it.
-    # It also leaves a mark when it starts: by then the step before it is checkpointed.
-    flag_dir = Path(tempfile.mkdtemp(prefix="selfrepair-flag-", dir="/var/tmp"))  # the sandbox has its own /tmp
-    flag_dir.chmod(0o777)
-    flag, started = flag_dir / "hold", flag_dir / "started"
-    flag.write_text("")
-    slow = (
-        "```python\ndef total(a, b):\n    import os, time\n"
-        f"    open({str(started)!r}, 'w').close()\n"
-        f"    while os.path.exists({str(flag)!r}):\n        time.sleep(0.05)\n    return a - b\n```"
-    )
-    replies = tmp_path / "replies.json"
-    replies.write_text(json.dumps(["```python\ndef plus(a, b):\n    return a + b\n```", slow]))
+    path = tmp_path_factory.mktemp("data") / "quixbugs.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return path
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(data, tmp_path_factory) -> dict[str, Trajectory]:
+    run_dir = tmp_path_factory.mktemp("uninterrupted") / "run"
+    with ChatStub(REPLIES) as stub:
+        result = subprocess.run(bench(data, stub.spec, run_dir), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    return stored(run_dir)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT], ids=lambda s: s.name)
+def test_a_stopped_bench_resumes_to_the_trajectories_of_an_uninterrupted_run(data, uninterrupted, tmp_path, signum):
     run_dir = tmp_path / "run"
-    command = [
-        SELFREPAIR, "bench", "quixbugs", "--data", str(data), "--model", f"scripted:{replies}",
-        "--strategy", "refine", "--budget", "4", "--sandbox", "local", "--out", str(run_dir), "--quiet",
-    ]  # fmt: skip
+    with ChatStub(REPLIES, hold_at=HOLD_AT) as stub:
+        command = bench(data, stub.spec, run_dir)
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            assert stub.held.wait(timeout=300), process.communicate()
+            process.send_signal(signum)
+            _, stderr = process.communicate(timeout=120)
+        finally:
+            process.kill()
+        assert process.returncode != 0
+        if signum == signal.SIGTERM:
+            assert process.returncode == 128 + signum and "stopped by SIGTERM" in stderr
+        assert "Traceback" not in stderr
+        before = stored(run_dir)
+        cut = before["quixbugs/total"]
+        assert before["quixbugs/plus"].solved
+        assert [s.kind for s in cut.steps] == ["solve"] and cut.steps[0].review is not None
 
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        while True:
-            assert process.poll() is None, process.communicate()
-            if started.exists():
-                break
-            time.sleep(0.05)
-        process.kill()  # SIGKILL: no cleanup, no last save
-        process.wait()
-    finally:
-        flag.unlink(missing_ok=True)  # releases the orphaned test run too
-    before = stored(run_dir)
-    cut = before["quixbugs/total"]
-    assert before["quixbugs/plus"].solved
-    assert len(cut.steps) == 1 and cut.steps[0].report is None  # killed inside the test run
-
-    # The same command again; the model now has the rest of its replies.
-    replies.write_text(json.dumps(["VERDICT: refine\nCONFIDENCE: 0.9\nCRITIQUE: it subtracts",
-                                   "```python\ndef total(a, b):\n    return a + b\n```"]))  # fmt: skip
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+        # The same command again: the stub goes on with the reply the stopped run never got.
+        result = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert "2/2 solved" in result.stdout
+    assert not any(complaint in result.stderr for complaint in LANGGRAPH_COMPLAINTS), result.stderr
 
     after = stored(run_dir)
     assert after["quixbugs/plus"] == before["quixbugs/plus"]  # finished: not redone
     resumed = after["quixbugs/total"]
     assert resumed.trajectory_id == cut.trajectory_id
-    assert resumed.steps[0].completion == cut.steps[0].completion  # the step from before the kill
-    assert [s.kind for s in resumed.steps] == ["solve", "refine"] and resumed.solved
-    assert resumed.steps[0].report is not None and not resumed.steps[0].report.passed
+    assert resumed.steps[0].completion == cut.steps[0].completion  # the step from before the stop
+    assert {task: comparable(t.model_dump()) for task, t in after.items()} == {
+        task: comparable(t.model_dump()) for task, t in uninterrupted.items()
+    }
     rows = [json.loads(line) for line in (run_dir / "results.jsonl").read_text().splitlines()]
     assert [r["solved"] for r in rows] == [True, True]
-    started.unlink()
-    os.rmdir(flag_dir)
