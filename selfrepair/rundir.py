@@ -52,8 +52,9 @@ def check_run_dir(run_dir: Path, config: dict[str, Any]) -> None:
     if not is_empty(run_dir):
         if not store_path(run_dir).exists():
             raise SelfRepairError(f"--out {run_dir} is not empty and is not a run directory")
+        if (run_dir / LOCK).exists():  # a run that began here: refused now if it still runs
+            hold_run_dir(run_dir)
         open_run_store(run_dir, config).close()
-        hold_run_dir(run_dir)
     else:
         check_can_make(run_dir)
 

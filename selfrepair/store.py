@@ -72,6 +72,10 @@ class TrajectoryStore:
         with readable(path):
             self.connection = sqlite3.connect(path, check_same_thread=False, timeout=30)
             try:
+                tables = {row[0] for row in self.connection.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+                if not create and "trajectories" not in tables:
+                    # An empty file reads as an empty database: it is no store, and must not become one.
+                    raise SelfRepairError(f"{path} is not a trajectory store (it holds no trajectories table)")
                 self.connection.execute("PRAGMA journal_mode=WAL")
                 # Every step is saved as it lands: with WAL, NORMAL keeps each commit safe from a
                 # killed process (what resuming needs) without an fsync per step.

@@ -186,3 +186,9 @@ def test_a_second_improve_on_an_out_folder_in_use_is_refused(tmp_path):
         holder.wait()
     refused(result, f"{out} is in use by another selfrepair process (pid {holder.pid})")
     assert sorted(p.name for p in out.iterdir()) == ["run.lock"]
+
+
+def test_an_empty_store_file_is_no_store_and_stays_empty(tmp_path):
+    (tmp_path / "run.sqlite").write_bytes(b"")  # SQLite would read it as an empty database
+    refused(run("export", str(tmp_path), "--out", str(tmp_path / "out.jsonl")), "is not a trajectory store")
+    assert (tmp_path / "run.sqlite").read_bytes() == b"" and not (tmp_path / "out.jsonl").exists()

@@ -82,7 +82,7 @@ def bench(
         strategy_name = "issue"
     else:
         if data is not None and not data.is_file():
-            raise SelfRepairError(f"--data {data}: no such file")
+            raise SelfRepairError(f"--data {data}: {'a directory, not a file' if data.is_dir() else 'no such file'}")
         tasks = load_tasks(benchmark.value, data)[:limit]
         if not tasks:
             raise SelfRepairError(f"{data or benchmark.value}: no tasks")
