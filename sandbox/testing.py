@@ -97,7 +97,8 @@ def untestable(report: TestReport) -> str:
     # A command that got as far as running tests reported them; one that could not start
     # reported only itself (judged by its exit status) or pytest's stand-in for the run.
     itemised = [] if report.verdict == "exit status" else [case for case in report.tests if case.name != "<run>"]
-    failure = START_FAILURE.search(report.stderr)
+    opening = "\n".join([line for line in report.stderr.splitlines() if line.strip()][:3])  # where it says so
+    failure = START_FAILURE.search(opening)
     if failure and not itemised:
         return f"it cannot start: {failure.group(0).strip()}"
     return ""

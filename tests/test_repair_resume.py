@@ -84,7 +84,13 @@ def test_a_stopped_bench_resumes_to_the_trajectories_of_an_uninterrupted_run(dat
     run_dir = tmp_path / "run"
     with ChatStub(REPLIES, hold_at=HOLD_AT) as stub:
         command = bench(data, stub.spec, run_dir)
-        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        # A shell that started the tests in the background ignores SIGINT, and a child would
+        # inherit that: the run gets Ctrl-C's usual handling, as from a terminal.
+        previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+        try:
+            process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        finally:
+            signal.signal(signal.SIGINT, previous)
         try:
             assert stub.held.wait(timeout=300), process.communicate()
             process.send_signal(signum)

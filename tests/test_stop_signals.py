@@ -6,11 +6,13 @@ alone, as `kill PID` sends it. (`serve` is in test_serve.py; resuming in test_re
 from __future__ import annotations
 
 import json
+import secrets
 import signal
 import socket
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
 import psutil
@@ -23,11 +25,19 @@ OWNER_LABEL = "selfrepair.sandbox.owner"
 PATIENCE_S = 300  # generous: how long a busy machine may take to reach the point a test waits for
 
 
-def containers_of(pid: int) -> list:
+def containers_of(process: subprocess.Popen, started: float) -> list:
+    """The sandbox containers the process made: labelled with its pid, and made after it
+    started (a container another process of the same pid, long gone, left is not its)."""
     import docker
 
-    owner = f"{socket.gethostname()}:{pid}"
-    return docker.from_env().containers.list(all=True, filters={"label": f"{OWNER_LABEL}={owner}"})
+    owner = f"{socket.gethostname()}:{process.pid}"
+    found = docker.from_env().containers.list(all=True, filters={"label": f"{OWNER_LABEL}={owner}"})
+    return [c for c in found if created(c) >= started]
+
+
+def created(container) -> float:
+    # Docker's ISO time in UTC with nanoseconds, e.g. 2026-11-22T05:05:26.123456789Z
+    return datetime.fromisoformat(container.attrs["Created"][:26] + "+00:00").timestamp()
 
 
 @pytest.fixture(params=["local", "docker"])
@@ -48,7 +58,9 @@ def wait_for(condition, what: str, process: subprocess.Popen):
     raise AssertionError(f"never saw {what}")
 
 
-def stop_and_check_nothing_is_left(process: subprocess.Popen, signum: int, sandbox: str, children: list) -> None:
+def stop_and_check_nothing_is_left(
+    process: subprocess.Popen, started: float, signum: int, sandbox: str, children: list
+) -> None:
     process.send_signal(signum)
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 128 + signum, stderr
@@ -57,7 +69,7 @@ def stop_and_check_nothing_is_left(process: subprocess.Popen, signum: int, sandb
     _, alive = psutil.wait_procs(children, timeout=30)
     assert not alive, [p.cmdline() for p in alive]
     if sandbox == "docker":
-        assert containers_of(process.pid) == []
+        assert containers_of(process, started) == []
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=lambda s: s.name)
@@ -69,6 +81,7 @@ def test_a_signal_stops_bench_and_leaves_nothing_running(tmp_path, sandbox, sign
     wrong = "```python\ndef plus(a, b):\n    return a * b\n```"
     # Held at the refinement: the first candidate has run, so Docker's pool holds a container.
     with ChatStub([wrong, "VERDICT: refine\nCONFIDENCE: 0.9\nCRITIQUE: no", wrong], hold_at=2) as stub:
+        started = time.time() - 1  # Docker's clock and this one may round differently
         process = subprocess.Popen(
             [SELFREPAIR, "bench", "quixbugs", "--data", str(data), "--model", stub.spec, "--strategy", "refine",
              "--sandbox", sandbox, "--out", str(tmp_path / "run"), "--quiet"],
@@ -77,9 +90,9 @@ def test_a_signal_stops_bench_and_leaves_nothing_running(tmp_path, sandbox, sign
         try:
             wait_for(stub.held.is_set, "the held model call", process)
             if sandbox == "docker":
-                assert containers_of(process.pid), "the warm pool holds a container while the run goes on"
+                assert containers_of(process, started), "the warm pool holds a container while the run goes on"
             children = psutil.Process(process.pid).children(recursive=True)
-            stop_and_check_nothing_is_left(process, signum, sandbox, children)
+            stop_and_check_nothing_is_left(process, started, signum, sandbox, children)
         finally:
             process.kill()
 
@@ -88,16 +101,19 @@ def test_sigterm_during_a_test_run_stops_the_run_and_its_sandbox(tmp_path, sandb
     project = tmp_path / "project"
     project.mkdir()
     (project / "calc.py").write_text("def add(a, b):\n    return a - b\n")
-    # The tests of the code as given (fix's baseline, before any model call) never end.
-    (project / "check_slowly.py").write_text("import time\ntime.sleep(3600)\n")
+    # The tests of the code as given (fix's baseline, before any model call) never end. The
+    # script's name is this test's own, so no other run's process is taken for it.
+    script = f"check_slowly_{secrets.token_hex(4)}.py"
+    (project / script).write_text("import time\ntime.sleep(3600)\n")
+    started = time.time() - 1
     process = subprocess.Popen(
-        [SELFREPAIR, "fix", str(project), "--test-cmd", "python check_slowly.py", "--model", "scripted:/nonexistent",
+        [SELFREPAIR, "fix", str(project), "--test-cmd", f"python {script}", "--model", "scripted:/nonexistent",
          "--sandbox", sandbox, "--out", str(tmp_path / "run")],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
-        wait_for(lambda: "check_slowly.py" in running(process.pid, sandbox), "the test command running", process)
-        stop_and_check_nothing_is_left(process, signal.SIGTERM, sandbox, descendants(process.pid))
+        wait_for(lambda: script in running(process, started, sandbox), "the test command running", process)
+        stop_and_check_nothing_is_left(process, started, signal.SIGTERM, sandbox, descendants(process.pid))
     finally:
         process.kill()
     assert not (tmp_path / "run").exists()  # stopped before a run directory was made
@@ -110,20 +126,20 @@ def descendants(pid: int) -> list[psutil.Process]:
         return []
 
 
-def running(pid: int, sandbox: str) -> str:
-    """The command lines running for the selfrepair process `pid`: in its containers, or under it."""
+def running(process: subprocess.Popen, started: float, sandbox: str) -> str:
+    """The command lines running for the selfrepair process: in its containers, or under it."""
     import docker
 
     lines = []
     if sandbox == "docker":
-        for container in containers_of(pid):
+        for container in containers_of(process, started):
             try:
                 lines += [" ".join(row) for row in container.top().get("Processes") or []]
             except docker.errors.APIError:  # not running (yet, or any more)
                 pass
-    for process in descendants(pid):
+    for child in descendants(process.pid):
         try:
-            lines.append(" ".join(process.cmdline()))
+            lines.append(" ".join(child.cmdline()))
         except psutil.Error:
             pass
     return "\n".join(lines)
