@@ -17,7 +17,7 @@ SPEC_FORMS = [
     ("smollm2", "the embedded default (SmolLM2-135M-Instruct, pulled once)"),
     ("hf:PATH_OR_ID[+ADAPTER_DIR]", "transformers in process (CPU or GPU), optional PEFT adapter"),
     ("openai:NAME@BASE_URL", "any OpenAI-compatible server (vLLM, `transformers serve`, an API)"),
-    ("vllm:NAME_OR_PATH[+ADAPTER_DIR]", "vLLM's in-process engine (needs a CUDA GPU), optional LoRA adapter"),
+    ("vllm:NAME_OR_PATH[+ADAPTER_DIR]", "vLLM (GPU or CPU; in process, or its server from its own environment), optional LoRA adapter"),
     ("scripted:FILE", "replies from a JSON list of strings, in call order (for tests)"),
 ]
 SPECS = ", ".join(form for form, _ in SPEC_FORMS)  # the forms in one line, for help texts

@@ -2,6 +2,7 @@
 
 It does not trust the server to honour `n`: some (`transformers serve`) return one choice
 whatever is asked, so when fewer come back it asks again for the rest and adds up the usage.
+Greedy requests (temperature 0) ask for one choice and copy it.
 The key comes from OPENAI_API_KEY; local servers take any.
 """
 
@@ -69,9 +70,12 @@ class OpenAIModel:
         started = time.perf_counter()
         completions: list[Completion] = []
         prompt_tokens = 0
-        while len(completions) < n:
-            response = self.ask(messages, n - len(completions), temperature, max_tokens, stop)
-            choices = response.choices[: n - len(completions)]
+        # Greedy decoding is deterministic: one choice, copied n times (as the hf backend
+        # does); vLLM refuses n > 1 at temperature 0.
+        wanted = 1 if temperature <= 0 else n
+        while len(completions) < wanted:
+            response = self.ask(messages, wanted - len(completions), temperature, max_tokens, stop)
+            choices = response.choices[: wanted - len(completions)]
             if not choices:
                 raise SelfRepairError(f"the model server at {self.base_url} returned no choices")
             texts = [choice.message.content or "" for choice in choices]
@@ -83,7 +87,7 @@ class OpenAIModel:
                 reason = "stop" if stopped or choice.finish_reason != "length" else "length"
                 completions.append(Completion(text=text, completion_tokens=tokens, finish_reason=reason))
         return Generation(
-            completions=completions,
+            completions=completions * (n // wanted),
             prompt_tokens=prompt_tokens,
             seconds=time.perf_counter() - started,
             model=self.spec,

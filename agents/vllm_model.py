@@ -1,34 +1,34 @@
-"""The `vllm` backend: vLLM's in-process engine, for batch generation on a CUDA GPU.
+"""The `vllm` backend: vLLM, in process where this environment has it, else its server.
 
-`n` samples are one request (`SamplingParams(n=...)`). `vllm:BASE+ADAPTER_DIR` serves a
-PEFT LoRA adapter on top of its base through a LoRARequest. vLLM is an optional extra
-(`pip install selfrepair[vllm]`); without it, or without a GPU, construction says so.
+- In process (vLLM installed in the project's environment, as `pip install selfrepair[vllm]`
+  does on a CUDA machine): `n` samples are one request (`SamplingParams(n=...)`);
+  `vllm:BASE+ADAPTER_DIR` applies a PEFT LoRA adapter through a LoRARequest.
+- Everywhere else (a CPU, or a GPU machine without vLLM here): vLLM's OpenAI-compatible
+  server, run from vLLM's own environment, which is made on first use (vllm_env; minutes,
+  once). One server per base model in the process; an adapter is loaded into it as a LoRA
+  module on first use (vllm_server.shared_server), and asked through the `openai` backend.
+
+Where neither can be had (no vLLM build for this machine, no room for its environment, its
+install fails), construction says why.
 """
 
 from __future__ import annotations
 
 import functools
-import json
+import importlib.util
 import time
 from pathlib import Path
 from typing import Any, Sequence
 
+from selfrepair.agents.adapters import resolve_base
 from selfrepair.agents.models import Completion, Generation
 from selfrepair.errors import SelfRepairError
 from selfrepair.types import Message
 
-NEEDS = "the vllm backend needs a CUDA GPU and vLLM (`pip install selfrepair[vllm]`)"
 
-
-def check_available() -> None:
-    try:
-        import vllm  # noqa: F401
-    except ImportError as error:
-        raise SelfRepairError(f"{NEEDS}; vllm cannot be imported here: {error}") from None
-    import torch
-
-    if not torch.cuda.is_available():
-        raise SelfRepairError(f"{NEEDS}; no CUDA GPU is visible here")
+def in_process() -> bool:
+    """Whether vLLM is installed in this environment (the server is the way otherwise)."""
+    return importlib.util.find_spec("vllm") is not None
 
 
 @functools.lru_cache(maxsize=2)
@@ -39,34 +39,40 @@ def start_engine(name_or_path: str, max_lora_rank: int | None) -> Any:
     lora = {"enable_lora": True, "max_lora_rank": max_lora_rank} if max_lora_rank else {}
     try:
         return LLM(model=name_or_path, **lora)
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, RuntimeError) as error:
         raise SelfRepairError(f"vllm could not load {name_or_path!r}: {error}") from None
-
-
-def adapter_rank(adapter: Path) -> int:
-    """vLLM reserves memory for a maximum LoRA rank; it must cover the adapter's."""
-    try:
-        rank = int(json.loads((adapter / "adapter_config.json").read_text())["r"])
-    except (OSError, KeyError, ValueError) as error:
-        raise SelfRepairError(f"{adapter} is not a PEFT LoRA adapter folder: {error}") from None
-    # vLLM accepts only these ranks.
-    return next(r for r in (8, 16, 32, 64, 128, 256, 320, 512) if r >= rank)
 
 
 class VLLMModel:
     def __init__(self, name_or_path: str, adapter: str | Path | None = None, spec: str | None = None) -> None:
-        check_available()
-        self.name_or_path = name_or_path
-        self.spec = spec or f"vllm:{name_or_path}" + (f"+{adapter}" if adapter else "")
-        self.lora_request = None
-        rank = None
-        if adapter is not None:
-            from vllm.lora.request import LoRARequest
+        from selfrepair.agents.vllm_server import adapter_name, lora_rank
 
-            adapter = Path(adapter)
-            rank = adapter_rank(adapter)
-            self.lora_request = LoRARequest(adapter.name, 1, str(adapter.resolve()))
-        self.llm = start_engine(name_or_path, rank)
+        self.name_or_path = resolve_base(name_or_path)  # `smollm2` names the embedded default
+        self.adapter = Path(adapter) if adapter is not None else None
+        self.spec = spec or f"vllm:{name_or_path}" + (f"+{adapter}" if adapter else "")
+        self.rank = lora_rank(self.adapter) if self.adapter is not None else None
+        if in_process():
+            self.llm = start_engine(self.name_or_path, self.rank)
+            self.lora_request = None
+            if self.adapter is not None:
+                from vllm.lora.request import LoRARequest
+
+                self.lora_request = LoRARequest(adapter_name(self.adapter), 1, str(self.adapter.resolve()))
+        else:
+            self.llm = None
+            self.served: tuple[Any, Any] | None = None  # (the server, the `openai` model that asks it)
+            self.server_model()  # starts the server (and makes its environment) now, not at the first call
+
+    def server_model(self) -> Any:
+        """An `openai` model asking this process's server for the base with the adapter
+        (a new one where the server was replaced by one with room for a larger LoRA rank)."""
+        from selfrepair.agents.openai_model import OpenAIModel
+        from selfrepair.agents.vllm_server import shared_server
+
+        server = shared_server(self.name_or_path, self.rank or 0)
+        if self.served is None or self.served[0] is not server:
+            self.served = (server, OpenAIModel(server.model_for(self.adapter), server.base_url, spec=self.spec))
+        return self.served[1]
 
     def generate(
         self,
@@ -76,10 +82,12 @@ class VLLMModel:
         max_tokens: int = 512,
         stop: Sequence[str] | None = None,
     ) -> Generation:
-        from vllm import SamplingParams
-
         if n < 1:
             raise SelfRepairError(f"n must be at least 1, got {n}")
+        if self.llm is None:
+            return self.server_model().generate(messages, n=n, temperature=temperature, max_tokens=max_tokens, stop=stop)
+        from vllm import SamplingParams
+
         started = time.perf_counter()
         # Greedy decoding is deterministic: one sequence, copied n times (as the hf backend does).
         greedy = temperature <= 0

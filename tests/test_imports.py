@@ -18,16 +18,21 @@ FOLDERS = {
     "selfrepair.sandbox": ROOT / "sandbox",
     "selfrepair.graphs": ROOT / "graphs",
     "selfrepair.training": ROOT / "training",
+    "selfrepair.factory": ROOT / "factory",
 }
 CORE = {f"selfrepair.{name}" for name in ("types", "loaders", "metrics", "store", "rundir", "files", "report", "config", "errors")}
 CORE.add("selfrepair")
 # Where a module may not import from: (the modules it applies to, the forbidden areas).
 RULES = [
-    ("the core", lambda m: m in CORE, ("selfrepair.cli", "selfrepair.graphs", "selfrepair.training")),
+    ("the core", lambda m: m in CORE, ("selfrepair.cli", "selfrepair.graphs", "selfrepair.training", "selfrepair.factory")),
     ("the sandbox", lambda m: in_area(m, "selfrepair.sandbox"), ("selfrepair.agents", "selfrepair.graphs")),
     ("agents", lambda m: in_area(m, "selfrepair.agents"), ("selfrepair.graphs", "selfrepair.sandbox", "selfrepair.training")),
     ("everything but the CLI", lambda m: not in_area(m, "selfrepair.cli"), ("selfrepair.cli",)),
     ("graphs", lambda m: in_area(m, "selfrepair.graphs"), ("selfrepair.training",)),
+    # the task factory stands on the core, the sandbox and the agents; only the CLI uses it
+    ("the factory", lambda m: in_area(m, "selfrepair.factory"), ("selfrepair.graphs", "selfrepair.training")),
+    ("all but the CLI and the factory", lambda m: not in_area(m, "selfrepair.cli") and not in_area(m, "selfrepair.factory"),
+     ("selfrepair.factory",)),
 ]
 OUTPUT_MODULES = ("typer", "rich", "click")  # how a module would draw on the terminal
 
@@ -77,7 +82,7 @@ IMPORTS = {module: imported(module, parsed(module)) for module in MODULES}
 def test_every_area_is_found() -> None:
     for area in ("selfrepair.cli.common", "selfrepair.store", "selfrepair.rundir", "selfrepair.agents.editor",
                  "selfrepair.agents.backends", "selfrepair.graphs.studio", "selfrepair.sandbox.core",
-                 "selfrepair.training.improve"):  # fmt: skip
+                 "selfrepair.training.improve", "selfrepair.factory.pipeline"):  # fmt: skip
         assert area in MODULES
 
 

@@ -1,5 +1,5 @@
 """Model backends: the real SmolLM2 in process (hf) and behind a real `transformers serve`
-(openai), the scripted replies, vLLM's refusal where it cannot run, and bad specs."""
+(openai), the scripted replies and bad specs (vLLM: test_vllm.py)."""
 
 from __future__ import annotations
 
@@ -102,26 +102,6 @@ def test_importing_the_factory_stays_light() -> None:
     code = "import sys, selfrepair.agents.backends; print(sorted({'torch', 'transformers', 'openai', 'vllm'} & set(sys.modules)))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
-
-
-# ---------------------------------------------------------------- vllm
-
-
-def vllm_can_run() -> bool:
-    try:
-        import torch
-        import vllm  # noqa: F401
-    except ImportError:
-        return False
-    return torch.cuda.is_available()
-
-
-@pytest.mark.skipif(vllm_can_run(), reason="vLLM and a GPU are here: construction would succeed")
-def test_vllm_construction_fails_clearly_without_a_gpu() -> None:
-    with pytest.raises(SelfRepairError) as error:
-        load_model("vllm:HuggingFaceTB/SmolLM2-135M-Instruct")
-    assert "needs a CUDA GPU" in str(error.value)
-    assert "pip install selfrepair[vllm]" in str(error.value)
 
 
 # ---------------------------------------------------------------- hf (the real SmolLM2)
@@ -278,6 +258,23 @@ def test_openai_backend_asks_again_for_the_samples_the_server_left_out(served_sm
     assert 1 <= len(answers) <= 3
     assert generation.completion_tokens == sum(a.usage.completion_tokens for a in answers)
     assert generation.prompt_tokens == answers[0].usage.prompt_tokens
+
+
+@pytest.mark.model
+def test_openai_backend_asks_once_for_greedy_samples(served_smollm2) -> None:
+    name, url = served_smollm2
+    model = load_model(f"openai:{name}@{url}")
+    create, asked = model.client.chat.completions.create, []
+
+    def counting_create(**kwargs):
+        asked.append(kwargs["n"])
+        return create(**kwargs)
+
+    model.client.chat.completions.create = counting_create
+    generation = model.generate(PROMPT, n=3, temperature=0.0, max_tokens=6)
+    # Greedy decoding gives one answer: it is asked for once (vLLM refuses n > 1 here) and copied.
+    assert asked == [1]
+    assert len(generation.texts) == 3 and len(set(generation.texts)) == 1
 
 
 @pytest.mark.model

@@ -3,9 +3,11 @@ again: finished tasks are not redone, the cut-off task keeps its steps and goes 
 it stood, LangGraph restores the checkpointed state without complaint, and the run ends with
 the trajectories an uninterrupted run has.
 
-The model is a stand-in server (chat_stub) through the real `openai` backend; it holds one
-model call unanswered, so the run is stopped at a known place: inside the second task, after
-its first candidate was tested and reviewed, while it asks for the refinement."""
+Stopped in a model call: the model is a stand-in server (chat_stub) through the real `openai`
+backend; it holds one model call unanswered, so the run is stopped at a known place: inside
+the second task, after its first candidate was tested and reviewed, while it asks for the
+refinement. Stopped in a test run: the candidate sleeps, and the run's own sandbox worker is
+seen running it."""
 
 from __future__ import annotations
 
@@ -14,9 +16,11 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 from chat_stub import ChatStub
@@ -37,8 +41,13 @@ VARYING = {"trajectory_id", "started_at", "seconds", "wall_seconds", "cpu_second
 
 
 def stored(run_dir: Path) -> dict[str, Trajectory]:
+    if not (run_dir / "run.sqlite").exists():
+        return {}
     with sqlite3.connect(run_dir / "run.sqlite", timeout=30) as connection:
-        rows = connection.execute("SELECT task_id, body FROM trajectories").fetchall()
+        try:
+            rows = connection.execute("SELECT task_id, body FROM trajectories").fetchall()
+        except sqlite3.OperationalError:  # the tables are not made yet
+            return {}
     return {task_id: Trajectory.model_validate_json(body) for task_id, body in rows}
 
 
@@ -122,3 +131,56 @@ def test_a_stopped_bench_resumes_to_the_trajectories_of_an_uninterrupted_run(dat
     }
     rows = [json.loads(line) for line in (run_dir / "results.jsonl").read_text().splitlines()]
     assert [r["solved"] for r in rows] == [True, True]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGTERM], ids=lambda s: s.name)
+def test_a_bench_stopped_inside_a_test_run_resumes_without_redoing_or_losing_steps(data, tmp_path, signum):
+    # The second task's first candidate sleeps inside its test run; once that task is stored
+    # and the run's own sandbox worker is seen, the bench is stopped there.
+    slow = "```python\ndef total(a, b):\n    import time\n    time.sleep(600)\n    return a - b\n```"
+    replies = tmp_path / "replies.json"
+    replies.write_text(json.dumps([REPLIES[0], slow]))
+    run_dir = tmp_path / "run"
+    command = bench(data, f"scripted:{replies}", run_dir)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        while not ("quixbugs/total" in stored(run_dir) and worker_runs(process)):
+            assert process.poll() is None, process.communicate()
+            time.sleep(0.05)
+        process.send_signal(signum)  # SIGKILL: no cleanup, no last save (the sandbox dies with its parent)
+        process.communicate(timeout=120)
+    finally:
+        process.kill()
+    before = stored(run_dir)
+    cut = before["quixbugs/total"]
+    assert before["quixbugs/plus"].solved
+    assert len(cut.steps) == 1 and cut.steps[0].report is None  # stopped inside the test run
+
+    # The same command again; the model now has the rest of its replies.
+    replies.write_text(json.dumps(["VERDICT: refine\nCONFIDENCE: 0.9\nCRITIQUE: it subtracts", REPLIES[3]]))
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "2/2 solved" in result.stdout
+
+    after = stored(run_dir)
+    assert after["quixbugs/plus"] == before["quixbugs/plus"]  # finished: not redone
+    resumed = after["quixbugs/total"]
+    assert resumed.trajectory_id == cut.trajectory_id
+    assert resumed.steps[0].completion == cut.steps[0].completion  # the step from before the stop
+    assert [s.kind for s in resumed.steps] == ["solve", "refine"] and resumed.solved
+    assert resumed.steps[0].report is not None and not resumed.steps[0].report.passed
+
+
+def worker_runs(process: subprocess.Popen) -> bool:
+    """The run's own sandbox worker (its candidate's process) is running, under the bench."""
+    try:
+        children = psutil.Process(process.pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return False
+    for child in children:
+        try:
+            if "selfrepair_harness import worker" in " ".join(child.cmdline()):
+                return True
+        except psutil.Error:
+            continue
+    return False

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import selectors
-import shutil
 import signal
 import socket
 import subprocess
@@ -116,12 +115,3 @@ def test_serve_refuses_an_adapter_for_another_base(sft_adapter, tmp_path):
         capture_output=True, text=True,
     )  # fmt: skip
     assert result.returncode == 2 and "was trained on base" in result.stderr
-
-
-@pytest.mark.skipif(shutil.which("vllm") is not None, reason="vllm is installed here")
-def test_engine_vllm_without_vllm_is_a_clear_error(sft_adapter):
-    result = subprocess.run(
-        [SELFREPAIR, "serve", "--base", "smollm2", "--adapter", str(sft_adapter), "--engine", "vllm"],
-        capture_output=True, text=True,
-    )  # fmt: skip
-    assert result.returncode == 2 and "vllm is not installed" in result.stderr

@@ -63,6 +63,7 @@ class ImproveSettings:
     train_settings: dict[str, Any] = field(default_factory=dict)  # TRL config names
     lora_r: int = 16
     keep_suspicious: bool = False  # train on steps whose run looked like an attempt on the verdict
+    engine: str = "hf"  # what generates: "hf" in process, or "vllm" (one server, each round's adapter a LoRA module)
 
 
 def repair_run(
@@ -170,7 +171,7 @@ def improve(
 
     rounds: list[dict[str, Any]] = []
     train_runs: list[Path] = []
-    model_spec = settings.base
+    model_spec = base_spec(settings, base_path)
     for number in range(1, settings.rounds + 1):
         folder = out / f"round-{number}"
         train_runs.append(folder / "train-run")
@@ -185,13 +186,19 @@ def improve(
         report({"event": "round", "record": record})
         if "stopped" in record:
             break
-        model_spec = trained_spec(base_path, folder)
+        model_spec = trained_spec(settings, base_path, folder)
     return rounds
 
 
-def trained_spec(base_path: str, folder: Path) -> str:
+def base_spec(settings: ImproveSettings, base_path: str) -> str:
+    """The model spec of the base. With vLLM, base and every round's adapter are asked of
+    one server per run (the vllm backend's), each adapter loaded into it as a LoRA module."""
+    return f"vllm:{base_path}" if settings.engine == "vllm" else settings.base
+
+
+def trained_spec(settings: ImproveSettings, base_path: str, folder: Path) -> str:
     """The model spec of the base with the adapter trained in round `folder`."""
-    return f"hf:{base_path}+{folder / 'adapter'}"
+    return f"{'vllm' if settings.engine == 'vllm' else 'hf'}:{base_path}+{folder / 'adapter'}"
 
 
 def run_round(
@@ -236,10 +243,10 @@ def run_round(
     record["seconds"]["train"] = card["seconds"]
     record["training"] = {"examples": len(data["train"]), "steps": card["steps"], "train_loss": card["train_loss"]}
 
-    base_eval = repair_run(eval_tasks, settings.base, sandbox, settings, out / "eval-base", "evaluate base", report)
+    base_eval = repair_run(eval_tasks, base_spec(settings, base_path), sandbox, settings, out / "eval-base", "evaluate base", report)
     if number == 1:  # the base is the same in every round: its cost is counted once
         record["seconds"]["eval_base"] = base_eval["wall_seconds"]
-    trained_eval = repair_run(eval_tasks, trained_spec(base_path, folder), sandbox, settings, folder / "eval-trained", f"round {number}: evaluate trained", report)
+    trained_eval = repair_run(eval_tasks, trained_spec(settings, base_path, folder), sandbox, settings, folder / "eval-trained", f"round {number}: evaluate trained", report)
     record["seconds"]["eval_trained"] = trained_eval["wall_seconds"]
 
     record["table"] = [table_row("base", base_eval), table_row(f"round {number} ({settings.method})", trained_eval)]

@@ -1,7 +1,9 @@
 """Serve a base model, with a trained adapter, behind an OpenAI-compatible API.
 
-  vllm          `vllm serve BASE --enable-lora --lora-modules NAME=ADAPTER_DIR` (a CUDA GPU):
-                the adapter is applied per request, under its own model name.
+  vllm          vLLM's OpenAI-compatible server (a CUDA GPU, or the CPU), run from vLLM's own
+                environment, made on first use (selfrepair.agents.vllm_env): the adapter is a
+                LoRA module applied per request, under its own model name; the base answers
+                under its path.
   transformers  `transformers serve FOLDER` (CPU or GPU). It loads plain model folders and
                 takes no adapters, so the adapter is merged into the base once (peft's
                 merge_and_unload) into a cache folder keyed by base and adapter, and that is served.
@@ -16,26 +18,20 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
-import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 from selfrepair import config
+from selfrepair.agents import local_server
 from selfrepair.agents.adapters import base_fingerprint, check_adapter, resolve_base
 from selfrepair.errors import SelfRepairError
 
 ENGINES = ("vllm", "transformers")
-HOST = "127.0.0.1"  # never another interface: a served model is for this machine
-VLLM_LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)  # what vLLM's --max-lora-rank accepts
+HOST = local_server.HOST
 
 
 @dataclass(frozen=True)
@@ -43,6 +39,7 @@ class ServerPlan:
     argv: list[str]
     model_name: str  # the `model` a request names
     port: int
+    env: dict[str, str] | None = None  # the server's environment, where it is not ours
 
     @property
     def base_url(self) -> str:
@@ -54,10 +51,11 @@ class ServerPlan:
 
 
 def default_engine() -> str:
-    """vLLM where there is a CUDA GPU and vLLM is installed; transformers everywhere else."""
-    import torch
+    """vLLM where there is a CUDA GPU; transformers everywhere else (vLLM serves on a CPU
+    too, when asked for: its environment costs minutes and gigabytes to make)."""
+    from selfrepair.agents.vllm_env import has_cuda_gpu
 
-    return "vllm" if torch.cuda.is_available() and shutil.which("vllm") else "transformers"
+    return "vllm" if has_cuda_gpu() else "transformers"
 
 
 def merged_dir(base_path: str, adapter_dir: Path) -> Path:
@@ -90,13 +88,11 @@ def merged_dir(base_path: str, adapter_dir: Path) -> Path:
     return target
 
 
-def vllm_lora_rank(adapter_dir: Path) -> int:
-    rank = json.loads((adapter_dir / "adapter_config.json").read_text(encoding="utf-8")).get("r", 16)
-    return next((allowed for allowed in VLLM_LORA_RANKS if allowed >= rank), rank)
-
-
-def plan_server(base: str, adapter: Path | None, engine: str, port: int) -> ServerPlan:
-    """The command line to start and the model name to ask for; merges for transformers."""
+def plan_server(
+    base: str, adapter: Path | None, engine: str, port: int, on_step: Callable[[str], None] = lambda step: None
+) -> ServerPlan:
+    """The command line to start and the model name to ask for; for vllm its environment
+    is made first where there is none, for transformers the adapter is merged."""
     if engine not in ENGINES:
         raise SelfRepairError(f"unknown engine {engine!r}: choose one of {', '.join(ENGINES)}")
     base_path = resolve_base(base)
@@ -105,61 +101,29 @@ def plan_server(base: str, adapter: Path | None, engine: str, port: int) -> Serv
             raise SelfRepairError(f"--adapter {adapter}: no such folder")
         check_adapter(adapter, base_path)
     if engine == "vllm":
-        executable = shutil.which("vllm")
-        if executable is None:
-            raise SelfRepairError("vllm is not installed: pip install 'selfrepair[vllm]' (needs a CUDA GPU), or use --engine transformers")
-        argv = [executable, "serve", base_path, "--host", HOST, "--port", str(port)]
-        if adapter is None:
-            return ServerPlan(argv, base_path, port)
-        name = adapter.resolve().name
-        argv += ["--enable-lora", "--lora-modules", f"{name}={adapter.resolve()}", "--max-lora-rank", str(vllm_lora_rank(adapter))]
-        return ServerPlan(argv, name, port)
+        from selfrepair.agents.vllm_env import ensure_environment
+        from selfrepair.agents.vllm_server import VLLMServer
+
+        name = adapter.resolve().name if adapter is not None else base_path
+        server = VLLMServer(base_path, adapters={name: adapter} if adapter is not None else None, port=port)
+        python = ensure_environment(server.engine, on_step=on_step)
+        return ServerPlan(server.argv(python), name, port, server.environment())
     folder = str(merged_dir(base_path, adapter)) if adapter is not None else base_path
     # The server is pinned to one model (the folder): a request must name it exactly.
     argv = [sys.executable, "-m", "transformers.cli.transformers", "serve", folder, "--host", HOST, "--port", str(port)]
     return ServerPlan(argv, folder, port)
 
 
-def wait_until_ready(process: subprocess.Popen, plan: ServerPlan, timeout_s: float) -> None:
-    """Poll /health until the server answers; a server that exits or never answers is an error."""
-    url = f"http://{HOST}:{plan.port}/health"
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SelfRepairError(f"the server exited with status {process.returncode} before it answered (its log is above)")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            pass
-        time.sleep(0.5)
-    raise SelfRepairError(f"the server did not answer on {url} within {timeout_s:.0f} s")
-
-
-def stop(process: subprocess.Popen) -> None:
-    """End the server and everything it started (its own process group)."""
-    if process.poll() is not None:
-        return
-    os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-
-
 def serve(plan: ServerPlan, ready_timeout_s: float, on_ready: Callable[[ServerPlan], None]) -> int:
     """Start the planned server, tell `on_ready` once it answers, run until it ends or
-    Ctrl-C; returns its exit status (0 after Ctrl-C). Any other way out stops it too."""
-    # Its own process group, so that stopping it takes its workers along. Its log goes to
-    # stderr: stdout is the command's answer.
-    process = subprocess.Popen(plan.argv, stdout=sys.stderr, start_new_session=True)
+    Ctrl-C; returns its exit status (0 after Ctrl-C); any other way out stops it too. Its
+    log goes to stderr: stdout is the command's answer."""
+    process = local_server.start(plan.argv, plan.env, sys.stderr)
     try:
-        wait_until_ready(process, plan, ready_timeout_s)
+        local_server.wait_until_ready(process, plan.port, ready_timeout_s)
         on_ready(plan)
         return process.wait()
     except KeyboardInterrupt:
         return 0
     finally:
-        stop(process)
+        local_server.stop(process)

@@ -15,6 +15,7 @@ from selfrepair.cli.fix import fix
 from selfrepair.cli.improve import improve
 from selfrepair.cli.report import export, report
 from selfrepair.cli.serve import serve
+from selfrepair.cli.synth import synth
 from selfrepair.cli.train import train_app
 from selfrepair.errors import SelfRepairError
 
@@ -48,6 +49,7 @@ app.command("improve")(improve)
 app.command("serve")(serve)
 app.add_typer(models.app, name="models")
 app.add_typer(sandbox.app, name="sandbox")
+app.command("synth")(synth)
 
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)

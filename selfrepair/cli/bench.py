@@ -41,6 +41,7 @@ class Benchmark(str, Enum):
     humanevalfix = "humanevalfix"
     humaneval = "humaneval"
     swebench = "swebench"
+    synth = "synth"
 
 
 STRATEGY_HELP = (
@@ -51,7 +52,7 @@ STRATEGY_HELP = (
 
 
 def bench(
-    benchmark: Benchmark = typer.Argument(..., help="Which benchmark: quixbugs, humanevalfix (HumanEvalPack JSONL), humaneval, or swebench (instances JSON, with --repos)."),
+    benchmark: Benchmark = typer.Argument(..., help="Which benchmark: quixbugs, humanevalfix (HumanEvalPack JSONL), humaneval, swebench (instances JSON, with --repos), or synth (function-level tasks from `selfrepair synth`: DIR/functions*.jsonl)."),
     data: Optional[Path] = typer.Option(None, "--data", help="The benchmark's data file (not for humaneval)."),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Run only the first N tasks."),
     model: str = typer.Option("smollm2", "--model", help=MODEL_HELP),

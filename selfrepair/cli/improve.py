@@ -4,6 +4,7 @@ happens as records; this module shows them."""
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 from typing import Any, Optional
 
@@ -19,6 +20,11 @@ from selfrepair.cli.train import (
     Method, TrlConfig, trl_settings,
 )  # fmt: skip
 from selfrepair.errors import SelfRepairError
+
+
+class Engine(str, Enum):
+    hf = "hf"
+    vllm = "vllm"
 
 
 def improve(
@@ -48,6 +54,11 @@ def improve(
     sandbox: SandboxKind = typer.Option(SandboxKind.auto, "--sandbox", help=SANDBOX_HELP),
     trl_config: Optional[Path] = TrlConfig,
     keep_suspicious: bool = KeepSuspicious,
+    engine: Engine = typer.Option(
+        Engine.hf, "--engine", help="What generates the repairs: hf (transformers in process) or vllm (one vLLM "
+        "server for the run, from its own environment, made on first use; base and each round's adapter, loaded "
+        "as a LoRA module, are asked of it)."
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help=QUIET_HELP),
 ) -> None:
     """Self-improvement rounds: repair the --train tasks, train on what was solved, and compare
@@ -74,7 +85,13 @@ def improve(
         ),  # fmt: skip
         lora_r=lora_r,
         keep_suspicious=keep_suspicious,
+        engine=engine.value,
     )
+    if engine is Engine.vllm:  # made once, in minutes: shown here rather than inside the first phase
+        from selfrepair.agents.vllm_env import ensure_environment
+
+        with Console(stderr=True, quiet=quiet).status("vLLM's environment") as status:
+            ensure_environment(on_step=status.update)
     box = open_sandbox(sandbox.value)
     shown = Shown(not quiet)
     try:
@@ -82,6 +99,10 @@ def improve(
     finally:
         shown.end_phase()
         box.close()
+        if engine is Engine.vllm:
+            from selfrepair.agents.vllm_server import stop_shared_servers
+
+            stop_shared_servers()
     typer.echo(f"tables and runs in {out}")
 
 
