@@ -8,6 +8,12 @@ it). Every shape becomes whole new file contents:
   same name (a lone method replaces that method in its class), new ones are added after the
   last definition, new imports go after the file's imports; stray statements (example calls,
   prints, asserts) are dropped because running them at import breaks the tests;
+- a replaced definition keeps what the model did not mean to change: small models rewrite a
+  whole function to change one line, dropping its docstring and comments and reformatting
+  the rest. The original docstring stays when the reply's definition has none, the original's
+  comment lines stay, and lines whose code is the same token for token stay as they were
+  written; the result must compile to exactly the reply's code, else the reply's definition
+  is taken as it is;
 - a reply that does not parse replaces the whole target file, so the test run reports the
   syntax error and the next step can fix it.
 
@@ -17,8 +23,11 @@ A reply with no usable code raises ExtractionError; callers turn it into a faile
 from __future__ import annotations
 
 import ast
+import difflib
+import io
 import re
 import textwrap
+import tokenize
 from dataclasses import dataclass
 
 from selfrepair.types import Candidate
@@ -92,13 +101,19 @@ def _parses(code: str) -> bool:
 
 
 def extract_candidate(
-    reply: str, files: dict[str, str], base: dict[str, str], entry_file: str | None = None
+    reply: str,
+    files: dict[str, str],
+    base: dict[str, str],
+    entry_file: str | None = None,
+    *,
+    keep_original: bool = True,
 ) -> Candidate:
     """The candidate a reply proposes.
 
     `files` are the task's original files; `base` the code the model was shown (the task's
     files with an earlier candidate laid over them). The candidate holds every file that
-    differs from the original, so it stands alone.
+    differs from the original, so it stands alone. `keep_original=False` takes the reply's
+    definitions whole (what benchmarks/over_editing.py compares against).
     """
     blocks = [b for b in code_blocks(reply) if b.language in PYTHON_LANGUAGES]
     if not blocks:
@@ -110,7 +125,7 @@ def extract_candidate(
     merged = dict(base)
     for block in blocks:
         target = _target_file(block, merged, entry_file)
-        merged[target] = merge_code(merged[target], block.code)
+        merged[target] = merge_code(merged[target], block.code, keep_original=keep_original)
 
     if merged == base:
         raise ExtractionError("the reply's code is the same as the code it was asked to fix")
@@ -154,8 +169,9 @@ def _defined_names(code: str, with_methods: bool = False) -> set[str]:
     return names
 
 
-def merge_code(original: str, reply_code: str) -> str:
-    """The original file with the reply's definitions, imports and constants merged in by name."""
+def merge_code(original: str, reply_code: str, *, keep_original: bool = True) -> str:
+    """The original file with the reply's definitions, imports and constants merged in by
+    name; a replaced definition keeps what the reply did not change (see keep_unchanged)."""
     try:
         reply_tree = ast.parse(reply_code)
         original_tree = ast.parse(original)
@@ -181,13 +197,12 @@ def merge_code(original: str, reply_code: str) -> str:
     new_definitions: list[str] = []
     for node in definitions:
         source = _source(reply_lines, node)
-        if node.name in top_level:
-            old = top_level[node.name]
-            edits.append((_first_line(old), old.end_lineno, source))
-        elif node.name in methods:
-            _, old = methods[node.name]
+        if node.name in top_level or node.name in methods:
+            old = top_level[node.name] if node.name in top_level else methods[node.name][1]
             indent = re.match(r"\s*", lines[old.lineno - 1]).group(0)
-            edits.append((_first_line(old), old.end_lineno, [indent + l if l.strip() else l for l in source]))
+            source = [indent + l if l.strip() else l for l in source]
+            before = lines[_first_line(old) : old.end_lineno]
+            edits.append((_first_line(old), old.end_lineno, keep_unchanged(before, source) if keep_original else source))
         else:
             new_definitions.extend([""] + source)
 
@@ -274,3 +289,141 @@ def _import_position(tree: ast.Module) -> int:
     if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
         return first.end_lineno
     return 0
+
+
+# -- keeping what the reply did not change --------------------------------------------------
+
+
+def keep_unchanged(old: list[str], new: list[str]) -> list[str]:
+    """The reply's definition `new` with what it did not mean to change taken back from the
+    original definition `old` (both as lines, at the file's indentation): the docstring when
+    `new` has none, comment lines `new` dropped, and lines of the same code (token for token)
+    as they were written. The result compiles to exactly `new`'s code, with `new`'s docstring
+    or else the original's; where keeping the lines would not, only the docstring is kept,
+    and where that would not either, `new` is taken as it is."""
+    documented = _with_docstring(old, new)
+    for merged in (_with_original_lines(old, documented), documented):
+        if _same_code(merged, new, old):
+            return merged
+    return new
+
+
+def _definition(lines: list[str]) -> Definition | None:
+    """The definition the lines hold, parsed (None when they do not parse as one)."""
+    try:
+        tree = ast.parse(textwrap.dedent("\n".join(lines)))
+    except (SyntaxError, ValueError):
+        return None
+    return tree.body[0] if len(tree.body) == 1 and isinstance(tree.body[0], Definition) else None
+
+
+def _with_docstring(old: list[str], new: list[str]) -> list[str]:
+    """`new` with the original's docstring when `new` has none; line numbers of the parsed
+    definitions are those of the lines, since dedenting keeps them."""
+    before, after = _definition(old), _definition(new)
+    if before is None or after is None or ast.get_docstring(before) is None or ast.get_docstring(after) is not None:
+        return new
+    first = after.body[0]
+    if first.lineno == after.lineno:  # a body on the `def` line itself: no line to put it before
+        return new
+    doc = before.body[0]
+    old_indent = re.match(r"\s*", old[doc.lineno - 1]).group(0)
+    new_indent = re.match(r"\s*", new[first.lineno - 1]).group(0)
+    docstring = [new_indent + line[len(old_indent) :] if line.startswith(old_indent) else line
+                 for line in old[doc.lineno - 1 : doc.end_lineno]]  # fmt: skip
+    at = first.lineno - 1
+    while at - 1 >= after.lineno and (not new[at - 1].strip() or new[at - 1].lstrip().startswith("#")):
+        at -= 1  # above the reply's comments that open the body: right under the signature
+    return new[:at] + docstring + new[at:]
+
+
+def _with_original_lines(old: list[str], new: list[str]) -> list[str]:
+    """`new`, line by line against `old`: a line of the same code is taken as `old` wrote it
+    (its comment, its spacing), and comment or blank lines `new` dropped come back."""
+    old_keys, new_keys = _line_keys(old), _line_keys(new)
+    if old_keys is None or new_keys is None:
+        return new
+    merged: list[str] = []
+    matcher = difflib.SequenceMatcher(None, old_keys, new_keys, autojunk=False)
+    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+        if tag == "equal":
+            merged += old[i1:i2]
+        elif tag == "delete":
+            merged += [line for line, key in zip(old[i1:i2], old_keys[i1:i2]) if key[0] in ("comment", "blank")]
+        elif tag == "insert":
+            merged += new[j1:j2]
+        else:
+            merged += _comments_among(old[i1:i2], old_keys[i1:i2], new[j1:j2], new_keys[j1:j2])
+    return merged
+
+
+def _comments_among(old: list[str], old_keys: list[tuple], new: list[str], new_keys: list[tuple]) -> list[str]:
+    """Lines `new` rewrote, with the original's comments among them kept where they stood:
+    the two are lined up by kind of line (code, comment, blank) alone."""
+    merged: list[str] = []
+    kinds = difflib.SequenceMatcher(None, [k[0] for k in old_keys], [k[0] for k in new_keys], autojunk=False)
+    for _tag, i1, i2, j1, j2 in kinds.get_opcodes():
+        merged += [line for line, key in zip(old[i1:i2], old_keys[i1:i2]) if key[0] == "comment" and key not in new_keys]
+        merged += new[j1:j2]
+    return merged
+
+
+def _line_keys(lines: list[str]) -> list[tuple] | None:
+    """What each line says, for comparing two versions of a definition: ("blank",),
+    ("comment", text) for a line holding only a comment, ("code", indentation, tokens) for a
+    line where code starts (its comment left out), ("inside", line) for the later lines of a
+    string or expression that started above. None when the lines do not tokenize."""
+    text = "\n".join(lines) + "\n"
+    tokens: dict[int, list[str]] = {}
+    comments: dict[int, str] = {}
+    skip = (tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT, tokenize.ENDMARKER)
+    try:
+        for token in tokenize.generate_tokens(io.StringIO(text).readline):
+            if token.type == tokenize.COMMENT:
+                comments[token.start[0]] = token.string.strip()
+            elif token.type not in skip:
+                tokens.setdefault(token.start[0], []).append(_token_text(token))
+    except (tokenize.TokenError, SyntaxError):
+        return None
+    keys: list[tuple] = []
+    for number, line in enumerate(lines, start=1):
+        if number in tokens:
+            keys.append(("code", re.match(r"\s*", line).group(0), tuple(tokens[number])))
+        elif number in comments:
+            keys.append(("comment", comments[number]))
+        elif not line.strip():
+            keys.append(("blank",))
+        else:
+            keys.append(("inside", line))
+    return keys
+
+
+def _token_text(token: tokenize.TokenInfo) -> str:
+    """A token as the code means it: a string literal by its value, so that a reply that only
+    changed the quotes of a string has not changed its line."""
+    if token.type == tokenize.STRING:
+        try:
+            return repr(ast.literal_eval(token.string))
+        except (ValueError, SyntaxError):  # an f-string on an older Python, say
+            return token.string
+    return token.string
+
+
+def _same_code(merged: list[str], new: list[str], old: list[str]) -> bool:
+    """`merged` compiles to `new`'s code, with `new`'s docstring, or the original's where
+    `new` has none."""
+    definition, wanted, original = _definition(merged), _definition(new), _definition(old)
+    if definition is None or wanted is None:
+        return False
+    docstring = ast.get_docstring(wanted, clean=False)
+    if docstring is None and original is not None:
+        docstring = ast.get_docstring(original, clean=False)
+    return ast.get_docstring(definition, clean=False) == docstring and _code(definition) == _code(wanted)
+
+
+def _code(definition: Definition) -> str:
+    """The definition's syntax tree without its docstring, as text."""
+    body = definition.body
+    if ast.get_docstring(definition, clean=False) is not None:
+        body = body[1:]
+    return ast.dump(type(definition)(**{**vars(definition), "body": body}))

@@ -281,6 +281,14 @@ class DockerSandbox:
         except (OSError, ConnectionError, ValueError) as error:
             self._release(worker, healthy=False)
             return self._lost_run(worker, limits, error)
+        except BaseException:
+            # Cut short by Ctrl-C or a stop signal: the run's state is unknown and the process
+            # is on its way out, so the container goes now, not in a thread that exit would cut.
+            with self.lock:
+                self.busy -= 1
+                self.lock.notify()
+            worker.remove()
+            raise
         if "error" in reply:
             self._release(worker, healthy=False)
             raise SelfRepairError(f"the sandbox server failed: {reply['error']}")

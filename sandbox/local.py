@@ -195,9 +195,10 @@ class LocalSandbox:
         os.close(run.err_w)
         run.out_w = run.err_w = -1
         started = run.started
-        seen = supervise.watch(main.process.pid, run.out_r, run.err_r, started + limits.wall_seconds,
+        out_r, err_r = run.out_r, run.err_r
+        run.out_r = run.err_r = -1  # watch closes them however it ends (a signal's exception included)
+        seen = supervise.watch(main.process.pid, out_r, err_r, started + limits.wall_seconds,
                                limits.output_bytes, channel_r)  # fmt: skip
-        run.out_r = run.err_r = -1  # closed by watch
         if seen["timed_out"]:
             supervise.kill_group(main.process.pid)
         _pid, status, usage = os.wait4(main.process.pid, 0)

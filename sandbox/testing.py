@@ -20,6 +20,7 @@ never passes.
 from __future__ import annotations
 
 import dataclasses
+import re
 import shlex
 import subprocess
 import tempfile
@@ -33,6 +34,14 @@ from selfrepair.types import Candidate, Task, TestCase, TestReport
 
 PYTHON_FLAGS = ("-B", "-u", "-P", "-s", "-E")
 SHELL_SYNTAX = set(";&|<>()`$\n")
+NO_TESTS = "no tests ran"  # a report's reason when the run collected no test at all
+# What Python and pytest print when the command itself cannot start: no such module or
+# script (`python -m nosuchmodule`, `python nosuch.py`), or arguments pytest refuses.
+START_FAILURE = re.compile(
+    r"^(\S*python[\d.]*: (No module named |can't open file |Error while finding module specification )"
+    r"|(pytest|py\.test|pytest\.main\(\)): error: ).*$",
+    re.MULTILINE,
+)
 
 
 def run_tests(
@@ -71,6 +80,28 @@ def run_tests(
     elif spec.kind == "script":
         raise SelfRepairError(f"task {task.task_id}: a script task is tested from its files, not a workspace")
     return _guarded(sandbox, task, files if workspace is None else workspace, candidate, limits, expect)
+
+
+def untestable(report: TestReport) -> str:
+    """Why a run shows that its test command tests nothing, or "" when it tested: it ran no
+    tests, or the command could not start (the shell found no such command, or Python no
+    such module or script, or pytest refused its arguments). Read on the code as given,
+    before any repair: against such a command every candidate fails, or passes, alike."""
+    if report.suspicious or report.timed_out or report.out_of_memory:
+        return ""
+    said = _last_line(report.stderr)
+    if report.reason == NO_TESTS:
+        return "it ran no tests" + (f" ({said})" if said else "")
+    if report.exit_code in (126, 127):  # the shell's "cannot execute" and "not found"
+        return f"it cannot start: {said or report.reason}"
+    # A command that got as far as running tests reported them; one that could not start
+    # reported only itself (judged by its exit status) or pytest's stand-in for the run.
+    itemised = [] if report.verdict == "exit status" else [case for case in report.tests if case.name != "<run>"]
+    opening = "\n".join([line for line in report.stderr.splitlines() if line.strip()][:3])  # where it says so
+    failure = START_FAILURE.search(opening)
+    if failure and not itemised:
+        return f"it cannot start: {failure.group(0).strip()}"
+    return ""
 
 
 def pytest_arguments(command: str | None) -> list[str] | None:
@@ -216,7 +247,7 @@ def _guarded(sandbox: Sandbox, task: Task, place, candidate: Candidate | None, l
         reason = f"{len(missing)} test(s) that ran on the original did not run: {', '.join(missing[:5])}"
         suspicious.append(reason)
     elif not cases:
-        reason = "no tests ran"
+        reason = NO_TESTS
     else:
         reason = _failing_reason(cases) or ("" if run.exit_code == 0 else _exit_reason("pytest", run))
     return _report(run, cases, reason, suspicious, "guard")
@@ -240,7 +271,7 @@ def _same_test(reported: str, named: str) -> bool:
 def _failing_reason(cases: list[TestCase]) -> str:
     failing = [case for case in cases if case.outcome in ("failed", "error")]
     if not cases:
-        return "no tests ran"
+        return NO_TESTS
     if not failing:
         return ""
     names = ", ".join(case.name for case in failing[:5])

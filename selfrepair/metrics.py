@@ -3,13 +3,19 @@
 pass@1 is whether the first candidate passed; pass@k whether one of the first k did;
 pass@t ("Demystifying GPT self-repair") is the repair rate against tokens spent: for each
 token budget, the share of tasks solved by the time that many tokens were spent on them.
+
+Over-editing, where a task carries its reference fix (QuixBugs' `solution`, in its
+metadata): the lines a candidate changes (removed plus added, against the code as given)
+beyond those the reference fix changes; 0 for a fix no larger than the reference's.
 """
 
 from __future__ import annotations
 
+import difflib
+from statistics import mean
 from typing import Any, Iterable
 
-from selfrepair.types import Trajectory
+from selfrepair.types import Candidate, Task, Trajectory
 
 
 def result_row(trajectory: Trajectory) -> dict[str, Any]:
@@ -23,6 +29,8 @@ def result_row(trajectory: Trajectory) -> dict[str, Any]:
         if trajectory.solution_step is not None and step.index == trajectory.solution_step:
             tokens_to_solve = tokens_so_far
             candidates_to_solve = 1 + sum(s.index < step.index for s in candidates)
+    beyond = [lines_beyond_reference(trajectory.task, s.candidate) for s in candidates]
+    solution = trajectory.steps[trajectory.solution_step] if trajectory.solution_step is not None else None
     return {
         "task_id": trajectory.task.task_id,
         "trajectory_id": trajectory.trajectory_id,
@@ -44,8 +52,33 @@ def result_row(trajectory: Trajectory) -> dict[str, Any]:
         "model_seconds": round(sum(s.model_seconds for s in trajectory.steps), 3),
         "sandbox_seconds": round(trajectory.sandbox_seconds, 3),
         "wall_seconds": round(trajectory.wall_seconds, 3),
+        # Over-editing: the solution's lines changed beyond the reference fix, and the mean
+        # over every candidate of the task (None where the task carries no reference).
+        "lines_beyond_reference": (
+            lines_beyond_reference(trajectory.task, solution.candidate) if solution and solution.candidate else None
+        ),
+        "candidate_lines_beyond_reference": mean(beyond) if beyond and None not in beyond else None,
         "error": trajectory.error,
     }
+
+
+def lines_changed(before: str, after: str) -> int:
+    """Lines removed plus lines added from `before` to `after`; trailing whitespace and
+    blank lines at the end do not count."""
+    old, new = ([line.rstrip() for line in text.rstrip().splitlines()] for text in (before, after))
+    opcodes = difflib.SequenceMatcher(None, old, new, autojunk=False).get_opcodes()
+    return sum((i2 - i1) + (j2 - j1) for tag, i1, i2, j1, j2 in opcodes if tag != "equal")
+
+
+def lines_beyond_reference(task: Task, candidate: Candidate) -> int | None:
+    """How many more lines `candidate` changes in the task's entry file than the task's
+    reference fix does; None when the task carries no reference or the candidate is a diff."""
+    reference = task.metadata.get("solution")
+    if not isinstance(reference, str) or task.entry_file is None or candidate.diff.strip():
+        return None
+    original = task.files[task.entry_file]
+    changed = candidate.files.get(task.entry_file, original)
+    return max(0, lines_changed(original, changed) - lines_changed(original, reference))
 
 
 def pass_at_k(rows: list[dict[str, Any]], k: int) -> float:
@@ -85,4 +118,20 @@ def summarize(rows: Iterable[dict[str, Any]]) -> dict[str, Any]:
         # Rows written before replies' finish reasons were recorded have none to count.
         "truncated_replies": sum(r.get("truncated_replies", 0) for r in rows),
         "suspicious": sum(r.get("suspicious", 0) for r in rows),
+        **over_editing(rows),
+    }
+
+
+def over_editing(rows: list[dict[str, Any]]) -> dict[str, float | None]:
+    """The run's over-editing: the mean over solved tasks of their fix's lines beyond the
+    reference, and the mean over every candidate; None where no task carries a reference."""
+    solved = [r["lines_beyond_reference"] for r in rows if r.get("lines_beyond_reference") is not None]
+    measured = [r for r in rows if r.get("candidate_lines_beyond_reference") is not None and r["candidates"]]
+    candidates = sum(r["candidates"] for r in measured)
+    return {
+        "lines_beyond_reference": mean(solved) if solved else None,
+        "candidate_lines_beyond_reference": (
+            sum(r["candidate_lines_beyond_reference"] * r["candidates"] for r in measured) / candidates
+            if candidates else None
+        ),
     }

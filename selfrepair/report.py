@@ -17,16 +17,15 @@ import html
 import io
 import json
 import re
-import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
 
 from selfrepair.errors import SelfRepairError
+from selfrepair.files import check_output_file, write_atomically
 from selfrepair.metrics import pass_at_k, pass_at_tokens, summarize
-from selfrepair.rundir import FILES, RESULTS, SUMMARY, write_atomically
+from selfrepair.rundir import FILES, RESULTS, SUMMARY
 from selfrepair.store import TrajectoryStore, store_path
 from selfrepair.types import Step, TestReport, Trajectory
 
@@ -134,12 +133,8 @@ def _read_config(path: Path) -> dict[str, Any]:
 
 def _read_trajectories(directory: Path, rows: list[dict[str, Any]]) -> dict[str, Trajectory]:
     path = store_path(directory)
-    try:
-        store = TrajectoryStore(path, create=False)
-    except sqlite3.DatabaseError as error:
-        raise SelfRepairError(f"{path} is not a readable trajectory store: {error}") from None
     trajectories = {}
-    try:
+    with TrajectoryStore(path, create=False) as store:
         for row in rows:
             trajectory = store.get(row["trajectory_id"])
             if trajectory is None:
@@ -148,15 +143,6 @@ def _read_trajectories(directory: Path, rows: list[dict[str, Any]]) -> dict[str,
                     f"that {RESULTS} names"
                 )
             trajectories[trajectory.trajectory_id] = trajectory
-    except ValidationError as error:
-        raise SelfRepairError(
-            f"{path} holds a trajectory this selfrepair cannot read "
-            f"(an older format?): {error.errors()[0]['loc']}: {error.errors()[0]['msg']}"
-        ) from None
-    except sqlite3.DatabaseError as error:
-        raise SelfRepairError(f"{path} is not a readable trajectory store: {error}") from None
-    finally:
-        store.close()
     return trajectories
 
 
@@ -552,7 +538,6 @@ def write_report(run_dirs: list[Path], out: Path | None = None) -> Path:
     runs = [load_run(Path(directory)) for directory in run_dirs]
     _unique_labels(runs)
     out = Path(out) if out is not None else Path(run_dirs[0]) / REPORT_NAME
-    if not out.parent.is_dir():
-        raise SelfRepairError(f"cannot write {out}: no such directory {out.parent}")
+    check_output_file(out)
     write_atomically(out, render(runs))
     return out

@@ -5,20 +5,28 @@
     RUN_DIR/summary.json      the summary of those rows, and the run's configuration
     RUN_DIR/fix.patch         `fix`: the fix as a unified diff
     RUN_DIR/predictions.jsonl `bench swebench`: predictions for SWE-bench's harness
+    RUN_DIR/run.lock          held (flock) by the process running it; holds its pid
 
 A run directory belongs to one configuration, recorded in its store when it is made. Giving
 it again resumes that run; a run of other settings there is refused rather than mixed in.
-results.jsonl and summary.json are rewritten whole after every finished task, atomically, so
-a reader (`report`, a killed run's user) never sees half a file.
+It belongs to one process at a time: a second process given it is refused while the first
+runs, and since the operating system drops the lock when its holder ends, however it ends,
+a killed run never leaves it locked. results.jsonl and summary.json are rewritten whole
+after every finished task, atomically, so a reader (`report`, a killed run's user) never
+sees half a file.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
+import threading
 from pathlib import Path
 from typing import Any
 
 from selfrepair.errors import SelfRepairError
+from selfrepair.files import check_can_make, make_directory, write_atomically
 from selfrepair.metrics import result_row, summarize
 from selfrepair.store import STORE_NAME, TrajectoryStore, store_path
 from selfrepair.types import Trajectory
@@ -27,39 +35,93 @@ RESULTS = "results.jsonl"
 SUMMARY = "summary.json"
 PATCH = "fix.patch"
 PREDICTIONS = "predictions.jsonl"
+LOCK = "run.lock"
 FILES = (STORE_NAME, RESULTS, SUMMARY)  # what every finished run directory holds
 CONFIG_KEY = "run_config"  # where the store keeps the run's configuration
+
+_held: dict[Path, int] = {}  # run directories this process holds: their lock files' descriptors
+_holding = threading.Lock()
+
+
+def check_run_dir(run_dir: Path, config: dict[str, Any]) -> None:
+    """Everything prepare_run_dir would refuse, refused now, before a model is loaded:
+    a file in the way, a folder that is no run directory, a store that cannot be read, a
+    run of other settings, a run another process holds, a place no folder can be made."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise SelfRepairError(f"--out {run_dir} is a file, not a directory")
+    if not is_empty(run_dir):
+        if not store_path(run_dir).exists():
+            raise SelfRepairError(f"--out {run_dir} is not empty and is not a run directory")
+        if (run_dir / LOCK).exists():  # a run that began here: refused now if it still runs
+            hold_run_dir(run_dir)
+        open_run_store(run_dir, config).close()
+    else:
+        check_can_make(run_dir)
 
 
 def prepare_run_dir(run_dir: Path, config: dict[str, Any]) -> TrajectoryStore:
     """Create the run directory, or reopen it to resume when it holds a run of the same
-    configuration; a different run there is refused rather than mixed in."""
+    configuration; a different run there is refused rather than mixed in. The directory is
+    held by this process from here on (see hold_run_dir)."""
     if run_dir.exists() and not run_dir.is_dir():
         raise SelfRepairError(f"--out {run_dir} is a file, not a directory")
-    if run_dir.is_dir() and any(run_dir.iterdir()):
-        if not store_path(run_dir).exists():
-            raise SelfRepairError(f"--out {run_dir} is not empty and is not a run directory")
-        store = TrajectoryStore(run_dir, create=False)
-        recorded = json.loads(store.get_meta(CONFIG_KEY) or "{}")
-        if recorded != config:
-            store.close()
-            different = sorted(k for k in set(recorded) | set(config) if recorded.get(k) != config.get(k))
-            raise SelfRepairError(
-                f"{run_dir} holds a run with other settings ({', '.join(different)}); "
-                "choose another --out to start a new run"
-            )
+    make_directory(run_dir)
+    # Held before it is read: two processes starting on the same new folder cannot both
+    # find it empty and both begin a run there.
+    hold_run_dir(run_dir)
+    return open_run_store(run_dir, config)
+
+
+def open_run_store(run_dir: Path, config: dict[str, Any]) -> TrajectoryStore:
+    """The store of a run of `config` in `run_dir`: made when the folder is empty, else
+    reopened when it holds a run of the same configuration."""
+    if is_empty(run_dir):
+        store = TrajectoryStore(run_dir)
+        store.set_meta(CONFIG_KEY, json.dumps(config, sort_keys=True))
         return store
-    run_dir.mkdir(parents=True, exist_ok=True)
-    store = TrajectoryStore(run_dir)
-    store.set_meta(CONFIG_KEY, json.dumps(config, sort_keys=True))
+    if not store_path(run_dir).exists():
+        raise SelfRepairError(f"--out {run_dir} is not empty and is not a run directory")
+    store = TrajectoryStore(run_dir, create=False)
+    recorded = json.loads(store.get_meta(CONFIG_KEY) or "{}")
+    if recorded != config:
+        store.close()
+        different = sorted(k for k in set(recorded) | set(config) if recorded.get(k) != config.get(k))
+        raise SelfRepairError(
+            f"{run_dir} holds a run with other settings ({', '.join(different)}); "
+            "choose another --out to start a new run"
+        )
     return store
 
 
-def write_atomically(path: Path, text: str) -> None:
-    """Write beside `path` and rename into place: readers see the old file or the new one."""
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(text, encoding="utf-8")
-    temporary.replace(path)
+def is_empty(folder: Path) -> bool:
+    """No folder, or one holding nothing but a lock file (all a run killed as it began leaves)."""
+    return not folder.is_dir() or all(entry.name == LOCK for entry in folder.iterdir())
+
+
+def hold_run_dir(run_dir: Path) -> None:
+    """Hold `run_dir` for the rest of this process's life: an exclusive flock on
+    RUN_DIR/run.lock. Another process holding it is refused with its pid; this process
+    asking again is a no-op. The lock goes when the process ends, a SIGKILL included."""
+    key = run_dir.resolve()
+    with _holding:
+        if key in _held:
+            return
+        try:
+            descriptor = os.open(key / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as error:
+            raise SelfRepairError(f"cannot lock {run_dir}: {(error.strerror or str(error)).lower()}") from None
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(descriptor, 32, 0).decode(errors="replace").strip()
+            os.close(descriptor)
+            raise SelfRepairError(
+                f"{run_dir} is in use by another selfrepair process{f' (pid {holder})' if holder else ''}: "
+                "wait for it to end, or choose another --out"
+            ) from None
+        os.ftruncate(descriptor, 0)
+        os.pwrite(descriptor, f"{os.getpid()}\n".encode(), 0)
+        _held[key] = descriptor
 
 
 def write_results(run_dir: Path, trajectories: list[Trajectory], config: dict[str, Any]) -> dict[str, Any]:

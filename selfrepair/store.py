@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from pydantic import ValidationError
+
 from selfrepair.errors import SelfRepairError
+from selfrepair.files import atomic_file
 from selfrepair.types import Trajectory
 
 STORE_NAME = "run.sqlite"
@@ -37,6 +41,22 @@ def store_path(run_dir: Path) -> Path:
     return Path(run_dir) / STORE_NAME
 
 
+@contextmanager
+def readable(path: Path) -> Iterator[None]:
+    """A store SQLite cannot use (not a database, damaged, locked past the timeout, a disk
+    that is full) or a trajectory that does not read back is one clear line, not a traceback."""
+    try:
+        yield
+    except sqlite3.DatabaseError as error:
+        raise SelfRepairError(f"{path} is not a readable trajectory store: {error}") from None
+    except ValidationError as error:
+        first = error.errors()[0]
+        raise SelfRepairError(
+            f"{path} holds a trajectory this selfrepair cannot read (an older format?): "
+            f"{'.'.join(map(str, first['loc']))}: {first['msg']}"
+        ) from None
+
+
 class TrajectoryStore:
     """Trajectories of one run. `save` inserts or replaces, so a step can be saved as it lands."""
 
@@ -49,26 +69,35 @@ class TrajectoryStore:
         self.path = path
         # One connection shared by a run's worker threads; writes take turns.
         self.lock = threading.Lock()
-        self.connection = sqlite3.connect(path, check_same_thread=False, timeout=30)
-        self.connection.execute("PRAGMA journal_mode=WAL")
-        # Every step is saved as it lands: with WAL, NORMAL keeps each commit safe from a killed
-        # process (what resuming needs) without an fsync per step.
-        self.connection.execute("PRAGMA synchronous=NORMAL")
-        with self.connection:
-            self.connection.executescript(_SCHEMA)
-            self.connection.execute(
-                "INSERT OR IGNORE INTO store_meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
-            )
-        version = self.connection.execute(
-            "SELECT value FROM store_meta WHERE key='schema_version'"
-        ).fetchone()[0]
+        with readable(path):
+            self.connection = sqlite3.connect(path, check_same_thread=False, timeout=30)
+            try:
+                tables = {row[0] for row in self.connection.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+                if not create and "trajectories" not in tables:
+                    # An empty file reads as an empty database: it is no store, and must not become one.
+                    raise SelfRepairError(f"{path} is not a trajectory store (it holds no trajectories table)")
+                self.connection.execute("PRAGMA journal_mode=WAL")
+                # Every step is saved as it lands: with WAL, NORMAL keeps each commit safe from a
+                # killed process (what resuming needs) without an fsync per step.
+                self.connection.execute("PRAGMA synchronous=NORMAL")
+                with self.connection:
+                    self.connection.executescript(_SCHEMA)
+                    self.connection.execute(
+                        "INSERT OR IGNORE INTO store_meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+                    )
+                version = self.connection.execute(
+                    "SELECT value FROM store_meta WHERE key='schema_version'"
+                ).fetchone()[0]
+            except BaseException:
+                self.connection.close()
+                raise
         if int(version) != SCHEMA_VERSION:
             raise SelfRepairError(
                 f"{path} is a store of format {version}; this selfrepair reads format {SCHEMA_VERSION}"
             )
 
     def save(self, trajectory: Trajectory) -> None:
-        with self.lock, self.connection:
+        with readable(self.path), self.lock, self.connection:
             self.connection.execute(
                 "INSERT OR REPLACE INTO trajectories VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (
@@ -83,44 +112,43 @@ class TrajectoryStore:
             )
 
     def get(self, trajectory_id: str) -> Trajectory | None:
-        with self.lock:
+        with readable(self.path), self.lock:
             row = self.connection.execute(
                 "SELECT body FROM trajectories WHERE trajectory_id = ?", (trajectory_id,)
             ).fetchone()
-        return Trajectory.model_validate_json(row[0]) if row else None
+            return Trajectory.model_validate_json(row[0]) if row else None
 
     def trajectories(self, *, task_id: str | None = None) -> Iterator[Trajectory]:
         query, args = "SELECT body FROM trajectories", ()
         if task_id is not None:
             query, args = query + " WHERE task_id = ?", (task_id,)
-        with self.lock:
-            rows = self.connection.execute(query + " ORDER BY started_at", args).fetchall()
-        for (body,) in rows:
-            yield Trajectory.model_validate_json(body)
+        with readable(self.path):
+            with self.lock:
+                rows = self.connection.execute(query + " ORDER BY started_at", args).fetchall()
+            trajectories = [Trajectory.model_validate_json(body) for (body,) in rows]
+        yield from trajectories
 
     def get_meta(self, key: str) -> str | None:
         """A run-level value (e.g. the run's configuration), or None when it was never set."""
-        with self.lock:
+        with readable(self.path), self.lock:
             row = self.connection.execute("SELECT value FROM store_meta WHERE key = ?", (key,)).fetchone()
         return row[0] if row else None
 
     def set_meta(self, key: str, value: str) -> None:
-        with self.lock, self.connection:
+        with readable(self.path), self.lock, self.connection:
             self.connection.execute("INSERT OR REPLACE INTO store_meta VALUES (?, ?)", (key, value))
 
     def __len__(self) -> int:
-        return self.connection.execute("SELECT count(*) FROM trajectories").fetchone()[0]
+        with readable(self.path):
+            return self.connection.execute("SELECT count(*) FROM trajectories").fetchone()[0]
 
     def export_jsonl(self, out: Path) -> int:
-        """Write every trajectory as one JSON line; returns how many."""
-        count = 0
-        tmp = Path(out).with_suffix(Path(out).suffix + ".tmp")
-        with open(tmp, "w", encoding="utf-8") as handle:
-            for trajectory in self.trajectories():
+        """Write every trajectory as one JSON line, whole or not at all; returns how many."""
+        trajectories = list(self.trajectories())
+        with atomic_file(out) as handle:
+            for trajectory in trajectories:
                 handle.write(trajectory.model_dump_json() + "\n")
-                count += 1
-        tmp.replace(out)
-        return count
+        return len(trajectories)
 
     def close(self) -> None:
         self.connection.close()

@@ -120,7 +120,7 @@ def test_fix_stops_on_the_token_budget_it_is_given(example, tmp_path):
         ("missing path", "no such file or directory"),
         ("passing tests", "nothing to repair"),
         ("unreachable model", "cannot reach the model server"),
-        ("command not found", "cannot run in the sandbox"),
+        ("command not found", "it cannot start: "),
     ],
 )
 def test_fix_refuses_bad_input_and_leaves_no_run_directory(example, tmp_path, case, message):

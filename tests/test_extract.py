@@ -98,3 +98,44 @@ def test_block_naming_its_file():
     files = {"a.py": "def f():\n    return 1\n", "pkg/b.py": "X = 1\n"}
     candidate = extract_candidate("```python\n# b.py\nX = 2\n```", files, files, None)
     assert candidate.files == {"pkg/b.py": "# b.py\nX = 2\n"}
+
+
+# -- keeping what the model did not mean to change (issue 16: the demo's fix deleted the docstring)
+
+DOCUMENTED = '''def add(a, b):
+    """Return the sum of a and b."""
+    # Both are ints.
+    total = a - b  # the bug
+    return total
+'''
+
+
+def test_a_reply_without_the_docstring_keeps_the_original_docstring():
+    new = merge_code(DOCUMENTED, "def add(a, b):\n    total = a + b\n    return total\n")
+    assert new == DOCUMENTED.replace("a - b  # the bug", "a + b")
+
+
+def test_comments_and_lines_of_the_same_code_are_kept_as_written():
+    # The reply drops the comments, requotes the docstring and rewrites two lines: only
+    # those two change.
+    reply = "def add(a, b):\n    '''Return the sum of a and b.'''\n    total = a+b\n    return (total)\n"
+    new = merge_code(DOCUMENTED, reply)
+    assert new == DOCUMENTED.replace("a - b  # the bug", "a+b").replace("return total", "return (total)")
+    respaced = merge_code(DOCUMENTED, "def add( a, b ):\n    total = a + b\n    return  total\n")
+    assert respaced == DOCUMENTED.replace("a - b  # the bug", "a + b")
+
+
+def test_what_the_reply_did_change_is_taken_as_it_wrote_it():
+    reply = 'def add(a, b):\n    """Add them."""\n    # Sum without a temporary.\n    return a + b\n'
+    new = merge_code(DOCUMENTED, reply)
+    assert '"""Add them."""' in new and "Return the sum" not in new  # its own docstring: its choice
+    assert "# Sum without a temporary." in new and "return a + b" in new and "total" not in new
+    assert new.index("# Both are ints.") < new.index("# Sum without")  # the original's comment stays
+    compile(new, "add.py", "exec")
+
+
+def test_a_method_keeps_its_docstring_and_the_whole_reply_can_still_be_asked_for():
+    original = 'class Box:\n    def size(self):\n        """How many."""\n        return len(self.items) - 1\n'
+    reply = "def size(self):\n    return len(self.items)\n"
+    assert merge_code(original, reply) == original.replace(" - 1", "")
+    assert merge_code(original, reply, keep_original=False) == "class Box:\n    def size(self):\n        return len(self.items)\n"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import typing
 from pathlib import Path
 
 import pytest
@@ -13,10 +14,11 @@ import pytest
 from selfrepair import types
 from selfrepair.agents.backends import load_model
 from selfrepair.cli.fix import describe_step
-from selfrepair.graphs import repair, search
+from selfrepair.graphs import issue, repair, search
 from selfrepair.graphs.budget import Budget, Sampling
-from selfrepair.graphs.run import open_checkpointer, repair_task
-from selfrepair.metrics import result_row
+from selfrepair.graphs.nodes import RepairState
+from selfrepair.graphs.run import CHECKPOINTED_TYPES, open_checkpointer, repair_task
+from selfrepair.metrics import result_row, summarize
 from selfrepair.sandbox.choose import open_sandbox
 from selfrepair.store import TrajectoryStore
 from selfrepair.types import Task
@@ -225,11 +227,20 @@ def test_the_trajectory_round_trips_through_the_checkpointer(task, sandbox, scri
     checkpointer = open_checkpointer(tmp_path)
     trajectory = repair_task(task, model, sandbox, "refine", checkpointer=checkpointer)
     graph = repair.builder.compile(checkpointer=checkpointer)
-    restored = graph.get_state({"configurable": {"thread_id": "add"}}).values["trajectory"]
+    state = graph.get_state({"configurable": {"thread_id": "add"}}).values
+    restored = state["trajectory"]
     assert restored == trajectory and type(restored.steps[0].report).__name__ == "TestReport"
+    assert state["task"] == task  # a Task again, not the bare dict of a type the serializer blocked
     # Asking again for a finished task returns it without a model call.
     again = repair_task(task, scripted(), sandbox, "refine", checkpointer=checkpointer)
     assert again == trajectory
+
+
+def test_every_type_the_graphs_checkpoint_is_on_the_serializers_allow_list():
+    kinds = typing.get_type_hints(RepairState).values()  # NotRequired is dropped
+    assert {(kind.__module__, kind.__name__) for kind in kinds} == set(CHECKPOINTED_TYPES)
+    for builder in (repair.builder, search.best_of_n_builder, search.tree_builder, issue.builder):
+        assert builder.state_schema is RepairState
 
 
 @pytest.mark.parametrize(
@@ -242,3 +253,16 @@ def test_graph_shape_matches_the_snapshot(name, graph):
     if os.environ.get("UPDATE_SNAPSHOTS"):
         snapshot.write_text(drawn)
     assert drawn == snapshot.read_text(), f"graph {name} changed shape; rerun with UPDATE_SNAPSHOTS=1 if intended"
+
+
+def test_results_count_the_lines_a_candidate_changes_beyond_the_reference_fix(task, sandbox, scripted):
+    task = task.model_copy(update={"metadata": {"solution": "def add(a, b):\n    return a + b\n"}})
+    # A fix that takes three changed lines where the reference takes two, and a wrong one-liner.
+    wordy = "```python\ndef add(a, b):\n    total = a + b\n    return total\n```"
+    model = scripted(WRONG, wordy)
+    trajectory = repair_task(task, model, sandbox, "best-of-n", Budget(max_candidates=2), sampling=Sampling(samples=2))
+    row = result_row(trajectory)
+    assert trajectory.solved and row["lines_beyond_reference"] == 1
+    assert row["candidate_lines_beyond_reference"] == 0.5  # the wrong one changes as much as the reference
+    summary = summarize([row, result_row(trajectory.model_copy(update={"task": task.model_copy(update={"metadata": {}})}))])
+    assert summary["lines_beyond_reference"] == 1 and summary["candidate_lines_beyond_reference"] == 0.5

@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import psutil
 import pytest
 from safetensors.torch import load_file
 
@@ -74,6 +75,33 @@ def test_serve_answers_with_the_adapter_applied(served, sft_adapter):
     with_adapter = load_model(f"hf:{base}+{sft_adapter}").generate(messages, n=1, temperature=0.0, max_tokens=24)
     without = load_model(f"hf:{base}").generate(messages, n=1, temperature=0.0, max_tokens=24)
     assert reply.texts[0] == with_adapter.texts[0] != without.texts[0]
+
+
+def test_sigterm_stops_serve_and_the_server_it_started(tmp_path):
+    """`kill PID` (a supervisor, systemd) must not leave the model server running, parent 1."""
+    log = (tmp_path / "serve.log").open("w")
+    process = subprocess.Popen(
+        [SELFREPAIR, "serve", "--base", f"hf:{ensure_smollm2()}", "--engine", "transformers",
+         "--port", str(free_port()), "--ready-timeout", "300"],
+        stdout=subprocess.PIPE, stderr=log, text=True, env=os.environ | {"HF_HUB_OFFLINE": "1"},
+    )  # fmt: skip
+    server: list[psutil.Process] = []
+    try:
+        spec = first_stdout_line(process, 400)
+        assert spec.startswith("openai:"), (tmp_path / "serve.log").read_text()[-3000:]
+        server = psutil.Process(process.pid).children(recursive=True)
+        assert server, "serve started no server"
+        process.send_signal(signal.SIGTERM)  # to selfrepair alone, as `kill PID` sends it
+        assert process.wait(timeout=60) == 128 + signal.SIGTERM
+        _, alive = psutil.wait_procs(server, timeout=30)
+        assert not alive, [p.cmdline() for p in alive]
+    finally:
+        for leftover in server:
+            if leftover.is_running():
+                leftover.kill()
+        process.kill()
+        log.close()
+    assert "selfrepair: stopped by SIGTERM" in (tmp_path / "serve.log").read_text()
 
 
 def test_serve_refuses_an_adapter_for_another_base(sft_adapter, tmp_path):

@@ -36,7 +36,8 @@ from selfrepair.agents.backends import load_model
 from selfrepair.errors import SelfRepairError
 from selfrepair.graphs.budget import Budget, Sampling
 from selfrepair.graphs.run import open_checkpointer, repair_task
-from selfrepair.rundir import prepare_run_dir, write_atomically, write_results
+from selfrepair.files import make_directory, write_atomically
+from selfrepair.rundir import hold_run_dir, is_empty, prepare_run_dir, write_results
 from selfrepair.sandbox.core import Sandbox
 from selfrepair.training.datasets import dpo_dataset, read_runs, sft_dataset
 from selfrepair.training.train import Method, default_lora, train_adapter
@@ -132,9 +133,11 @@ def open_out(out: Path, settings: ImproveSettings, train_tasks: list[Task], eval
     }
     if out.exists() and not out.is_dir():
         raise SelfRepairError(f"--out {out} is a file, not a directory")
-    if out.is_dir() and any(out.iterdir()):
-        if not (out / SETTINGS).is_file():
-            raise SelfRepairError(f"--out {out} is not empty and holds no improve run: choose another --out")
+    if not is_empty(out) and not (out / SETTINGS).is_file():
+        raise SelfRepairError(f"--out {out} is not empty and holds no improve run: choose another --out")
+    make_directory(out)
+    hold_run_dir(out)  # one process at a time, as for a run directory; held before it is read
+    if (out / SETTINGS).is_file():
         before = json.loads((out / SETTINGS).read_text(encoding="utf-8"))
         if before != recorded:
             different = sorted(k for k in recorded["settings"] if before["settings"].get(k) != recorded["settings"][k])
@@ -144,7 +147,6 @@ def open_out(out: Path, settings: ImproveSettings, train_tasks: list[Task], eval
                 "choose another --out to start a new run"
             )
         return
-    out.mkdir(parents=True, exist_ok=True)
     write_atomically(out / SETTINGS, json.dumps(recorded, indent=2) + "\n")
 
 

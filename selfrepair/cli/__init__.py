@@ -3,6 +3,7 @@ registered here; `common` holds what they share."""
 
 from __future__ import annotations
 
+import signal
 import sys
 
 import typer
@@ -51,10 +52,41 @@ app.add_typer(sandbox.app, name="sandbox")
 app.command("synth")(synth)
 
 
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
+class Stopped(BaseException):
+    """SIGTERM or SIGHUP (a `kill`, a supervisor, a closed terminal), raised in the main
+    thread like Ctrl-C's KeyboardInterrupt: every `finally` on the way out runs, so servers
+    are stopped, sandboxes closed and their containers removed. A BaseException, so that no
+    `except Exception` on the way catches it."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def stop(signum: int, _frame: object) -> None:
+    # Further stop signals are ignored while the way out runs: it is bounded (a server gets
+    # seconds to stop, then SIGKILL), and a second SIGTERM must not cut it short.
+    for other in STOP_SIGNALS:
+        signal.signal(other, signal.SIG_IGN)
+    raise Stopped(signum)
+
+
 def main() -> None:
-    """Entry point: a SelfRepairError becomes one line on stderr and exit status 2."""
+    """Entry point: a SelfRepairError becomes one line on stderr and exit status 2; SIGTERM
+    and SIGHUP stop the command cleanly with exit status 128 + the signal's number."""
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, stop)
     try:
         app()
     except SelfRepairError as error:
         typer.echo(f"selfrepair: error: {error}", err=True)
         sys.exit(2)
+    except Stopped as stopped:
+        # Every step and checkpoint is committed as it lands, so a run stopped anywhere
+        # resumes; nothing it started is left running.
+        name = signal.Signals(stopped.signum).name
+        typer.echo(f"selfrepair: stopped by {name}; a run resumes when the same command is run again", err=True)
+        sys.exit(128 + stopped.signum)

@@ -30,7 +30,8 @@ from selfrepair.graphs.budget import Budget
 from selfrepair.graphs.issue import repair_issue
 from selfrepair.graphs.run import open_checkpointer, repair_task
 from selfrepair.loaders import load_tasks
-from selfrepair.rundir import PREDICTIONS, prepare_run_dir, write_atomically, write_results
+from selfrepair.files import write_atomically
+from selfrepair.rundir import PREDICTIONS, check_run_dir, prepare_run_dir, write_results
 from selfrepair.sandbox.choose import open_sandbox
 from selfrepair.types import Task, Trajectory
 
@@ -82,13 +83,11 @@ def bench(
         strategy_name = "issue"
     else:
         if data is not None and not data.is_file():
-            raise SelfRepairError(f"--data {data}: no such file")
+            raise SelfRepairError(f"--data {data}: {'a directory, not a file' if data.is_dir() else 'no such file'}")
         tasks = load_tasks(benchmark.value, data)[:limit]
         if not tasks:
             raise SelfRepairError(f"{data or benchmark.value}: no tasks")
         strategy_name = (strategy or Strategy.best_of_n).value
-    loaded = load_model(model)
-    check_reachable(loaded)
     config = {
         "command": "bench",
         "benchmark": benchmark.value,
@@ -100,6 +99,9 @@ def bench(
     } | ({"repos": str(repos.resolve())} if repos is not None else {})
     name = f"bench-{benchmark.value}-{strategy_name}-{slug(model)}-b{budget}" + (f"-n{limit}" if limit else "")
     run_dir = out or Path("runs") / name
+    check_run_dir(run_dir, config)
+    loaded = load_model(model)
+    check_reachable(loaded)
     box = open_sandbox(sandbox.value, pool_size=jobs)
     try:
         store = prepare_run_dir(run_dir, config)
@@ -171,12 +173,17 @@ def run_tasks(
             done(trajectory)
             yield trajectory
         return
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
+    pool = ThreadPoolExecutor(max_workers=jobs)
+    try:
         futures = [pool.submit(work, task) for task in tasks]
         for future in futures:
-            future.add_done_callback(lambda f: done(f.result()) if f.exception() is None else None)
+            future.add_done_callback(lambda f: done(f.result()) if not f.cancelled() and f.exception() is None else None)
         for future in futures:
             yield future.result()
+    finally:
+        # Left early (an error, a stop signal): the tasks not started are dropped rather than
+        # run to the end; running ones end at their next sandbox call (the sandbox is closed).
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 def print_summary(summary: dict[str, Any], run_dir: Path, quiet: bool) -> None:
@@ -203,6 +210,10 @@ def print_summary(summary: dict[str, Any], run_dir: Path, quiet: bool) -> None:
     table.add_row("tokens per solved task", "-" if per is None else f"{per:,.0f}")
     table.add_row("replies cut at the token limit", str(summary["truncated_replies"]))
     table.add_row("suspicious runs (attempts on the verdict)", str(summary["suspicious"]))
+    for key, label in (("lines_beyond_reference", "lines changed beyond the reference fix (fixes)"),
+                       ("candidate_lines_beyond_reference", "lines changed beyond the reference fix (candidates)")):
+        if summary.get(key) is not None:
+            table.add_row(label, f"{summary[key]:.2f}")
     table.add_row("sandbox seconds", f"{summary['sandbox_seconds']:.1f}")
     table.add_row("wall seconds (sum over tasks)", f"{summary['wall_seconds']:.1f}")
     table.add_row("reviewer errors", str(summary["reviewer_errors"]))

@@ -30,10 +30,11 @@ from selfrepair.graphs.budget import Budget
 from selfrepair.graphs.issue import repair_issue, run_candidate_tests
 from selfrepair.graphs.run import open_checkpointer, repair_task
 from selfrepair.metrics import result_row
-from selfrepair.rundir import PATCH, prepare_run_dir, write_atomically, write_results
+from selfrepair.files import write_atomically
+from selfrepair.rundir import PATCH, check_run_dir, prepare_run_dir, write_results
 from selfrepair.sandbox.choose import open_sandbox
-from selfrepair.sandbox.testing import run_tests
-from selfrepair.types import Step, Task, TestSpec, Trajectory
+from selfrepair.sandbox.testing import run_tests, untestable
+from selfrepair.types import Step, Task, TestReport, TestSpec, Trajectory
 
 REPOSITORY_TEST_TIMEOUT_S = 600.0  # a repository's suite takes longer than one function's tests
 
@@ -95,12 +96,9 @@ def fix(
     box = open_sandbox(sandbox.value)
     try:
         baseline = run_tests(box, task)
+        check_baseline(baseline, test_cmd, str(root))
         if baseline.passed:
             raise SelfRepairError(f"nothing to repair: `{test_cmd}` already passes in {root}")
-        if baseline.exit_code in (126, 127):  # the shell's "cannot execute" and "not found"
-            raise SelfRepairError(f"the test command cannot run in the sandbox: {baseline.reason}")
-        loaded = load_model(model)
-        check_reachable(loaded)
         config = {
             "command": "fix",
             "path": str(path.resolve()),
@@ -111,6 +109,9 @@ def fix(
             "budget": budget_config(limits),
         }
         run_dir = out or default_run_dir()
+        check_run_dir(run_dir, config)
+        loaded = load_model(model)
+        check_reachable(loaded)
         store = prepare_run_dir(run_dir, config)
         with Display(not (quiet or json_output), f"fixing {path.name}", budget) as display:
             trajectory = repair_task(
@@ -171,18 +172,20 @@ def fix_repository(
     try:
         with checkout(repository, commit) as work:
             baseline = run_candidate_tests(box, work, task, None)
+            check_baseline(baseline, test_cmd, f"{root.name} at {commit[:12]}")
             if baseline.passed:
                 raise SelfRepairError(
                     f"nothing to repair: `{test_cmd}` already passes at {commit[:12]}; "
                     "add a test that shows the issue"
                 )
-            loaded = load_model(model)
-            check_reachable(loaded)
             config = {
                 "command": "fix", "mode": "issue", "path": str(root), "base": commit, "test_cmd": test_cmd,
                 "issue": issue_text, "strategy": "issue", "model": model, "budget": budget_config(limits),
             }  # fmt: skip
             run_dir = out or default_run_dir()
+            check_run_dir(run_dir, config)
+            loaded = load_model(model)
+            check_reachable(loaded)
             store = prepare_run_dir(run_dir, config)
             with Display(not (quiet or json_output), f"fixing {root.name}", limits.max_candidates) as display:
                 trajectory = repair_issue(
@@ -205,6 +208,14 @@ def fix_repository(
         trajectory, run_dir, diff, f"patch in {run_dir / PATCH}; {where}", patch, quiet, json_output,
         base=commit, branch=branch if branch_commit else None, commit=branch_commit,
     )  # fmt: skip
+
+
+def check_baseline(baseline: TestReport, test_cmd: str, where: str) -> None:
+    """A test command that runs no tests, or cannot start, is bad input: no candidate could
+    be told from the bug by it. Refused on the code as given, before any model call."""
+    problem = untestable(baseline)
+    if problem:
+        raise SelfRepairError(f"--test-cmd `{test_cmd}` cannot test {where} in the sandbox: {problem}")
 
 
 def default_run_dir() -> Path:
@@ -287,7 +298,7 @@ def report_fix(
     --patch), one line saying what was done, or what an unsuccessful repair tried; exit 1
     when nothing was fixed. `details` go into --json's object."""
     if diff:
-        (run_dir / PATCH).write_text(diff, encoding="utf-8")
+        write_atomically(run_dir / PATCH, diff)
     if json_output:
         answer = {
             "solved": trajectory.solved, "outcome": trajectory.outcome, "error": trajectory.error,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import signal
 from enum import Enum
 from pathlib import Path
 from typing import Optional
@@ -38,7 +37,8 @@ def serve(
 ) -> None:
     """Serve the base model (with --adapter applied) behind an OpenAI-compatible API on
     127.0.0.1, print the model spec for fix/bench (openai:NAME@URL) once it answers, and run
-    until Ctrl-C or SIGTERM, which stop the server and everything it started."""
+    until Ctrl-C (exit 0) or SIGTERM / SIGHUP (exit 143 / 129), which stop the server and
+    everything it started."""
     from selfrepair.training.serve import ServerPlan, default_engine, plan_server, serve as run_server
 
     chosen = engine.value if engine else default_engine()
@@ -59,12 +59,7 @@ def serve(
 
     def ready(plan: ServerPlan) -> None:
         typer.echo(plan.spec)
-        console.print(f"serving {plan.model_name} on {plan.base_url}; Ctrl-C stops it")
+        console.print(f"serving {plan.model_name} on {plan.base_url}; Ctrl-C (or SIGTERM) stops it")
 
-    # SIGTERM ends the command as Ctrl-C does, so the server is stopped on the way out.
-    signal.signal(signal.SIGTERM, interrupt)
+    # SIGTERM and SIGHUP unwind the command (selfrepair.cli.main), so the server is stopped on the way out.
     raise typer.Exit(run_server(plan, ready_timeout, ready))
-
-
-def interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt

@@ -1,0 +1,82 @@
+"""A stand-in model server for tests that stop a run at a known place: an OpenAI-compatible
+chat endpoint on 127.0.0.1 answering from a list of replies in order, through the real
+`openai` backend. It can hold one request unanswered, so a test knows the run is waiting on
+that model call when it kills it; a held request uses up no reply, so the resumed run gets
+the reply the killed one never saw."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Sequence
+
+REACHABLE_PROBE = "Say OK."  # what the CLI asks a server before a run (check_reachable)
+
+
+class ChatStub:
+    def __init__(self, replies: Sequence[str], hold_at: int | None = None) -> None:
+        self.replies = list(replies)
+        self.next = 0
+        self.hold_at = hold_at  # the index of the reply whose request is held
+        self.held = threading.Event()  # set once that request has arrived
+        self.release = threading.Event()
+        self.lock = threading.Lock()
+        stub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                texts = stub.take(body)
+                if texts is None:  # held until the test is done; the client is gone by then
+                    stub.release.wait()
+                    return
+                if not texts:
+                    self.send_error(500, "the chat stub ran out of replies")
+                    return
+                answer = {
+                    "id": "stub", "object": "chat.completion", "created": 0, "model": body["model"],
+                    "choices": [{"index": i, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+                                for i, text in enumerate(texts)],
+                    "usage": {"prompt_tokens": 10, "completion_tokens": sum(len(t.split()) for t in texts),
+                              "total_tokens": 10 + sum(len(t.split()) for t in texts)},
+                }  # fmt: skip
+                data = json.dumps(answer).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def spec(self) -> str:
+        return f"openai:stub@http://127.0.0.1:{self.server.server_port}/v1"
+
+    def take(self, body: dict) -> list[str] | None:
+        """The replies for one request (none left: an empty list), or None for the held one."""
+        if body["messages"][-1]["content"] == REACHABLE_PROBE:
+            return ["OK"]
+        with self.lock:
+            if self.next == self.hold_at and not self.held.is_set():
+                self.held.set()
+                return None
+            n = body.get("n") or 1
+            texts = self.replies[self.next : self.next + n]
+            self.next += len(texts)
+        return texts
+
+    def __enter__(self) -> ChatStub:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release.set()
+        self.server.shutdown()
+        self.server.server_close()

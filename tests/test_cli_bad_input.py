@@ -1,0 +1,194 @@
+"""Bad input as a new user gives it (issue 16): a place a file cannot go, a store that is not
+one, a test command that tests nothing, a run directory another process holds. Each is one
+line naming the problem, exit 2, no traceback, and nothing half-written."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from chat_stub import ChatStub
+
+ROOT = Path(__file__).resolve().parent.parent
+SELFREPAIR = str(Path(sys.executable).parent / "selfrepair")
+FIXED = "```python\ndef plus(a, b):\n    return a + b\n```"
+NO_MODEL = "scripted:/nonexistent/replies.json"  # loading it fails: a run that gets that far says so
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([SELFREPAIR, *args], capture_output=True, text=True, timeout=300)
+
+
+def refused(result: subprocess.CompletedProcess, message: str) -> None:
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("selfrepair: error: "), result.stderr
+    assert message in result.stderr, result.stderr
+
+
+def quixbugs(folder: Path) -> Path:
+    record = {"name": "plus", "buggy_program": "def plus(a, b):\n    return a - b\n", "docstring": "Add a and b.",
+              "solution": "def plus(a, b):\n    return a + b\n", "tests": "assert plus(1, 2) == 3\n"}  # fmt: skip
+    path = folder / "quixbugs.jsonl"
+    path.write_text(json.dumps(record) + "\n")
+    return path
+
+
+def bench(data: Path, model: str, out: Path) -> list[str]:
+    return ["bench", "quixbugs", "--data", str(data), "--model", model, "--strategy", "refine", "--budget", "2",
+            "--sandbox", "local", "--out", str(out), "--quiet"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("finished")
+    replies = folder / "replies.json"
+    replies.write_text(json.dumps([FIXED]))
+    result = run(*bench(quixbugs(folder), f"scripted:{replies}", folder / "run"))
+    assert result.returncode == 0, result.stderr
+    return folder / "run"
+
+
+@pytest.fixture
+def corrupt_run(tmp_path) -> Path:
+    folder = tmp_path / "corrupt"
+    folder.mkdir()
+    (folder / "run.sqlite").write_bytes(b"this is not an SQLite database, though it is named like one" * 100)
+    return folder
+
+
+@pytest.fixture
+def project(tmp_path) -> Path:
+    shutil.copytree(ROOT / "examples" / "buggy_add", tmp_path / "buggy_add")
+    return tmp_path / "buggy_add"
+
+
+def test_export_to_a_missing_folder_or_onto_a_directory(finished_run, tmp_path):
+    refused(run("export", str(finished_run), "--out", str(tmp_path / "nodir" / "sub" / "out.jsonl")),
+            f"cannot write {tmp_path / 'nodir' / 'sub' / 'out.jsonl'}: no such directory")  # fmt: skip
+    assert not (tmp_path / "nodir").exists()
+    (tmp_path / "existing").mkdir()
+    refused(run("export", str(finished_run), "--out", str(tmp_path / "existing")), "it is a directory")
+    assert list((tmp_path / "existing").iterdir()) == []
+
+
+@pytest.mark.parametrize("command", ["report", "bench", "fix"])
+def test_an_unwritable_place_is_one_line(finished_run, project, tmp_path, command):
+    if command == "report":
+        result = run("report", str(finished_run), "--out", "/proc/report.html")
+        message = "cannot write /proc/report.html: /proc does not take new files"
+    elif command == "bench":
+        replies = tmp_path / "replies.json"
+        replies.write_text(json.dumps([FIXED]))
+        result = run(*bench(quixbugs(tmp_path), f"scripted:{replies}", Path("/proc/selfrepair-run")))
+        message = "cannot make the folder /proc/selfrepair-run"
+    else:
+        replies = tmp_path / "replies.json"
+        replies.write_text(json.dumps(["```python\ndef add(a, b):\n    return a + b\n```"]))
+        result = run("fix", str(project), "--test-cmd", "python -m pytest -q", "--model", f"scripted:{replies}",
+                     "--sandbox", "local", "--out", "/proc/selfrepair-run")  # fmt: skip
+        message = "cannot make the folder /proc/selfrepair-run"
+        assert "return a - b" in (project / "calc.py").read_text()  # nothing written
+    refused(result, message)
+    assert not list(finished_run.glob(".*.tmp")) and not list(tmp_path.glob(".*.tmp"))
+
+
+@pytest.mark.parametrize("command", ["export", "train sft", "bench"])  # report: tests/test_report.py
+def test_a_corrupt_store_is_one_line(corrupt_run, tmp_path, command):
+    if command == "export":
+        result = run("export", str(corrupt_run), "--out", str(tmp_path / "out.jsonl"))
+    elif command == "train sft":
+        result = run("train", "sft", "--runs", str(corrupt_run), "--out", str(tmp_path / "adapter"))
+    else:
+        result = run(*bench(quixbugs(tmp_path), NO_MODEL, corrupt_run))
+    refused(result, f"{corrupt_run / 'run.sqlite'} is not a readable trajectory store")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["corrupt"] + (["quixbugs.jsonl"] if command == "bench" else []))
+    assert not (corrupt_run / "run.lock").exists()
+
+
+@pytest.mark.parametrize(
+    "tests, test_cmd, message",
+    [
+        ({}, "python -m pytest -q", "it ran no tests"),
+        ({"test_calc.py": None}, "python -m pytest -q -k nomatch", "it ran no tests"),
+        ({"test_calc.py": None}, "python -m nosuchmodule", "it cannot start: "),
+        ({"test_calc.py": None}, "python nosuch.py", "it cannot start: "),
+        ({"test_calc.py": None}, "python -m pytest -q --no-such-option", "it cannot start: "),
+        ({"test_calc.py": None}, "no-such-test-runner", "it cannot start: "),
+    ],
+)
+def test_a_test_command_that_tests_nothing_is_refused_before_any_model_call(project, tmp_path, tests, test_cmd, message):
+    if not tests:
+        (project / "test_calc.py").unlink()
+    out = tmp_path / "run"
+    # The model cannot be loaded: a refusal that names the test command came before any model call.
+    result = run("fix", str(project), "--test-cmd", test_cmd, "--model", NO_MODEL, "--sandbox", "local", "--out", str(out))
+    refused(result, f"--test-cmd `{test_cmd}` cannot test {project} in the sandbox: {message}")
+    assert not out.exists()
+
+
+def test_a_second_bench_on_a_run_directory_in_use_is_refused_and_a_killed_run_leaves_it_free(tmp_path):
+    data, out = quixbugs(tmp_path), tmp_path / "run"
+    wrong = "```python\ndef plus(a, b):\n    return a * b\n```"
+    with ChatStub([wrong, "VERDICT: refine\nCONFIDENCE: 0.9\nCRITIQUE: it multiplies", FIXED], hold_at=2) as stub:
+        first = subprocess.Popen([SELFREPAIR, *bench(data, stub.spec, out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            assert stub.held.wait(timeout=300), first.communicate()
+            files = {p.name: p.read_bytes() for p in out.iterdir() if not p.name.startswith("run.sqlite")}
+            second = run(*bench(data, stub.spec, out))
+            refused(second, f"{out} is in use by another selfrepair process (pid {first.pid})")
+            assert {p.name: p.read_bytes() for p in out.iterdir() if not p.name.startswith("run.sqlite")} == files
+            first.send_signal(signal.SIGKILL)  # no cleanup: the lock goes with the process
+            first.wait(timeout=60)
+        finally:
+            first.kill()
+        again = run(*bench(data, stub.spec, out))
+    assert again.returncode == 0 and "1/1 solved" in again.stdout, again.stderr
+
+
+def test_a_second_fix_on_a_run_directory_in_use_is_refused(project, tmp_path):
+    out = tmp_path / "run"
+    with ChatStub(["```python\ndef add(a, b):\n    return a + b\n```"] * 8, hold_at=0) as stub:
+        command = [SELFREPAIR, "fix", str(project), "--test-cmd", "python -m pytest -q", "--model", stub.spec,
+                   "--sandbox", "local", "--out", str(out)]  # fmt: skip
+        first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            assert stub.held.wait(timeout=300), first.communicate()
+            second = subprocess.run(command, capture_output=True, text=True, timeout=300)
+            refused(second, f"{out} is in use by another selfrepair process (pid {first.pid})")
+        finally:
+            first.kill()
+            first.wait(timeout=60)
+
+
+def test_a_second_improve_on_an_out_folder_in_use_is_refused(tmp_path):
+    out = tmp_path / "improve"
+    # Another process holds OUT as a running `improve` does (the lock is all that matters here).
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from pathlib import Path; from selfrepair.files import make_directory; "
+         "from selfrepair.rundir import hold_run_dir; make_directory(Path(sys.argv[1])); hold_run_dir(Path(sys.argv[1])); "
+         "print('held', flush=True); sys.stdin.read()", str(out)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        train, evaluate = tmp_path / "train.jsonl", tmp_path / "eval.jsonl"
+        shutil.copy(quixbugs(tmp_path), train)
+        evaluate.write_text(train.read_text().replace("plus", "total"))
+        result = run("improve", "--train", str(train), "--eval", str(evaluate), "--sandbox", "local", "--out", str(out))
+    finally:
+        holder.kill()
+        holder.wait()
+    refused(result, f"{out} is in use by another selfrepair process (pid {holder.pid})")
+    assert sorted(p.name for p in out.iterdir()) == ["run.lock"]
+
+
+def test_an_empty_store_file_is_no_store_and_stays_empty(tmp_path):
+    (tmp_path / "run.sqlite").write_bytes(b"")  # SQLite would read it as an empty database
+    refused(run("export", str(tmp_path), "--out", str(tmp_path / "out.jsonl")), "is not a trajectory store")
+    assert (tmp_path / "run.sqlite").read_bytes() == b"" and not (tmp_path / "out.jsonl").exists()
