@@ -13,10 +13,8 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from selfrepair.agents.backends import SPECS
-from selfrepair.agents.models import Model
+from selfrepair.agents.backends import SPECS, check_reachable  # noqa: F401 (fix imports it from here)
 from selfrepair.graphs.budget import Budget
-from selfrepair.types import Message
 
 
 class Strategy(str, Enum):
@@ -51,13 +49,6 @@ MaxSeconds = typer.Option(
 def budget_config(budget: Budget) -> dict[str, Any]:
     """The budget as a run directory's configuration records it."""
     return dataclasses.asdict(budget)
-
-
-def check_reachable(model: Model) -> None:
-    """In-process backends are reachable once loaded; a server is asked for one token, so an
-    unreachable one is refused before any run directory exists."""
-    if model.spec.startswith("openai:"):
-        model.generate([Message(role="user", content="Say OK.")], n=1, temperature=0.0, max_tokens=1)
 
 
 def command_line() -> str:
