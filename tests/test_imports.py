@@ -28,6 +28,8 @@ RULES = [
     ("agents", lambda m: in_area(m, "selfrepair.agents"), ("selfrepair.graphs", "selfrepair.sandbox", "selfrepair.training")),
     ("everything but the CLI", lambda m: not in_area(m, "selfrepair.cli"), ("selfrepair.cli",)),
     ("graphs", lambda m: in_area(m, "selfrepair.graphs"), ("selfrepair.training",)),
+    # an executor runs any command's jobs: it knows tasks, sandboxes and models, not what the jobs do
+    ("the executor", lambda m: in_area(m, "selfrepair.executor"), ("selfrepair.graphs", "selfrepair.training")),
 ]
 OUTPUT_MODULES = ("typer", "rich", "click")  # how a module would draw on the terminal
 
@@ -77,7 +79,7 @@ IMPORTS = {module: imported(module, parsed(module)) for module in MODULES}
 def test_every_area_is_found() -> None:
     for area in ("selfrepair.cli.common", "selfrepair.store", "selfrepair.rundir", "selfrepair.agents.editor",
                  "selfrepair.agents.backends", "selfrepair.graphs.studio", "selfrepair.sandbox.core",
-                 "selfrepair.training.improve"):  # fmt: skip
+                 "selfrepair.training.improve", "selfrepair.executor.cluster"):  # fmt: skip
         assert area in MODULES
 
 

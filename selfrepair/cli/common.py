@@ -32,6 +32,11 @@ class SandboxKind(str, Enum):
 MODEL_HELP = f"Model spec, one of: {SPECS}. Default: smollm2. `selfrepair models list` explains each."
 BUDGET_HELP = "Most candidates (model replies) to try per task."
 SANDBOX_HELP = "Where tests run: auto (Docker when a daemon answers and the image is built, else local), docker, local."
+EXECUTOR_HELP = (
+    "Where tasks run: local (threads of this process, --jobs at once), ray (the Ray cluster this machine "
+    "belongs to, else a Ray instance of its own) or ray:ADDRESS (e.g. ray:10.0.0.5:6379): one worker per "
+    "node, --jobs at once on each. Needs the ray extra."
+)
 QUIET_HELP = "No progress display; print only the result."
 JSON_HELP = "Print one JSON object with the result on stdout (no progress display)."
 
@@ -49,6 +54,16 @@ MaxSeconds = typer.Option(
 def budget_config(budget: Budget) -> dict[str, Any]:
     """The budget as a run directory's configuration records it."""
     return dataclasses.asdict(budget)
+
+
+ExecutorOption = typer.Option("local", "--executor", help=EXECUTOR_HELP)
+
+
+def executor_line(executor: dict[str, Any]) -> str:
+    """An executor's description (Executor.describe) in a few words."""
+    nodes = f"{executor['nodes']} node{'s' if executor['nodes'] != 1 else ''}"
+    retries = f", {executor['retries']} task(s) sent again after a worker died" if executor["retries"] else ""
+    return f"{executor['name']}, {nodes} x {executor['jobs_per_node']} job(s), {executor['sandbox']} sandbox{retries}"
 
 
 def command_line() -> str:

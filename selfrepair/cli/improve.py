@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from selfrepair.cli.common import (
-    BUDGET_HELP, QUIET_HELP, SANDBOX_HELP, Display, MaxSeconds, MaxTokens, SandboxKind, Strategy,
+    BUDGET_HELP, QUIET_HELP, SANDBOX_HELP, Display, ExecutorOption, MaxSeconds, MaxTokens, SandboxKind, Strategy,
 )  # fmt: skip
 from selfrepair.cli.train import (
     BASE_HELP, BENCHMARK_HELP, BatchSize, Epochs, KeepSuspicious, LearningRate, LoraRank, MaxLength, MaxSteps,
@@ -46,15 +46,18 @@ def improve(
     max_length: Optional[int] = MaxLength,
     lora_r: int = LoraRank,
     sandbox: SandboxKind = typer.Option(SandboxKind.auto, "--sandbox", help=SANDBOX_HELP),
+    executor_spec: str = ExecutorOption,
+    jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Repair phases: tasks to run in parallel (on each node, with --executor ray)."),
     trl_config: Optional[Path] = TrlConfig,
     keep_suspicious: bool = KeepSuspicious,
     quiet: bool = typer.Option(False, "--quiet", "-q", help=QUIET_HELP),
 ) -> None:
     """Self-improvement rounds: repair the --train tasks, train on what was solved, and compare
-    base and trained model on the --eval tasks (repair rate, pass@1, tokens), a table per round."""
+    base and trained model on the --eval tasks (repair rate, pass@1, tokens), a table per round.
+    The repair phases run wherever --executor says; training runs here."""
+    from selfrepair.executor import open_executor
     from selfrepair.graphs.budget import Budget, Sampling
     from selfrepair.loaders import load_tasks
-    from selfrepair.sandbox.choose import open_sandbox
     from selfrepair.training.improve import ImproveSettings, improve as run_improve
 
     for path in (train, eval_data):
@@ -75,13 +78,13 @@ def improve(
         lora_r=lora_r,
         keep_suspicious=keep_suspicious,
     )
-    box = open_sandbox(sandbox.value)
+    executor = open_executor(executor_spec, sandbox=sandbox.value, jobs=jobs)
     shown = Shown(not quiet)
     try:
-        run_improve(train_tasks, eval_tasks, settings, box, out, shown.report)
+        run_improve(train_tasks, eval_tasks, settings, executor, out, shown.report)
     finally:
         shown.end_phase()
-        box.close()
+        executor.close()
     typer.echo(f"tables and runs in {out}")
 
 
