@@ -9,9 +9,9 @@ brings back its trajectory and last checkpoint, which the driver writes: the che
 first, then the trajectory (a driver killed between the two finds the task finished in its
 checkpoint next time and saves the trajectory then). So, with either executor, a finished
 task is skipped when the run resumes, a task that ended in an error is retried from before the
-node that failed, and a task keeps one trajectory id however often it is run. A worker that
-dies mid-task has written nothing; the task is sent again from the checkpoint it carried, so
-nothing is written twice. What a driver killed mid-task loses is that task's progress since it
+node that failed, and from its first checkpoint on a task keeps its one trajectory however
+often it is run. A worker that dies mid-task has written nothing; the task is sent again from
+the checkpoint it carried, so nothing is written twice. What a driver killed mid-task loses is that task's progress since it
 was sent (with the local executor: the node that was running).
 """
 

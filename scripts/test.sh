@@ -11,4 +11,6 @@ fi
 bash scripts/sandbox.sh
 # The official SWE-bench harness validates `bench swebench` predictions (tests/test_issue_graph.py).
 .venv/bin/python -c "import swebench" 2>/dev/null || .venv/bin/pip install -q -e ".[swebench]"
+# Ray runs the executor's tests on a two-node cluster on this machine (tests/test_executor_ray.py).
+.venv/bin/python -c "import ray" 2>/dev/null || .venv/bin/pip install -q -e ".[ray]"
 exec .venv/bin/python -m pytest -q -ra "$@"
