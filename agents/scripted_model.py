@@ -2,6 +2,9 @@
 
 The file is JSON: a list of reply strings. Each completion takes the next reply (a call with
 n=3 takes the next three); when the list runs out, generate() raises SelfRepairError.
+Or an object of such lists, keyed by a text that names the task (e.g. "def gcd("): a call
+takes its replies from the first key, in the file's order, found in the conversation, so
+each task gets its own replies in whatever order, thread or machine the tasks run.
 Token counts are whitespace-separated words, so budgets behave like they would with a model.
 A reply is cut at the first stop string, as a real backend would cut it.
 """
@@ -9,6 +12,7 @@ A reply is cut at the first stop string, as a real backend would cut it.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from pathlib import Path
 from typing import Sequence
@@ -17,12 +21,15 @@ from selfrepair.agents.models import Completion, Generation, cut_at_stop
 from selfrepair.errors import SelfRepairError
 from selfrepair.types import Message
 
+SHARED = ""  # the key of a plain list's replies
+
 
 def count_words(text: str) -> int:
     return len(text.split())
 
 
-def read_replies(path: Path) -> list[str]:
+def read_replies(path: Path) -> dict[str, list[str]]:
+    """The file's replies by key (a plain list is the one key SHARED)."""
     try:
         replies = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -31,9 +38,16 @@ def read_replies(path: Path) -> list[str]:
         raise SelfRepairError(
             f"scripted model: {path}:{error.lineno}: not valid JSON: {error.msg}"
         ) from None
-    if not isinstance(replies, list) or not all(isinstance(r, str) for r in replies):
-        raise SelfRepairError(f"scripted model: {path} must hold a JSON list of strings")
-    return replies
+    keyed = {SHARED: replies} if isinstance(replies, list) else replies
+    if (
+        not isinstance(keyed, dict)
+        or (keyed is replies and SHARED in keyed)
+        or not all(isinstance(r, list) and all(isinstance(t, str) for t in r) for r in keyed.values())
+    ):
+        raise SelfRepairError(
+            f"scripted model: {path} must hold a JSON list of strings, or an object of such lists under non-empty keys"
+        )
+    return keyed
 
 
 class ScriptedModel:
@@ -43,11 +57,16 @@ class ScriptedModel:
         self.path = Path(path)
         self.spec = spec or f"scripted:{path}"
         self.replies = read_replies(self.path)
-        self.next_index = 0
+        self.next_index = dict.fromkeys(self.replies, 0)
+        self.lock = threading.Lock()  # one model serves a run's parallel tasks
 
-    @property
-    def remaining(self) -> int:
-        return len(self.replies) - self.next_index
+    def key_for(self, messages: Sequence[Message]) -> str:
+        if SHARED in self.replies:
+            return SHARED
+        for key in self.replies:
+            if any(key in m.content for m in messages):
+                return key
+        raise SelfRepairError(f"scripted model {self.path}: none of its keys occurs in the conversation")
 
     def generate(
         self,
@@ -60,13 +79,17 @@ class ScriptedModel:
         started = time.perf_counter()
         if n < 1:
             raise SelfRepairError(f"n must be at least 1, got {n}")
-        if n > self.remaining:
-            raise SelfRepairError(
-                f"scripted model {self.path} ran out of replies: asked for {n}, "
-                f"{self.remaining} left of {len(self.replies)}"
-            )
-        texts = [cut_at_stop(t, stop)[0] for t in self.replies[self.next_index : self.next_index + n]]
-        self.next_index += n
+        key = self.key_for(messages)
+        replies = self.replies[key]
+        with self.lock:
+            first = self.next_index[key]
+            if n > len(replies) - first:
+                raise SelfRepairError(
+                    f"scripted model {self.path} ran out of replies{f' for {key!r}' if key else ''}: "
+                    f"asked for {n}, {len(replies) - first} left of {len(replies)}"
+                )
+            self.next_index[key] = first + n
+        texts = [cut_at_stop(t, stop)[0] for t in replies[first : first + n]]
         completions = [Completion(text=t, completion_tokens=count_words(t)) for t in texts]
         return Generation(
             completions=completions,

@@ -23,6 +23,7 @@ from operator_bugs import write_split  # noqa: E402
 
 from selfrepair.graphs.budget import Budget, Sampling  # noqa: E402
 from selfrepair.loaders import load_quixbugs  # noqa: E402
+from selfrepair.executor.local import LocalExecutor  # noqa: E402
 from selfrepair.sandbox.choose import open_sandbox  # noqa: E402
 from selfrepair.training.improve import ImproveSettings, improve  # noqa: E402
 
@@ -56,17 +57,14 @@ def main() -> None:
             "per_device_train_batch_size": 4, "gradient_checkpointing": False,
         },  # fmt: skip
     )
-    sandbox = open_sandbox(args.sandbox)
-    try:
-        (record,) = improve(load_quixbugs(train_file), load_quixbugs(eval_file), settings, sandbox, args.out / "improve")
-    finally:
-        sandbox.close()
+    with LocalExecutor(open_sandbox(args.sandbox)) as executor:
+        (record,) = improve(load_quixbugs(train_file), load_quixbugs(eval_file), settings, executor, args.out / "improve")
 
     figures = {
         "benchmark": "self_improvement",
         "base": args.base,
         "method": args.method,
-        "sandbox": sandbox.name,
+        "sandbox": executor.describe()["sandbox"],
         "train_tasks": train_count,
         "eval_tasks": eval_count,
         "budget": args.budget,

@@ -4,6 +4,10 @@ The checkpointer (langgraph-checkpoint-sqlite) lives in the run directory's `run
 beside the trajectory store; each task is one LangGraph thread, its id the task id. Running a
 task again finds its thread: finished -> the stored trajectory comes back untouched; cut off
 mid-way -> the graph continues from the last finished node, so no step is redone or lost.
+
+A task run on another machine (graphs.jobs) carries its thread's last checkpoint there, runs
+over a checkpointer in that process's memory, and brings its last checkpoint back, which the
+driver puts into the run directory (`latest_checkpoint`, `restore_checkpoint`).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import sqlite3
 from pathlib import Path
 from typing import Callable
 
+from langgraph.checkpoint.base import BaseCheckpointSaver, CheckpointTuple, uuid6
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.graph import StateGraph
@@ -33,11 +38,12 @@ STRATEGIES: dict[str, StateGraph] = {
     "tree": search.tree_builder,
 }
 
-# The values of RepairState, the state every graph here shares: the checkpointer restores
-# them from msgpack (the models nested in them travel as their fields and are rebuilt by
-# these). Naming them keeps LangGraph's deserialiser strict about everything else; a type
-# left out comes back as a bare dict, with a "Blocked deserialization" warning, on resume.
-CHECKPOINTED_TYPES = [(kind.__module__, kind.__name__) for kind in (Task, Trajectory)]
+# The values of RepairState, the state every graph here shares, and the reports nested in a
+# trajectory: the checkpointer restores them from msgpack (the models nested in them travel as
+# their fields and are rebuilt by these). Naming them keeps LangGraph's deserialiser strict
+# about everything else; a type left out comes back as a bare dict, with a "Blocked
+# deserialization" warning, on resume.
+CHECKPOINTED_TYPES = [(kind.__module__, kind.__name__) for kind in (Task, Trajectory, TestReport)]
 
 
 def open_checkpointer(run_dir: Path) -> SqliteSaver:
@@ -47,8 +53,41 @@ def open_checkpointer(run_dir: Path) -> SqliteSaver:
     # an fsync per node.
     connection.execute("PRAGMA journal_mode=WAL")
     connection.execute("PRAGMA synchronous=NORMAL")
-    serde = JsonPlusSerializer(allowed_msgpack_modules=CHECKPOINTED_TYPES)
-    return SqliteSaver(connection, serde=serde)
+    return SqliteSaver(connection, serde=JsonPlusSerializer(allowed_msgpack_modules=CHECKPOINTED_TYPES))
+
+
+@functools.cache
+def memory_checkpointer() -> SqliteSaver:
+    """This process's checkpointer in memory, for tasks whose run directory is on another
+    machine; its threads share it, and each task's thread is deleted when the task returns."""
+    connection = sqlite3.connect(":memory:", check_same_thread=False)
+    return SqliteSaver(connection, serde=JsonPlusSerializer(allowed_msgpack_modules=CHECKPOINTED_TYPES))
+
+
+def thread_config(task_id: str) -> dict:
+    return {"configurable": {"thread_id": task_id, "checkpoint_ns": ""}}
+
+
+def latest_checkpoint(checkpointer: BaseCheckpointSaver, task_id: str) -> CheckpointTuple | None:
+    """The task's last checkpoint, with the writes pending on it; None when it has none."""
+    return checkpointer.get_tuple(thread_config(task_id))
+
+
+def checkpointed_trajectory(saved: CheckpointTuple | None) -> Trajectory | None:
+    return saved.checkpoint["channel_values"].get("trajectory") if saved is not None else None
+
+
+def restore_checkpoint(checkpointer: BaseCheckpointSaver, task_id: str, saved: CheckpointTuple) -> None:
+    """Make `saved` (another checkpointer's) the task's newest checkpoint here. It gets a new id
+    from this machine's clock: ids order a thread's checkpoints by time, and two machines'
+    clocks need not agree."""
+    checkpoint = saved.checkpoint | {"id": str(uuid6(clock_seq=saved.metadata.get("step", -1)))}
+    config = checkpointer.put(thread_config(task_id), checkpoint, saved.metadata, checkpoint["channel_versions"])
+    writes: dict[str, list[tuple[str, object]]] = {}
+    for writer, channel, value in saved.pending_writes or ():
+        writes.setdefault(writer, []).append((channel, value))
+    for writer, pending in writes.items():
+        checkpointer.put_writes(config, pending, writer)
 
 
 @functools.lru_cache(maxsize=16)

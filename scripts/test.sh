@@ -11,6 +11,8 @@ fi
 bash scripts/sandbox.sh
 # The official SWE-bench harness validates `bench swebench` predictions (tests/test_issue_graph.py).
 .venv/bin/python -c "import swebench" 2>/dev/null || .venv/bin/pip install -q -e ".[swebench]"
+# Ray runs the executor's tests on a two-node cluster on this machine (tests/test_executor_ray.py).
+.venv/bin/python -c "import ray" 2>/dev/null || .venv/bin/pip install -q -e ".[ray]"
 # vLLM's own environment (made once into the user cache, where later runs find it; minutes and
 # about 3.5 GB): the `vllm` tests need it, and run in CI or with SELFREPAIR_TEST_VLLM=1.
 ci="${CI:-}"

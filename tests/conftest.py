@@ -112,7 +112,6 @@ def scripted_run(tmp_path_factory) -> Path:
 def docker_sandbox():
     """A Docker sandbox with a warm pool of 2. Without a daemon or image the test is skipped
     with the reason; in CI (CI=true) it fails instead, since CI must run the Docker tests."""
-    import os
 
     from selfrepair.sandbox.container import DockerSandbox, docker_unavailable
 

@@ -33,6 +33,8 @@ RULES = [
     ("the factory", lambda m: in_area(m, "selfrepair.factory"), ("selfrepair.graphs", "selfrepair.training")),
     ("all but the CLI and the factory", lambda m: not in_area(m, "selfrepair.cli") and not in_area(m, "selfrepair.factory"),
      ("selfrepair.factory",)),
+    # an executor runs any command's jobs: it knows tasks, sandboxes and models, not what the jobs do
+    ("the executor", lambda m: in_area(m, "selfrepair.executor"), ("selfrepair.graphs", "selfrepair.training")),
 ]
 OUTPUT_MODULES = ("typer", "rich", "click")  # how a module would draw on the terminal
 
@@ -82,7 +84,7 @@ IMPORTS = {module: imported(module, parsed(module)) for module in MODULES}
 def test_every_area_is_found() -> None:
     for area in ("selfrepair.cli.common", "selfrepair.store", "selfrepair.rundir", "selfrepair.agents.editor",
                  "selfrepair.agents.backends", "selfrepair.graphs.studio", "selfrepair.sandbox.core",
-                 "selfrepair.training.improve", "selfrepair.factory.pipeline"):  # fmt: skip
+                 "selfrepair.training.improve", "selfrepair.factory.pipeline", "selfrepair.executor.cluster"):  # fmt: skip
         assert area in MODULES
 
 

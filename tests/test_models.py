@@ -57,6 +57,24 @@ def test_scripted_replies_come_in_order_and_run_out(replies: Path) -> None:
         model.generate(PROMPT)
 
 
+def test_scripted_replies_keyed_by_task_come_in_order_per_key(tmp_path: Path) -> None:
+    """Keyed replies do not depend on the order tasks ask in: each key has its own list."""
+    path = tmp_path / "keyed.json"
+    path.write_text(json.dumps({"def gcd(": ["g1", "g2"], "def lcm(": ["l1"]}))
+    model = load_model(f"scripted:{path}")
+
+    def ask(code: str) -> list[str]:
+        return model.generate([Message(role="user", content=f"Fix this:\n{code}")]).texts
+
+    assert ask("def lcm(a, b):") == ["l1"]
+    assert ask("def gcd(a, b):") == ["g1"]
+    assert ask("def gcd(a, b):") == ["g2"]
+    with pytest.raises(SelfRepairError, match="ran out of replies for 'def lcm\\(': asked for 1, 0 left of 1"):
+        ask("def lcm(a, b):")
+    with pytest.raises(SelfRepairError, match="none of its keys occurs in the conversation"):
+        ask("def other(x):")
+
+
 def test_scripted_file_must_be_a_json_list_of_strings(tmp_path: Path) -> None:
     bad = tmp_path / "bad.json"
     bad.write_text('{"reply": "x"}')
@@ -67,6 +85,9 @@ def test_scripted_file_must_be_a_json_list_of_strings(tmp_path: Path) -> None:
         load_model(f"scripted:{bad}")
     with pytest.raises(SelfRepairError, match="no such file"):
         load_model(f"scripted:{tmp_path / 'missing.json'}")
+    bad.write_text('{"": ["a"]}')
+    with pytest.raises(SelfRepairError, match="non-empty keys"):
+        load_model(f"scripted:{bad}")
 
 
 # ---------------------------------------------------------------- specs

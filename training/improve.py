@@ -27,18 +27,19 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 from selfrepair.agents.adapters import read_card, resolve_base
-from selfrepair.agents.backends import load_model
 from selfrepair.errors import SelfRepairError
+from selfrepair.executor.core import Executor
 from selfrepair.graphs.budget import Budget, Sampling
-from selfrepair.graphs.run import open_checkpointer, repair_task
+from selfrepair.graphs.jobs import RepairJob, Rollout
+from selfrepair.graphs.run import open_checkpointer
 from selfrepair.files import make_directory, write_atomically
 from selfrepair.rundir import hold_run_dir, is_empty, prepare_run_dir, write_results
-from selfrepair.sandbox.core import Sandbox
 from selfrepair.training.datasets import dpo_dataset, read_runs, sft_dataset
 from selfrepair.training.train import Method, default_lora, train_adapter
 from selfrepair.types import Task, Trajectory
@@ -67,19 +68,20 @@ class ImproveSettings:
 
 
 def repair_run(
-    tasks: list[Task], model_spec: str, sandbox: Sandbox, settings: ImproveSettings, run_dir: Path, phase: str,
+    tasks: list[Task], model_spec: str, executor: Executor, settings: ImproveSettings, run_dir: Path, phase: str,
     report: Report,
 ) -> dict[str, Any]:
     """Repair every task with one model into a run directory (resumed when it holds this
-    phase already); returns its summary."""
+    phase already), wherever `executor` runs them; returns its summary."""
     config = {
         "command": "improve", "phase": phase, "model": model_spec, "strategy": settings.strategy,
         "budget": dataclasses.asdict(settings.budget), "sampling": json_safe(dataclasses.asdict(settings.sampling)),
         "tasks": [t.task_id for t in tasks],
     }  # fmt: skip
-    model = load_model(model_spec)
+    executor.load(model_spec)
     store = prepare_run_dir(run_dir, config)
     checkpointer = open_checkpointer(run_dir)
+    job = RepairJob(Rollout(settings.strategy, model_spec, settings.budget, settings.sampling), store, checkpointer)
     trajectories: list[Trajectory] = []
 
     def progress() -> None:
@@ -90,13 +92,12 @@ def repair_run(
 
     try:
         progress()
-        for task in tasks:
-            trajectories.append(
-                repair_task(task, model, sandbox, settings.strategy, settings.budget, store,
-                            checkpointer=checkpointer, sampling=settings.sampling)
-            )  # fmt: skip
-            summary = write_results(run_dir, trajectories, config)
-            progress()
+        # closing: a phase cut short lets its model go now, not when the generator is collected
+        with closing(executor.run(job, tasks, lambda trajectory: None)) as results:
+            for trajectory in results:
+                trajectories.append(trajectory)
+                summary = write_results(run_dir, trajectories, config | {"executor": executor.describe()})
+                progress()
     finally:
         store.close()
         checkpointer.conn.close()
@@ -154,12 +155,12 @@ def improve(
     train_tasks: list[Task],
     eval_tasks: list[Task],
     settings: ImproveSettings,
-    sandbox: Sandbox,
+    executor: Executor,
     out: Path,
     report: Report = lambda event: None,
 ) -> list[dict[str, Any]]:
-    """Run `settings.rounds` rounds into `out` (resuming what is there); returns each round's
-    record. A round whose repair run solved no task ends the loop there (there is nothing
+    """Run `settings.rounds` rounds into `out` (resuming what is there), the repair phases
+    wherever `executor` runs tasks; returns each round's record. A round whose repair run solved no task ends the loop there (there is nothing
     new to learn from): its record says so under "stopped"."""
     if not train_tasks or not eval_tasks:
         raise SelfRepairError("improve needs train tasks and eval tasks (one of the sets is empty)")
@@ -179,7 +180,7 @@ def improve(
             record = json.loads((folder / "table.json").read_text(encoding="utf-8"))
         else:
             record = run_round(
-                number, folder, model_spec, base_path, train_tasks, eval_tasks, settings, sandbox, out, train_runs, report
+                number, folder, model_spec, base_path, train_tasks, eval_tasks, settings, executor, out, train_runs, report
             )
         rounds.append(record)
         write_atomically(out / "improve.json", json.dumps(rounds, indent=2) + "\n")
@@ -209,7 +210,7 @@ def run_round(
     train_tasks: list[Task],
     eval_tasks: list[Task],
     settings: ImproveSettings,
-    sandbox: Sandbox,
+    executor: Executor,
     out: Path,
     train_runs: list[Path],
     report: Report,
@@ -218,7 +219,7 @@ def run_round(
     picks up what a killed run left. Seconds are the work's own (the tasks' wall seconds,
     the training's), so they stay true across a resume."""
     record: dict[str, Any] = {"round": number, "model": model_spec, "seconds": {}}
-    train_summary = repair_run(train_tasks, model_spec, sandbox, settings, folder / "train-run", f"round {number}: repair train tasks", report)
+    train_summary = repair_run(train_tasks, model_spec, executor, settings, folder / "train-run", f"round {number}: repair train tasks", report)
     record["seconds"]["repair_train"] = train_summary["wall_seconds"]
     record["train_solved"] = train_summary["solved"]
     record["train_repair_rate"] = train_summary["repair_rate"]
@@ -243,10 +244,10 @@ def run_round(
     record["seconds"]["train"] = card["seconds"]
     record["training"] = {"examples": len(data["train"]), "steps": card["steps"], "train_loss": card["train_loss"]}
 
-    base_eval = repair_run(eval_tasks, base_spec(settings, base_path), sandbox, settings, out / "eval-base", "evaluate base", report)
+    base_eval = repair_run(eval_tasks, base_spec(settings, base_path), executor, settings, out / "eval-base", "evaluate base", report)
     if number == 1:  # the base is the same in every round: its cost is counted once
         record["seconds"]["eval_base"] = base_eval["wall_seconds"]
-    trained_eval = repair_run(eval_tasks, trained_spec(settings, base_path, folder), sandbox, settings, folder / "eval-trained", f"round {number}: evaluate trained", report)
+    trained_eval = repair_run(eval_tasks, trained_spec(settings, base_path, folder), executor, settings, folder / "eval-trained", f"round {number}: evaluate trained", report)
     record["seconds"]["eval_trained"] = trained_eval["wall_seconds"]
 
     record["table"] = [table_row("base", base_eval), table_row(f"round {number} ({settings.method})", trained_eval)]

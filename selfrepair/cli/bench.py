@@ -10,29 +10,27 @@ from __future__ import annotations
 
 import json
 import re
-from concurrent.futures import ThreadPoolExecutor
 from enum import Enum
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Optional
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from selfrepair.agents.backends import load_model
 from selfrepair.agents.repo import open_repository, resolve_commit
 from selfrepair.cli.common import (
-    BUDGET_HELP, JSON_HELP, MODEL_HELP, QUIET_HELP, SANDBOX_HELP, Display, MaxSeconds, MaxTokens, SandboxKind,
-    Strategy, budget_config, check_reachable, command_line,
+    BUDGET_HELP, JSON_HELP, MODEL_HELP, QUIET_HELP, SANDBOX_HELP, Display, ExecutorOption, MaxSeconds, MaxTokens,
+    SandboxKind, Strategy, budget_config, command_line, executor_line,
 )  # fmt: skip
 from selfrepair.errors import SelfRepairError
+from selfrepair.executor import open_executor
 from selfrepair.graphs.budget import Budget
-from selfrepair.graphs.issue import repair_issue
-from selfrepair.graphs.run import open_checkpointer, repair_task
+from selfrepair.graphs.jobs import RepairJob, Rollout
+from selfrepair.graphs.run import open_checkpointer
 from selfrepair.loaders import load_tasks
 from selfrepair.files import write_atomically
 from selfrepair.rundir import PREDICTIONS, check_run_dir, prepare_run_dir, write_results
-from selfrepair.sandbox.choose import open_sandbox
 from selfrepair.types import Task, Trajectory
 
 
@@ -60,8 +58,9 @@ def bench(
     budget: int = typer.Option(8, "--budget", min=1, help=BUDGET_HELP),
     max_tokens: int = MaxTokens,
     max_seconds: float = MaxSeconds,
-    jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Tasks to run in parallel."),
+    jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Tasks to run in parallel (on each node, with --executor ray)."),
     sandbox: SandboxKind = typer.Option(SandboxKind.auto, "--sandbox", help=SANDBOX_HELP),
+    executor_spec: str = ExecutorOption,
     out: Optional[Path] = typer.Option(
         None, "--out", help="Run directory. Default: runs/bench-BENCHMARK-STRATEGY-MODEL-bBUDGET[-nLIMIT]; "
         "running the same command again resumes it."
@@ -100,31 +99,19 @@ def bench(
     name = f"bench-{benchmark.value}-{strategy_name}-{slug(model)}-b{budget}" + (f"-n{limit}" if limit else "")
     run_dir = out or Path("runs") / name
     check_run_dir(run_dir, config)
-    loaded = load_model(model)
-    check_reachable(loaded)
-    box = open_sandbox(sandbox.value, pool_size=jobs)
+    executor = open_executor(executor_spec, sandbox=sandbox.value, jobs=jobs)
     try:
+        executor.load(model)
         store = prepare_run_dir(run_dir, config)
-        checkpointer = open_checkpointer(run_dir)
         tokens: dict[str, int] = {}
         finished: list[Trajectory] = []
-        with Display(not (quiet or json_output), f"{benchmark.value} ({strategy_name})", len(tasks)) as display:
+        nodes = executor.describe()["nodes"]
+        where = "" if executor.name == "local" else f" on {executor.name}, {nodes} node{'s' if nodes > 1 else ''}"
+        with Display(not (quiet or json_output), f"{benchmark.value} ({strategy_name}){where}", len(tasks)) as display:
 
             def on_step(trajectory: Trajectory) -> None:
                 tokens[trajectory.task.task_id] = trajectory.tokens
                 display.update(tokens=sum(tokens.values()))
-
-            def work(task: Task) -> Trajectory:
-                if benchmark is not Benchmark.swebench:
-                    return repair_task(
-                        task, loaded, box, strategy_name, limits, store, checkpointer=checkpointer, on_step=on_step
-                    )
-                try:
-                    return repair_issue(task, loaded, box, limits, store, checkpointer=checkpointer, on_step=on_step)
-                except SelfRepairError as error:  # e.g. a test patch that does not apply
-                    trajectory = Trajectory(task=task, strategy="issue", model=loaded.spec, outcome="error", error=str(error))
-                    store.save(trajectory)
-                    return trajectory
 
             def done(trajectory: Trajectory) -> None:
                 finished.append(trajectory)
@@ -133,17 +120,18 @@ def bench(
                     completed=len(finished), solved=sum(t.solved for t in finished), tokens=sum(tokens.values())
                 )
 
+            job = RepairJob(Rollout(strategy_name, model, limits), store, open_checkpointer(run_dir), on_step)
             trajectories = []
-            summary_config = config | {"command_line": command_line()}
-            for trajectory in run_tasks(tasks, jobs, work, done):
+            for trajectory in executor.run(job, tasks, done):
                 trajectories.append(trajectory)
+                summary_config = config | {"command_line": command_line(), "executor": executor.describe()}
                 summary = write_results(run_dir, trajectories, summary_config)
                 if benchmark is Benchmark.swebench:
                     lines = [json.dumps(prediction(t, model)) + "\n" for t in trajectories]
                     write_atomically(run_dir / PREDICTIONS, "".join(lines))
         store.close()
     finally:
-        box.close()
+        executor.close()
     if json_output:
         typer.echo(json.dumps({"run_dir": str(run_dir), "summary": summary}))
     else:
@@ -161,29 +149,6 @@ def bench(
 
 def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9.]+", "-", text).strip("-")[:40] or "run"
-
-
-def run_tasks(
-    tasks: list[Task], jobs: int, work: Callable[[Task], Trajectory], done: Callable[[Trajectory], None]
-) -> Iterator[Trajectory]:
-    """Trajectories in task order; `done` hears each one as it finishes."""
-    if jobs == 1:
-        for task in tasks:
-            trajectory = work(task)
-            done(trajectory)
-            yield trajectory
-        return
-    pool = ThreadPoolExecutor(max_workers=jobs)
-    try:
-        futures = [pool.submit(work, task) for task in tasks]
-        for future in futures:
-            future.add_done_callback(lambda f: done(f.result()) if not f.cancelled() and f.exception() is None else None)
-        for future in futures:
-            yield future.result()
-    finally:
-        # Left early (an error, a stop signal): the tasks not started are dropped rather than
-        # run to the end; running ones end at their next sandbox call (the sandbox is closed).
-        pool.shutdown(wait=False, cancel_futures=True)
 
 
 def print_summary(summary: dict[str, Any], run_dir: Path, quiet: bool) -> None:
@@ -218,6 +183,8 @@ def print_summary(summary: dict[str, Any], run_dir: Path, quiet: bool) -> None:
     table.add_row("wall seconds (sum over tasks)", f"{summary['wall_seconds']:.1f}")
     table.add_row("reviewer errors", str(summary["reviewer_errors"]))
     table.add_row("tasks ended in an error", str(summary["errors"]))
+    if "executor" in summary["config"]:
+        table.add_row("executor", executor_line(summary["config"]["executor"]))
     Console().print(table)
     typer.echo(f"run directory: {run_dir}")
 

@@ -13,10 +13,8 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from selfrepair.agents.backends import SPECS
-from selfrepair.agents.models import Model
+from selfrepair.agents.backends import SPECS, check_reachable  # noqa: F401 (fix imports it from here)
 from selfrepair.graphs.budget import Budget
-from selfrepair.types import Message
 
 
 class Strategy(str, Enum):
@@ -34,6 +32,11 @@ class SandboxKind(str, Enum):
 MODEL_HELP = f"Model spec, one of: {SPECS}. Default: smollm2. `selfrepair models list` explains each."
 BUDGET_HELP = "Most candidates (model replies) to try per task."
 SANDBOX_HELP = "Where tests run: auto (Docker when a daemon answers and the image is built, else local), docker, local."
+EXECUTOR_HELP = (
+    "Where tasks run: local (threads of this process, --jobs at once), ray (the Ray cluster this machine "
+    "belongs to, else a Ray instance of its own) or ray:ADDRESS (e.g. ray:10.0.0.5:6379): one worker per "
+    "node, --jobs at once on each. Needs the ray extra."
+)
 QUIET_HELP = "No progress display; print only the result."
 JSON_HELP = "Print one JSON object with the result on stdout (no progress display)."
 
@@ -53,11 +56,14 @@ def budget_config(budget: Budget) -> dict[str, Any]:
     return dataclasses.asdict(budget)
 
 
-def check_reachable(model: Model) -> None:
-    """In-process backends are reachable once loaded; a server is asked for one token, so an
-    unreachable one is refused before any run directory exists."""
-    if model.spec.startswith("openai:"):
-        model.generate([Message(role="user", content="Say OK.")], n=1, temperature=0.0, max_tokens=1)
+ExecutorOption = typer.Option("local", "--executor", help=EXECUTOR_HELP)
+
+
+def executor_line(executor: dict[str, Any]) -> str:
+    """An executor's description (Executor.describe) in a few words."""
+    nodes = f"{executor['nodes']} node{'s' if executor['nodes'] != 1 else ''}"
+    retries = f", {executor['retries']} task(s) sent again after a worker died" if executor["retries"] else ""
+    return f"{executor['name']}, {nodes} x {executor['jobs_per_node']} job(s), {executor['sandbox']} sandbox{retries}"
 
 
 def command_line() -> str:

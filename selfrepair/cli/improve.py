@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from selfrepair.cli.common import (
-    BUDGET_HELP, QUIET_HELP, SANDBOX_HELP, Display, MaxSeconds, MaxTokens, SandboxKind, Strategy,
+    BUDGET_HELP, QUIET_HELP, SANDBOX_HELP, Display, ExecutorOption, MaxSeconds, MaxTokens, SandboxKind, Strategy,
 )  # fmt: skip
 from selfrepair.cli.train import (
     BASE_HELP, BENCHMARK_HELP, BatchSize, Epochs, KeepSuspicious, LearningRate, LoraRank, MaxLength, MaxSteps,
@@ -52,6 +52,8 @@ def improve(
     max_length: Optional[int] = MaxLength,
     lora_r: int = LoraRank,
     sandbox: SandboxKind = typer.Option(SandboxKind.auto, "--sandbox", help=SANDBOX_HELP),
+    executor_spec: str = ExecutorOption,
+    jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Repair phases: tasks to run in parallel (on each node, with --executor ray)."),
     trl_config: Optional[Path] = TrlConfig,
     keep_suspicious: bool = KeepSuspicious,
     engine: Engine = typer.Option(
@@ -62,10 +64,11 @@ def improve(
     quiet: bool = typer.Option(False, "--quiet", "-q", help=QUIET_HELP),
 ) -> None:
     """Self-improvement rounds: repair the --train tasks, train on what was solved, and compare
-    base and trained model on the --eval tasks (repair rate, pass@1, tokens), a table per round."""
+    base and trained model on the --eval tasks (repair rate, pass@1, tokens), a table per round.
+    The repair phases run wherever --executor says; training runs here."""
+    from selfrepair.executor import open_executor
     from selfrepair.graphs.budget import Budget, Sampling
     from selfrepair.loaders import load_tasks
-    from selfrepair.sandbox.choose import open_sandbox
     from selfrepair.training.improve import ImproveSettings, improve as run_improve
 
     for path in (train, eval_data):
@@ -87,18 +90,18 @@ def improve(
         keep_suspicious=keep_suspicious,
         engine=engine.value,
     )
+    executor = open_executor(executor_spec, sandbox=sandbox.value, jobs=jobs)
     if engine is Engine.vllm:  # made once, in minutes: shown here rather than inside the first phase
         from selfrepair.agents.vllm_env import ensure_environment
 
         with Console(stderr=True, quiet=quiet).status("vLLM's environment") as status:
             ensure_environment(on_step=status.update)
-    box = open_sandbox(sandbox.value)
     shown = Shown(not quiet)
     try:
-        run_improve(train_tasks, eval_tasks, settings, box, out, shown.report)
+        run_improve(train_tasks, eval_tasks, settings, executor, out, shown.report)
     finally:
         shown.end_phase()
-        box.close()
+        executor.close()
         if engine is Engine.vllm:
             from selfrepair.agents.vllm_server import stop_shared_servers
 

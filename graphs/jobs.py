@@ -1,0 +1,135 @@
+"""Repairing tasks into a run directory, as an executor's job (selfrepair.executor).
+
+Here (the local executor) a task runs as `repair_task` always ran it: every step saved to the
+run's store as it lands, every node checkpointed in the run's run.sqlite.
+
+On a worker (the Ray executor) nothing of the run's is written: the task carries its thread's
+last checkpoint from the run directory, runs over the worker's checkpointer in memory, and
+brings back its trajectory and last checkpoint, which the driver writes: the checkpoint
+first, then the trajectory (a driver killed between the two finds the task finished in its
+checkpoint next time and saves the trajectory then). So, with either executor, a finished
+task is skipped when the run resumes, a task that ended in an error is retried from before the
+node that failed, and from its first checkpoint on a task keeps its one trajectory however
+often it is run. A worker that dies mid-task has written nothing; the task is sent again from
+the checkpoint it carried, so nothing is written twice. What a driver killed mid-task loses is that task's progress since it
+was sent (with the local executor: the node that was running).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from langgraph.checkpoint.base import BaseCheckpointSaver, CheckpointTuple
+
+from selfrepair.errors import SelfRepairError
+from selfrepair.executor.core import Node
+from selfrepair.graphs.budget import Budget, Sampling
+from selfrepair.graphs.issue import repair_issue
+from selfrepair.graphs.run import (
+    checkpointed_trajectory, latest_checkpoint, memory_checkpointer, repair_task, restore_checkpoint,
+)  # fmt: skip
+from selfrepair.store import TrajectoryStore
+from selfrepair.types import Task, Trajectory
+
+Carried = tuple[Task, CheckpointTuple | None]  # what a task takes to a worker
+Returned = tuple[Trajectory, CheckpointTuple | None]  # and what it brings back
+
+
+@dataclass(frozen=True)
+class Rollout:
+    """How to repair a task, wherever it runs: a strategy ("issue": the issue graph, for
+    repository tasks), a model spec, the budget and sampling. Plain data, so it travels."""
+
+    strategy: str
+    model: str
+    budget: Budget
+    sampling: Sampling | None = None
+
+    def run(
+        self,
+        task: Task,
+        node: Node,
+        store: TrajectoryStore | None,
+        checkpointer: BaseCheckpointSaver,
+        on_step: Callable[[Trajectory], None] | None = None,
+    ) -> Trajectory:
+        model = node.model(self.model)
+        if self.strategy != "issue":
+            return repair_task(
+                task, model, node.sandbox, self.strategy, self.budget, store,
+                checkpointer=checkpointer, sampling=self.sampling, on_step=on_step,
+            )  # fmt: skip
+        try:
+            return repair_issue(
+                task, model, node.sandbox, self.budget, store,
+                checkpointer=checkpointer, sampling=self.sampling, on_step=on_step,
+            )  # fmt: skip
+        except SelfRepairError as error:  # before the graph starts, e.g. a test patch that does not apply
+            trajectory = Trajectory(task=task, strategy="issue", model=model.spec, outcome="error", error=str(error))
+            if store is not None:
+                store.save(trajectory)
+            return trajectory
+
+    def __call__(self, carried: Carried, node: Node) -> Returned:
+        """On a worker: the task from the checkpoint it carried, over this process's
+        checkpointer in memory; its trajectory and last checkpoint go back."""
+        task, start = carried
+        checkpointer = memory_checkpointer()
+        try:
+            if start is not None:
+                restore_checkpoint(checkpointer, task.task_id, start)
+            trajectory = self.run(task, node, None, checkpointer)
+            return trajectory, latest_checkpoint(checkpointer, task.task_id)
+        finally:
+            checkpointer.delete_thread(task.task_id)
+
+
+@dataclass
+class RepairJob:
+    """Repair tasks into one run directory (its store and checkpointer) with `rollout`; the
+    executor's Job. `on_step` hears every step of a task that runs here."""
+
+    rollout: Rollout
+    store: TrajectoryStore
+    checkpointer: BaseCheckpointSaver
+    on_step: Callable[[Trajectory], None] | None = None
+
+    @property
+    def model(self) -> str:
+        return self.rollout.model
+
+    @property
+    def remote(self) -> Rollout:
+        return self.rollout
+
+    def here(self, task: Task, node: Node) -> Trajectory:
+        return self.rollout.run(task, node, self.store, self.checkpointer, self.on_step)
+
+    def finished(self, task: Task) -> Trajectory | None:
+        saved = checkpointed_trajectory(latest_checkpoint(self.checkpointer, task.task_id))
+        if saved is None or saved.outcome == "running":
+            return None
+        self.store.save(saved)  # the same row again, unless a killed driver never wrote it
+        return saved
+
+    def send(self, task: Task) -> Carried:
+        return task, latest_checkpoint(self.checkpointer, task.task_id)
+
+    def land(self, task: Task, returned: Returned) -> Trajectory:
+        trajectory, checkpoint = returned
+        if checkpoint is not None:
+            restore_checkpoint(self.checkpointer, task.task_id, checkpoint)
+        self.store.save(trajectory)
+        return trajectory
+
+    def lost(self, task: Task, reason: str) -> Trajectory:
+        """The task as its checkpoint left it, ended in an error; the checkpoint stays, so a
+        resumed run tries it again. A task that never checkpointed a step has nothing to
+        save: its next run starts it afresh."""
+        saved = checkpointed_trajectory(latest_checkpoint(self.checkpointer, task.task_id))
+        if saved is None:
+            return Trajectory(task=task, strategy=self.rollout.strategy, model=self.rollout.model, outcome="error", error=reason)
+        trajectory = saved.model_copy(update={"outcome": "error", "error": reason})
+        self.store.save(trajectory)
+        return trajectory
