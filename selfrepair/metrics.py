@@ -3,6 +3,8 @@
 pass@1 is whether the first candidate passed; pass@k whether one of the first k did;
 pass@t ("Demystifying GPT self-repair") is the repair rate against tokens spent: for each
 token budget, the share of tasks solved by the time that many tokens were spent on them.
+A row's `samples` (model replies) and `passed_candidates` are the n and c of the unbiased
+pass@k estimator (selfrepair.stats) where the replies are independent samples (best-of-n).
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ def result_row(trajectory: Trajectory) -> dict[str, Any]:
         "solved": trajectory.solved,
         "first_passed": bool(candidates and candidates[0].report and candidates[0].report.passed),
         "candidates": len(candidates),
+        "samples": sum(step.kind != "inputs" for step in trajectory.steps),  # model replies meant as fixes
+        "passed_candidates": len(trajectory.passing()),
         "candidates_to_solve": candidates_to_solve,
         "tokens": trajectory.tokens,
         "tokens_to_solve": tokens_to_solve,

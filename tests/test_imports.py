@@ -19,7 +19,7 @@ FOLDERS = {
     "selfrepair.graphs": ROOT / "graphs",
     "selfrepair.training": ROOT / "training",
 }
-CORE = {f"selfrepair.{name}" for name in ("types", "loaders", "metrics", "store", "rundir", "report", "config", "errors")}
+CORE = {f"selfrepair.{name}" for name in ("types", "loaders", "metrics", "stats", "comparison", "store", "rundir", "report", "config", "errors")}
 CORE.add("selfrepair")
 # Where a module may not import from: (the modules it applies to, the forbidden areas).
 RULES = [
