@@ -75,6 +75,7 @@ class VLLMModel:
         temperature: float = 0.0,
         max_tokens: int = 512,
         stop: Sequence[str] | None = None,
+        seed: int | None = None,
     ) -> Generation:
         from vllm import SamplingParams
 
@@ -88,6 +89,7 @@ class VLLMModel:
             temperature=0.0 if greedy else temperature,
             max_tokens=max_tokens,
             stop=list(stop) if stop else None,
+            seed=seed,
         )
         chat = [{"role": m.role, "content": m.content} for m in messages]
         [output] = self.llm.chat(chat, params, lora_request=self.lora_request, use_tqdm=False)
