@@ -30,7 +30,6 @@ import json
 import os
 import resource
 import runpy
-import select
 import signal
 import socket
 import struct
@@ -52,7 +51,6 @@ PYTHON_NAMES = ("python", "python3")
 PYTHON_FLAGS = ("-P", "-u", "-B", "-E", "-s", "-I")
 ARTIFACT_BYTES = 16 * 1024 * 1024
 SKIP_FRAMES = {runpy.__file__, "<frozen runpy>", "<forkserver>"}
-WORKER_GRACE_SECONDS = 2.0  # after the judge ends, for the worker to see the end and exit
 
 
 def main() -> None:
@@ -260,8 +258,10 @@ def handle(request: dict, spares: dict) -> dict:
     if seen["timed_out"]:
         os.kill(-1, signal.SIGKILL)  # from PID 1: every other process in the container
     _pid, status, usage = os.wait4(watched, 0)
-    if judged and not seen["timed_out"]:
-        _await(candidate.pid, WORKER_GRACE_SECONDS)
+    if judged:
+        # The verdict is in: the worker has nothing left to do (its output is flushed after
+        # every answer), and what it started is still found and flagged below.
+        _end(candidate.pid)
     wall = time.monotonic() - started
 
     recycle = seen["timed_out"]
@@ -301,19 +301,11 @@ def handle(request: dict, spares: dict) -> dict:
     }
 
 
-def _await(pid: int, seconds: float) -> None:
-    """Give a child a moment to exit by itself; the sweep after the run kills it otherwise."""
+def _end(pid: int) -> None:
     try:
-        pidfd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return
-    try:
-        select.select([pidfd], [], [], seconds)
-    finally:
-        os.close(pidfd)
-    try:
-        os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    except (ProcessLookupError, ChildProcessError):
         pass
 
 

@@ -64,11 +64,12 @@ class RecordingSandbox(LocalSandbox):
     """The real local sandbox, remembering the code each run saw."""
 
     def __init__(self) -> None:
-        super().__init__()
         self.money_seen: list[str] = []
+        super().__init__()
 
     def execute(self, workspace, command, **kwargs):
-        self.money_seen.append((Path(workspace) / "shop" / "money.py").read_text())
+        if isinstance(workspace, Path):  # not the sandbox's own start-up check
+            self.money_seen.append((workspace / "shop" / "money.py").read_text())
         return super().execute(workspace, command, **kwargs)
 
 

@@ -4,11 +4,9 @@ are not redone, and the cut-off task keeps its steps and goes on from where it s
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -36,19 +34,10 @@ def test_a_killed_bench_resumes_without_redoing_or_losing_steps(tmp_path):
     ]  # fmt: skip
     data = tmp_path / "quixbugs.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in records))
-    # The second task's first candidate waits while a flag file exists, holding the run inside
-    # its test execution until the test has killed it. The flag sits where the sandbox's
-    # unprivileged user can see and write it.
-    # It also leaves a mark when it starts: by then the step before it is checkpointed.
-    flag_dir = Path(tempfile.mkdtemp(prefix="selfrepair-flag-", dir="/var/tmp"))  # the sandbox has its own /tmp
-    flag_dir.chmod(0o777)
-    flag, started = flag_dir / "hold", flag_dir / "started"
-    flag.write_text("")
-    slow = (
-        "```python\ndef total(a, b):\n    import os, time\n"
-        f"    open({str(started)!r}, 'w').close()\n"
-        f"    while os.path.exists({str(flag)!r}):\n        time.sleep(0.05)\n    return a - b\n```"
-    )
+    # The second task's first candidate sleeps inside its test run; once that task is stored,
+    # the test sees the run's worker process (by then the step before it is checkpointed) and
+    # kills the bench.
+    slow = "```python\ndef total(a, b):\n    import time\n    time.sleep(600)\n    return a - b\n```"
     replies = tmp_path / "replies.json"
     replies.write_text(json.dumps(["```python\ndef plus(a, b):\n    return a + b\n```", slow]))
     run_dir = tmp_path / "run"
@@ -59,15 +48,12 @@ def test_a_killed_bench_resumes_without_redoing_or_losing_steps(tmp_path):
 
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        while True:
+        while not ("quixbugs/total" in stored(run_dir) and _sleeping_candidate_runs()):
             assert process.poll() is None, process.communicate()
-            if started.exists():
-                break
             time.sleep(0.05)
-        process.kill()  # SIGKILL: no cleanup, no last save
-        process.wait()
     finally:
-        flag.unlink(missing_ok=True)  # releases the orphaned test run too
+        process.kill()  # SIGKILL: no cleanup, no last save (the sandbox dies with its parent)
+        process.wait()
     before = stored(run_dir)
     cut = before["quixbugs/total"]
     assert before["quixbugs/plus"].solved
@@ -89,5 +75,15 @@ def test_a_killed_bench_resumes_without_redoing_or_losing_steps(tmp_path):
     assert resumed.steps[0].report is not None and not resumed.steps[0].report.passed
     rows = [json.loads(line) for line in (run_dir / "results.jsonl").read_text().splitlines()]
     assert [r["solved"] for r in rows] == [True, True]
-    started.unlink()
-    os.rmdir(flag_dir)
+
+
+def _sleeping_candidate_runs() -> bool:
+    """A sandbox worker is running `total`'s candidate (its own process, seen from the host)."""
+    for entry in Path("/proc").iterdir():
+        try:
+            command = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"selfrepair_harness import worker" in command:
+            return True
+    return False

@@ -295,3 +295,12 @@ def test_the_worker_never_holds_the_tests_assertions(sandbox):
         "def add(a, b):\n    return a + b if FOUND else a - b\n"
     )
     assert not run_tests(sandbox, task, Candidate(files={"add.py": snoop})).passed
+
+
+def test_standard_library_classes_the_candidate_uses_are_the_tests_own(sandbox):
+    program = "from collections import deque\nfrom fractions import Fraction\n\n\ndef half(x):\n    return Fraction(x, 2)\n"
+    tests = "q = deque([1])\nq.append(2)\nassert list(q) == [1, 2]\nassert half(1) == Fraction(1, 2) and isinstance(half(3), Fraction)\n"
+    task = Task(task_id="std", spec="", files={"half.py": program}, entry_file="half.py",
+                tests=TestSpec(kind="script", files={"test_half.py": tests}, timeout_s=60))  # fmt: skip
+    report = run_tests(sandbox, task)
+    assert report.passed, report.reason

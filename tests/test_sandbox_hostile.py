@@ -23,10 +23,10 @@ SCRIPT_TASK = Task(
     spec="Return twice x.",
     files={"double.py": "def double(x):\n    return x\n"},
     entry_file="double.py",
-    tests=TestSpec(kind="script", files={"test_double.py": "assert double(2) == 4\nassert double(0) == 0\n"}, timeout_s=3),
+    tests=TestSpec(kind="script", files={"test_double.py": "assert double(2) == 4\nassert double(0) == 0\n"}, timeout_s=60),
 )
 PYTEST_TASK = SCRIPT_TASK.model_copy(
-    update={"tests": TestSpec(kind="pytest", files={"test_double.py": "from double import double\n\ndef test_double():\n    assert double(2) == 4\n"}, timeout_s=10)}
+    update={"tests": TestSpec(kind="pytest", files={"test_double.py": "from double import double\n\ndef test_double():\n    assert double(2) == 4\n"}, timeout_s=60)}
 )
 AS_ROOT = os.geteuid() == 0
 
@@ -45,6 +45,11 @@ def sandbox(request, local_sandbox):
     return request.getfixturevalue("docker_sandbox")
 
 
+# Candidates that never end are cut after a few seconds; every other run has a minute, which no
+# loaded machine comes near, so what is tested never depends on speed.
+ENDLESS_TASK = SCRIPT_TASK.model_copy(update={"tests": SCRIPT_TASK.tests.model_copy(update={"timeout_s": 3})})
+
+
 def attempt(sandbox, prelude: str, task: Task = SCRIPT_TASK):
     """Run a hostile candidate, then check that a clean one still passes right after."""
     report = run_tests(sandbox, task, Candidate(files={"double.py": prelude + "\n" + SOLUTION}))
@@ -56,12 +61,12 @@ def attempt(sandbox, prelude: str, task: Task = SCRIPT_TASK):
 
 
 def test_infinite_loop(sandbox):
-    report = attempt(sandbox, "while True:\n    pass\n")
+    report = attempt(sandbox, "while True:\n    pass\n", task=ENDLESS_TASK)
     assert report.timed_out and "timed out" in report.reason
 
 
 def test_fork_bomb(sandbox):
-    report = attempt(sandbox, "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n")
+    report = attempt(sandbox, "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n", task=ENDLESS_TASK)
     assert report.timed_out
 
 
@@ -83,7 +88,7 @@ def test_output_beyond_the_cap_is_cut_and_counted(sandbox):
 
 
 def test_never_ending_output(sandbox):
-    report = attempt(sandbox, "while True:\n    print('spam' * 100)\n")
+    report = attempt(sandbox, "while True:\n    print('spam' * 100)\n", task=ENDLESS_TASK)
     assert report.timed_out and report.stdout_cut_bytes > 0 and len(report.stdout) < 100 * 1024
 
 

@@ -31,7 +31,7 @@ def quixbugs(name: str) -> tuple[Task, dict]:
         spec=row["docstring"],
         files={f"{name}.py": row["buggy_program"]},
         entry_file=f"{name}.py",
-        tests=TestSpec(kind="script", files={f"test_{name}.py": row["tests"]}, timeout_s=5),
+        tests=TestSpec(kind="script", files={f"test_{name}.py": row["tests"]}, timeout_s=60),
     )
     return task, row
 

@@ -82,6 +82,31 @@ def _exactly(sock, size: int) -> bytes:
     return b"".join(chunks)
 
 
+def items(value) -> list:
+    """A message's list field (absent: empty)."""
+    if value is None:
+        return []
+    if type(value) is not list:
+        raise WireError("expected a list")
+    return value
+
+
+def arguments(codec: "Codec", args, kwargs) -> dict:
+    """A call's arguments as message fields."""
+    return {"args": [codec.encode(a) for a in args], "kwargs": [[k, codec.encode(v)] for k, v in kwargs.items()]}
+
+
+def called_with(codec: "Codec", message: dict) -> tuple[list, dict]:
+    """The arguments a call message carries, decoded."""
+    args = [codec.decode(a) for a in items(message.get("args"))]
+    kwargs = {}
+    for pair in items(message.get("kwargs")):
+        if type(pair) is not list or len(pair) != 2 or type(pair[0]) is not str:
+            raise WireError("keyword arguments are name-value pairs")
+        kwargs[pair[0]] = codec.decode(pair[1])
+    return args, kwargs
+
+
 # -- values --------------------------------------------------------------------------------
 
 MUTABLE = (list, dict, set, bytearray, collections.deque)

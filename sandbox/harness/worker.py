@@ -74,6 +74,8 @@ class Worker:
         if self.refused:
             reply["refused"], self.refused = self.refused, []
         reply["reply"] = True
+        sys.stdout.flush()  # the candidate's output reaches the run before the answer does
+        sys.stderr.flush()
         wire.send(self.sock, reply)
 
     def wait_reply(self) -> dict:
@@ -138,12 +140,7 @@ class Worker:
 
     def call(self, message: dict, codec: wire.Codec) -> dict:
         target = self.target(message)
-        args = [codec.decode(a) for a in _list(message.get("args"))]
-        kwargs = {}
-        for pair in _list(message.get("kwargs")):
-            if type(pair) is not list or len(pair) != 2 or type(pair[0]) is not str:
-                raise wire.WireError("kwargs are name-value pairs")
-            kwargs[pair[0]] = codec.decode(pair[1])
+        args, kwargs = wire.called_with(codec, message)
         received = dict(codec.by_number)
         try:
             result = target(*args, **kwargs)
@@ -231,14 +228,10 @@ class Worker:
 
         def call_judge(*args, **kwargs):
             codec = self.codec()
-            request = {
-                "op": "callback", "id": number, "args": [codec.encode(a) for a in args],
-                "kwargs": [[k, codec.encode(v)] for k, v in kwargs.items()],
-            }  # fmt: skip
-            wire.send(self.sock, request)
+            wire.send(self.sock, {"op": "callback", "id": number, **wire.arguments(codec, args, kwargs)})
             reply = self.wait_reply()
             back = wire.Codec(self.shared, self.export, self.resolve, numbered=codec.by_number)
-            for number_, state in _list(reply.get("back")):
+            for number_, state in wire.items(reply.get("back")):
                 back.fill(codec.by_number[number_], state)
             if "raise" in reply:
                 raise RuntimeError(f"a callback of the tests raised: {reply['raise']}")
@@ -305,14 +298,6 @@ def shared_statements(source: str):
 
 def _builtin_bases(kind: type) -> list[str]:
     return [c.__name__ for c in kind.__mro__ if c.__module__ == "builtins" and issubclass(c, BaseException)]
-
-
-def _list(value) -> list:
-    if value is None:
-        return []
-    if type(value) is not list:
-        raise wire.WireError("expected a list")
-    return value
 
 
 def main(sock_fd: int, front: list[str]) -> None:
