@@ -89,9 +89,10 @@ class ImproveSettings:
 
     def train_phase(self, number: int) -> ImproveSettings:
         """Round `number`'s settings for the train tasks: the repair strategy (the label-free
-        graph when unlabeled), sampling seeded with seed + number."""
+        graph when unlabeled), sampling seeded with seed + number, and no reviewer ranking
+        several passing samples (every passing reply is training data, whichever is chosen)."""
         strategy = LABEL_FREE if self.unlabeled else self.strategy
-        sampling = dataclasses.replace(self.sampling, seed=self.seed + number)
+        sampling = dataclasses.replace(self.sampling, seed=self.seed + number, review_ties=False)
         return dataclasses.replace(self, strategy=strategy, sampling=sampling)
 
     def eval_phase(self) -> ImproveSettings:
