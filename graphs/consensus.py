@@ -24,7 +24,7 @@ from typing import Any
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 
-from selfrepair.agents.tester import function_name, write_inputs
+from selfrepair.agents.tester import under_repair, write_inputs
 from selfrepair.graphs.budget import Voting
 from selfrepair.graphs.nodes import RepairContext, RepairState
 from selfrepair.sandbox.behaviour import observe
@@ -49,16 +49,18 @@ def sample(state: RepairState, runtime: Runtime[RepairContext]) -> dict:
 def inputs(state: RepairState, runtime: Runtime[RepairContext]) -> dict:
     context = runtime.context
     with context.updating(state) as trajectory:
-        name = function_name(trajectory.task)
+        function = under_repair(trajectory.task)
         consensus = record(trajectory)
-        consensus["function"] = name
+        consensus["function"] = function.name if function is not None else None
         consensus["calls"] = []
-        if name is not None:
-            step, calls = write_inputs(
-                context.model, trajectory.task, name, index=len(trajectory.steps), count=context.sampling.voting.inputs,
-                max_tokens=context.sampling.max_tokens, stop=context.sampling.stop,
+        if function is not None:
+            first = len(trajectory.steps)
+            steps, calls = write_inputs(
+                context.model, trajectory.task, function, index=first, count=context.sampling.voting.inputs,
+                n=context.sampling.voting.asks, temperature=context.sampling.temperature,
+                seed=context.sampling.call_seed(trajectory.task.task_id, first),
             )  # fmt: skip
-            trajectory.steps.append(step)
+            trajectory.steps += steps
             consensus["calls"] = calls
     return {"trajectory": trajectory}
 

@@ -9,7 +9,7 @@ import pytest
 
 from conftest import operator_reply, operator_task
 from selfrepair.agents.backends import load_model
-from selfrepair.agents.tester import calls_in, function_name
+from selfrepair.agents.tester import calls_in, function_name, inputs_messages, signature, under_repair
 from selfrepair.graphs.budget import Budget, Sampling, Voting
 from selfrepair.graphs.consensus import ORIGINAL, choose, label_steps
 from selfrepair.graphs.run import repair_task
@@ -62,6 +62,16 @@ def test_the_function_under_repair_is_found_in_the_entry_file():
     assert function_name(two.model_copy(update={"entry_point": "f"})) == "f"
 
 
+def test_the_calls_are_asked_for_from_the_signature_and_the_spec_not_the_code():
+    task = operator_task("add").model_copy(
+        update={"files": {"add.py": "def f(a: int, b: int = 2, *rest: int) -> int:\n    return a - b\n"}}
+    )
+    assert signature(under_repair(task)) == "f(a, b=2, *rest)"
+    (message,) = inputs_messages(task, under_repair(task), 5)
+    assert message.content.startswith("The Python function `f(a, b=2, *rest)`: Return a add b.")
+    assert "return a - b" not in message.content  # shown code, a small model writes code back
+
+
 def test_the_vote_needs_a_confident_majority_that_changes_behaviour():
     voting = Voting(min_votes=2, min_share=0.5)
     original = ["= -1", "= -1"]
@@ -92,9 +102,10 @@ def run_label_free(task: Task, replies: list[str], sandbox, tmp_path, samples: i
 def test_the_majority_behaviour_becomes_the_label_and_no_test_runs(sandbox, tmp_path):
     box = NoTests(sandbox)
     task = operator_task("add")  # f(a, b) returns a - b; the spec asks for the sum
-    replies = [operator_reply("+"), operator_reply("*"), operator_reply("+"), "```python\nf(1, 2)\nf(3, 4)\nf(x)\n```"]
+    asked = ["```python\nf(1, 2)\nf(3, 4)\nf(x)\n```", "Example usage:\n```python\nprint(f(3, 4))\n```"]
+    replies = [operator_reply("+"), operator_reply("*"), operator_reply("+"), *asked]
     trajectory = run_label_free(task, replies, box, tmp_path)
-    assert [s.kind for s in trajectory.steps] == ["sample", "sample", "sample", "inputs"]
+    assert [s.kind for s in trajectory.steps] == ["sample"] * 3 + ["inputs"] * 2
     assert all(step.report is None for step in trajectory.steps)  # nothing was judged
     consensus = trajectory.metadata["consensus"]
     assert consensus["calls"] == ["f(1, 2)", "f(3, 4)"]
@@ -117,7 +128,7 @@ def test_the_majority_behaviour_becomes_the_label_and_no_test_runs(sandbox, tmp_
 
 def test_no_label_without_calls_to_run(sandbox, tmp_path):
     task = operator_task("sub")
-    replies = [operator_reply("-"), operator_reply("-"), operator_reply("-"), "I cannot write tests."]
+    replies = [operator_reply("-"), operator_reply("-"), operator_reply("-"), "I cannot write tests.", "Nor I."]
     trajectory = run_label_free(task, replies, NoTests(sandbox), tmp_path)
     assert label_steps(trajectory) == [] and trajectory.steps[-1].error.startswith("no call of f")
     assert trajectory.metadata["consensus"]["reason"] == "no calls to run the candidates on"
@@ -134,7 +145,7 @@ def test_a_candidate_that_hangs_or_crashes_votes_for_nothing(sandbox, tmp_path):
     )
     hang = "```python\ndef f(a, b):\n    while True:\n        pass\n```"
     crash = "```python\ndef f(a, b):\n    return a + c\n```"
-    replies = [hang, crash, hang, "```python\nf(1, 2)\n```"]
+    replies = [hang, crash, hang, "```python\nf(1, 2)\n```", "f(1, 2)"]
     path = tmp_path / "loop.json"
     path.write_text(json.dumps(replies))
     trajectory = repair_task(
