@@ -43,6 +43,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -282,7 +283,9 @@ def run_round(
     record["training"] = {"examples": examples, "steps": card["steps"], "train_loss": card["train_loss"]}
     if settings.unlabeled:
         # After training, so nothing here can reach it: how often the vote was right by the tests.
+        started = time.perf_counter()
         record["pseudo_label_audit"] = audit_labels(labelled, sandbox)
+        record["seconds"]["label_audit"] = round(time.perf_counter() - started, 1)
 
     eval_settings = settings.eval_phase()
     for name, tasks in eval_sets.items():
