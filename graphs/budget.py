@@ -45,7 +45,7 @@ class Voting:
     """The label-free graph (graphs.consensus): how candidates are judged without tests."""
 
     inputs: int = 5  # calls of the function asked of the model (kept at most)
-    asks: int = 2  # replies sampled for them, in one call
+    asks: int = 1  # replies asked for them in one call: one is greedy, more are sampled
     min_votes: int = 2  # a pseudo-label needs at least this many candidates that behave alike...
     min_share: float = 0.5  # ...making at least this share of the task's candidates
     call_seconds: float = 2.0  # per call, in the sandbox

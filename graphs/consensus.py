@@ -57,7 +57,8 @@ def inputs(state: RepairState, runtime: Runtime[RepairContext]) -> dict:
             first = len(trajectory.steps)
             steps, calls = write_inputs(
                 context.model, trajectory.task, function, index=first, count=context.sampling.voting.inputs,
-                n=context.sampling.voting.asks, temperature=context.sampling.temperature,
+                n=context.sampling.voting.asks,
+                temperature=0.0 if context.sampling.voting.asks == 1 else context.sampling.temperature,
                 seed=context.sampling.call_seed(trajectory.task.task_id, first),
             )  # fmt: skip
             trajectory.steps += steps

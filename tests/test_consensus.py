@@ -90,12 +90,12 @@ def test_the_vote_needs_a_confident_majority_that_changes_behaviour():
     assert choose({ORIGINAL: original, "0": fix, "1": fix}, 5, voting)["label_steps"] == []  # 2 of 5 is too few
 
 
-def run_label_free(task: Task, replies: list[str], sandbox, tmp_path, samples: int = 3):
+def run_label_free(task: Task, replies: list[str], sandbox, tmp_path, samples: int = 3, voting: Voting = Voting()):
     path = tmp_path / f"{task.task_id}.json"
     path.write_text(json.dumps(replies))
     return repair_task(
         task, load_model(f"scripted:{path}"), sandbox, "self-consistency", Budget(max_candidates=samples),
-        sampling=Sampling(seed=5),
+        sampling=Sampling(seed=5, voting=voting),
     )  # fmt: skip
 
 
@@ -104,7 +104,7 @@ def test_the_majority_behaviour_becomes_the_label_and_no_test_runs(sandbox, tmp_
     task = operator_task("add")  # f(a, b) returns a - b; the spec asks for the sum
     asked = ["```python\nf(1, 2)\nf(3, 4)\nf(x)\n```", "Example usage:\n```python\nprint(f(3, 4))\n```"]
     replies = [operator_reply("+"), operator_reply("*"), operator_reply("+"), *asked]
-    trajectory = run_label_free(task, replies, box, tmp_path)
+    trajectory = run_label_free(task, replies, box, tmp_path, voting=Voting(asks=2))
     assert [s.kind for s in trajectory.steps] == ["sample"] * 3 + ["inputs"] * 2
     assert all(step.report is None for step in trajectory.steps)  # nothing was judged
     consensus = trajectory.metadata["consensus"]
@@ -128,7 +128,7 @@ def test_the_majority_behaviour_becomes_the_label_and_no_test_runs(sandbox, tmp_
 
 def test_no_label_without_calls_to_run(sandbox, tmp_path):
     task = operator_task("sub")
-    replies = [operator_reply("-"), operator_reply("-"), operator_reply("-"), "I cannot write tests.", "Nor I."]
+    replies = [operator_reply("-"), operator_reply("-"), operator_reply("-"), "I cannot write tests."]
     trajectory = run_label_free(task, replies, NoTests(sandbox), tmp_path)
     assert label_steps(trajectory) == [] and trajectory.steps[-1].error.startswith("no call of f")
     assert trajectory.metadata["consensus"]["reason"] == "no calls to run the candidates on"
@@ -145,7 +145,7 @@ def test_a_candidate_that_hangs_or_crashes_votes_for_nothing(sandbox, tmp_path):
     )
     hang = "```python\ndef f(a, b):\n    while True:\n        pass\n```"
     crash = "```python\ndef f(a, b):\n    return a + c\n```"
-    replies = [hang, crash, hang, "```python\nf(1, 2)\n```", "f(1, 2)"]
+    replies = [hang, crash, hang, "```python\nf(1, 2)\n```"]
     path = tmp_path / "loop.json"
     path.write_text(json.dumps(replies))
     trajectory = repair_task(
