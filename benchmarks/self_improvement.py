@@ -96,6 +96,7 @@ def main() -> None:
     parser.add_argument("--reply-tokens", type=int, default=64, help="Longest reply in tokens.")
     parser.add_argument("--epochs", type=float, default=2.0, help="SFT passes over the data.")
     parser.add_argument("--learning-rate", type=float, default=2e-4, help="LoRA learning rate.")
+    parser.add_argument("--max-length", type=int, default=1024, help="Longest training example in tokens (prompt and reply).")
     parser.add_argument("--seed", type=int, default=0, help="Sampling seed (and the seed of the task draws).")
     parser.add_argument("--sandbox", default="auto", help="auto, docker or local.")
     args = parser.parse_args()
@@ -141,7 +142,7 @@ def run(args: argparse.Namespace, modes: list[str], train: list, held_out: list,
                 budget=Budget(max_candidates=args.budget),
                 sampling=Sampling(samples=args.budget, temperature=0.8, max_tokens=args.reply_tokens),
                 train_settings={
-                    "num_train_epochs": args.epochs, "learning_rate": args.learning_rate, "max_length": 1024,
+                    "num_train_epochs": args.epochs, "learning_rate": args.learning_rate, "max_length": args.max_length,
                     "per_device_train_batch_size": 4, "gradient_checkpointing": False,
                 },  # fmt: skip
                 unlabeled=mode == "unlabeled",
