@@ -99,6 +99,7 @@ class HFModel:
         temperature: float = 0.0,
         max_tokens: int = 512,
         stop: Sequence[str] | None = None,
+        seed: int | None = None,
     ) -> Generation:
         import torch
 
@@ -121,6 +122,8 @@ class HFModel:
         if settings.pad_token_id is None:
             settings.pad_token_id = min(end_ids) if end_ids else self.tokenizer.eos_token_id
         settings.stop_strings = list(stop) if stop else None
+        if seed is not None and not greedy:
+            torch.manual_seed(seed)  # the n samples of one call come from this seed, in order
         with torch.inference_mode():
             output = self.model.generate(
                 input_ids=input_ids,

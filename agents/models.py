@@ -40,7 +40,10 @@ class Generation:
 class Model(Protocol):
     """n completions of one chat, with token counts. Temperature 0 is greedy decoding: n > 1
     then gives n copies of the one greedy completion (the in-process backends compute it once).
-    A completion ends before the first stop string, which it does not include."""
+    A completion ends before the first stop string, which it does not include. A `seed`
+    makes sampling repeatable: the same seed, prompt, n and model give the same completions
+    (on the same hardware and library versions; a server may ignore it); None leaves the
+    backend's own randomness."""
 
     spec: str  # the spec string it was made from, recorded in trajectories
 
@@ -51,6 +54,7 @@ class Model(Protocol):
         temperature: float = 0.0,
         max_tokens: int = 512,
         stop: Sequence[str] | None = None,
+        seed: int | None = None,
     ) -> Generation: ...
 
 

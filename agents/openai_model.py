@@ -33,7 +33,7 @@ class OpenAIModel:
         )
 
     def ask(self, messages: Sequence[Message], n: int, temperature: float, max_tokens: int,
-            stop: Sequence[str] | None) -> Any:  # fmt: skip
+            stop: Sequence[str] | None, seed: int | None = None) -> Any:  # fmt: skip
         try:
             return self.client.chat.completions.create(
                 model=self.name,
@@ -42,6 +42,7 @@ class OpenAIModel:
                 temperature=temperature,
                 max_tokens=max_tokens,
                 stop=list(stop) if stop else None,
+                seed=seed,
             )
         except openai.APIConnectionError as error:
             raise SelfRepairError(
@@ -64,6 +65,7 @@ class OpenAIModel:
         temperature: float = 0.0,
         max_tokens: int = 512,
         stop: Sequence[str] | None = None,
+        seed: int | None = None,
     ) -> Generation:
         if n < 1:
             raise SelfRepairError(f"n must be at least 1, got {n}")
@@ -74,7 +76,9 @@ class OpenAIModel:
         # does); vLLM refuses n > 1 at temperature 0.
         wanted = 1 if temperature <= 0 else n
         while len(completions) < wanted:
-            response = self.ask(messages, wanted - len(completions), temperature, max_tokens, stop)
+            # Asked again for the rest, with the next seed: the same seed would repeat the first answer.
+            again_seed = None if seed is None else seed + len(completions)
+            response = self.ask(messages, wanted - len(completions), temperature, max_tokens, stop, again_seed)
             choices = response.choices[: wanted - len(completions)]
             if not choices:
                 raise SelfRepairError(f"the model server at {self.base_url} returned no choices")

@@ -23,6 +23,7 @@ def refine(
     max_tokens: int = 512,
     stop: Sequence[str] | None = None,
     kind: StepKind = "refine",
+    seed: int | None = None,
 ) -> list[Step]:
     """n children of `parent`, a step whose candidate was executed and failed."""
     if parent.candidate is None or parent.report is None:
@@ -38,7 +39,7 @@ def refine(
         critique=parent.review.critique.strip() if parent.review else "",
     )
     messages = [system_message(), Message(role="user", content=prompt)]
-    generation = model.generate(messages, n=n, temperature=temperature, max_tokens=max_tokens, stop=stop)
+    generation = model.generate(messages, n=n, temperature=temperature, max_tokens=max_tokens, stop=stop, seed=seed)
     return steps_from_generation(
-        generation, messages, task, base, kind=kind, first_index=first_index, parent=parent.index
+        generation, messages, task, base, kind=kind, first_index=first_index, parent=parent.index, seed=seed
     )

@@ -75,6 +75,7 @@ class ScriptedModel:
         temperature: float = 0.0,
         max_tokens: int = 512,
         stop: Sequence[str] | None = None,
+        seed: int | None = None,
     ) -> Generation:
         started = time.perf_counter()
         if n < 1:

@@ -40,6 +40,7 @@ def steps_from_generation(
     kind: StepKind,
     first_index: int,
     parent: int | None = None,
+    seed: int | None = None,
 ) -> list[Step]:
     """One step per completion. The prompt was processed once, so its tokens go to the first
     step; the call's seconds are shared out evenly."""
@@ -55,6 +56,7 @@ def steps_from_generation(
             prompt_tokens=generation.prompt_tokens if offset == 0 else 0,
             completion_tokens=completion.completion_tokens,
             finish_reason=completion.finish_reason,
+            seed=seed,
             model_seconds=share,
         )
         try:
@@ -90,8 +92,9 @@ def solve(
     stop: Sequence[str] | None = None,
     baseline: TestReport | None = None,
     kind: StepKind = "solve",
+    seed: int | None = None,
 ) -> list[Step]:
     """n first candidates from one (batched) model call."""
     messages = solve_messages(task, baseline)
-    generation = model.generate(messages, n=n, temperature=temperature, max_tokens=max_tokens, stop=stop)
-    return steps_from_generation(generation, messages, task, task.files, kind=kind, first_index=first_index)
+    generation = model.generate(messages, n=n, temperature=temperature, max_tokens=max_tokens, stop=stop, seed=seed)
+    return steps_from_generation(generation, messages, task, task.files, kind=kind, first_index=first_index, seed=seed)

@@ -81,6 +81,7 @@ class VLLMModel:
         temperature: float = 0.0,
         max_tokens: int = 512,
         stop: Sequence[str] | None = None,
+        seed: int | None = None,
     ) -> Generation:
         if n < 1:
             raise SelfRepairError(f"n must be at least 1, got {n}")
@@ -96,6 +97,7 @@ class VLLMModel:
             temperature=0.0 if greedy else temperature,
             max_tokens=max_tokens,
             stop=list(stop) if stop else None,
+            seed=seed,
         )
         chat = [{"role": m.role, "content": m.content} for m in messages]
         [output] = self.llm.chat(chat, params, lora_request=self.lora_request, use_tqdm=False)

@@ -7,7 +7,8 @@ model replies, `max_tokens` tokens (prompt and completion, reviewer included), o
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+from dataclasses import dataclass, field
 
 from selfrepair.errors import SelfRepairError
 from selfrepair.types import Trajectory
@@ -40,6 +41,17 @@ class Budget:
 
 
 @dataclass(frozen=True)
+class Voting:
+    """The label-free graph (graphs.consensus): how candidates are judged without tests."""
+
+    inputs: int = 5  # calls of the function asked of the model (kept at most)
+    asks: int = 1  # replies asked for them in one call: one is greedy, more are sampled
+    min_votes: int = 2  # a pseudo-label needs at least this many candidates that behave alike...
+    min_share: float = 0.5  # ...making at least this share of the task's candidates
+    call_seconds: float = 2.0  # per call, in the sandbox
+
+
+@dataclass(frozen=True)
 class Sampling:
     """Generation settings. The first candidate of the refine loop is greedy (so it is the
     model's single-shot answer); every other sample uses `temperature`."""
@@ -54,3 +66,17 @@ class Sampling:
     children: int = 1  # tree search: candidates per expansion
     test_weight: float = 0.7  # tree search: a node's value = w * tests passed + (1 - w) * reviewer confidence
     exploration: float = 1.0  # tree search: the UCT constant
+    # best-of-n: ask the reviewer to rank several passing candidates. An evaluation that counts
+    # passing samples needs no ranking, and saves the reviewer's tokens.
+    review_ties: bool = True
+    # A run's sampling seed: each model call is seeded from it, the task and the call's first
+    # step (`call_seed`), so a rerun draws the same samples. None: unseeded.
+    seed: int | None = None
+    voting: Voting = field(default_factory=Voting)  # self-consistency: the label-free vote
+
+    def call_seed(self, task_id: str, first_index: int) -> int | None:
+        """The seed of the model call whose first reply becomes step `first_index` of the task."""
+        if self.seed is None:
+            return None
+        digest = hashlib.sha256(f"{self.seed}:{task_id}:{first_index}".encode()).digest()
+        return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF

@@ -84,18 +84,21 @@ class RepairContext:
 
     def solve(self, trajectory: Trajectory, *, n: int = 1, greedy: bool = False, kind: StepKind = "solve") -> list[Step]:
         """n fresh candidates from one batched call (the greedy one: the single-shot answer)."""
+        first = len(trajectory.steps)
         return solver.solve(
-            self.model, trajectory.task, first_index=len(trajectory.steps), n=n,
+            self.model, trajectory.task, first_index=first, n=n,
             temperature=0.0 if greedy else self.sampling.temperature, max_tokens=self.sampling.max_tokens,
             stop=self.sampling.stop, baseline=self.baseline, kind=kind,
+            seed=None if greedy else self.sampling.call_seed(trajectory.task.task_id, first),
         )  # fmt: skip
 
     def refine(self, trajectory: Trajectory, parent: Step, *, n: int = 1, kind: StepKind = "refine") -> list[Step]:
         """n refinements of `parent`, a tested candidate, from one batched call."""
+        first = len(trajectory.steps)
         return refiner.refine(
-            self.model, trajectory.task, parent, first_index=len(trajectory.steps), n=n,
+            self.model, trajectory.task, parent, first_index=first, n=n,
             temperature=self.sampling.temperature, max_tokens=self.sampling.max_tokens, stop=self.sampling.stop,
-            kind=kind,
+            kind=kind, seed=self.sampling.call_seed(trajectory.task.task_id, first),
         )  # fmt: skip
 
     def expected_tests(self) -> list[str]:

@@ -25,7 +25,7 @@ from langgraph.graph.state import CompiledStateGraph
 
 from selfrepair.agents.models import Model
 from selfrepair.errors import SelfRepairError
-from selfrepair.graphs import repair, search
+from selfrepair.graphs import consensus, repair, search
 from selfrepair.graphs.budget import Budget, Sampling
 from selfrepair.graphs.nodes import RepairContext
 from selfrepair.sandbox.core import Sandbox
@@ -36,6 +36,8 @@ STRATEGIES: dict[str, StateGraph] = {
     "refine": repair.builder,
     "best-of-n": search.best_of_n_builder,
     "tree": search.tree_builder,
+    # Label-free: never runs the tests (improve --unlabeled's train phase; graphs.consensus).
+    "self-consistency": consensus.builder,
 }
 
 # The values of RepairState, the state every graph here shares, and the reports nested in a

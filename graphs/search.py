@@ -79,7 +79,8 @@ def route_sample_executed(
         return "execute"
     if trajectory.passing():
         # The reviewer breaks ties between passing candidates while tokens are left.
-        if unreviewed_passing(trajectory) and trajectory.tokens < runtime.context.budget.max_tokens:
+        context = runtime.context
+        if context.sampling.review_ties and unreviewed_passing(trajectory) and trajectory.tokens < context.budget.max_tokens:
             return "review"
         return "select"
     return "select" if runtime.context.budget.exhausted(trajectory) else "sample"

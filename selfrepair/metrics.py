@@ -7,6 +7,9 @@ token budget, the share of tasks solved by the time that many tokens were spent 
 Over-editing, where a task carries its reference fix (QuixBugs' `solution`, in its
 metadata): the lines a candidate changes (removed plus added, against the code as given)
 beyond those the reference fix changes; 0 for a fix no larger than the reference's.
+
+A row's `samples` (model replies) and `passed_candidates` are the n and c of the unbiased
+pass@k estimator (selfrepair.stats) where the replies are independent samples (best-of-n).
 """
 
 from __future__ import annotations
@@ -40,6 +43,8 @@ def result_row(trajectory: Trajectory) -> dict[str, Any]:
         "solved": trajectory.solved,
         "first_passed": bool(candidates and candidates[0].report and candidates[0].report.passed),
         "candidates": len(candidates),
+        "samples": sum(step.kind != "inputs" for step in trajectory.steps),  # model replies meant as fixes
+        "passed_candidates": len(trajectory.passing()),
         "candidates_to_solve": candidates_to_solve,
         "tokens": trajectory.tokens,
         "tokens_to_solve": tokens_to_solve,

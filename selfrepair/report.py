@@ -8,6 +8,10 @@ A run directory (selfrepair.rundir) holds `run.sqlite` (the trajectories), `resu
 (one `metrics.result_row` per task) and `summary.json` (the summary and the run's config).
 The numbers on the page are recomputed from `results.jsonl`, so they are the numbers the
 rows hold, whatever `summary.json` says.
+
+An `improve` folder (it holds `comparison.json`, selfrepair.comparison) is drawn as its
+rounds: each eval set's pass@1 and repair rate for the base and every round with their 95%
+intervals, the paired differences with their p-values, and the seconds of each phase.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 
+from selfrepair.comparison import COMPARISON, describe_difference, read_comparison
 from selfrepair.errors import SelfRepairError
 from selfrepair.files import check_output_file, write_atomically
 from selfrepair.metrics import pass_at_k, pass_at_tokens, summarize
@@ -222,6 +227,37 @@ def tokens_plot(runs: list[Run]) -> str:
         ys.append(ys[-1])
         series.append((run.label, xs, ys))
     return _plot_svg(series, "tokens spent on a task (t)", "Repair rate against tokens spent (pass@t)", "pass-t")
+
+
+def rounds_plot(eval_set: str, result: dict[str, Any], id_prefix: str) -> str:
+    """pass@1 and repair rate of the base and each round, with their intervals, as inline SVG."""
+    import matplotlib
+    from matplotlib.figure import Figure
+
+    names = [model["name"] for model in result["models"]]
+    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": id_prefix}):
+        figure = Figure(figsize=(5.6, 3.5))
+        axes = figure.add_subplot()
+        for offset, metric, label in ((-0.08, "pass@1", "pass@1"), (0.08, "repair_rate", f"repair rate (pass@{result['samples']})")):
+            values = [model[metric] for model in result["models"]]
+            centres = [v["value"] for v in values]
+            errors = [[v["value"] - v["low"] for v in values], [v["high"] - v["value"] for v in values]]
+            axes.errorbar([i + offset for i in range(len(names))], centres, yerr=errors, marker="o", capsize=4,
+                          linewidth=1.5, label=label)  # fmt: skip
+        axes.set_xticks(range(len(names)), [name.replace("$", r"\$") for name in names])
+        axes.set_ylabel("share of eval tasks")
+        axes.set_ylim(-0.02, 1.02)
+        axes.set_title(f"{eval_set}: {result['tasks']} tasks, 95% intervals")
+        axes.grid(True, alpha=0.3)
+        axes.legend(loc="upper left", fontsize="small")
+        figure.tight_layout()
+        buffer = io.StringIO()
+        figure.savefig(buffer, format="svg")
+    svg = buffer.getvalue()
+    svg = svg[svg.index("<svg") :]
+    prefix = id_prefix + "-"
+    svg = re.sub(r'\bid="', f'id="{prefix}', svg)
+    return svg.replace("url(#", f"url(#{prefix}").replace('href="#', f'href="#{prefix}')
 
 
 # ---------------------------------------------------------------- HTML pieces
@@ -502,12 +538,71 @@ def task_html(row: dict[str, Any], trajectory: Trajectory) -> str:
     return "".join(parts)
 
 
-def render(runs: list[Run]) -> str:
-    title = "selfrepair report: " + ", ".join(run.label for run in runs)
-    sections = [
+def _interval(interval: dict[str, float]) -> str:
+    return f"{interval['value']:.3f} <span class='muted'>[{interval['low']:.3f}, {interval['high']:.3f}]</span>"
+
+
+def improvement_html(label: str, comparison: dict[str, Any], index: int) -> str:
+    """An improve folder: per eval set, the rounds drawn and tabled; then what each round did."""
+    parts = [f"<h2>Self-improvement: {_e(label)}</h2>"]
+    for number, (eval_set, result) in enumerate(comparison["eval_sets"].items()):
+        differences = {d["name"]: d for d in result["differences"]}
+        header = (
+            "<tr><th class='text'>model</th><th>pass@1 [95% CI]</th><th>repair rate [95% CI]</th>"
+            "<th>Δ pass@1 vs base [95% CI], sign test</th><th>Δ repair rate vs base [95% CI], McNemar</th>"
+            "<th>tokens</th><th>eval s</th></tr>"
+        )
+        lines = []
+        for model in result["models"]:
+            difference = differences.get(model["name"])
+            lines.append(
+                f"<tr class='round'><td class='text'>{_e(model['name'])}</td><td>{_interval(model['pass@1'])}</td>"
+                f"<td>{_interval(model['repair_rate'])}</td>"
+                f"<td class='difference'>{_e(describe_difference(difference['pass@1'])) if difference else ''}</td>"
+                f"<td class='difference'>{_e(describe_difference(difference['repair_rate'])) if difference else ''}</td>"
+                f"<td>{_number(model['tokens'])}</td><td>{_number(model['wall_seconds'])}</td></tr>"
+            )
+        parts += [
+            f"<h3>{_e(eval_set)}: {result['tasks']} tasks, {result['samples']} samples each</h3>",
+            f"<div class='plots'>{rounds_plot(eval_set, result, f'rounds-{index}-{number}')}</div>",
+            f"<table class='rounds'>{header}{''.join(lines)}</table>",
+        ]
+    parts.append(
+        "<p class='muted'>Intervals: percentile bootstrap over tasks (paired for differences); p: exact sign test "
+        "over the tasks whose result changed (McNemar's exact test on repair rate).</p>"
+    )
+    phases = sorted({phase for record in comparison["rounds"] for phase in record.get("seconds", {})})
+    header = "<tr><th class='text'>round</th><th>train data</th>" + "".join(f"<th>{_e(p)} s</th>" for p in phases) + "</tr>"
+    lines = []
+    for record in comparison["rounds"]:
+        examples = record.get("training", {}).get("examples", {})
+        data = f"{examples.get('count', 'n/a')} examples from {examples.get('tasks', 'n/a')} tasks" if examples else "n/a"
+        if "pseudo_label_audit" in record:
+            audit = record["pseudo_label_audit"]
+            data += f"; pseudo-labels right by the hidden tests: {audit['correct']} of {audit['labelled']}"
+        seconds = "".join(f"<td>{_number(record['seconds'].get(p))}</td>" for p in phases)
+        lines.append(f"<tr class='phases'><td class='text'>{record['round']}</td><td class='text'>{_e(data)}</td>{seconds}</tr>")
+    parts.append(f"<h3>Phases</h3><table class='phases'>{header}{''.join(lines)}</table>")
+    return "".join(parts)
+
+
+def page_start(title: str) -> list[str]:
+    return [
         f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
         f"<title>{_e(title)}</title><style>{CSS}</style></head><body>",
         f"<h1>{_e(title)}</h1>",
+    ]
+
+
+def render(runs: list[Run], improvements: list[tuple[str, dict[str, Any]]] = ()) -> str:
+    title = "selfrepair report: " + ", ".join([label for label, _ in improvements] + [run.label for run in runs])
+    sections = page_start(title)
+    for index, (label, comparison) in enumerate(improvements):
+        sections.append(improvement_html(label, comparison, index))
+    if not runs:
+        sections.append("</body></html>")
+        return "\n".join(sections)
+    sections += [
         "<h2>Summary</h2>",
         summary_table(runs),
         "<p class='muted'>pass@1: the first candidate passed; pass@k: one of the first k did "
@@ -532,12 +627,16 @@ def render(runs: list[Run]) -> str:
 
 
 def write_report(run_dirs: list[Path], out: Path | None = None) -> Path:
-    """Read the run directories, write the page (atomically), return where it went."""
+    """Read the run directories (and improve folders), write the page (atomically), return
+    where it went."""
     if not run_dirs:
         raise SelfRepairError("give at least one run directory")
-    runs = [load_run(Path(directory)) for directory in run_dirs]
+    improvements = [
+        (str(Path(d)), read_comparison(Path(d) / COMPARISON)) for d in run_dirs if (Path(d) / COMPARISON).is_file()
+    ]
+    runs = [load_run(Path(directory)) for directory in run_dirs if not (Path(directory) / COMPARISON).is_file()]
     _unique_labels(runs)
     out = Path(out) if out is not None else Path(run_dirs[0]) / REPORT_NAME
     check_output_file(out)
-    write_atomically(out, render(runs))
+    write_atomically(out, render(runs, improvements))
     return out

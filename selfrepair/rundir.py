@@ -131,3 +131,11 @@ def write_results(run_dir: Path, trajectories: list[Trajectory], config: dict[st
     summary = summarize(rows) | {"errors": sum(r["outcome"] == "error" for r in rows), "config": config}
     write_atomically(run_dir / SUMMARY, json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+def read_results(run_dir: Path) -> list[dict[str, Any]]:
+    """The rows of a run directory's results.jsonl (none when it has no such file yet)."""
+    path = run_dir / RESULTS
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]

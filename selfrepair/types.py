@@ -154,7 +154,7 @@ class Message(Record):
 
 
 FinishReason = Literal["stop", "length", ""]
-StepKind = Literal["solve", "refine", "sample", "expand", "edit", "localise"]
+StepKind = Literal["solve", "refine", "sample", "expand", "edit", "localise", "inputs"]  # inputs: the label-free mode's test calls
 
 
 class Step(Record):
@@ -169,6 +169,9 @@ class Step(Record):
     # "length" (cut at max_tokens: a truncated reply, not the model's whole answer); "" in
     # trajectories recorded before it was.
     finish_reason: FinishReason = ""
+    # The sampling seed of the model call this reply came from (None: unseeded or greedy); the
+    # replies of one call are its samples in step order, so (seed, position) names a sample.
+    seed: int | None = None
     candidate: Candidate | None = None
     report: TestReport | None = None
     review: Review | None = None

@@ -20,7 +20,7 @@ FOLDERS = {
     "selfrepair.training": ROOT / "training",
     "selfrepair.factory": ROOT / "factory",
 }
-CORE = {f"selfrepair.{name}" for name in ("types", "loaders", "metrics", "store", "rundir", "files", "report", "config", "errors")}
+CORE = {f"selfrepair.{name}" for name in ("types", "loaders", "metrics", "stats", "comparison", "store", "rundir", "files", "report", "config", "errors")}
 CORE.add("selfrepair")
 # Where a module may not import from: (the modules it applies to, the forbidden areas).
 RULES = [

@@ -16,8 +16,9 @@ CONFIG = json.loads((ROOT / "langgraph.json").read_text())
 
 def test_config_has_the_keys_langgraph_reads() -> None:
     assert CONFIG["dependencies"] == ["."]
-    # One graph per strategy (refine loop, best-of-n, tree search) and the repository-issue graph.
-    assert set(CONFIG["graphs"]) == {"repair", "best-of-n", "tree", "issue"}
+    # One graph per strategy (refine loop, best-of-n, tree search, the label-free vote) and the
+    # repository-issue graph.
+    assert set(CONFIG["graphs"]) == {"repair", "best-of-n", "tree", "self-consistency", "issue"}
 
 
 @pytest.mark.parametrize("name", sorted(CONFIG["graphs"]))

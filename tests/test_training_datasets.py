@@ -71,6 +71,33 @@ def test_dpo_pairs_a_passing_and_a_failing_reply_to_the_same_prompt(scripted_run
         assert key(row["prompt"], row["rejected"][0]["content"]) in other
 
 
+def test_dpo_pairs_siblings_in_tree_search(tmp_path):
+    """Two children of one node (one expansion, n=2): the passing one is preferred to the
+    failing one, with the parent's refinement prompt; the root has no sibling to pair with."""
+    from conftest import operator_reply, operator_task
+    from selfrepair.agents.backends import load_model
+    from selfrepair.graphs.budget import Budget, Sampling
+    from selfrepair.graphs.run import repair_task
+    from selfrepair.sandbox.choose import open_sandbox
+    from selfrepair.training.datasets import dpo_rows
+
+    replies = tmp_path / "replies.json"
+    critique = "VERDICT: refine\nCONFIDENCE: 0.8\nCRITIQUE: wrong operator"
+    replies.write_text(json.dumps([operator_reply("*"), critique, operator_reply("//"), operator_reply("+")]))
+    sandbox = open_sandbox("local")
+    try:
+        trajectory = repair_task(
+            operator_task("add"), load_model(f"scripted:{replies}"), sandbox, "tree", Budget(max_candidates=3),
+            sampling=Sampling(children=2),
+        )  # fmt: skip
+    finally:
+        sandbox.close()
+    assert trajectory.solved and [(s.kind, s.parent) for s in trajectory.steps] == [("solve", None), ("expand", 0), ("expand", 0)]
+    (row,) = dpo_rows([trajectory])
+    assert row["kind"] == "expand" and "return a * b" in row["prompt"][-1]["content"]  # the parent's code
+    assert row["chosen"][0]["content"] == operator_reply("+") and row["rejected"][0]["content"] == operator_reply("//")
+
+
 @pytest.mark.parametrize("fraction", [0.1, 0.3, 0.5, 0.9])
 def test_no_task_is_on_both_sides_of_the_split(scripted_run, fraction):
     sources = read_runs([scripted_run])

@@ -10,12 +10,16 @@ from pathlib import Path
 
 import pytest
 
-from conftest import operator_reply, operator_task
+from conftest import TINY_TRAINING, operator_reply, operator_task
+from selfrepair.agents.adapters import read_card
+from selfrepair.comparison import COMPARISON, read_comparison
 from selfrepair.errors import SelfRepairError
 from selfrepair.executor.local import LocalExecutor
 from selfrepair.graphs.budget import Budget, Sampling
+from selfrepair.report import write_report
 from selfrepair.sandbox.choose import open_sandbox
 from selfrepair.store import TrajectoryStore
+from selfrepair.training.evaluate import Evaluation
 from selfrepair.training.improve import ImproveSettings, improve, repair_run
 
 SELFREPAIR = str(Path(sys.executable).parent / "selfrepair")
@@ -43,6 +47,47 @@ def test_a_round_that_solves_nothing_says_so_and_stops(executor, tmp_path):
     assert json.loads((tmp_path / "out" / "improve.json").read_text())[0]["train_solved"] == 0
     assert not (tmp_path / "out" / "round-1" / "adapter").exists()
     assert not (tmp_path / "out" / "eval-base").exists()
+
+
+def lenient_task(name: str):
+    """A train task any reply with code passes: the model's every fenced answer is a verified
+    repair, so a real model is sure to leave something to learn from."""
+    task = operator_task("add")
+    return task.model_copy(update={"task_id": name, "tests": task.tests.model_copy(update={"files": {f"test_{name}.py": "assert True\n"}})})
+
+
+@pytest.mark.model
+@pytest.mark.slow
+def test_two_rounds_train_from_the_base_and_are_compared_with_the_same_seeds(executor, tmp_path):
+    out = tmp_path / "out"
+    settings = ImproveSettings(
+        rounds=2, budget=Budget(max_candidates=2), sampling=Sampling(samples=2, max_tokens=40),
+        train_settings=TINY_TRAINING, lora_r=4, evaluation=Evaluation(samples=2), seed=3,
+    )  # fmt: skip
+    train, held_out = [lenient_task("double"), lenient_task("triple")], [operator_task("add"), operator_task("sub")]
+    records = improve(train, held_out, settings, executor, out)
+    assert [r["round"] for r in records] == [1, 2] and all("stopped" not in r for r in records)
+    # Round 2 repairs with round 1's adapter, and trains a new adapter from the base on both rounds' data.
+    assert records[1]["model"].endswith("round-1/adapter")
+    card = read_card(out / "round-2" / "adapter")
+    assert card["provenance"]["initialised_from"] == "base" and card["provenance"]["improve_round"] == 2
+    assert [Path(d).parent.name for d in card["data"]["run_dirs"]] == ["round-1", "round-2"]
+    assert "eval_base" in records[0]["seconds"] and "eval_base" not in records[1]["seconds"]  # the base: once
+
+    comparison = read_comparison(out / COMPARISON)
+    result = comparison["eval_sets"]["eval"]
+    assert [m["name"] for m in result["models"]] == ["base", "round 1", "round 2"] and result["samples"] == 2
+    assert [d["name"] for d in result["differences"]] == ["round 1", "round 2"]
+    assert [r["round"] for r in comparison["rounds"]] == [1, 2]
+    seeds = {}
+    for run in ("eval-base", "round-1/eval-trained", "round-2/eval-trained"):
+        with TrajectoryStore(out / run, create=False) as store:
+            seeds[run] = {t.task.task_id: [s.seed for s in t.steps] for t in store.trajectories()}
+    assert seeds["eval-base"] == seeds["round-1/eval-trained"] == seeds["round-2/eval-trained"]
+    assert "<svg" in write_report([out], tmp_path / "report.html").read_text()
+
+    # Run again: every round is finished, nothing is redone, the same records come back.
+    assert improve(train, held_out, settings, executor, out) == records
 
 
 def test_cli_refuses_a_missing_task_file(tmp_path):

@@ -10,7 +10,13 @@ taken as evidence that a reply was right.
 DPO (V-STaR style): for one prompt of a task (the same messages, from any of its
 trajectories in any run), a reply whose candidate passed is chosen and one that failed (tests
 failed, or no code in it) is rejected; TRL's conversational preference format `prompt` /
-`chosen` / `rejected`.
+`chosen` / `rejected`. Replies to one prompt are siblings: the samples of one best-of-n call,
+or the children of one node in tree search (a refinement's prompt is made from its parent:
+the same parent, the same prompt).
+
+Label-free (`labels="consensus"`, LMSI style): no verdict exists; the replies that a
+self-consistency run chose as its pseudo-label (graphs.consensus, `label_steps`) stand in for
+the passing ones, and its other replies with code, or with none, for the failing ones.
 
 Both are deduplicated and split by task: every example of a task lands on the same side,
 so the held-out split measures tasks the model never trained on.
@@ -23,17 +29,21 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Literal, Sequence
 
 from datasets import Dataset, DatasetDict
 
 from selfrepair.errors import SelfRepairError
+from selfrepair.graphs.consensus import label_steps
 from selfrepair.store import TrajectoryStore
 from selfrepair.types import Message, Step, Trajectory
 
 # Pairs per prompt, at most: a prompt sampled many times would otherwise swamp the rest
 # with its chosen x rejected cross product.
 MAX_PAIRS_PER_PROMPT = 4
+
+# Where "this reply was right" comes from: the tests' verdict, or a label-free run's vote.
+Labels = Literal["tests", "consensus"]
 
 
 @dataclass
@@ -43,10 +53,6 @@ class Sources:
     trajectories: list[Trajectory]
     run_dirs: list[str] = field(default_factory=list)
     suspicious_left_out: int = 0  # steps whose run looked like an attempt on the verdict
-
-    @property
-    def solved_tasks(self) -> set[str]:
-        return {t.task.task_id for t in self.trajectories for s in t.steps if verified_pass(s)}
 
 
 def read_runs(run_dirs: Sequence[Path | str], keep_suspicious: bool = False) -> Sources:
@@ -94,11 +100,22 @@ def prompt_key(messages: Sequence[Message]) -> str:
     return json.dumps(chat(messages), sort_keys=True)
 
 
-def sft_rows(trajectories: Iterable[Trajectory]) -> list[dict]:
+def judged(trajectory: Trajectory, labels: Labels) -> list[tuple[Step, bool]]:
+    """(step, good) for each step the labels judge: by the tests, passed or known bad; by
+    consensus, chosen by the vote or one of the other samples of a task that has a label."""
+    if labels == "tests":
+        return [(step, verified_pass(step)) for step in trajectory.steps if verified_pass(step) or verified_fail(step)]
+    chosen = {step.index for step in label_steps(trajectory)}
+    if not chosen:
+        return []
+    return [(step, step.index in chosen) for step in trajectory.steps if step.kind == "sample" and step.completion.strip()]
+
+
+def sft_rows(trajectories: Iterable[Trajectory], labels: Labels = "tests") -> list[dict]:
     rows, seen = [], set()
     for trajectory in trajectories:
-        for step in trajectory.steps:
-            if not verified_pass(step) or not step.messages or not step.completion.strip():
+        for step, good in judged(trajectory, labels):
+            if not good or not step.messages or not step.completion.strip():
                 continue
             key = (prompt_key(step.messages), step.completion.strip())
             if key in seen:
@@ -114,22 +131,19 @@ def sft_rows(trajectories: Iterable[Trajectory]) -> list[dict]:
     return rows
 
 
-def dpo_rows(trajectories: Iterable[Trajectory]) -> list[dict]:
-    # (task id, prompt key) -> (task id, messages, passing replies, failing replies), replies
-    # deduplicated. The task id is part of the key so that a pair never spans two tasks.
-    groups: dict[tuple[str, str], tuple[str, list[Message], dict[str, None], dict[str, None]]] = {}
+def dpo_rows(trajectories: Iterable[Trajectory], labels: Labels = "tests") -> list[dict]:
+    # (task id, prompt key) -> (task id, step kind, messages, passing replies, failing replies),
+    # replies deduplicated. The task id is part of the key so that a pair never spans two tasks.
+    groups: dict[tuple[str, str], tuple[str, str, list[Message], dict[str, None], dict[str, None]]] = {}
     for trajectory in trajectories:
-        for step in trajectory.steps:
+        for step, good in judged(trajectory, labels):
             if not step.messages:
                 continue
-            passed, failed = verified_pass(step), verified_fail(step)
-            if not (passed or failed):
-                continue
             key = (trajectory.task.task_id, prompt_key(step.messages))
-            group = groups.setdefault(key, (trajectory.task.task_id, step.messages, {}, {}))
-            (group[2] if passed else group[3]).setdefault(step.completion.strip(), None)
+            group = groups.setdefault(key, (trajectory.task.task_id, step.kind, step.messages, {}, {}))
+            (group[3] if good else group[4]).setdefault(step.completion.strip(), None)
     rows = []
-    for task_id, messages, chosen, rejected in groups.values():
+    for task_id, kind, messages, chosen, rejected in groups.values():
         # A reply that both passed and failed (a flaky test) is no preference signal.
         rejected = [r for r in rejected if r not in chosen]
         pairs = [(c, r) for c in chosen for r in rejected][:MAX_PAIRS_PER_PROMPT]
@@ -140,6 +154,7 @@ def dpo_rows(trajectories: Iterable[Trajectory]) -> list[dict]:
                     "chosen": [{"role": "assistant", "content": good}],
                     "rejected": [{"role": "assistant", "content": bad}],
                     "task_id": task_id,
+                    "kind": kind,
                 }
             )
     return rows
@@ -163,25 +178,27 @@ def split_by_task(rows: list[dict], eval_fraction: float) -> DatasetDict:
     )
 
 
-def sft_dataset(sources: Sources, eval_fraction: float = 0.1) -> DatasetDict:
-    """Chats that led to a passing candidate, split by task."""
-    rows = sft_rows(sources.trajectories)
+def no_successes(sources: Sources, labels: Labels, consequence: str) -> SelfRepairError:
+    what = "test-verified successes" if labels == "tests" else "pseudo-labels (no task had a confident majority)"
+    return SelfRepairError(
+        f"no {what} among {len(sources.trajectories)} trajectories "
+        f"in {', '.join(sources.run_dirs) or 'the given runs'}: {consequence}"
+    )
+
+
+def sft_dataset(sources: Sources, eval_fraction: float = 0.1, labels: Labels = "tests") -> DatasetDict:
+    """Chats that led to a passing candidate (or, by consensus, a chosen one), split by task."""
+    rows = sft_rows(sources.trajectories, labels)
     if not rows:
-        raise SelfRepairError(
-            f"no test-verified successes among {len(sources.trajectories)} trajectories "
-            f"in {', '.join(sources.run_dirs) or 'the given runs'}: nothing to fine-tune on"
-        )
+        raise no_successes(sources, labels, "nothing to fine-tune on")
     return split_by_task(rows, eval_fraction)
 
 
-def dpo_dataset(sources: Sources, eval_fraction: float = 0.1) -> DatasetDict:
+def dpo_dataset(sources: Sources, eval_fraction: float = 0.1, labels: Labels = "tests") -> DatasetDict:
     """Preference pairs (passing reply chosen over a failing one to the same prompt), split by task."""
-    if not sources.solved_tasks:
-        raise SelfRepairError(
-            f"no test-verified successes among {len(sources.trajectories)} trajectories "
-            f"in {', '.join(sources.run_dirs) or 'the given runs'}: no reply to prefer"
-        )
-    rows = dpo_rows(sources.trajectories)
+    if not any(good for t in sources.trajectories for _, good in judged(t, labels)):
+        raise no_successes(sources, labels, "no reply to prefer")
+    rows = dpo_rows(sources.trajectories, labels)
     if not rows:
         raise SelfRepairError(
             "no preference pairs: no prompt has both a passing and a failing reply "

@@ -1,18 +1,34 @@
 """Measured self-improvement: repair, learn from what was repaired, and check on other tasks.
 
-Each round: the current model (the base, then base + the latest adapter) runs the repair
-loop on the train tasks; the datasets are built from every train run so far (STaR-style:
-what earlier rounds solved stays in the data); a new adapter is trained on the base; then
-the base and the trained model repair the eval tasks side by side (repair rate, pass@1,
-tokens). The base is evaluated once, in the first round: it does not change.
+Each round K (STaR / ReST-EM iterations):
+  1. the current model (the base, then base + round K-1's adapter) works on the train tasks.
+     Labelled: the repair loop (`strategy`), whose test verdicts label the replies. Label-free
+     (`unlabeled`, LMSI): the self-consistency graph (graphs.consensus), which never runs the
+     tests and labels by the candidates' agreement on calls the model wrote.
+  2. a new adapter is trained from the base on the data of every round so far (training.datasets:
+     SFT on the passing replies, refinements included (CYCLE); or DPO on sibling pairs).
+  3. the trained model is evaluated on every eval set (the held-out tasks; an out-of-distribution
+     set where one is given) as training.evaluate says: k seeded samples per task. The base is
+     evaluated once, in round 1, the same way and with the same seeds.
+  4. base and every round so far are compared task by task (selfrepair.comparison): estimates
+     with intervals, paired differences with intervals and exact sign tests.
+
+Why each adapter is trained from the base rather than continued from the last one: ReST-EM
+(and STaR) fine-tune the base model in every iteration on all the data so far, to limit drift
+and overfitting to earlier rounds' own samples; the latest adapter's part is to generate the
+next round's data. The adapter's card records this (`provenance`).
+
+Seeds: evaluation samples with `seed` (the same draws for base and rounds); round K's train
+phase with `seed + K` (each round explores afresh, and a rerun explores the same way).
 
 OUT/
   settings.json                    what this run is (all but the number of rounds)
-  eval-base/                       run directory: the base on the eval tasks
+  eval-base/, ood-base/            run directories: the base on each eval set
   round-K/train-run/               run directory: round K's model on the train tasks
   round-K/adapter/                 the adapter trained in round K (with card.json)
-  round-K/eval-trained/            run directory: the trained model on the eval tasks
-  round-K/table.md, table.json     the side-by-side table, and each phase's seconds
+  round-K/eval-trained/, ood-trained/  run directories: the trained model on each eval set
+  round-K/table.json               round K's record (phases' seconds, data, comparison so far)
+  comparison.json, comparison.md   base and every finished round compared (selfrepair.comparison)
   improve.json                     every finished round's record
 
 A killed run resumes when started again on the same OUT with the same settings: finished
@@ -27,6 +43,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
+import time
+from collections import Counter
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,17 +53,22 @@ from typing import Any, Callable
 from selfrepair.agents.adapters import read_card, resolve_base
 from selfrepair.errors import SelfRepairError
 from selfrepair.executor.core import Executor
+from selfrepair.files import make_directory, write_atomically
 from selfrepair.graphs.budget import Budget, Sampling
+from selfrepair.graphs.consensus import STRATEGY as LABEL_FREE, label_steps
 from selfrepair.graphs.jobs import RepairJob, Rollout
 from selfrepair.graphs.run import open_checkpointer
-from selfrepair.files import make_directory, write_atomically
 from selfrepair.rundir import hold_run_dir, is_empty, prepare_run_dir, write_results
-from selfrepair.training.datasets import dpo_dataset, read_runs, sft_dataset
+from selfrepair.sandbox.choose import open_sandbox
+from selfrepair.sandbox.testing import run_tests
+from selfrepair.store import TrajectoryStore
+from selfrepair.training.datasets import Sources, dpo_dataset, read_runs, sft_dataset
+from selfrepair.training.evaluate import STRATEGY as EVAL_STRATEGY, Evaluation, write_comparison
 from selfrepair.training.train import Method, default_lora, train_adapter
 from selfrepair.types import Task, Trajectory
 
 SETTINGS = "settings.json"
-TABLE_COLUMNS = ("model", "tasks", "solved", "repair_rate", "pass@1", "tokens", "tokens_per_solved", "wall_seconds")
+EVAL_SETS = ("eval", "ood")  # the held-out tasks, and the out-of-distribution check
 
 # What `improve` tells its caller, as it happens: {"event": "repair", "phase", "done", "total",
 # "solved", "tokens"} after each task of a repair phase (and once as it starts), {"event":
@@ -64,7 +87,25 @@ class ImproveSettings:
     train_settings: dict[str, Any] = field(default_factory=dict)  # TRL config names
     lora_r: int = 16
     keep_suspicious: bool = False  # train on steps whose run looked like an attempt on the verdict
+    unlabeled: bool = False  # label-free train phase (graphs.consensus); the tests stay hidden
+    evaluation: Evaluation = field(default_factory=Evaluation)
+    seed: int = 0
     engine: str = "hf"  # what generates: "hf" in process, or "vllm" (one server, each round's adapter a LoRA module)
+
+    def train_phase(self, number: int) -> ImproveSettings:
+        """Round `number`'s settings for the train tasks: the repair strategy (the label-free
+        graph when unlabeled), sampling seeded with seed + number, and no reviewer ranking
+        several passing samples (every passing reply is training data, whichever is chosen)."""
+        strategy = LABEL_FREE if self.unlabeled else self.strategy
+        sampling = dataclasses.replace(self.sampling, seed=self.seed + number, review_ties=False)
+        return dataclasses.replace(self, strategy=strategy, sampling=sampling)
+
+    def eval_phase(self) -> ImproveSettings:
+        """The settings every evaluation runs with (training.evaluate)."""
+        return dataclasses.replace(
+            self, strategy=EVAL_STRATEGY, budget=self.evaluation.budget(self.budget),
+            sampling=self.evaluation.sampling(self.sampling, self.seed),
+        )  # fmt: skip
 
 
 def repair_run(
@@ -110,27 +151,12 @@ def json_safe(value: Any) -> Any:
     return json.loads(json.dumps(value))
 
 
-def table_row(name: str, summary: dict[str, Any]) -> dict[str, Any]:
-    row = {key: summary.get(key) for key in TABLE_COLUMNS[1:]}
-    return {"model": name} | row
-
-
-def cell(value: Any) -> str:
-    return f"{value:.3f}" if isinstance(value, float) else str(value)
-
-
-def markdown_table(title: str, rows: list[dict[str, Any]]) -> str:
-    lines = [f"### {title}", "", "| " + " | ".join(TABLE_COLUMNS) + " |", "|" + "---|" * len(TABLE_COLUMNS)]
-    lines += ["| " + " | ".join(cell(row[c]) for c in TABLE_COLUMNS) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
-
-
-def open_out(out: Path, settings: ImproveSettings, train_tasks: list[Task], eval_tasks: list[Task]) -> None:
+def open_out(out: Path, settings: ImproveSettings, train_tasks: list[Task], eval_sets: dict[str, list[Task]]) -> None:
     """Make OUT for this run, or check that it holds this run already (to resume it)."""
     recorded = {
         "settings": json_safe({k: v for k, v in dataclasses.asdict(settings).items() if k != "rounds"}),
         "train_tasks": [t.task_id for t in train_tasks],
-        "eval_tasks": [t.task_id for t in eval_tasks],
+        **{f"{name}_tasks": [t.task_id for t in tasks] for name, tasks in eval_sets.items()},
     }
     if out.exists() and not out.is_dir():
         raise SelfRepairError(f"--out {out} is a file, not a directory")
@@ -142,7 +168,7 @@ def open_out(out: Path, settings: ImproveSettings, train_tasks: list[Task], eval
         before = json.loads((out / SETTINGS).read_text(encoding="utf-8"))
         if before != recorded:
             different = sorted(k for k in recorded["settings"] if before["settings"].get(k) != recorded["settings"][k])
-            different += [k for k in ("train_tasks", "eval_tasks") if before.get(k) != recorded[k]]
+            different += [k for k in recorded if k.endswith("_tasks") and before.get(k) != recorded[k]]
             raise SelfRepairError(
                 f"{out} holds an improve run with other settings ({', '.join(different)}); "
                 "choose another --out to start a new run"
@@ -158,17 +184,25 @@ def improve(
     executor: Executor,
     out: Path,
     report: Report = lambda event: None,
+    *,
+    ood_tasks: list[Task] | None = None,
 ) -> list[dict[str, Any]]:
     """Run `settings.rounds` rounds into `out` (resuming what is there), the repair phases
-    wherever `executor` runs tasks; returns each round's record. A round whose repair run solved no task ends the loop there (there is nothing
-    new to learn from): its record says so under "stopped"."""
+    wherever `executor` runs tasks; returns each round's record. `ood_tasks`, where given, are a second eval set (never trained on either). A round
+    whose train phase gave nothing to learn from ends the loop there: its record says so under
+    "stopped"."""
     if not train_tasks or not eval_tasks:
         raise SelfRepairError("improve needs train tasks and eval tasks (one of the sets is empty)")
-    shared = {t.task_id for t in train_tasks} & {t.task_id for t in eval_tasks}
-    if shared:
-        raise SelfRepairError(f"train and eval tasks overlap ({', '.join(sorted(shared)[:5])}): evaluation would be on trained tasks")
+    eval_sets = {"eval": eval_tasks, **({"ood": ood_tasks} if ood_tasks else {})}
+    trained = {t.task_id for t in train_tasks}
+    for name, tasks in eval_sets.items():
+        shared = trained & {t.task_id for t in tasks}
+        if shared:
+            raise SelfRepairError(
+                f"train and {name} tasks overlap ({', '.join(sorted(shared)[:5])}): evaluation would be on trained tasks"
+            )
     base_path = resolve_base(settings.base)
-    open_out(out, settings, train_tasks, eval_tasks)
+    open_out(out, settings, train_tasks, eval_sets)
 
     rounds: list[dict[str, Any]] = []
     train_runs: list[Path] = []
@@ -180,8 +214,12 @@ def improve(
             record = json.loads((folder / "table.json").read_text(encoding="utf-8"))
         else:
             record = run_round(
-                number, folder, model_spec, base_path, train_tasks, eval_tasks, settings, executor, out, train_runs, report
+                number, folder, model_spec, base_path, train_tasks, eval_sets, settings, executor, out, train_runs, report
             )
+        if "stopped" not in record:  # every round before it finished too
+            record["comparison"] = write_comparison(
+                out, evaluations(out, eval_sets, number), settings.seed, [without_comparison(r) for r in rounds + [record]]
+            )  # fmt: skip
         rounds.append(record)
         write_atomically(out / "improve.json", json.dumps(rounds, indent=2) + "\n")
         report({"event": "round", "record": record})
@@ -189,6 +227,18 @@ def improve(
             break
         model_spec = trained_spec(settings, base_path, folder)
     return rounds
+
+
+def evaluations(out: Path, eval_sets: dict[str, list[Task]], rounds: int) -> dict[str, list[tuple[str, Path]]]:
+    """Each eval set's run directories: the base's, then each round's."""
+    return {
+        name: [("base", out / f"{name}-base")] + [(f"round {k}", out / f"round-{k}" / f"{name}-trained") for k in range(1, rounds + 1)]
+        for name in eval_sets
+    }
+
+
+def without_comparison(record: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in record.items() if key != "comparison"}
 
 
 def base_spec(settings: ImproveSettings, base_path: str) -> str:
@@ -208,49 +258,108 @@ def run_round(
     model_spec: str,
     base_path: str,
     train_tasks: list[Task],
-    eval_tasks: list[Task],
+    eval_sets: dict[str, list[Task]],
     settings: ImproveSettings,
     executor: Executor,
     out: Path,
     train_runs: list[Path],
     report: Report,
 ) -> dict[str, Any]:
-    """One round: repair the train tasks, train, evaluate base and trained model. Each phase
-    picks up what a killed run left. Seconds are the work's own (the tasks' wall seconds,
-    the training's), so they stay true across a resume."""
+    """One round: the train phase, training, evaluation, comparison. Each phase picks up what
+    a killed run left. Seconds are the work's own (the tasks' wall seconds, the training's),
+    so they stay true across a resume."""
     record: dict[str, Any] = {"round": number, "model": model_spec, "seconds": {}}
-    train_summary = repair_run(train_tasks, model_spec, executor, settings, folder / "train-run", f"round {number}: repair train tasks", report)
-    record["seconds"]["repair_train"] = train_summary["wall_seconds"]
-    record["train_solved"] = train_summary["solved"]
-    record["train_repair_rate"] = train_summary["repair_rate"]
-    if train_summary["solved"] == 0:
-        record["stopped"] = f"round {number}: the repair loop solved none of the {len(train_tasks)} train tasks; nothing to learn from, stopping"
+    what = "label train tasks (no tests)" if settings.unlabeled else "repair train tasks"
+    train_summary = repair_run(
+        train_tasks, model_spec, executor, settings.train_phase(number), folder / "train-run", f"round {number}: {what}", report
+    )  # fmt: skip
+    record["seconds"]["train_phase"] = train_summary["wall_seconds"]
+    sources = read_runs(train_runs, keep_suspicious=settings.keep_suspicious)
+    this_round = [t for t in sources.trajectories if t.trajectory_id in round_ids(folder / "train-run")]
+    if settings.unlabeled:
+        labelled = [t for t in this_round if label_steps(t)]
+        record["pseudo_labelled"] = len(labelled)
+        found = len(labelled)
+    else:
+        record["train_solved"] = train_summary["solved"]
+        record["train_repair_rate"] = train_summary["repair_rate"]
+        found = train_summary["solved"]
+    if found == 0:
+        what = "the vote labelled none" if settings.unlabeled else "the repair loop solved none"
+        record["stopped"] = f"round {number}: {what} of the {len(train_tasks)} train tasks; nothing to learn from, stopping"
         return record
 
-    adapter = folder / "adapter"
-    sources = read_runs(train_runs, keep_suspicious=settings.keep_suspicious)
+    card, examples = learn(number, folder, base_path, sources, settings, report)
+    record["seconds"]["train"] = card["seconds"]
+    record["training"] = {"examples": examples, "steps": card["steps"], "train_loss": card["train_loss"]}
+    if settings.unlabeled:
+        # After training, so nothing here can reach it: how often the vote was right by the tests.
+        started = time.perf_counter()
+        record["pseudo_label_audit"] = audit_labels(labelled, executor.describe()["sandbox"])
+        record["seconds"]["label_audit"] = round(time.perf_counter() - started, 1)
+
+    eval_settings = settings.eval_phase()
+    for name, tasks in eval_sets.items():
+        base_dir = out / f"{name}-base"
+        base_eval = repair_run(tasks, base_spec(settings, base_path), executor, eval_settings, base_dir, f"{name}: base", report)
+        if number == 1:  # the base is the same in every round: its cost is counted once
+            record["seconds"][f"{name}_base"] = base_eval["wall_seconds"]
+        trained = repair_run(
+            tasks, trained_spec(settings, base_path, folder), executor, eval_settings, folder / f"{name}-trained",
+            f"{name}: round {number}", report,
+        )  # fmt: skip
+        record["seconds"][f"{name}_trained"] = trained["wall_seconds"]
+    write_atomically(folder / "table.json", json.dumps(record, indent=2) + "\n")
+    return record
+
+
+def round_ids(run_dir: Path) -> set[str]:
+    with TrajectoryStore(run_dir, create=False) as store:
+        return {t.trajectory_id for t in store.trajectories()}
+
+
+def learn(
+    number: int, folder: Path, base_path: str, sources: Sources, settings: ImproveSettings, report: Report
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Round `number`'s adapter, trained from the base on every round's data so far (or the one
+    a killed run finished); its card and what its examples were."""
+    labels = "consensus" if settings.unlabeled else "tests"
     build = sft_dataset if settings.method == "sft" else dpo_dataset
-    data = build(sources, eval_fraction=0.0)  # the eval tasks are the held-out set
+    data = build(sources, eval_fraction=0.0, labels=labels)  # the eval sets are the held-out data
+    train = data["train"]
+    examples = {
+        "count": len(train), "tasks": len(set(train["task_id"])), "labels": labels,
+        # where the examples come from: first replies ("sample"/"solve") or refinements (CYCLE)
+        "by_step_kind": dict(sorted(Counter(train["kind"]).items())),
+    }  # fmt: skip
+    adapter = folder / "adapter"
     card = read_card(adapter)  # an adapter is renamed into place whole: with its card, it is done
     if card is None:
         for leftover in folder.glob(f".{adapter.name}.partial-*"):  # what a killed training left
             shutil.rmtree(leftover)
-        report({"event": "train", "phase": f"round {number}: train ({settings.method})", "examples": len(data["train"])})
+        report({"event": "train", "phase": f"round {number}: train ({settings.method})", "examples": len(train)})
+        provenance = {
+            "improve_round": number,
+            "initialised_from": "base",
+            "data": f"train phases of rounds 1..{number} ({labels} labels)",
+            "why": "ReST-EM / STaR: each round fine-tunes the base on all data so far, to limit drift; "
+            "the latest adapter only generates the next round's data",
+        }
         card = train_adapter(
             settings.method, data, base_path, adapter,
             settings=settings.train_settings, lora=default_lora(settings.lora_r), run_dirs=sources.run_dirs,
-            suspicious_left_out=sources.suspicious_left_out,
+            suspicious_left_out=sources.suspicious_left_out, provenance=provenance,
         )  # fmt: skip
-    record["seconds"]["train"] = card["seconds"]
-    record["training"] = {"examples": len(data["train"]), "steps": card["steps"], "train_loss": card["train_loss"]}
+    return card, examples
 
-    base_eval = repair_run(eval_tasks, base_spec(settings, base_path), executor, settings, out / "eval-base", "evaluate base", report)
-    if number == 1:  # the base is the same in every round: its cost is counted once
-        record["seconds"]["eval_base"] = base_eval["wall_seconds"]
-    trained_eval = repair_run(eval_tasks, trained_spec(settings, base_path, folder), executor, settings, folder / "eval-trained", f"round {number}: evaluate trained", report)
-    record["seconds"]["eval_trained"] = trained_eval["wall_seconds"]
 
-    record["table"] = [table_row("base", base_eval), table_row(f"round {number} ({settings.method})", trained_eval)]
-    (folder / "table.md").write_text(markdown_table(f"round {number}: eval tasks, base vs trained", record["table"]), encoding="utf-8")
-    write_atomically(folder / "table.json", json.dumps(record, indent=2) + "\n")
-    return record
+def audit_labels(labelled: list[Trajectory], sandbox_kind: str) -> dict[str, Any]:
+    """Run the hidden tests on one chosen reply per pseudo-labelled task: the share of labels
+    that were right. Reported only; it never feeds training. It runs here, on the driver, in a
+    sandbox of the kind the executor's nodes use (a few test runs: not worth a cluster job)."""
+    correct = 0
+    with closing(open_sandbox(sandbox_kind)) as sandbox:
+        for trajectory in labelled:
+            chosen = label_steps(trajectory)[0]
+            correct += run_tests(sandbox, trajectory.task, chosen.candidate).passed
+    return {"labelled": len(labelled), "correct": correct, "precision": correct / len(labelled) if labelled else None}

@@ -114,10 +114,12 @@ def train_adapter(
     run_dirs: list[str] | None = None,
     suspicious_left_out: int = 0,
     reward_funcs: list[Any] | None = None,
+    provenance: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Train a LoRA adapter with `method` on `data` (a `train` and a `test` split, as
     training.datasets builds them; for GRPO, prompts and tasks from training.grpo) over
-    `base`; write it to `out`; return its card. GRPO needs `reward_funcs`."""
+    `base`; write it to `out`; return its card. GRPO needs `reward_funcs`. `provenance` (how
+    the data came to be, e.g. an improve round) is recorded in the card as it is."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import DPOTrainer, GRPOTrainer, SFTTrainer
 
@@ -180,6 +182,7 @@ def train_adapter(
             "seconds": round(seconds, 1),
             "device": device,
             "trl_config": {key: dumped[key] for key in sorted(chosen_keys) if key in dumped},
+            **({"provenance": provenance} if provenance else {}),
             "lora": {"r": lora.r, "lora_alpha": lora.lora_alpha, "target_modules": lora.target_modules if isinstance(lora.target_modules, str) else sorted(lora.target_modules)},
         }
         write_card(partial, card)

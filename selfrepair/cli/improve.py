@@ -1,6 +1,6 @@
-"""`selfrepair improve`: self-improvement rounds (repair, train on what was solved, compare
-base and trained model on held-out tasks). training.improve does the work and reports what
-happens as records; this module shows them."""
+"""`selfrepair improve`: self-improvement rounds (repair or label the train tasks, train on
+that, compare base and every round on held-out tasks with intervals and tests).
+training.improve does the work and reports what happens as records; this module shows them."""
 
 from __future__ import annotations
 
@@ -16,10 +16,13 @@ from selfrepair.cli.common import (
     BUDGET_HELP, QUIET_HELP, SANDBOX_HELP, Display, ExecutorOption, MaxSeconds, MaxTokens, SandboxKind, Strategy,
 )  # fmt: skip
 from selfrepair.cli.train import (
-    BASE_HELP, BENCHMARK_HELP, BatchSize, Epochs, KeepSuspicious, LearningRate, LoraRank, MaxLength, MaxSteps,
+    BASE_HELP, BatchSize, Epochs, KeepSuspicious, LearningRate, LoraRank, MaxLength, MaxSteps,
     Method, TrlConfig, trl_settings,
 )  # fmt: skip
 from selfrepair.errors import SelfRepairError
+from selfrepair.loaders import LOADERS
+
+FORMATS = ", ".join(LOADERS)  # the task-file formats the loaders know
 
 
 class Engine(str, Enum):
@@ -30,7 +33,12 @@ class Engine(str, Enum):
 def improve(
     train: Path = typer.Option(..., "--train", help="Task file whose tasks the model repairs and learns from."),
     eval_data: Path = typer.Option(..., "--eval", help="Task file of held-out tasks (none shared with --train) to measure on."),
-    benchmark: str = typer.Option("quixbugs", "--format", help=BENCHMARK_HELP),
+    benchmark: str = typer.Option("quixbugs", "--format", help=f"Format of --train and --eval: {FORMATS}."),
+    ood: Optional[Path] = typer.Option(
+        None, "--ood", help="Task file of an out-of-distribution check (e.g. QuixBugs when training on synthesized "
+        "bugs), evaluated and compared like --eval.",
+    ),
+    ood_format: str = typer.Option("quixbugs", "--ood-format", help=f"Format of --ood: {FORMATS}."),
     base: str = typer.Option("smollm2", "--base", help=BASE_HELP),
     rounds: int = typer.Option(1, "--rounds", min=1, help="Repair-train-evaluate rounds (more than a finished run had extend it)."),
     out: Path = typer.Option(
@@ -38,13 +46,25 @@ def improve(
         "(same settings) to resume it."
     ),
     method: Method = typer.Option(Method.sft, "--method", help="How to learn from the repairs: sft or dpo."),
-    strategy: Strategy = typer.Option(Strategy.best_of_n, "--strategy", help="Repair strategy: refine, best-of-n or tree."),
-    budget: int = typer.Option(4, "--budget", min=1, help=BUDGET_HELP),
+    strategy: Strategy = typer.Option(
+        Strategy.best_of_n, "--strategy", help="Repair strategy on the train tasks: refine, best-of-n or tree "
+        "(not with --unlabeled).",
+    ),
+    unlabeled: bool = typer.Option(
+        False, "--unlabeled", help="Label-free (LMSI): the train tasks' tests never run; the model writes calls of "
+        "the function, candidates that behave alike on them vote, and a confident majority is the label.",
+    ),
+    budget: int = typer.Option(4, "--budget", min=1, help=BUDGET_HELP + " On train tasks; with --unlabeled, the samples that vote."),
     max_tokens: int = MaxTokens,
     max_seconds: float = MaxSeconds,
     samples: int = typer.Option(4, "--samples", min=1, help="Best-of-n: candidates per batched model call."),
     temperature: float = typer.Option(0.8, "--temperature", min=0.0, help="Sampling temperature."),
     reply_tokens: int = typer.Option(384, "--reply-tokens", min=8, help="Longest reply in tokens."),
+    eval_samples: int = typer.Option(
+        4, "--eval-samples", min=1, help="k: independent samples per eval task (pass@1, pass@k, repair rate within k).",
+    ),
+    eval_temperature: float = typer.Option(0.8, "--eval-temperature", min=0.0, help="Sampling temperature of evaluation."),
+    seed: int = typer.Option(0, "--seed", help="Sampling seed: evaluation draws with it, round K's train phase with seed+K."),
     max_steps: Optional[int] = MaxSteps,
     epochs: Optional[float] = Epochs,
     learning_rate: Optional[float] = LearningRate,
@@ -54,27 +74,33 @@ def improve(
     sandbox: SandboxKind = typer.Option(SandboxKind.auto, "--sandbox", help=SANDBOX_HELP),
     executor_spec: str = ExecutorOption,
     jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Repair phases: tasks to run in parallel (on each node, with --executor ray)."),
-    trl_config: Optional[Path] = TrlConfig,
-    keep_suspicious: bool = KeepSuspicious,
     engine: Engine = typer.Option(
         Engine.hf, "--engine", help="What generates the repairs: hf (transformers in process) or vllm (one vLLM "
         "server for the run, from its own environment, made on first use; base and each round's adapter, loaded "
         "as a LoRA module, are asked of it)."
     ),
+    trl_config: Optional[Path] = TrlConfig,
+    keep_suspicious: bool = KeepSuspicious,
     quiet: bool = typer.Option(False, "--quiet", "-q", help=QUIET_HELP),
 ) -> None:
-    """Self-improvement rounds: repair the --train tasks, train on what was solved, and compare
-    base and trained model on the --eval tasks (repair rate, pass@1, tokens), a table per round.
-    The repair phases run wherever --executor says; training runs here."""
+    """Self-improvement rounds: repair the --train tasks (or, --unlabeled, label them by
+    self-consistency), train an adapter on what was learnt, and compare base and every round on
+    the --eval (and --ood) tasks: pass@1, pass@k and repair rate from k seeded samples per task,
+    95% paired bootstrap intervals of each difference and exact sign (McNemar) tests. The repair
+    phases run wherever --executor says; training runs here."""
     from selfrepair.executor import open_executor
     from selfrepair.graphs.budget import Budget, Sampling
     from selfrepair.loaders import load_tasks
+    from selfrepair.training.evaluate import Evaluation
     from selfrepair.training.improve import ImproveSettings, improve as run_improve
 
-    for path in (train, eval_data):
+    for path in (train, eval_data, *([ood] if ood else [])):
         if not path.is_file():
             raise SelfRepairError(f"{path}: no such file")
+    if unlabeled and strategy != Strategy.best_of_n:
+        raise SelfRepairError("--unlabeled has its own train phase (self-consistency): --strategy does not apply")
     train_tasks, eval_tasks = load_tasks(benchmark, train), load_tasks(benchmark, eval_data)
+    ood_tasks = load_tasks(ood_format, ood) if ood else None
     settings = ImproveSettings(
         base=base,
         rounds=rounds,
@@ -88,6 +114,9 @@ def improve(
         ),  # fmt: skip
         lora_r=lora_r,
         keep_suspicious=keep_suspicious,
+        unlabeled=unlabeled,
+        evaluation=Evaluation(samples=eval_samples, temperature=eval_temperature),
+        seed=seed,
         engine=engine.value,
     )
     executor = open_executor(executor_spec, sandbox=sandbox.value, jobs=jobs)
@@ -98,7 +127,7 @@ def improve(
             ensure_environment(on_step=status.update)
     shown = Shown(not quiet)
     try:
-        run_improve(train_tasks, eval_tasks, settings, executor, out, shown.report)
+        run_improve(train_tasks, eval_tasks, settings, executor, out, shown.report, ood_tasks=ood_tasks)
     finally:
         shown.end_phase()
         executor.close()
@@ -106,7 +135,7 @@ def improve(
             from selfrepair.agents.vllm_server import stop_shared_servers
 
             stop_shared_servers()
-    typer.echo(f"tables and runs in {out}")
+    typer.echo(f"tables and runs in {out} (comparison.md; `selfrepair report {out}` draws them)")
 
 
 class Shown:
@@ -144,11 +173,19 @@ def print_round(record: dict[str, Any]) -> None:
     if "stopped" in record:
         typer.echo(record["stopped"])
         return
-    from selfrepair.training.improve import TABLE_COLUMNS, cell
+    from selfrepair.training.evaluate import COLUMNS, rows
 
-    table = Table(title=f"round {record['round']}: eval tasks, base vs trained")
-    for column in TABLE_COLUMNS:
-        table.add_column(column, justify="left" if column == "model" else "right")
-    for row in record["table"]:
-        table.add_row(*(cell(row[c]) for c in TABLE_COLUMNS))
-    Console().print(table)
+    learnt = record["training"]["examples"]
+    facts = [f"{learnt['count']} examples from {learnt['tasks']} tasks ({learnt['labels']} labels)"]
+    if "pseudo_label_audit" in record:
+        audit = record["pseudo_label_audit"]
+        facts.append(f"pseudo-labels right by the hidden tests: {audit['correct']} of {audit['labelled']}")
+    facts.append("seconds: " + ", ".join(f"{phase} {seconds:.0f}" for phase, seconds in record["seconds"].items()))
+    typer.echo(f"round {record['round']}: " + "; ".join(facts))
+    for eval_set, result in record["comparison"].items():
+        table = Table(title=f"{eval_set}: {result['tasks']} tasks, {result['samples']} samples each, after round {record['round']}")
+        for column in COLUMNS:
+            table.add_column(column, justify="left" if column == "model" else "right")
+        for row in rows(result):
+            table.add_row(*row)
+        Console().print(table)

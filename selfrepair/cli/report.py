@@ -16,7 +16,7 @@ def report(
     run_dirs: list[Path] = typer.Argument(
         ...,
         help="Run directories (each with run.sqlite, results.jsonl, summary.json); "
-        "several are compared side by side.",
+        "several are compared side by side. An `improve` --out folder is drawn as its rounds.",
         show_default=False,
         metavar="RUN_DIR",
     ),
@@ -24,7 +24,8 @@ def report(
         None, "--out", "-o", help="Where to write the HTML page. Default: FIRST_RUN_DIR/report.html."
     ),
 ) -> None:
-    """Write an HTML report of runs: summary table, repair-rate plots, each task's trajectory."""
+    """Write an HTML report of runs: summary table, repair-rate plots, each task's trajectory;
+    of improve folders: base and every round with intervals and p-values, and each phase's seconds."""
     written = write_report(run_dirs, out)
     typer.echo(f"wrote {written}")
 

@@ -1,0 +1,125 @@
+"""Statistics for comparing models on the same tasks: estimators, intervals, tests.
+
+  unbiased_pass_at_k(n, c, k)   Chen et al. 2021: the chance that k of n samples, c of them
+                                correct, hold at least one correct, 1 - C(n-c, k) / C(n, k)
+  bootstrap_mean(values)        a mean over tasks with a percentile bootstrap interval
+  paired_bootstrap(a, b)        mean(b - a) over the same tasks, resampling tasks (pairs
+                                stay together), with its percentile interval
+  sign_test(a, b)               the exact two-sided sign test on the tasks where a and b
+                                differ; on 0/1 outcomes it is McNemar's exact test
+
+Plain Python (math.comb and random): no numpy or scipy in the core. Every resampling takes
+a seed, so the same figures always give the same interval.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import asdict, dataclass
+from typing import Sequence
+
+from selfrepair.errors import SelfRepairError
+
+RESAMPLES = 10_000
+CONFIDENCE = 0.95
+
+
+def unbiased_pass_at_k(n: int, c: int, k: int) -> float:
+    """pass@k from n samples of which c passed (Chen et al. 2021, the unbiased estimator).
+    With fewer than k failures among the n, every draw of k holds a pass: 1."""
+    if not 0 <= c <= n or not 1 <= k <= n:
+        raise SelfRepairError(f"pass@k needs 0 <= c <= n and 1 <= k <= n, got n={n}, c={c}, k={k}")
+    if n - c < k:
+        return 1.0
+    # The product form of 1 - C(n-c, k) / C(n, k): no huge binomials.
+    return 1.0 - math.prod(1.0 - k / i for i in range(n - c + 1, n + 1))
+
+
+def quantile(ordered: Sequence[float], q: float) -> float:
+    """The q-quantile of sorted values, interpolating linearly between neighbours (numpy's
+    default, "linear")."""
+    position = q * (len(ordered) - 1)
+    low = math.floor(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+@dataclass(frozen=True)
+class Interval:
+    """An estimate and its percentile bootstrap interval."""
+
+    value: float
+    low: float
+    high: float
+    confidence: float
+
+    def to_json(self) -> dict[str, float]:
+        return asdict(self)
+
+
+def _bootstrap(values: Sequence[float], resamples: int, confidence: float, seed: int) -> Interval:
+    if not values:
+        raise SelfRepairError("a bootstrap needs at least one task")
+    if not 0 < confidence < 1:
+        raise SelfRepairError(f"confidence must be between 0 and 1, got {confidence}")
+    rng = random.Random(seed)
+    size = len(values)
+    means = sorted(sum(rng.choices(values, k=size)) / size for _ in range(resamples))
+    tail = (1 - confidence) / 2
+    return Interval(sum(values) / size, quantile(means, tail), quantile(means, 1 - tail), confidence)
+
+
+def bootstrap_mean(
+    values: Sequence[float], *, resamples: int = RESAMPLES, confidence: float = CONFIDENCE, seed: int = 0
+) -> Interval:
+    """The mean of per-task values, with a percentile bootstrap interval over tasks."""
+    return _bootstrap(list(values), resamples, confidence, seed)
+
+
+def paired_bootstrap(
+    before: Sequence[float],
+    after: Sequence[float],
+    *,
+    resamples: int = RESAMPLES,
+    confidence: float = CONFIDENCE,
+    seed: int = 0,
+) -> Interval:
+    """mean(after - before) over the same tasks (position i is one task in both), with a
+    percentile bootstrap interval: tasks are resampled, each keeping its pair, so what the
+    two share (a task's difficulty) cancels out of the interval's width."""
+    if len(before) != len(after):
+        raise SelfRepairError(f"paired values need the same tasks: {len(before)} against {len(after)}")
+    return _bootstrap([b - a for a, b in zip(before, after)], resamples, confidence, seed)
+
+
+@dataclass(frozen=True)
+class SignTest:
+    """Tasks where `after` did better (gained) and worse (lost), and the exact two-sided
+    p-value of that split under "no difference" (each discordant task a fair coin)."""
+
+    gained: int
+    lost: int
+    p_value: float
+
+    def to_json(self) -> dict[str, float]:
+        return asdict(self)
+
+
+def binomial_two_sided(successes: int, trials: int) -> float:
+    """P(a split at least this uneven) for `trials` fair coins: 2 * P(X <= min), at most 1."""
+    if trials == 0:
+        return 1.0
+    tail = sum(math.comb(trials, i) for i in range(min(successes, trials - successes) + 1))
+    return min(1.0, 2 * tail / 2**trials)
+
+
+def sign_test(before: Sequence[float], after: Sequence[float]) -> SignTest:
+    """The exact sign test on paired values; ties carry no information and are left out.
+    On 0/1 outcomes (solved or not) this is McNemar's exact test: the discordant pairs
+    b (gained) and c (lost), and p = P(Binomial(b + c, 1/2) as uneven as observed)."""
+    if len(before) != len(after):
+        raise SelfRepairError(f"paired values need the same tasks: {len(before)} against {len(after)}")
+    gained = sum(b > a for a, b in zip(before, after))
+    lost = sum(b < a for a, b in zip(before, after))
+    return SignTest(gained, lost, binomial_two_sided(gained, gained + lost))
