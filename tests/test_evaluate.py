@@ -12,6 +12,7 @@ import pytest
 from conftest import operator_reply, operator_task
 from selfrepair.comparison import COMPARISON, describe_difference, read_comparison
 from selfrepair.errors import SelfRepairError
+from selfrepair.executor.local import LocalExecutor
 from selfrepair.graphs.budget import Budget, Sampling
 from selfrepair.report import write_report
 from selfrepair.rundir import read_results
@@ -24,10 +25,9 @@ TASKS = ["add", "sub", "mul"]
 
 
 @pytest.fixture(scope="module")
-def sandbox():
-    box = open_sandbox("local")
-    yield box
-    box.close()
+def executor():
+    with LocalExecutor(open_sandbox("local")) as local:
+        yield local
 
 
 def scripted(tmp_path: Path, name: str, replies: list[str]) -> str:
@@ -46,7 +46,7 @@ def replies(passes: dict[str, int]) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def evaluated(sandbox, tmp_path_factory) -> Path:
+def evaluated(executor, tmp_path_factory) -> Path:
     """An improve-like folder: base and round 1 evaluated on three tasks, and the comparison."""
     out = tmp_path_factory.mktemp("improve")
     settings = ImproveSettings(
@@ -56,8 +56,8 @@ def evaluated(sandbox, tmp_path_factory) -> Path:
     tasks = [operator_task(t) for t in TASKS]
     base = scripted(out, "base", replies({"add": 0, "sub": 1, "mul": 0}))
     trained = scripted(out, "trained", replies({"add": 2, "sub": 3, "mul": 0}))
-    repair_run(tasks, base, sandbox, settings, out / "eval-base", "eval: base", lambda event: None)
-    repair_run(tasks, trained, sandbox, settings, out / "round-1" / "eval-trained", "eval: round 1", lambda event: None)
+    repair_run(tasks, base, executor, settings, out / "eval-base", "eval: base", lambda event: None)
+    repair_run(tasks, trained, executor, settings, out / "round-1" / "eval-trained", "eval: round 1", lambda event: None)
     rounds = [{"round": 1, "seconds": {"train_phase": 12.5, "train": 30.0, "eval_base": 2.0, "eval_trained": 2.0},
                "training": {"examples": {"count": 4, "tasks": 2}}}]  # fmt: skip
     write_comparison(out, {"eval": [("base", out / "eval-base"), ("round 1", out / "round-1" / "eval-trained")]}, 11, rounds)
