@@ -81,6 +81,7 @@ def main() -> None:
                 # Medians: levenshtein's ~3 s dominates the totals on both sides.
                 "bare_median_ms": round(1000 * statistics.median(times["bare"]), 1),
                 "sandbox_median_ms": round(1000 * statistics.median(times["sandbox"]), 1),
+                "median_ratio_sandbox_to_bare": round(statistics.median(times["sandbox"]) / statistics.median(times["bare"]), 3),
                 "bare_passed": bare_passed,
                 "sandbox_passed": sandbox_passed,
             }
