@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import weakref
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -64,6 +65,9 @@ class LocalSandbox:
         self.bwrap = shutil.which("bwrap") if _bwrap_works() else None
         self.python = self._python()
         self.harness = Path(tempfile.mkdtemp(prefix="selfrepair-harness-"))
+        # Removed by close(), else when the sandbox is collected or the process exits: a sandbox
+        # left unclosed (or whose start-up check failed) leaves no folder behind.
+        self._remove_harness = weakref.finalize(self, shutil.rmtree, self.harness, True)
         write_harness(self.harness, self.python)
         self._preflight()
 
@@ -161,7 +165,7 @@ class LocalSandbox:
 
     def close(self) -> None:
         """Nothing outlives a run; the harness folder goes with the sandbox."""
-        shutil.rmtree(self.harness, ignore_errors=True)
+        self._remove_harness()
 
     # -- the parts ------------------------------------------------------------------------
 

@@ -135,3 +135,14 @@ def test_an_environment_in_a_private_folder_runs_tests_as_root(tmp_path):
     done = subprocess.run([str(venv / "bin" / "python"), "-c", program], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().endswith("passed"), done.stdout[-2000:]
+
+
+def test_a_sandbox_never_closed_leaves_no_harness_folder():
+    # A program that opens the local sandbox and exits without closing it (an error, a
+    # forgotten close) must not leave the harness's temporary folder on the host.
+    code = "from selfrepair.sandbox.local import LocalSandbox; print(LocalSandbox().harness)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    harness = Path(result.stdout.strip().splitlines()[-1])
+    assert harness.name.startswith("selfrepair-harness-")
+    assert not harness.exists()
