@@ -40,12 +40,11 @@ STRATEGIES: dict[str, StateGraph] = {
     "self-consistency": consensus.builder,
 }
 
-# The values of RepairState, the state every graph here shares, and the reports nested in a
-# trajectory: the checkpointer restores them from msgpack (the models nested in them travel as
-# their fields and are rebuilt by these). Naming them keeps LangGraph's deserialiser strict
-# about everything else; a type left out comes back as a bare dict, with a "Blocked
-# deserialization" warning, on resume.
-CHECKPOINTED_TYPES = [(kind.__module__, kind.__name__) for kind in (Task, Trajectory, TestReport)]
+# The values of RepairState, the state every graph here shares: the checkpointer restores
+# them from msgpack (the models nested in them travel as their fields and are rebuilt by
+# these). Naming them keeps LangGraph's deserialiser strict about everything else; a type
+# left out comes back as a bare dict, with a "Blocked deserialization" warning, on resume.
+CHECKPOINTED_TYPES = [(kind.__module__, kind.__name__) for kind in (Task, Trajectory)]
 
 
 def open_checkpointer(run_dir: Path) -> SqliteSaver:
