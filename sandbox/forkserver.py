@@ -138,20 +138,26 @@ def _become(uid: int) -> None:
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
 
+def _fork_with_control(body) -> tuple[int, socket.socket]:
+    """A child that runs `body` (which never returns) on its end of a new socket pair: the
+    child's pid, and this server's end, over which the child gets its runs."""
+    parent, child = socket.socketpair()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:
+        parent.close()
+        body(child)
+    child.close()
+    return pid, parent
+
+
 class Spare:
     """The candidate's process of the next run, forked ahead of its request: it becomes the
     sandbox user at once, with no capabilities, and waits for its run."""
 
     def __init__(self) -> None:
-        parent, child = socket.socketpair()
-        sys.stdout.flush()
-        sys.stderr.flush()
-        pid = os.fork()
-        if pid == 0:
-            parent.close()
-            _spare(child)
-        child.close()
-        self.pid, self.control = pid, parent
+        self.pid, self.control = _fork_with_control(_spare)
 
     def start(self, message: dict, fds: list[int]) -> None:
         """Hand over the run: stdout, stderr and the channel (or the worker's socket)."""
@@ -195,15 +201,7 @@ class Judge:
     `_judge_runs`). A sweep after a timeout kills it, and the next run gets a new one."""
 
     def __init__(self) -> None:
-        parent, child = socket.socketpair()
-        sys.stdout.flush()
-        sys.stderr.flush()
-        pid = os.fork()
-        if pid == 0:
-            parent.close()
-            _judge_runs(child)
-        child.close()
-        self.pid, self.control = pid, parent
+        self.pid, self.control = _fork_with_control(_judge_runs)
 
     def start(self, message: dict, fds: list[int]) -> None:
         """Hand over a run: stdout, stderr, the verdict's pipe and the worker's socket."""
