@@ -6,8 +6,10 @@ it). Every shape becomes whole new file contents:
 
 - a reply that parses is merged by name: each top-level `def`/`class` replaces the one of the
   same name (a lone method replaces that method in its class), new ones are added after the
-  last definition, new imports go after the file's imports; stray statements (example calls,
-  prints, asserts) are dropped because running them at import breaks the tests;
+  last definition when the code uses them (a helper the fix calls; one nothing calls, such as a
+  test or an example the model wrote beside its fix, is left out, unless the reply replaces
+  nothing), new imports go after the file's imports; stray statements (example calls, prints,
+  asserts) are dropped because running them at import breaks the tests;
 - a replaced definition keeps what the model did not mean to change: small models rewrite a
   whole function to change one line, dropping its docstring and comments and reformatting
   the rest. The original docstring stays when the reply's definition has none, the original's
@@ -194,16 +196,18 @@ def merge_code(original: str, reply_code: str, *, keep_original: bool = True) ->
         for n in cls.body
         if isinstance(n, Definition)
     }
+    replacing = [n for n in definitions if n.name in top_level or n.name in methods]
+    used = _used_definitions([n for n in definitions if n not in replacing], replacing + original_tree.body)
     new_definitions: list[str] = []
     for node in definitions:
         source = _source(reply_lines, node)
-        if node.name in top_level or node.name in methods:
+        if node in replacing:
             old = top_level[node.name] if node.name in top_level else methods[node.name][1]
             indent = re.match(r"\s*", lines[old.lineno - 1]).group(0)
             source = [indent + l if l.strip() else l for l in source]
             before = lines[_first_line(old) : old.end_lineno]
             edits.append((_first_line(old), old.end_lineno, keep_unchanged(before, source) if keep_original else source))
-        else:
+        elif node in used or not replacing:
             new_definitions.extend([""] + source)
 
     constants = _constants(reply_tree, reply_lines, original_tree, edits)
@@ -224,6 +228,28 @@ def merge_code(original: str, reply_code: str, *, keep_original: bool = True) ->
         at = _shifted(_import_position(original_tree), edits)
         lines[at:at] = imports
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _used_definitions(new: list[ast.stmt], code: list[ast.stmt]) -> list[ast.stmt]:
+    """The new definitions that `code` uses by name, directly or through another one used."""
+    used: list[ast.stmt] = []
+    names = _names_used(code)
+    while added := [n for n in new if n not in used and n.name in names]:
+        used += added
+        names |= _names_used(added)
+    return used
+
+
+def _names_used(nodes: list[ast.stmt]) -> set[str]:
+    """Every name the nodes read, as a variable or an attribute (`helper(x)`, `self.helper()`)."""
+    names = set()
+    for node in nodes:
+        for child in ast.walk(node):
+            if isinstance(child, ast.Name):
+                names.add(child.id)
+            elif isinstance(child, ast.Attribute):
+                names.add(child.attr)
+    return names
 
 
 def _first_line(node: ast.stmt) -> int:

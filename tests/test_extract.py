@@ -33,11 +33,31 @@ def test_function_only_reply_replaces_that_function_and_keeps_the_rest():
 
 
 def test_whole_program_reply_keeps_new_imports_and_helpers():
-    reply = "```python\nimport operator\n\ndef add(a, b):\n    return operator.add(a, b)\n\ndef triple(x):\n    return 3 * x\n```"
+    reply = (
+        "```python\nimport operator\n\ndef add(a, b):\n    return total(a, b)\n\n"
+        "def total(a, b):\n    return plus(a, b)\n\ndef plus(a, b):\n    return operator.add(a, b)\n```"
+    )
     new = fix(reply).files["calc.py"]
     assert new.index("import operator") < new.index("def add")
-    assert new.index("def triple") > new.index("def double") and new.index("def triple") < new.index("__main__")
+    # a helper the fix calls, and the helper's own helper, go after the file's definitions
+    for helper in ("def total", "def plus"):
+        assert new.index(helper) > new.index("def double") and new.index(helper) < new.index("__main__")
     compile(new, "calc.py", "exec")
+
+
+def test_a_new_definition_nothing_uses_is_left_out():
+    # A small model's fix often comes with a test or an example function of its own: dead code
+    # in the module under repair, and an edit beyond the fix.
+    reply = (
+        "```python\ndef add(a, b):\n    return a + b\n\n"
+        "def test_add_small_numbers():\n    assert add(1, 2) == 3\n\nclass Example:\n    pass\n```"
+    )
+    assert fix(reply).files["calc.py"] == ORIGINAL.replace("a - b", "a + b")
+
+
+def test_a_reply_that_replaces_nothing_keeps_its_definitions():
+    new = fix("```python\ndef subtract(a, b):\n    return a - b\n```").files["calc.py"]
+    assert "def subtract(a, b):" in new and "def add(a, b):" in new
 
 
 def test_several_blocks_are_merged_in_order_and_other_languages_ignored():
