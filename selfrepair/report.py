@@ -193,17 +193,21 @@ def _plot_svg(
         axes.set_title(title)
         axes.grid(True, alpha=0.3)
         axes.legend(loc="lower right", fontsize="small")
-        figure.tight_layout()
-        buffer = io.StringIO()
-        figure.savefig(buffer, format="svg")
+        return _inline_svg(figure, id_prefix)
+
+
+def _inline_svg(figure: Any, id_prefix: str) -> str:
+    """The figure as an inline <svg> element (drawn inside the caller's rc_context)."""
+    figure.tight_layout()
+    buffer = io.StringIO()
+    figure.savefig(buffer, format="svg")
     svg = buffer.getvalue()
     # Inline SVG in HTML takes the <svg> element alone, without the XML prologue; its ids
     # get a per-plot prefix, since the page's plots share one id space.
     svg = svg[svg.index("<svg") :]
     prefix = id_prefix + "-"
     svg = re.sub(r'\bid="', f'id="{prefix}', svg)
-    svg = svg.replace("url(#", f"url(#{prefix}").replace('href="#', f'href="#{prefix}')
-    return svg
+    return svg.replace("url(#", f"url(#{prefix}").replace('href="#', f'href="#{prefix}')
 
 
 def candidates_plot(runs: list[Run]) -> str:
@@ -250,14 +254,7 @@ def rounds_plot(eval_set: str, result: dict[str, Any], id_prefix: str) -> str:
         axes.set_title(f"{eval_set}: {result['tasks']} tasks, 95% intervals")
         axes.grid(True, alpha=0.3)
         axes.legend(loc="upper left", fontsize="small")
-        figure.tight_layout()
-        buffer = io.StringIO()
-        figure.savefig(buffer, format="svg")
-    svg = buffer.getvalue()
-    svg = svg[svg.index("<svg") :]
-    prefix = id_prefix + "-"
-    svg = re.sub(r'\bid="', f'id="{prefix}', svg)
-    return svg.replace("url(#", f"url(#{prefix}").replace('href="#', f'href="#{prefix}')
+        return _inline_svg(figure, id_prefix)
 
 
 # ---------------------------------------------------------------- HTML pieces
