@@ -2,6 +2,9 @@
 # Everything the tests need, then the tests: the embedded model, and pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The form first: ruff's lint and format checks (pyproject.toml holds their settings).
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
 .venv/bin/selfrepair models pull smollm2
 # Headless Chromium opens the HTML report in tests/test_report.py; apt-get needs root (CI is).
 if [ ! -x /usr/bin/chromium ] && [ "$(id -u)" = 0 ]; then
