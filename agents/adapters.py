@@ -59,7 +59,9 @@ def base_fingerprint(base_path: str) -> dict[str, Any]:
     try:
         config = AutoConfig.from_pretrained(base_path).to_dict()
     except (OSError, ValueError) as error:
-        raise SelfRepairError(f"base model {base_path!r}: no model config found ({error})") from None
+        raise SelfRepairError(
+            f"base model {base_path!r}: no model config found ({error})"
+        ) from None
     text_config = config.get("text_config") or config
     fingerprint: dict[str, Any] = {key: text_config.get(key) for key in ARCHITECTURE_KEYS}
     folder = Path(base_path)
@@ -85,7 +87,9 @@ def read_card(adapter_dir: Path) -> dict[str, Any] | None:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as error:
-        raise SelfRepairError(f"{path}: not valid JSON ({error.msg}, line {error.lineno})") from None
+        raise SelfRepairError(
+            f"{path}: not valid JSON ({error.msg}, line {error.lineno})"
+        ) from None
 
 
 def check_adapter(adapter_dir: Path, base_path: str) -> None:
@@ -104,9 +108,14 @@ def check_adapter(adapter_dir: Path, base_path: str) -> None:
         if key in trained_on and key in here and trained_on[key] != here[key]
     ]
     if differing:
-        what = ", ".join(
-            f"{key} {trained_on[key]} vs {here[key]}" for key in differing if key != "weights_digest"
-        ) or "same architecture, different weights"
+        what = (
+            ", ".join(
+                f"{key} {trained_on[key]} vs {here[key]}"
+                for key in differing
+                if key != "weights_digest"
+            )
+            or "same architecture, different weights"
+        )
         raise SelfRepairError(
             f"adapter {adapter_dir} was trained on base {card.get('base', '?')!r}, "
             f"not on {base_path!r} ({what})"

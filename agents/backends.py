@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from selfrepair.agents.models import Model
+
 from selfrepair.errors import SelfRepairError
 from selfrepair.types import Message
 
@@ -18,8 +19,14 @@ SPEC_FORMS = [
     ("smollm2", "the embedded default (SmolLM2-135M-Instruct, pulled once)"),
     ("hf:PATH_OR_ID[+ADAPTER_DIR]", "transformers in process (CPU or GPU), optional PEFT adapter"),
     ("openai:NAME@BASE_URL", "any OpenAI-compatible server (vLLM, `transformers serve`, an API)"),
-    ("vllm:NAME_OR_PATH[+ADAPTER_DIR]", "vLLM (GPU or CPU; in process, or its server from its own environment), optional LoRA adapter"),
-    ("scripted:FILE", "replies from a JSON list of strings in call order, or lists keyed by task (for tests)"),
+    (
+        "vllm:NAME_OR_PATH[+ADAPTER_DIR]",
+        "vLLM (GPU or CPU; in process, or its server from its own environment), optional LoRA adapter",
+    ),
+    (
+        "scripted:FILE",
+        "replies from a JSON list of strings in call order, or lists keyed by task (for tests)",
+    ),
 ]
 SPECS = ", ".join(form for form, _ in SPEC_FORMS)  # the forms in one line, for help texts
 
@@ -75,4 +82,6 @@ def check_reachable(model: Model) -> None:
     """In-process backends are reachable once loaded; a server is asked for one token, so an
     unreachable one is refused before any work starts."""
     if model.spec.startswith("openai:"):
-        model.generate([Message(role="user", content="Say OK.")], n=1, temperature=0.0, max_tokens=1)
+        model.generate(
+            [Message(role="user", content="Say OK.")], n=1, temperature=0.0, max_tokens=1
+        )

@@ -20,6 +20,7 @@ from selfrepair.agents.feedback import describe_report, shorten_diff
 from selfrepair.agents.models import Model
 from selfrepair.agents.prompts import render
 from selfrepair.agents.repo import Checkout
+
 from selfrepair.types import Candidate, Message, Step, StepKind, TestReport, Trajectory
 
 REPLY_TOKENS = 1024  # edits with their context lines need more room than a one-function fix
@@ -41,8 +42,12 @@ class RepositoryMap:
         touched = {line[6:] for line in diff.splitlines() if line.startswith("+++ b/")}
         if not touched:
             return self.base
-        fresh = [path for path in touched if path.endswith(".py") and (self.work.path / path).is_file()]
-        return [d for d in self.base if d.path not in touched] + localise.repository_map(self.work.path, fresh)
+        fresh = [
+            path for path in touched if path.endswith(".py") and (self.work.path / path).is_file()
+        ]
+        return [d for d in self.base if d.path not in touched] + localise.repository_map(
+            self.work.path, fresh
+        )
 
 
 def edit(
@@ -73,16 +78,27 @@ def edit(
         code_context = localise.render_context(work.path, ranked, context_tokens)
         if parent is None and not edit_problems:
             prompt = render(
-                "issue_edit", issue=task.spec.strip(), context=code_context,
-                feedback=describe_report(baseline) if baseline is not None and not baseline.passed else "",
-            )  # fmt: skip
+                "issue_edit",
+                issue=task.spec.strip(),
+                context=code_context,
+                feedback=describe_report(baseline)
+                if baseline is not None and not baseline.passed
+                else "",
+            )
         else:
             prompt = render(
-                "issue_refine", issue=task.spec.strip(), context=code_context,
-                diff=shorten_diff(parent_diff), edit_problems=edit_problems,
-                feedback=describe_report(parent.report) if parent is not None and not edit_problems else "",
-                critique=parent.review.critique.strip() if parent is not None and parent.review else "",
-            )  # fmt: skip
+                "issue_refine",
+                issue=task.spec.strip(),
+                context=code_context,
+                diff=shorten_diff(parent_diff),
+                edit_problems=edit_problems,
+                feedback=describe_report(parent.report)
+                if parent is not None and not edit_problems
+                else "",
+                critique=parent.review.critique.strip()
+                if parent is not None and parent.review
+                else "",
+            )
         messages = [
             Message(role="system", content=render("issue_system", format_help=FORMAT_HELP)),
             Message(role="user", content=prompt),
@@ -90,11 +106,16 @@ def edit(
         generation = model.generate(messages, n=1, temperature=temperature, max_tokens=max_tokens)
         completion = generation.completions[0]
         step = Step(
-            index=len(trajectory.steps), kind=kind, parent=parent.index if parent else None, messages=messages,
-            completion=completion.text, finish_reason=completion.finish_reason,
-            prompt_tokens=generation.prompt_tokens, completion_tokens=generation.completion_tokens,
+            index=len(trajectory.steps),
+            kind=kind,
+            parent=parent.index if parent else None,
+            messages=messages,
+            completion=completion.text,
+            finish_reason=completion.finish_reason,
+            prompt_tokens=generation.prompt_tokens,
+            completion_tokens=generation.completion_tokens,
             model_seconds=generation.seconds,
-        )  # fmt: skip
+        )
         result = apply_edits(completion.text, work.read)
         if not result.ok:
             step.error = result.feedback()
@@ -103,9 +124,13 @@ def edit(
             work.write(path, text)
         diff = work.diff()
         if diff.strip():
-            step.candidate = Candidate(diff=diff, explanation=completion.text.split("<<<<<<<")[0].strip()[:500])
+            step.candidate = Candidate(
+                diff=diff, explanation=completion.text.split("<<<<<<<")[0].strip()[:500]
+            )
         else:
-            step.error = "Your edits undo every change: the code is back to the original, which fails."
+            step.error = (
+                "Your edits undo every change: the code is back to the original, which fails."
+            )
         return step
     finally:
         work.reset()

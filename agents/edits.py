@@ -25,8 +25,9 @@ from __future__ import annotations
 import difflib
 import re
 import textwrap
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Literal
+from typing import Literal
 
 from selfrepair.agents.localise import definitions, python_syntax_error, syntax_errors
 
@@ -80,7 +81,12 @@ class EditResult:
 def _clean_path(line: str) -> str | None:
     """A path from a line such as `shop/money.py`, `**shop/money.py**` or `File: shop/money.py:`."""
     text = line.strip().strip("*`'\"").strip()
-    text = re.sub(r"^(#+\s*)?((file|path)\s*:\s*)?", "", text, flags=re.I).strip().rstrip(":").strip("*`'\"")
+    text = (
+        re.sub(r"^(#+\s*)?((file|path)\s*:\s*)?", "", text, flags=re.I)
+        .strip()
+        .rstrip(":")
+        .strip("*`'\"")
+    )
     return text.replace("\\", "/").removeprefix("./") if _PATH.match(text) else None
 
 
@@ -109,15 +115,28 @@ def parse_edits(reply: str) -> tuple[list[Edit], list[str]]:
         path = _path_before(lines, index) or last_path
         number = len(edits) + len(problems) + 1
         divider = next((i for i in range(index + 1, len(lines)) if _DIVIDER.match(lines[i])), None)
-        end = next((i for i in range(divider + 1, len(lines)) if _REPLACE.match(lines[i])), None) if divider else None
+        end = (
+            next((i for i in range(divider + 1, len(lines)) if _REPLACE.match(lines[i])), None)
+            if divider
+            else None
+        )
         if divider is None or end is None:
-            problems.append(f"edit {number}: a SEARCH block without its ======= and >>>>>>> REPLACE lines")
+            problems.append(
+                f"edit {number}: a SEARCH block without its ======= and >>>>>>> REPLACE lines"
+            )
             break
         if path is None:
             problems.append(f"edit {number}: no file path on the line before <<<<<<< SEARCH")
         else:
-            edits.append(Edit(path, "search_replace", "\n".join(lines[index + 1 : divider]),
-                              "\n".join(lines[divider + 1 : end]), number))
+            edits.append(
+                Edit(
+                    path,
+                    "search_replace",
+                    "\n".join(lines[index + 1 : divider]),
+                    "\n".join(lines[divider + 1 : end]),
+                    number,
+                )
+            )
             last_path = path
         consumed.update(range(start, end + 1))
         index = end + 1
@@ -129,7 +148,9 @@ def parse_edits(reply: str) -> tuple[list[Edit], list[str]]:
         if not fence or index in consumed:
             index += 1
             continue
-        close = next((i for i in range(index + 1, len(lines)) if lines[i].strip() == fence.group(1)), None)
+        close = next(
+            (i for i in range(index + 1, len(lines)) if lines[i].strip() == fence.group(1)), None
+        )
         if close is None:
             break
         inside = set(range(index, close + 1))
@@ -161,7 +182,9 @@ def _closest(file_lines: list[str], search_lines: list[str]) -> tuple[int, list[
 
 def _find(file_lines: list[str], search_lines: list[str]) -> list[int]:
     size = len(search_lines)
-    return [i for i in range(len(file_lines) - size + 1) if file_lines[i : i + size] == search_lines]
+    return [
+        i for i in range(len(file_lines) - size + 1) if file_lines[i : i + size] == search_lines
+    ]
 
 
 def _split(text: str) -> tuple[list[str], bool]:
@@ -189,22 +212,31 @@ def _apply_search_replace(edit: Edit, content: str | None) -> tuple[str | None, 
     places = _find(lines, search_lines)
     if len(places) == 1:
         at = places[0]
-        return _join(lines[:at] + replace_lines + lines[at + len(search_lines) :], newline_at_end), ""
+        return _join(
+            lines[:at] + replace_lines + lines[at + len(search_lines) :], newline_at_end
+        ), ""
     if places:
         numbers = ", ".join(str(p + 1) for p in places[:5])
-        return None, (f"{where}: the SEARCH lines match {len(places)} places (lines {numbers}); "
-                      "include more of the surrounding lines so they match exactly one")
+        return None, (
+            f"{where}: the SEARCH lines match {len(places)} places (lines {numbers}); "
+            "include more of the surrounding lines so they match exactly one"
+        )
     first, near = _closest(lines, search_lines)
     shown = "\n".join(near)
-    return None, (f"{where}: the SEARCH lines do not match the file exactly. The closest lines "
-                  f"(from line {first}) are:\n```\n{shown}\n```\nCopy the lines to change exactly, "
-                  "with their indentation, into the SEARCH part.")
+    return None, (
+        f"{where}: the SEARCH lines do not match the file exactly. The closest lines "
+        f"(from line {first}) are:\n```\n{shown}\n```\nCopy the lines to change exactly, "
+        "with their indentation, into the SEARCH part."
+    )
 
 
 def _apply_definition(edit: Edit, content: str | None) -> tuple[str | None, str]:
     where = f"edit {edit.number} ({edit.path})"
     if content is None:
-        return None, f"{where}: no such file; to create it, use a SEARCH/REPLACE block with an empty SEARCH"
+        return (
+            None,
+            f"{where}: no such file; to create it, use a SEARCH/REPLACE block with an empty SEARCH",
+        )
     new_defs = [d for d in definitions(edit.path, edit.replace) if "." not in d.qualname]
     if not new_defs:
         return None, f"{where}: the code block holds no function or class"
@@ -217,11 +249,16 @@ def _apply_definition(edit: Edit, content: str | None) -> tuple[str | None, str]
         is_class = new.kind == "class"
         matches = [d for d in existing if d.name == new.name and (d.kind == "class") == is_class]
         if not matches:
-            return None, (f"{where}: {edit.path} has no {'class' if is_class else 'function'} "
-                          f"named {new.name}; to add new code, use a SEARCH/REPLACE block")
+            return None, (
+                f"{where}: {edit.path} has no {'class' if is_class else 'function'} "
+                f"named {new.name}; to add new code, use a SEARCH/REPLACE block"
+            )
         if len(matches) > 1:
             spots = ", ".join(f"{m.qualname} (line {m.start_line})" for m in matches)
-            return None, f"{where}: {new.name} is defined more than once ({spots}); use a SEARCH/REPLACE block"
+            return (
+                None,
+                f"{where}: {new.name} is defined more than once ({spots}); use a SEARCH/REPLACE block",
+            )
         old = matches[0]
         indent = re.match(r"\s*", lines[old.start_line - 1]).group(0)
         body = block_lines[new.start_line - 1 : new.end_line]
@@ -274,7 +311,9 @@ def apply_edits(reply: str, read: Callable[[str], str | None]) -> EditResult:
         if path.endswith(".py"):
             errors = new_syntax_errors(text, originals[path] or "")
             if errors:
-                result.problems.append(f"{path}: after the edits the file does not parse: " + "; ".join(errors))
+                result.problems.append(
+                    f"{path}: after the edits the file does not parse: " + "; ".join(errors)
+                )
     if not result.problems:
         result.files = changed
     return result

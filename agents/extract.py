@@ -36,7 +36,9 @@ from selfrepair.types import Candidate
 
 PYTHON_LANGUAGES = {"", "python", "python3", "py"}
 
-_FENCE = re.compile(r"^[ \t]*(```|~~~)[ \t]*([^\n]*)\n(.*?)^[ \t]*\1[ \t]*$", re.DOTALL | re.MULTILINE)
+_FENCE = re.compile(
+    r"^[ \t]*(```|~~~)[ \t]*([^\n]*)\n(.*?)^[ \t]*\1[ \t]*$", re.DOTALL | re.MULTILINE
+)
 _OPEN_FENCE = re.compile(r"^[ \t]*(```|~~~)[ \t]*([^\n]*)\n", re.MULTILINE)
 _PATH_COMMENT = re.compile(r"^#\s*(?:file(?:name)?:\s*)?(\S+\.py)\s*$")
 
@@ -83,7 +85,11 @@ def bare_code(reply: str) -> str | None:
     """Code written without fences: from the first line that starts a definition or an
     import to the longest prefix of what follows that parses."""
     lines = reply.splitlines()
-    starts = [i for i, line in enumerate(lines) if re.match(r"(def |class |async def |import |from \S+ import |@)", line)]
+    starts = [
+        i
+        for i, line in enumerate(lines)
+        if re.match(r"(def |class |async def |import |from \S+ import |@)", line)
+    ]
     if not starts:
         return None
     body = lines[starts[0] :]
@@ -146,7 +152,9 @@ def _target_file(block: CodeBlock, files: dict[str, str], entry_file: str | None
                 return path
     names = _defined_names(block.code)
     if names:
-        ordered = ([entry_file] if entry_file in files else []) + [p for p in files if p != entry_file]
+        ordered = ([entry_file] if entry_file in files else []) + [
+            p for p in files if p != entry_file
+        ]
         for path in ordered:
             if names & _defined_names(files[path], with_methods=True):
                 return path
@@ -197,16 +205,24 @@ def merge_code(original: str, reply_code: str, *, keep_original: bool = True) ->
         if isinstance(n, Definition)
     }
     replacing = [n for n in definitions if n.name in top_level or n.name in methods]
-    used = _used_definitions([n for n in definitions if n not in replacing], replacing + original_tree.body)
+    used = _used_definitions(
+        [n for n in definitions if n not in replacing], replacing + original_tree.body
+    )
     new_definitions: list[str] = []
     for node in definitions:
         source = _source(reply_lines, node)
         if node in replacing:
             old = top_level[node.name] if node.name in top_level else methods[node.name][1]
             indent = re.match(r"\s*", lines[old.lineno - 1]).group(0)
-            source = [indent + l if l.strip() else l for l in source]
+            source = [indent + text if text.strip() else text for text in source]
             before = lines[_first_line(old) : old.end_lineno]
-            edits.append((_first_line(old), old.end_lineno, keep_unchanged(before, source) if keep_original else source))
+            edits.append(
+                (
+                    _first_line(old),
+                    old.end_lineno,
+                    keep_unchanged(before, source) if keep_original else source,
+                )
+            )
         elif node in used or not replacing:
             new_definitions.extend([""] + source)
 
@@ -216,7 +232,9 @@ def merge_code(original: str, reply_code: str, *, keep_original: bool = True) ->
     # Apply replacements bottom-up so earlier line numbers stay valid.
     for start, end, replacement in sorted(edits, key=lambda e: e[0], reverse=True):
         lines[start:end] = replacement
-    last_definition = max((n.end_lineno for n in original_tree.body if isinstance(n, Definition)), default=None)
+    last_definition = max(
+        (n.end_lineno for n in original_tree.body if isinstance(n, Definition)), default=None
+    )
     if new_definitions:
         at = len(lines) if last_definition is None else _shifted(last_definition, edits)
         lines[at:at] = new_definitions
@@ -296,10 +314,15 @@ def _constants(
 
 
 def _new_imports(reply_tree: ast.Module, original_tree: ast.Module) -> list[str]:
-    present = {ast.unparse(n) for n in original_tree.body if isinstance(n, (ast.Import, ast.ImportFrom))}
+    present = {
+        ast.unparse(n) for n in original_tree.body if isinstance(n, (ast.Import, ast.ImportFrom))
+    }
     imports = []
     for node in reply_tree.body:
-        if isinstance(node, (ast.Import, ast.ImportFrom)) and getattr(node, "module", None) != "__future__":
+        if (
+            isinstance(node, (ast.Import, ast.ImportFrom))
+            and getattr(node, "module", None) != "__future__"
+        ):
             text = ast.unparse(node)
             if text not in present and text not in imports:
                 imports.append(text)
@@ -312,7 +335,11 @@ def _import_position(tree: ast.Module) -> int:
     if imports:
         return imports[-1].end_lineno
     first = tree.body[0] if tree.body else None
-    if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
+    if (
+        isinstance(first, ast.Expr)
+        and isinstance(first.value, ast.Constant)
+        and isinstance(first.value.value, str)
+    ):
         return first.end_lineno
     return 0
 
@@ -347,7 +374,12 @@ def _with_docstring(old: list[str], new: list[str]) -> list[str]:
     """`new` with the original's docstring when `new` has none; line numbers of the parsed
     definitions are those of the lines, since dedenting keeps them."""
     before, after = _definition(old), _definition(new)
-    if before is None or after is None or ast.get_docstring(before) is None or ast.get_docstring(after) is not None:
+    if (
+        before is None
+        or after is None
+        or ast.get_docstring(before) is None
+        or ast.get_docstring(after) is not None
+    ):
         return new
     first = after.body[0]
     if first.lineno == after.lineno:  # a body on the `def` line itself: no line to put it before
@@ -355,10 +387,14 @@ def _with_docstring(old: list[str], new: list[str]) -> list[str]:
     doc = before.body[0]
     old_indent = re.match(r"\s*", old[doc.lineno - 1]).group(0)
     new_indent = re.match(r"\s*", new[first.lineno - 1]).group(0)
-    docstring = [new_indent + line[len(old_indent) :] if line.startswith(old_indent) else line
-                 for line in old[doc.lineno - 1 : doc.end_lineno]]  # fmt: skip
+    docstring = [
+        new_indent + line[len(old_indent) :] if line.startswith(old_indent) else line
+        for line in old[doc.lineno - 1 : doc.end_lineno]
+    ]
     at = first.lineno - 1
-    while at - 1 >= after.lineno and (not new[at - 1].strip() or new[at - 1].lstrip().startswith("#")):
+    while at - 1 >= after.lineno and (
+        not new[at - 1].strip() or new[at - 1].lstrip().startswith("#")
+    ):
         at -= 1  # above the reply's comments that open the body: right under the signature
     return new[:at] + docstring + new[at:]
 
@@ -375,7 +411,11 @@ def _with_original_lines(old: list[str], new: list[str]) -> list[str]:
         if tag == "equal":
             merged += old[i1:i2]
         elif tag == "delete":
-            merged += [line for line, key in zip(old[i1:i2], old_keys[i1:i2]) if key[0] in ("comment", "blank")]
+            merged += [
+                line
+                for line, key in zip(old[i1:i2], old_keys[i1:i2], strict=True)
+                if key[0] in ("comment", "blank")
+            ]
         elif tag == "insert":
             merged += new[j1:j2]
         else:
@@ -383,13 +423,21 @@ def _with_original_lines(old: list[str], new: list[str]) -> list[str]:
     return merged
 
 
-def _comments_among(old: list[str], old_keys: list[tuple], new: list[str], new_keys: list[tuple]) -> list[str]:
+def _comments_among(
+    old: list[str], old_keys: list[tuple], new: list[str], new_keys: list[tuple]
+) -> list[str]:
     """Lines `new` rewrote, with the original's comments among them kept where they stood:
     the two are lined up by kind of line (code, comment, blank) alone."""
     merged: list[str] = []
-    kinds = difflib.SequenceMatcher(None, [k[0] for k in old_keys], [k[0] for k in new_keys], autojunk=False)
+    kinds = difflib.SequenceMatcher(
+        None, [k[0] for k in old_keys], [k[0] for k in new_keys], autojunk=False
+    )
     for _tag, i1, i2, j1, j2 in kinds.get_opcodes():
-        merged += [line for line, key in zip(old[i1:i2], old_keys[i1:i2]) if key[0] == "comment" and key not in new_keys]
+        merged += [
+            line
+            for line, key in zip(old[i1:i2], old_keys[i1:i2], strict=True)
+            if key[0] == "comment" and key not in new_keys
+        ]
         merged += new[j1:j2]
     return merged
 
@@ -444,7 +492,9 @@ def _same_code(merged: list[str], new: list[str], old: list[str]) -> bool:
     docstring = ast.get_docstring(wanted, clean=False)
     if docstring is None and original is not None:
         docstring = ast.get_docstring(original, clean=False)
-    return ast.get_docstring(definition, clean=False) == docstring and _code(definition) == _code(wanted)
+    return ast.get_docstring(definition, clean=False) == docstring and _code(definition) == _code(
+        wanted
+    )
 
 
 def _code(definition: Definition) -> str:

@@ -11,10 +11,12 @@ from __future__ import annotations
 import copy
 import functools
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from selfrepair.agents.models import Completion, Generation, cut_at_stop
+
 from selfrepair.errors import SelfRepairError
 from selfrepair.types import Message
 
@@ -41,14 +43,15 @@ def load_pretrained(name_or_path: str, adapter: str | None) -> tuple[Any, Any]:
         ) from None
     if adapter is not None:
         from peft import PeftModel
-
         from selfrepair.agents.adapters import check_adapter
 
         check_adapter(Path(adapter), name_or_path)  # an adapter trained on another base is refused
         try:
             model = PeftModel.from_pretrained(model, adapter)
         except (OSError, ValueError, RuntimeError) as error:  # RuntimeError: shapes of another base
-            raise SelfRepairError(f"adapter {adapter!r} could not be loaded: {first_line(error)}") from None
+            raise SelfRepairError(
+                f"adapter {adapter!r} could not be loaded: {first_line(error)}"
+            ) from None
     model.to(device).eval()
     return model, tokenizer
 
@@ -58,7 +61,9 @@ def first_line(error: BaseException) -> str:
 
 
 class HFModel:
-    def __init__(self, name_or_path: str, adapter: str | Path | None = None, spec: str | None = None) -> None:
+    def __init__(
+        self, name_or_path: str, adapter: str | Path | None = None, spec: str | None = None
+    ) -> None:
         self.spec = spec or f"hf:{name_or_path}" + (f"+{adapter}" if adapter else "")
         # A path that is not there fails here, before seconds of importing torch.
         if name_or_path.startswith(("/", ".", "~")):
@@ -86,7 +91,9 @@ class HFModel:
     def end_token_ids(self) -> set[int]:
         """Tokens that end a sequence: eos (one or several) and the padding after it."""
         config = self.model.generation_config
-        ends = config.eos_token_id if config.eos_token_id is not None else self.tokenizer.eos_token_id
+        ends = (
+            config.eos_token_id if config.eos_token_id is not None else self.tokenizer.eos_token_id
+        )
         ids = set(ends if isinstance(ends, list) else [ends])
         if config.pad_token_id is not None:
             ids.add(config.pad_token_id)
@@ -140,7 +147,9 @@ class HFModel:
             text, stopped = cut_at_stop(text, stop)
             ended = stopped or length < max_tokens  # else it ran into max_tokens
             completions.append(
-                Completion(text=text, completion_tokens=length, finish_reason="stop" if ended else "length")
+                Completion(
+                    text=text, completion_tokens=length, finish_reason="stop" if ended else "length"
+                )
             )
         if greedy:
             completions = completions * n

@@ -11,8 +11,9 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import IO, Mapping, Sequence
+from typing import IO
 
 from selfrepair.errors import SelfRepairError
 
@@ -25,23 +26,33 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def start(argv: Sequence[str], env: Mapping[str, str] | None = None, log: IO | None = None) -> subprocess.Popen:
+def start(
+    argv: Sequence[str], env: Mapping[str, str] | None = None, log: IO | None = None
+) -> subprocess.Popen:
     """Start the server in a session of its own (so stopping its group takes its workers
     along); its output goes to `log` (a file, or the caller's stderr)."""
     return subprocess.Popen(
-        list(argv), env=dict(env) if env is not None else None, stdin=subprocess.DEVNULL,
-        stdout=log, stderr=subprocess.STDOUT if log is not None else None, start_new_session=True,
-    )  # fmt: skip
+        list(argv),
+        env=dict(env) if env is not None else None,
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT if log is not None else None,
+        start_new_session=True,
+    )
 
 
-def wait_until_ready(process: subprocess.Popen, port: int, timeout_s: float, log: Path | None = None) -> None:
+def wait_until_ready(
+    process: subprocess.Popen, port: int, timeout_s: float, log: Path | None = None
+) -> None:
     """Poll /health until the server answers; one that exits or never answers is an error
     (with the end of its log, where it writes to a file)."""
     url = f"http://{HOST}:{port}/health"
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise SelfRepairError(f"the server exited with status {process.returncode} before it answered{log_tail(log)}")
+            raise SelfRepairError(
+                f"the server exited with status {process.returncode} before it answered{log_tail(log)}"
+            )
         try:
             with urllib.request.urlopen(url, timeout=2) as response:
                 if response.status == 200:
@@ -49,7 +60,9 @@ def wait_until_ready(process: subprocess.Popen, port: int, timeout_s: float, log
         except (urllib.error.URLError, ConnectionError, TimeoutError):
             pass
         time.sleep(0.5)
-    raise SelfRepairError(f"the server did not answer on {url} within {timeout_s:.0f} s{log_tail(log)}")
+    raise SelfRepairError(
+        f"the server did not answer on {url} within {timeout_s:.0f} s{log_tail(log)}"
+    )
 
 
 def log_tail(log: Path | None, lines: int = 5) -> str:

@@ -13,22 +13,75 @@ import functools
 import math
 import re
 from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Literal
+from typing import Literal
 
 import tree_sitter_python
 from tree_sitter import Language, Node, Parser, Tree
 
 # Directories that hold no code of the project's own.
-_SKIP_DIRS = {".git", ".hg", ".svn", ".tox", ".nox", ".venv", "venv", "env", "node_modules",
-              "__pycache__", "build", "dist", ".mypy_cache", ".pytest_cache", "site-packages"}
+_SKIP_DIRS = {
+    ".git",
+    ".hg",
+    ".svn",
+    ".tox",
+    ".nox",
+    ".venv",
+    "venv",
+    "env",
+    "node_modules",
+    "__pycache__",
+    "build",
+    "dist",
+    ".mypy_cache",
+    ".pytest_cache",
+    "site-packages",
+}
 _MAX_FILE_BYTES = 1_000_000  # generated or vendored blobs say nothing about an issue
 
-_WORDS_IGNORED = {"self", "cls", "def", "class", "return", "the", "a", "an", "in", "of", "to",
-                  "is", "it", "and", "or", "not", "for", "with", "on", "at", "be", "this", "that",
-                  "file", "line", "py", "none", "true", "false", "traceback", "most", "recent",
-                  "call", "last", "error", "module", "test", "tests", "init"}
+_WORDS_IGNORED = {
+    "self",
+    "cls",
+    "def",
+    "class",
+    "return",
+    "the",
+    "a",
+    "an",
+    "in",
+    "of",
+    "to",
+    "is",
+    "it",
+    "and",
+    "or",
+    "not",
+    "for",
+    "with",
+    "on",
+    "at",
+    "be",
+    "this",
+    "that",
+    "file",
+    "line",
+    "py",
+    "none",
+    "true",
+    "false",
+    "traceback",
+    "most",
+    "recent",
+    "call",
+    "last",
+    "error",
+    "module",
+    "test",
+    "tests",
+    "init",
+}
 
 
 @functools.lru_cache(maxsize=1)
@@ -55,12 +108,18 @@ def syntax_errors(source: str | bytes, *, limit: int = 3) -> list[str]:
     def visit(node: Node) -> None:
         if len(spots) >= limit:
             return
-        inner = [child for child in node.children if child.has_error or child.is_error or child.is_missing]
+        inner = [
+            child
+            for child in node.children
+            if child.has_error or child.is_error or child.is_missing
+        ]
         if node.is_missing:
             spots.append(f"line {node.start_point[0] + 1}: missing {node.type!r}")
         elif node.is_error and not any(child.is_error or child.has_error for child in inner):
             text = (node.text or b"").decode("utf-8", "replace").strip().splitlines()
-            spots.append(f"line {node.start_point[0] + 1}: cannot parse {(text[0][:60] if text else '')!r}")
+            spots.append(
+                f"line {node.start_point[0] + 1}: cannot parse {(text[0][:60] if text else '')!r}"
+            )
         for child in inner:
             visit(child)
 
@@ -113,19 +172,37 @@ def definitions(path: str, source: str | bytes) -> list[Definition]:
                 target = child.child_by_field_name("definition") or child
             if target.type in ("function_definition", "class_definition"):
                 name_node = target.child_by_field_name("name")
-                name = name_node.text.decode("utf-8", "replace") if name_node and name_node.text else "?"
+                name = (
+                    name_node.text.decode("utf-8", "replace")
+                    if name_node and name_node.text
+                    else "?"
+                )
                 is_class = target.type == "class_definition"
                 kind = "class" if is_class else ("method" if in_class else "function")
-                found.append(Definition(
-                    path=path, kind=kind, name=name, qualname=".".join([*outer, name]),
-                    signature=_signature(target),
-                    start_line=span.start_point[0] + 1, end_line=span.end_point[0] + 1,
-                ))
+                found.append(
+                    Definition(
+                        path=path,
+                        kind=kind,
+                        name=name,
+                        qualname=".".join([*outer, name]),
+                        signature=_signature(target),
+                        start_line=span.start_point[0] + 1,
+                        end_line=span.end_point[0] + 1,
+                    )
+                )
                 body = target.child_by_field_name("body")
                 if body is not None:
                     visit(body, [*outer, name], is_class)
-            elif child.type in ("if_statement", "try_statement", "with_statement", "block",
-                                "else_clause", "except_clause", "finally_clause", "elif_clause"):
+            elif child.type in (
+                "if_statement",
+                "try_statement",
+                "with_statement",
+                "block",
+                "else_clause",
+                "except_clause",
+                "finally_clause",
+                "elif_clause",
+            ):
                 # Definitions under `if TYPE_CHECKING:` or `try: import ... except:` still count.
                 visit(child, outer, in_class)
 
@@ -162,8 +239,12 @@ class Frame:
     function: str  # "" where the traceback format does not say
 
 
-_PYTHON_FRAME = re.compile(r'File "(?P<path>[^"]+)", line (?P<line>\d+)(?:, in (?P<function>[\w<>.]+))?')
-_PYTEST_FRAME = re.compile(r"^(?P<path>[\w./\\-]+\.py):(?P<line>\d+):(?: in (?P<function>[\w<>.]+))?", re.M)
+_PYTHON_FRAME = re.compile(
+    r'File "(?P<path>[^"]+)", line (?P<line>\d+)(?:, in (?P<function>[\w<>.]+))?'
+)
+_PYTEST_FRAME = re.compile(
+    r"^(?P<path>[\w./\\-]+\.py):(?P<line>\d+):(?: in (?P<function>[\w<>.]+))?", re.M
+)
 
 
 def traceback_frames(text: str) -> list[Frame]:
@@ -171,10 +252,16 @@ def traceback_frames(text: str) -> list[Frame]:
     frames = []
     for pattern in (_PYTHON_FRAME, _PYTEST_FRAME):
         for match in pattern.finditer(text):
-            frames.append((match.start(), Frame(
-                path=match["path"].replace("\\", "/"), line=int(match["line"]),
-                function=match["function"] or "",
-            )))
+            frames.append(
+                (
+                    match.start(),
+                    Frame(
+                        path=match["path"].replace("\\", "/"),
+                        line=int(match["line"]),
+                        function=match["function"] or "",
+                    ),
+                )
+            )
     return [frame for _, frame in sorted(frames, key=lambda pair: pair[0])]
 
 
@@ -200,7 +287,12 @@ def _words(text: str) -> list[str]:
 def _is_test_file(path: str) -> bool:
     parts = path.split("/")
     name = parts[-1]
-    return "tests" in parts[:-1] or "test" in parts[:-1] or name.startswith("test_") or name.endswith("_test.py")
+    return (
+        "tests" in parts[:-1]
+        or "test" in parts[:-1]
+        or name.startswith("test_")
+        or name.endswith("_test.py")
+    )
 
 
 @dataclass(frozen=True)
@@ -223,7 +315,7 @@ def rank(defs: list[Definition], issue: str) -> list[Ranked]:
     mentioned = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", issue))
 
     ranked = []
-    for d, words in zip(defs, def_words):
+    for d, words in zip(defs, def_words, strict=True):
         score, reasons = 0.0, []
         for depth, frame in enumerate(frames, start=1):
             # The innermost frame (the last one) is where it broke: it weighs most.
@@ -288,7 +380,10 @@ def render_context(
         d = item.definition
         if item.score <= 0 or len(picks) >= max_snippets:
             break
-        if any(p.path == d.path and (p.contains(d.start_line) or d.contains(p.start_line)) for p in picks):
+        if any(
+            p.path == d.path and (p.contains(d.start_line) or d.contains(p.start_line))
+            for p in picks
+        ):
             continue  # one of them holds the other: the better-ranked one is already shown
         picks.append(d)
     picks = picks or [r.definition for r in ranked[:1]]
@@ -321,7 +416,9 @@ def render_context(
     return "\n\n".join(sections)
 
 
-def _render_map(ranked: list[Ranked], *, budget_tokens: int, count_tokens: Callable[[str], int]) -> str:
+def _render_map(
+    ranked: list[Ranked], *, budget_tokens: int, count_tokens: Callable[[str], int]
+) -> str:
     best_in_file: dict[str, float] = {}
     by_file: dict[str, list[Definition]] = {}
     for item in ranked:

@@ -6,8 +6,9 @@ Each backend is a module of its own that imports this one (never the other way r
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol, Sequence
+from typing import Protocol
 
 from selfrepair.types import Message
 

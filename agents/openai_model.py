@@ -11,17 +11,20 @@ from __future__ import annotations
 import math
 import os
 import time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import openai
-
 from selfrepair.agents.models import Completion, Generation, cut_at_stop
+
 from selfrepair.errors import SelfRepairError
 from selfrepair.types import Message
 
 
 class OpenAIModel:
-    def __init__(self, name: str, base_url: str, spec: str | None = None, timeout_s: float = 600.0) -> None:
+    def __init__(
+        self, name: str, base_url: str, spec: str | None = None, timeout_s: float = 600.0
+    ) -> None:
         self.name = name
         self.base_url = base_url
         self.spec = spec or f"openai:{name}@{base_url}"
@@ -32,8 +35,15 @@ class OpenAIModel:
             max_retries=2,
         )
 
-    def ask(self, messages: Sequence[Message], n: int, temperature: float, max_tokens: int,
-            stop: Sequence[str] | None, seed: int | None = None) -> Any:  # fmt: skip
+    def ask(
+        self,
+        messages: Sequence[Message],
+        n: int,
+        temperature: float,
+        max_tokens: int,
+        stop: Sequence[str] | None,
+        seed: int | None = None,
+    ) -> Any:
         try:
             return self.client.chat.completions.create(
                 model=self.name,
@@ -78,18 +88,26 @@ class OpenAIModel:
         while len(completions) < wanted:
             # Asked again for the rest, with the next seed: the same seed would repeat the first answer.
             again_seed = None if seed is None else seed + len(completions)
-            response = self.ask(messages, wanted - len(completions), temperature, max_tokens, stop, again_seed)
+            response = self.ask(
+                messages, wanted - len(completions), temperature, max_tokens, stop, again_seed
+            )
             choices = response.choices[: wanted - len(completions)]
             if not choices:
                 raise SelfRepairError(f"the model server at {self.base_url} returned no choices")
             texts = [choice.message.content or "" for choice in choices]
             usage = response.usage
-            prompt_tokens = prompt_tokens or (usage.prompt_tokens if usage else estimate_tokens(messages))
+            prompt_tokens = prompt_tokens or (
+                usage.prompt_tokens if usage else estimate_tokens(messages)
+            )
             total = usage.completion_tokens if usage else sum(map(estimate_text_tokens, texts))
-            for choice, text, tokens in zip(choices, texts, split_evenly(total, len(choices))):
+            for choice, text, tokens in zip(
+                choices, texts, split_evenly(total, len(choices)), strict=True
+            ):
                 text, stopped = cut_at_stop(text, stop)
                 reason = "stop" if stopped or choice.finish_reason != "length" else "length"
-                completions.append(Completion(text=text, completion_tokens=tokens, finish_reason=reason))
+                completions.append(
+                    Completion(text=text, completion_tokens=tokens, finish_reason=reason)
+                )
         return Generation(
             completions=completions * (n // wanted),
             prompt_tokens=prompt_tokens,

@@ -3,12 +3,13 @@ test feedback and the reviewer's critique."""
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from selfrepair.agents.feedback import describe_report
 from selfrepair.agents.models import Model
 from selfrepair.agents.prompts import render
 from selfrepair.agents.solver import shown_code, steps_from_generation, system_message
+
 from selfrepair.types import Message, Step, StepKind, Task
 
 
@@ -39,7 +40,16 @@ def refine(
         critique=parent.review.critique.strip() if parent.review else "",
     )
     messages = [system_message(), Message(role="user", content=prompt)]
-    generation = model.generate(messages, n=n, temperature=temperature, max_tokens=max_tokens, stop=stop, seed=seed)
+    generation = model.generate(
+        messages, n=n, temperature=temperature, max_tokens=max_tokens, stop=stop, seed=seed
+    )
     return steps_from_generation(
-        generation, messages, task, base, kind=kind, first_index=first_index, parent=parent.index, seed=seed
+        generation,
+        messages,
+        task,
+        base,
+        kind=kind,
+        first_index=first_index,
+        parent=parent.index,
+        seed=seed,
     )

@@ -22,7 +22,14 @@ from selfrepair.config import cache_dir
 from selfrepair.errors import SelfRepairError
 
 # Files that running tests leaves behind; they never belong in a fix.
-_SCRATCH_PATTERNS = ["__pycache__/", "*.pyc", ".pytest_cache/", "*.egg-info/", ".coverage", "junit*.xml"]
+_SCRATCH_PATTERNS = [
+    "__pycache__/",
+    "*.pyc",
+    ".pytest_cache/",
+    "*.egg-info/",
+    ".coverage",
+    "junit*.xml",
+]
 
 _IDENTITY = {
     "GIT_AUTHOR_NAME": "selfrepair",
@@ -162,7 +169,9 @@ class Checkout:
         try:
             self.repo.git.apply("--whitespace=nowarn", "--recount", str(patch_file))
         except git.GitCommandError as error:
-            raise SelfRepairError(f"{what} does not apply to {self.base[:12]}: {_git_reason(error)}") from None
+            raise SelfRepairError(
+                f"{what} does not apply to {self.base[:12]}: {_git_reason(error)}"
+            ) from None
         finally:
             patch_file.unlink(missing_ok=True)
 
@@ -170,7 +179,9 @@ class Checkout:
         """The unified diff from the base to the checkout's current files."""
         repo = self.repo
         repo.git.add("--all")
-        text = repo.git.diff("--cached", "--no-color", "--no-ext-diff", self.base, strip_newline_in_stdout=False)
+        text = repo.git.diff(
+            "--cached", "--no-color", "--no-ext-diff", self.base, strip_newline_in_stdout=False
+        )
         repo.git.reset("--quiet")
         return text
 
@@ -199,7 +210,9 @@ def checkout(repo: git.Repo, base: str = "HEAD") -> Checkout:
             handle.write("\n".join(_SCRATCH_PATTERNS) + "\n")
     except git.GitCommandError as error:
         shutil.rmtree(holder, ignore_errors=True)
-        raise SelfRepairError(f"cannot check out {commit[:12]} from {source}: {_git_reason(error)}") from None
+        raise SelfRepairError(
+            f"cannot check out {commit[:12]} from {source}: {_git_reason(error)}"
+        ) from None
     return Checkout(source=str(source), base=commit, path=path, _holder=holder)
 
 
@@ -222,7 +235,9 @@ def check_new_branch(repo: git.Repo, branch: str) -> None:
     except git.GitCommandError:
         raise SelfRepairError(f"not a valid branch name: {branch!r}") from None
     if f"refs/heads/{branch}" in {ref.path for ref in repo.references}:
-        raise SelfRepairError(f"branch {branch!r} already exists in {repo.working_tree_dir or repo.git_dir}")
+        raise SelfRepairError(
+            f"branch {branch!r} already exists in {repo.working_tree_dir or repo.git_dir}"
+        )
 
 
 def commit_to_branch(repo: git.Repo, base: str, patch: str, branch: str, message: str) -> str:
@@ -247,5 +262,7 @@ def commit_to_branch(repo: git.Repo, base: str, patch: str, branch: str, message
             # The empty old value makes update-ref refuse if the branch appeared meanwhile.
             repo.git.update_ref(f"refs/heads/{branch}", new_commit, "")
         except git.GitCommandError as error:
-            raise SelfRepairError(f"cannot commit the fix on {branch!r}: {_git_reason(error)}") from None
+            raise SelfRepairError(
+                f"cannot commit the fix on {branch!r}: {_git_reason(error)}"
+            ) from None
     return new_commit

@@ -16,6 +16,7 @@ from selfrepair.agents.feedback import describe_report, shorten_diff
 from selfrepair.agents.models import Model
 from selfrepair.agents.prompts import render
 from selfrepair.agents.solver import shown_code
+
 from selfrepair.types import Message, Review, Step, Task
 
 UNPARSED_CONFIDENCE = 0.1
@@ -35,7 +36,13 @@ def review(model: Model, task: Task, step: Step, *, max_tokens: int = 128) -> No
     verdict, the exchange and its cost are recorded on the step."""
     base = task.files | step.candidate.files
     path, code = shown_code(task, base, step.candidate)
-    prompt = render("review", spec=task.spec.strip(), path=path, code=code, feedback=describe_report(step.report))
+    prompt = render(
+        "review",
+        spec=task.spec.strip(),
+        path=path,
+        code=code,
+        feedback=describe_report(step.report),
+    )
     ask(model, step, prompt, max_tokens)
 
 
@@ -43,14 +50,19 @@ def review_diff(model: Model, task: Task, step: Step, *, max_tokens: int = 128) 
     """Review an executed step of a repository task: its diff against the issue and its test
     report. Recorded on the step as `review` records it."""
     prompt = render(
-        "issue_review", issue=task.spec.strip(), diff=shorten_diff(step.candidate.diff),
+        "issue_review",
+        issue=task.spec.strip(),
+        diff=shorten_diff(step.candidate.diff),
         feedback=describe_report(step.report),
-    )  # fmt: skip
+    )
     ask(model, step, prompt, max_tokens)
 
 
 def ask(model: Model, step: Step, prompt: str, max_tokens: int) -> None:
-    messages = [Message(role="system", content=render("review_system")), Message(role="user", content=prompt)]
+    messages = [
+        Message(role="system", content=render("review_system")),
+        Message(role="user", content=prompt),
+    ]
     generation = model.generate(messages, n=1, temperature=0.0, max_tokens=max_tokens)
     completion = generation.completions[0]
     step.review = parse_review(completion.text)
@@ -74,7 +86,11 @@ def parse_review(text: str) -> Review:
         verdict = _verdict(match.group(1)) if match else _loose_verdict(text)
     if verdict is None:
         note = "reviewer reply could not be parsed (no verdict)"
-        return Review(verdict="refine", critique=f"{note}: {text.strip()[:CRITIQUE_CHARS]}", confidence=UNPARSED_CONFIDENCE)
+        return Review(
+            verdict="refine",
+            critique=f"{note}: {text.strip()[:CRITIQUE_CHARS]}",
+            confidence=UNPARSED_CONFIDENCE,
+        )
     confidence = _confidence(fields.get("confidence")) if fields else None
     if confidence is None:
         match = _CONFIDENCE.search(text)
@@ -111,7 +127,7 @@ def _verdict(word: str) -> str | None:
 
 
 def _loose_verdict(text: str) -> str | None:
-    """"accept" or "refine" appearing alone in the reply; both (or neither) is no verdict."""
+    """ "accept" or "refine" appearing alone in the reply; both (or neither) is no verdict."""
     words = set(re.findall(r"[a-z]+", text.lower()))
     accept, refine = "accept" in words, "refine" in words
     return "accept" if accept and not refine else "refine" if refine and not accept else None

@@ -14,10 +14,11 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from selfrepair.agents.models import Completion, Generation, cut_at_stop
+
 from selfrepair.errors import SelfRepairError
 from selfrepair.types import Message
 
@@ -42,7 +43,9 @@ def read_replies(path: Path) -> dict[str, list[str]]:
     if (
         not isinstance(keyed, dict)
         or (keyed is replies and SHARED in keyed)
-        or not all(isinstance(r, list) and all(isinstance(t, str) for t in r) for r in keyed.values())
+        or not all(
+            isinstance(r, list) and all(isinstance(t, str) for t in r) for r in keyed.values()
+        )
     ):
         raise SelfRepairError(
             f"scripted model: {path} must hold a JSON list of strings, or an object of such lists under non-empty keys"
@@ -66,7 +69,9 @@ class ScriptedModel:
         for key in self.replies:
             if any(key in m.content for m in messages):
                 return key
-        raise SelfRepairError(f"scripted model {self.path}: none of its keys occurs in the conversation")
+        raise SelfRepairError(
+            f"scripted model {self.path}: none of its keys occurs in the conversation"
+        )
 
     def generate(
         self,

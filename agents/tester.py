@@ -20,6 +20,7 @@ import ast
 from selfrepair.agents.extract import code_blocks
 from selfrepair.agents.models import Model
 from selfrepair.agents.prompts import render
+
 from selfrepair.types import Message, Step, Task
 
 
@@ -33,7 +34,9 @@ def under_repair(task: Task) -> ast.FunctionDef | ast.AsyncFunctionDef | None:
         tree = ast.parse(task.files[task.entry_file])
     except SyntaxError:
         return None
-    functions = [node for node in tree.body if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))]
+    functions = [
+        node for node in tree.body if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+    ]
     named = [node for node in functions if node.name == task.entry_point]
     return named[0] if named else functions[0] if len(functions) == 1 else None
 
@@ -77,10 +80,15 @@ def calls_in(reply: str, name: str, limit: int) -> list[str]:
                 continue
             for node in ast.walk(tree):
                 if (
-                    isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == name
+                    isinstance(node, ast.Call)
+                    and isinstance(node.func, ast.Name)
+                    and node.func.id == name
                     and all(literal(arg) for arg in node.args)
-                    and all(keyword.arg is not None and literal(keyword.value) for keyword in node.keywords)
-                ):  # fmt: skip
+                    and all(
+                        keyword.arg is not None and literal(keyword.value)
+                        for keyword in node.keywords
+                    )
+                ):
                     call = ast.unparse(node)
                     if call not in found:
                         found.append(call)
@@ -90,8 +98,16 @@ def calls_in(reply: str, name: str, limit: int) -> list[str]:
     return found
 
 
-def inputs_messages(task: Task, function: ast.FunctionDef | ast.AsyncFunctionDef, count: int) -> list[Message]:
-    prompt = render("inputs", spec=task.spec.strip(), signature=signature(function), function=function.name, count=count)
+def inputs_messages(
+    task: Task, function: ast.FunctionDef | ast.AsyncFunctionDef, count: int
+) -> list[Message]:
+    prompt = render(
+        "inputs",
+        spec=task.spec.strip(),
+        signature=signature(function),
+        function=function.name,
+        count=count,
+    )
     return [Message(role="user", content=prompt)]
 
 
@@ -111,21 +127,27 @@ def write_inputs(
     record them (kind "inputs", no candidate) and the distinct calls kept from all of them
     (at most `count`)."""
     messages = inputs_messages(task, function, count)
-    generation = model.generate(messages, n=n, temperature=temperature, max_tokens=max_tokens, seed=seed)
+    generation = model.generate(
+        messages, n=n, temperature=temperature, max_tokens=max_tokens, seed=seed
+    )
     steps, calls = [], []
     for offset, completion in enumerate(generation.completions):
         found = calls_in(completion.text, function.name, count)
         calls += [call for call in found if call not in calls]
-        steps.append(Step(
-            index=index + offset,
-            kind="inputs",
-            messages=messages,
-            completion=completion.text,
-            finish_reason=completion.finish_reason,
-            seed=seed,
-            prompt_tokens=generation.prompt_tokens if offset == 0 else 0,
-            completion_tokens=completion.completion_tokens,
-            model_seconds=generation.seconds / len(generation.completions),
-            error="" if found else f"no call of {function.name} with literal arguments in the reply",
-        ))  # fmt: skip
+        steps.append(
+            Step(
+                index=index + offset,
+                kind="inputs",
+                messages=messages,
+                completion=completion.text,
+                finish_reason=completion.finish_reason,
+                seed=seed,
+                prompt_tokens=generation.prompt_tokens if offset == 0 else 0,
+                completion_tokens=completion.completion_tokens,
+                model_seconds=generation.seconds / len(generation.completions),
+                error=""
+                if found
+                else f"no call of {function.name} with literal arguments in the reply",
+            )
+        )
     return steps, calls[:count]

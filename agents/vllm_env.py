@@ -22,9 +22,9 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from selfrepair import config
 from selfrepair.errors import SelfRepairError
@@ -90,11 +90,15 @@ def check_machine(chosen: Flavour) -> None:
     except OSError:
         return
     if not re.search(r"\bavx2\b", flags):
-        raise SelfRepairError("vLLM's CPU build needs AVX2, which this CPU lacks: use the hf backend or `serve --engine transformers`")
+        raise SelfRepairError(
+            "vLLM's CPU build needs AVX2, which this CPU lacks: use the hf backend or `serve --engine transformers`"
+        )
 
 
 def ensure_environment(
-    chosen: Flavour | None = None, verify: bool = False, on_step: Callable[[str], None] = lambda step: None
+    chosen: Flavour | None = None,
+    verify: bool = False,
+    on_step: Callable[[str], None] = lambda step: None,
 ) -> Path:
     """The python of a ready vLLM environment, made (or remade) first where it is missing,
     half-made or, with `verify`, no longer imports vLLM. `on_step` hears each long step."""
@@ -111,7 +115,12 @@ def ensure_environment(
 
 
 def imports_vllm(python: Path) -> bool:
-    return subprocess.run([str(python), "-c", f"import {SERVER_MODULE}"], capture_output=True).returncode == 0
+    return (
+        subprocess.run(
+            [str(python), "-c", f"import {SERVER_MODULE}"], capture_output=True
+        ).returncode
+        == 0
+    )
 
 
 def build(folder: Path, chosen: Flavour, on_step: Callable[[str], None]) -> None:
@@ -130,23 +139,41 @@ def build(folder: Path, chosen: Flavour, on_step: Callable[[str], None]) -> None
         shutil.rmtree(folder, ignore_errors=True)
         on_step(f"making a virtualenv for vLLM in {folder}")
         run_logged([sys.executable, "-m", "venv", str(folder)], log, "making the virtualenv")
-    on_step(f"installing {chosen.requirement} into {folder} (once; minutes, about 3.5 GB; log: {log})")
-    run_logged([str(python), "-m", "pip", "install", chosen.requirement], log, f"installing {chosen.requirement}")
+    on_step(
+        f"installing {chosen.requirement} into {folder} (once; minutes, about 3.5 GB; log: {log})"
+    )
+    run_logged(
+        [str(python), "-m", "pip", "install", chosen.requirement],
+        log,
+        f"installing {chosen.requirement}",
+    )
     if chosen.unwanted:
-        run_logged([str(python), "-m", "pip", "uninstall", "-y", *chosen.unwanted], log, "removing " + ", ".join(chosen.unwanted))
+        run_logged(
+            [str(python), "-m", "pip", "uninstall", "-y", *chosen.unwanted],
+            log,
+            "removing " + ", ".join(chosen.unwanted),
+        )
     on_step("checking that vLLM imports")
-    checked = subprocess.run([str(python), "-c", f"import {SERVER_MODULE}"], capture_output=True, text=True)
+    checked = subprocess.run(
+        [str(python), "-c", f"import {SERVER_MODULE}"], capture_output=True, text=True
+    )
     if checked.returncode != 0:
         last = (checked.stderr.strip().splitlines() or ["no output"])[-1]
         raise SelfRepairError(f"vLLM was installed in {folder} but does not import: {last}")
-    (folder / READY).write_text(json.dumps({"requirement": chosen.requirement}) + "\n", encoding="utf-8")
+    (folder / READY).write_text(
+        json.dumps({"requirement": chosen.requirement}) + "\n", encoding="utf-8"
+    )
 
 
 def run_logged(argv: list[str], log: Path, what: str) -> None:
     with open(log, "a", encoding="utf-8") as out:
         out.write(f"$ {' '.join(argv)}\n")
         out.flush()
-        status = subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL).returncode
+        status = subprocess.run(
+            argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        ).returncode
     if status != 0:
         lines = log.read_text(encoding="utf-8", errors="replace").strip().splitlines()
-        raise SelfRepairError(f"{what} failed (exit {status}): {lines[-1] if lines else 'no output'}; the whole log: {log}")
+        raise SelfRepairError(
+            f"{what} failed (exit {status}): {lines[-1] if lines else 'no output'}; the whole log: {log}"
+        )

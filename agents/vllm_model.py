@@ -17,11 +17,13 @@ from __future__ import annotations
 import functools
 import importlib.util
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from selfrepair.agents.adapters import resolve_base
 from selfrepair.agents.models import Completion, Generation
+
 from selfrepair.errors import SelfRepairError
 from selfrepair.types import Message
 
@@ -44,7 +46,9 @@ def start_engine(name_or_path: str, max_lora_rank: int | None) -> Any:
 
 
 class VLLMModel:
-    def __init__(self, name_or_path: str, adapter: str | Path | None = None, spec: str | None = None) -> None:
+    def __init__(
+        self, name_or_path: str, adapter: str | Path | None = None, spec: str | None = None
+    ) -> None:
         from selfrepair.agents.vllm_server import adapter_name, lora_rank
 
         self.name_or_path = resolve_base(name_or_path)  # `smollm2` names the embedded default
@@ -57,10 +61,14 @@ class VLLMModel:
             if self.adapter is not None:
                 from vllm.lora.request import LoRARequest
 
-                self.lora_request = LoRARequest(adapter_name(self.adapter), 1, str(self.adapter.resolve()))
+                self.lora_request = LoRARequest(
+                    adapter_name(self.adapter), 1, str(self.adapter.resolve())
+                )
         else:
             self.llm = None
-            self.served: tuple[Any, Any] | None = None  # (the server, the `openai` model that asks it)
+            self.served: tuple[Any, Any] | None = (
+                None  # (the server, the `openai` model that asks it)
+            )
             self.server_model()  # starts the server (and makes its environment) now, not at the first call
 
     def server_model(self) -> Any:
@@ -71,7 +79,10 @@ class VLLMModel:
 
         server = shared_server(self.name_or_path, self.rank or 0)
         if self.served is None or self.served[0] is not server:
-            self.served = (server, OpenAIModel(server.model_for(self.adapter), server.base_url, spec=self.spec))
+            self.served = (
+                server,
+                OpenAIModel(server.model_for(self.adapter), server.base_url, spec=self.spec),
+            )
         return self.served[1]
 
     def generate(
@@ -86,7 +97,9 @@ class VLLMModel:
         if n < 1:
             raise SelfRepairError(f"n must be at least 1, got {n}")
         if self.llm is None:
-            return self.server_model().generate(messages, n=n, temperature=temperature, max_tokens=max_tokens, stop=stop)
+            return self.server_model().generate(
+                messages, n=n, temperature=temperature, max_tokens=max_tokens, stop=stop
+            )
         from vllm import SamplingParams
 
         started = time.perf_counter()

@@ -23,12 +23,14 @@ import subprocess
 import threading
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import IO, Callable, Mapping
+from typing import IO
 
-from selfrepair import config
 from selfrepair.agents import local_server
 from selfrepair.agents.vllm_env import Flavour, ensure_environment, flavour
+
+from selfrepair import config
 from selfrepair.errors import SelfRepairError
 
 LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)  # what vLLM's --max-lora-rank accepts
@@ -44,7 +46,9 @@ def lora_rank(adapter: Path) -> int:
         raise SelfRepairError(f"{adapter} is not a PEFT LoRA adapter folder: {error}") from None
     allowed = [r for r in LORA_RANKS if r >= rank]
     if not allowed:
-        raise SelfRepairError(f"{adapter}: LoRA rank {rank} is above the {LORA_RANKS[-1]} vLLM serves")
+        raise SelfRepairError(
+            f"{adapter}: LoRA rank {rank} is above the {LORA_RANKS[-1]} vLLM serves"
+        )
     return allowed[0]
 
 
@@ -89,7 +93,16 @@ class VLLMServer:
         return f"openai:{model_name}@{self.base_url}"
 
     def argv(self, python: Path) -> list[str]:
-        argv = [str(python), str(LAUNCHER), "--model", self.base, "--host", local_server.HOST, "--port", str(self.port)]
+        argv = [
+            str(python),
+            str(LAUNCHER),
+            "--model",
+            self.base,
+            "--host",
+            local_server.HOST,
+            "--port",
+            str(self.port),
+        ]
         if self.engine.device == "cpu":
             argv += ["--dtype", "float32", "--enforce-eager"]
         if self.max_lora_rank or self.runtime_lora:
@@ -108,8 +121,11 @@ class VLLMServer:
         return env
 
     def start(
-        self, ready_timeout_s: float = READY_TIMEOUT_S, log: IO | None = None, on_step: Callable[[str], None] = lambda s: None
-    ) -> "VLLMServer":
+        self,
+        ready_timeout_s: float = READY_TIMEOUT_S,
+        log: IO | None = None,
+        on_step: Callable[[str], None] = lambda s: None,
+    ) -> VLLMServer:
         """Start it and wait until it answers. Its output goes to `log`, or else to a file
         in the cache (named in the error when it does not come up)."""
         python = ensure_environment(self.engine, on_step=on_step)
@@ -133,7 +149,7 @@ class VLLMServer:
         if self.process is not None:
             local_server.stop(self.process)
 
-    def __enter__(self) -> "VLLMServer":
+    def __enter__(self) -> VLLMServer:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -153,21 +169,31 @@ class VLLMServer:
 
     def load_adapter(self, name: str, adapter: Path) -> None:
         if not self.runtime_lora:
-            raise SelfRepairError(f"this vLLM server was started without runtime LoRA loading: cannot add {adapter}")
+            raise SelfRepairError(
+                f"this vLLM server was started without runtime LoRA loading: cannot add {adapter}"
+            )
         if lora_rank(adapter) > (self.max_lora_rank or 0):
-            raise SelfRepairError(f"{adapter}: LoRA rank above the server's maximum of {self.max_lora_rank}")
+            raise SelfRepairError(
+                f"{adapter}: LoRA rank above the server's maximum of {self.max_lora_rank}"
+            )
         body = json.dumps({"lora_name": name, "lora_path": str(adapter.resolve())}).encode()
         request = urllib.request.Request(
-            f"{self.base_url}/load_lora_adapter", data=body, headers={"Content-Type": "application/json"}
+            f"{self.base_url}/load_lora_adapter",
+            data=body,
+            headers={"Content-Type": "application/json"},
         )
         try:
             with urllib.request.urlopen(request, timeout=300):
                 pass
         except urllib.error.HTTPError as error:
             detail = error.read().decode(errors="replace").strip()
-            raise SelfRepairError(f"vLLM refused the adapter {adapter} (HTTP {error.code}): {detail}") from None
+            raise SelfRepairError(
+                f"vLLM refused the adapter {adapter} (HTTP {error.code}): {detail}"
+            ) from None
         except urllib.error.URLError as error:
-            raise SelfRepairError(f"cannot reach the vLLM server at {self.base_url}: {error.reason}") from None
+            raise SelfRepairError(
+                f"cannot reach the vLLM server at {self.base_url}: {error.reason}"
+            ) from None
 
 
 # The backend's servers: one per base model in this process.
@@ -189,7 +215,11 @@ def shared_server(base: str, rank: int) -> VLLMServer:
         # On a GPU it shares the card with training (improve trains between its phases).
         extra = ("--gpu-memory-utilization", "0.45") if engine.device == "cuda" else ()
         server = VLLMServer(
-            base, max_lora_rank=max(rank, DEFAULT_SHARED_RANK), runtime_lora=True, engine=engine, extra_args=extra
+            base,
+            max_lora_rank=max(rank, DEFAULT_SHARED_RANK),
+            runtime_lora=True,
+            engine=engine,
+            extra_args=extra,
         )
         SHARED[base] = server.start()
         return server

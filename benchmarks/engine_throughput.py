@@ -27,8 +27,9 @@ from selfrepair.agents.backends import load_model
 from selfrepair.agents.smollm2 import ensure_smollm2
 from selfrepair.graphs.budget import Budget, Sampling
 from selfrepair.graphs.run import repair_task
-from selfrepair.loaders import load_quixbugs
 from selfrepair.sandbox.choose import open_sandbox
+
+from selfrepair.loaders import load_quixbugs
 from selfrepair.store import TrajectoryStore
 
 
@@ -49,11 +50,25 @@ def figures(startup: float, trajectories: list, wall: float) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, required=True, help="QuixBugs JSONL (quixbugs_python.jsonl)")
+    parser.add_argument(
+        "--data", type=Path, required=True, help="QuixBugs JSONL (quixbugs_python.jsonl)"
+    )
     parser.add_argument("--limit", type=int, default=20, help="the first N tasks (default 20)")
-    parser.add_argument("--samples", type=int, default=8, help="best-of-n: samples per task, one batched call (default 8)")
-    parser.add_argument("--reply-tokens", type=int, default=Sampling().max_tokens, help="longest reply in tokens")
-    parser.add_argument("--hf-threads", type=int, default=1, help="torch threads for hf (vLLM computes on one core of two)")
+    parser.add_argument(
+        "--samples",
+        type=int,
+        default=8,
+        help="best-of-n: samples per task, one batched call (default 8)",
+    )
+    parser.add_argument(
+        "--reply-tokens", type=int, default=Sampling().max_tokens, help="longest reply in tokens"
+    )
+    parser.add_argument(
+        "--hf-threads",
+        type=int,
+        default=1,
+        help="torch threads for hf (vLLM computes on one core of two)",
+    )
     parser.add_argument("--sandbox", default="auto", help="auto, docker or local")
     args = parser.parse_args()
 
@@ -78,25 +93,36 @@ def main() -> None:
                 for engine, model in models.items():
                     started = time.perf_counter()
                     trajectory = repair_task(
-                        task, model, sandbox, "best-of-n", Budget(max_candidates=args.samples), store,
+                        task,
+                        model,
+                        sandbox,
+                        "best-of-n",
+                        Budget(max_candidates=args.samples),
+                        store,
                         sampling=Sampling(samples=args.samples, max_tokens=args.reply_tokens),
-                    )  # fmt: skip
+                    )
                     wall[engine] += time.perf_counter() - started
                     trajectories[engine].append(trajectory)
                     print(
                         f"[{engine:4} {wall[engine]:6.0f}s] {task.task_id}: {trajectory.outcome}, "
                         f"{len(trajectory.steps)} rollouts, {trajectory.tokens} tokens",
-                        file=sys.stderr, flush=True,
-                    )  # fmt: skip
+                        file=sys.stderr,
+                        flush=True,
+                    )
     finally:
         sandbox.close()
     result = {
-        "model": "SmolLM2-135M-Instruct", "tasks": len(tasks), "samples": args.samples,
-        "reply_tokens": args.reply_tokens, "hf_threads": args.hf_threads,
-    }  # fmt: skip
+        "model": "SmolLM2-135M-Instruct",
+        "tasks": len(tasks),
+        "samples": args.samples,
+        "reply_tokens": args.reply_tokens,
+        "hf_threads": args.hf_threads,
+    }
     for engine in engines:
         result[engine] = figures(startup[engine], trajectories[engine], wall[engine])
-    result["vllm_over_hf"] = round(result["vllm"]["rollouts_per_minute"] / result["hf"]["rollouts_per_minute"], 2)
+    result["vllm_over_hf"] = round(
+        result["vllm"]["rollouts_per_minute"] / result["hf"]["rollouts_per_minute"], 2
+    )
     print(json.dumps(result))
 
 

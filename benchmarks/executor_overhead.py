@@ -35,22 +35,22 @@ import logging
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import ray
+from selfrepair.graphs.budget import Budget
+from selfrepair.graphs.jobs import RepairJob, Rollout
+from selfrepair.graphs.run import open_checkpointer
+from selfrepair.sandbox.choose import open_sandbox
 
 from selfrepair.executor.cluster import RayExecutor
 from selfrepair.executor.core import Executor, Node
 from selfrepair.executor.local import LocalExecutor
-from selfrepair.graphs.budget import Budget
-from selfrepair.graphs.jobs import RepairJob, Rollout
-from selfrepair.graphs.run import open_checkpointer
 from selfrepair.loaders import load_quixbugs
 from selfrepair.rundir import prepare_run_dir
-from selfrepair.sandbox.choose import open_sandbox
 from selfrepair.types import Task
 
 WRONG = "```python\ndef {name}(*args, **kwargs):\n    return None\n```"
@@ -60,7 +60,11 @@ WORKERS = (1, 2)
 
 def write_replies(tasks: list[Task], path: Path) -> str:
     replies = {
-        f"def {t.entry_point}(": [WRONG.format(name=t.entry_point), REVIEW, f"```python\n{t.metadata['solution']}\n```"]
+        f"def {t.entry_point}(": [
+            WRONG.format(name=t.entry_point),
+            REVIEW,
+            f"```python\n{t.metadata['solution']}\n```",
+        ]
         for t in tasks
     }
     path.write_text(json.dumps(replies))
@@ -134,22 +138,31 @@ def timed_run(executor: Executor | InProcess, tasks: list[Task], model: str, fol
         store.close()
         checkpointer.conn.close()
     if solved != len(tasks):
-        raise SystemExit(f"only {solved} of {len(tasks)} tasks solved: the figures would not compare")
+        raise SystemExit(
+            f"only {solved} of {len(tasks)} tasks solved: the figures would not compare"
+        )
     return seconds
 
 
 def measure(tasks: list[Task], sandbox: str, repeat: int) -> tuple[dict, dict, float]:
     """Each executor's run times, how long each Ray executor took to start, and a task's
     round trip through Ray."""
-    with tempfile.TemporaryDirectory(prefix="selfrepair-executor-") as scratch, ExitStack() as stack:
+    with (
+        tempfile.TemporaryDirectory(prefix="selfrepair-executor-") as scratch,
+        ExitStack() as stack,
+    ):
         folder = Path(scratch)
         model = write_replies(tasks, folder / "replies.json")
         executors: dict[tuple[str, int], Executor | InProcess] = {}
         ray_start = {}
         for workers in WORKERS:
-            executors["local", workers] = stack.enter_context(LocalExecutor(open_sandbox(sandbox, pool_size=workers), workers))
+            executors["local", workers] = stack.enter_context(
+                LocalExecutor(open_sandbox(sandbox, pool_size=workers), workers)
+            )
             started = time.perf_counter()
-            executors["ray", workers] = stack.enter_context(RayExecutor(None, sandbox=sandbox, jobs=workers))
+            executors["ray", workers] = stack.enter_context(
+                RayExecutor(None, sandbox=sandbox, jobs=workers)
+            )
             timed_run(executors["ray", workers], tasks[:2], model, folder)
             ray_start[workers] = time.perf_counter() - started
         executors["in_process", 1] = InProcess(executors["local", 1].node)
@@ -167,14 +180,22 @@ def measure(tasks: list[Task], sandbox: str, repeat: int) -> tuple[dict, dict, f
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, required=True, help="QuixBugs JSONL (quixbugs_python.jsonl)")
+    parser.add_argument(
+        "--data", type=Path, required=True, help="QuixBugs JSONL (quixbugs_python.jsonl)"
+    )
     parser.add_argument("--limit", type=int, default=40, help="how many tasks (default: all 40)")
-    parser.add_argument("--sandbox", default="docker", help="auto, docker or local (default docker)")
-    parser.add_argument("--repeat", type=int, default=3, help="runs per figure; figures are medians (default 3)")
+    parser.add_argument(
+        "--sandbox", default="docker", help="auto, docker or local (default docker)"
+    )
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="runs per figure; figures are medians (default 3)"
+    )
     args = parser.parse_args()
 
     tasks = load_quixbugs(args.data)[: args.limit]
-    ray.init(address="local", include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+    ray.init(
+        address="local", include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING
+    )
     try:
         runs, ray_start, round_trip = measure(tasks, args.sandbox, args.repeat)
     finally:
@@ -187,18 +208,26 @@ def main() -> None:
     def ms_per_task(more: tuple[str, int], less: tuple[str, int]) -> float:
         return round(1000 * (seconds[more] - seconds[less]) / len(tasks), 1)
 
-    print(json.dumps({
-        "benchmark": "executor_overhead",
-        "tasks": len(tasks),
-        "sandbox": args.sandbox,
-        "runs": args.repeat,
-        "tasks_per_minute": {e: {str(w): per_minute((e, w)) for w in WORKERS} for e in ("local", "ray")},
-        "in_process_tasks_per_minute": {"1": per_minute(("in_process", 1))},
-        "ray_overhead_ms_per_task": {str(w): ms_per_task(("ray", w), ("local", w)) for w in WORKERS},
-        "ray_transport_ms_per_task": ms_per_task(("ray", 1), ("in_process", 1)),
-        "ray_round_trip_ms_per_task": round(round_trip, 2),
-        "ray_start_seconds": {str(w): round(ray_start[w], 1) for w in WORKERS},
-    }))  # fmt: skip
+    print(
+        json.dumps(
+            {
+                "benchmark": "executor_overhead",
+                "tasks": len(tasks),
+                "sandbox": args.sandbox,
+                "runs": args.repeat,
+                "tasks_per_minute": {
+                    e: {str(w): per_minute((e, w)) for w in WORKERS} for e in ("local", "ray")
+                },
+                "in_process_tasks_per_minute": {"1": per_minute(("in_process", 1))},
+                "ray_overhead_ms_per_task": {
+                    str(w): ms_per_task(("ray", w), ("local", w)) for w in WORKERS
+                },
+                "ray_transport_ms_per_task": ms_per_task(("ray", 1), ("in_process", 1)),
+                "ray_round_trip_ms_per_task": round(round_trip, 2),
+                "ray_start_seconds": {str(w): round(ray_start[w], 1) for w in WORKERS},
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -34,9 +34,10 @@ from pathlib import Path
 from selfrepair.agents.backends import load_model
 from selfrepair.graphs.budget import Budget
 from selfrepair.graphs.run import open_checkpointer, repair_task
-from selfrepair.loaders import load_quixbugs
 from selfrepair.sandbox.choose import open_sandbox
 from selfrepair.sandbox.core import Sandbox
+
+from selfrepair.loaders import load_quixbugs
 from selfrepair.store import TrajectoryStore
 from selfrepair.types import Task
 
@@ -50,14 +51,26 @@ def measure(tasks: list[Task], sandbox: Sandbox) -> dict:
         run_dir = Path(folder)
         replies = []
         for task in tasks:
-            replies += [WRONG.format(name=task.entry_point), REVIEW, f"```python\n{task.metadata['solution']}\n```"]
+            replies += [
+                WRONG.format(name=task.entry_point),
+                REVIEW,
+                f"```python\n{task.metadata['solution']}\n```",
+            ]
         (run_dir / "replies.json").write_text(json.dumps(replies))
         model = load_model(f"scripted:{run_dir / 'replies.json'}")
         started = time.perf_counter()
         store = TrajectoryStore(run_dir)
         checkpointer = open_checkpointer(run_dir)
         trajectories = [
-            repair_task(task, model, sandbox, "refine", Budget(max_candidates=4), store, checkpointer=checkpointer)
+            repair_task(
+                task,
+                model,
+                sandbox,
+                "refine",
+                Budget(max_candidates=4),
+                store,
+                checkpointer=checkpointer,
+            )
             for task in tasks
         ]
         wall = time.perf_counter() - started
@@ -84,10 +97,14 @@ def measure(tasks: list[Task], sandbox: Sandbox) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, required=True, help="QuixBugs JSONL (quixbugs_python.jsonl)")
+    parser.add_argument(
+        "--data", type=Path, required=True, help="QuixBugs JSONL (quixbugs_python.jsonl)"
+    )
     parser.add_argument("--limit", type=int, default=10, help="how many tasks (default 10)")
     parser.add_argument("--sandbox", default="local", help="auto, docker or local (default local)")
-    parser.add_argument("--repeat", type=int, default=1, help="runs to make; figures are their medians (default 1)")
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="runs to make; figures are their medians (default 1)"
+    )
     args = parser.parse_args()
 
     tasks = load_quixbugs(args.data)[: args.limit]
@@ -99,8 +116,16 @@ def main() -> None:
     figures = {key: statistics.median(run[key] for run in runs) for key in runs[0]}
     print(
         json.dumps(
-            {"benchmark": "loop_overhead", "tasks": len(tasks), "sandbox": sandbox.name, "runs": len(runs)}
-            | {key: round(value, 4) if isinstance(value, float) else value for key, value in figures.items()}
+            {
+                "benchmark": "loop_overhead",
+                "tasks": len(tasks),
+                "sandbox": sandbox.name,
+                "runs": len(runs),
+            }
+            | {
+                key: round(value, 4) if isinstance(value, float) else value
+                for key, value in figures.items()
+            }
         )
     )
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from statistics import mean
 
 from selfrepair.agents.extract import ExtractionError, extract_candidate
+
 from selfrepair.loaders import load_quixbugs
 from selfrepair.metrics import lines_beyond_reference
 from selfrepair.store import TrajectoryStore
@@ -57,7 +58,10 @@ def figures(trajectories: list[Trajectory], keep_original: bool) -> dict:
     """Mean lines beyond the reference over the steps both merges read, and over the fixes."""
     every, fixes = [], []
     for trajectory in trajectories:
-        this, other = lines_beyond(trajectory, keep_original), lines_beyond(trajectory, not keep_original)
+        this, other = (
+            lines_beyond(trajectory, keep_original),
+            lines_beyond(trajectory, not keep_original),
+        )
         steps = {step.index: step for step in trajectory.steps}
         for index in sorted(set(this) & set(other)):
             every.append(this[index])
@@ -74,22 +78,50 @@ def figures(trajectories: list[Trajectory], keep_original: bool) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--run", type=Path, required=True, help="a run directory of `bench quixbugs` with a real model")
-    parser.add_argument("--data", type=Path, required=True, help="QuixBugs' JSONL (its `solution` is the reference fix)")
+    parser.add_argument(
+        "--run",
+        type=Path,
+        required=True,
+        help="a run directory of `bench quixbugs` with a real model",
+    )
+    parser.add_argument(
+        "--data",
+        type=Path,
+        required=True,
+        help="QuixBugs' JSONL (its `solution` is the reference fix)",
+    )
     args = parser.parse_args()
 
     references = {task.task_id: task.metadata["solution"] for task in load_quixbugs(args.data)}
     with TrajectoryStore(args.run, create=False) as store:
         trajectories = [
-            t.model_copy(update={"task": t.task.model_copy(update={"metadata": t.task.metadata | {"solution": references[t.task.task_id]}})})
+            t.model_copy(
+                update={
+                    "task": t.task.model_copy(
+                        update={
+                            "metadata": t.task.metadata | {"solution": references[t.task.task_id]}
+                        }
+                    )
+                }
+            )
             for t in store.trajectories()
             if t.task.task_id in references
         ]
-    before, after = figures(trajectories, keep_original=False), figures(trajectories, keep_original=True)
-    print(json.dumps({
-        "run": str(args.run), "model": trajectories[0].model if trajectories else None, "tasks": len(trajectories),
-        "before_whole_definitions": before, "after_keeping_the_original": after,
-    }))  # fmt: skip
+    before, after = (
+        figures(trajectories, keep_original=False),
+        figures(trajectories, keep_original=True),
+    )
+    print(
+        json.dumps(
+            {
+                "run": str(args.run),
+                "model": trajectories[0].model if trajectories else None,
+                "tasks": len(trajectories),
+                "before_whole_definitions": before,
+                "after_keeping_the_original": after,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

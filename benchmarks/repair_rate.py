@@ -23,11 +23,12 @@ import time
 from pathlib import Path
 
 from selfrepair.agents.backends import load_model
-from selfrepair.config import models_dir
 from selfrepair.graphs.budget import Budget, Sampling
 from selfrepair.graphs.run import repair_task
-from selfrepair.loaders import load_quixbugs
 from selfrepair.sandbox.choose import open_sandbox
+
+from selfrepair.config import models_dir
+from selfrepair.loaders import load_quixbugs
 from selfrepair.types import Trajectory
 
 
@@ -54,9 +55,13 @@ def figures(trajectories: list[Trajectory]) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, required=True, help="QuixBugs JSONL (quixbugs_python.jsonl)")
+    parser.add_argument(
+        "--data", type=Path, required=True, help="QuixBugs JSONL (quixbugs_python.jsonl)"
+    )
     parser.add_argument("--model", default="smollm2", help="model spec (ignored with --gguf)")
-    parser.add_argument("--gguf", type=Path, help="a GGUF model file, converted once and loaded with hf")
+    parser.add_argument(
+        "--gguf", type=Path, help="a GGUF model file, converted once and loaded with hf"
+    )
     parser.add_argument("--limit", type=int, default=3, help="the first N tasks (default 3)")
     parser.add_argument("--budget", type=int, default=8, help="candidates per task (default 8)")
     parser.add_argument("--sandbox", default="auto", help="auto, docker or local")
@@ -82,17 +87,26 @@ def main() -> None:
 
     try:
         refine = [run(task, "refine") for task in tasks]
-        best_of_n = [run(task, "best-of-n", sampling=Sampling(samples=args.budget)) for task in tasks]
+        best_of_n = [
+            run(task, "best-of-n", sampling=Sampling(samples=args.budget)) for task in tasks
+        ]
     finally:
         sandbox.close()
     # Single-shot is the refine loop's first (greedy) candidate alone, with its own cost.
     single_shot = [
-        t.model_copy(update={"steps": t.steps[:1], "wall_seconds": sum(s.model_seconds + s.sandbox_seconds for s in t.steps[:1])})
+        t.model_copy(
+            update={
+                "steps": t.steps[:1],
+                "wall_seconds": sum(s.model_seconds + s.sandbox_seconds for s in t.steps[:1]),
+            }
+        )
         for t in refine
     ]
     for trajectory in single_shot:
         first = trajectory.steps[0] if trajectory.steps else None
-        trajectory.outcome = "solved" if first and first.report and first.report.passed else "failed"
+        trajectory.outcome = (
+            "solved" if first and first.report and first.report.passed else "failed"
+        )
     print(
         json.dumps(
             {
@@ -105,7 +119,9 @@ def main() -> None:
                 "single_shot": figures(single_shot),
                 "refine": figures(refine),
                 "best_of_n": figures(best_of_n),
-                "reviewer_errors": sum(s.reviewer_error for t in refine + best_of_n for s in t.steps),
+                "reviewer_errors": sum(
+                    s.reviewer_error for t in refine + best_of_n for s in t.steps
+                ),
                 "errors": [t.error for t in refine + best_of_n if t.outcome == "error"],
                 "wall_seconds": round(time.perf_counter() - started, 1),
             }

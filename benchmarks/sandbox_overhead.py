@@ -16,10 +16,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from tqdm import tqdm
-
 from selfrepair.sandbox.choose import open_sandbox
 from selfrepair.sandbox.testing import run_tests
+from tqdm import tqdm
+
 from selfrepair.types import Candidate, Task, TestSpec
 
 TIMEOUT_S = 30.0
@@ -27,9 +27,18 @@ TIMEOUT_S = 30.0
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("data", type=Path, help="quixbugs_python.jsonl (from ../shared/benchmarks/)")
-    parser.add_argument("--sandbox", default="auto", choices=["auto", "docker", "local"], help="which sandbox to measure")
-    parser.add_argument("--pool-size", type=int, default=None, help="warm containers in the Docker pool")
+    parser.add_argument(
+        "data", type=Path, help="quixbugs_python.jsonl (from ../shared/benchmarks/)"
+    )
+    parser.add_argument(
+        "--sandbox",
+        default="auto",
+        choices=["auto", "docker", "local"],
+        help="which sandbox to measure",
+    )
+    parser.add_argument(
+        "--pool-size", type=int, default=None, help="warm containers in the Docker pool"
+    )
     args = parser.parse_args()
     if not args.data.is_file():
         sys.exit(f"sandbox_overhead: no such file: {args.data}")
@@ -45,11 +54,16 @@ def main() -> None:
             script = Path(folder) / f"{row['name']}.py"
             script.write_text(row["solution"] + "\n\n" + row["tests"])
 
-            def bare() -> bool:
-                done = subprocess.run([sys.executable, str(script)], capture_output=True, timeout=TIMEOUT_S, cwd=folder)
+            def bare(script: Path = script) -> bool:
+                done = subprocess.run(
+                    [sys.executable, str(script)],
+                    capture_output=True,
+                    timeout=TIMEOUT_S,
+                    cwd=folder,
+                )
                 return done.returncode == 0
 
-            def boxed() -> bool:
+            def boxed(task=task, candidate=candidate) -> bool:
                 return run_tests(sandbox, task, candidate).passed
 
             # Alternate which goes first so neither always gets the warmer caches.
@@ -81,7 +95,9 @@ def main() -> None:
                 # Medians: levenshtein's ~3 s dominates the totals on both sides.
                 "bare_median_ms": round(1000 * statistics.median(times["bare"]), 1),
                 "sandbox_median_ms": round(1000 * statistics.median(times["sandbox"]), 1),
-                "median_ratio_sandbox_to_bare": round(statistics.median(times["sandbox"]) / statistics.median(times["bare"]), 3),
+                "median_ratio_sandbox_to_bare": round(
+                    statistics.median(times["sandbox"]) / statistics.median(times["bare"]), 3
+                ),
                 "bare_passed": bare_passed,
                 "sandbox_passed": sandbox_passed,
             }

@@ -34,6 +34,7 @@ TIMING = "yield_timing.json"
 def converted(gguf: Path) -> Path:
     """A plain transformers folder for a GGUF file, made once (as repair_rate.py does)."""
     from selfrepair.agents.smollm2 import convert_gguf
+
     from selfrepair.config import models_dir
 
     folder = models_dir() / gguf.stem
@@ -46,31 +47,46 @@ def synthesis(args) -> dict:
     out: Path = args.out
     fresh = not (out / "state").exists()
     started = time.perf_counter()
-    settings = Settings(jobs=args.jobs, sandbox=args.sandbox, per_function=args.per_function, attempts=args.attempts)
+    settings = Settings(
+        jobs=args.jobs, sandbox=args.sandbox, per_function=args.per_function, attempts=args.attempts
+    )
 
     def report(event) -> None:
         if event.phase != "mutate" or event.done % 25 == 0 or event.done == event.total:
-            print(f"[{time.perf_counter() - started:6.0f}s] {event.source} {event.phase} {event.done}/{event.total} "
-                  f"bugs {event.bugs} tried {event.tried}", file=sys.stderr, flush=True)
+            print(
+                f"[{time.perf_counter() - started:6.0f}s] {event.source} {event.phase} {event.done}/{event.total} "
+                f"bugs {event.bugs} tried {event.tried}",
+                file=sys.stderr,
+                flush=True,
+            )
 
     manifest = synthesize(args.sources, out, settings, report)
     wall = time.perf_counter() - started
     timing_file = out / TIMING
     if fresh:
         timing_file.write_text(json.dumps({"wall_seconds": wall}))
-    timing = json.loads(timing_file.read_text()) if timing_file.is_file() else {"wall_seconds": None}
+    timing = (
+        json.loads(timing_file.read_text()) if timing_file.is_file() else {"wall_seconds": None}
+    )
     tasks = manifest["tasks"]["instances"]
     minutes = timing["wall_seconds"] / 60 if timing["wall_seconds"] else None
     return {
         "sources": args.sources,
-        "settings": {"jobs": args.jobs, "per_function": args.per_function, "attempts": args.attempts, "sandbox": args.sandbox},
+        "settings": {
+            "jobs": args.jobs,
+            "per_function": args.per_function,
+            "attempts": args.attempts,
+            "sandbox": args.sandbox,
+        },
         "tasks": tasks,
         "function_tasks": manifest["tasks"]["functions"],
         "train": manifest["tasks"]["train"],
         "eval": manifest["tasks"]["eval"],
         "wall_seconds": round(timing["wall_seconds"], 1) if timing["wall_seconds"] else None,
         "tasks_per_minute": round(tasks / minutes, 1) if minutes else None,
-        "validated_fraction": {family: counts["validated_fraction"] for family, counts in manifest["families"].items()},
+        "validated_fraction": {
+            family: counts["validated_fraction"] for family, counts in manifest["families"].items()
+        },
         "per_family": manifest["families"],
         "per_package": manifest["packages"],
         "mutants": {s["repo"]: s["mutants"] for s in manifest["sources"]},
@@ -80,14 +96,31 @@ def synthesis(args) -> dict:
 
 def sample(rows: list[str], count: int, key) -> list[str]:
     """`count` lines in a fixed order that mixes the packages (by a hash of the id)."""
-    return sorted(rows, key=lambda line: hashlib.sha1(key(json.loads(line)).encode()).hexdigest())[:count]
+    return sorted(rows, key=lambda line: hashlib.sha1(key(json.loads(line)).encode()).hexdigest())[
+        :count
+    ]
 
 
-def bench(args, spec: str, kind: str, data: Path, strategy: str | None, budget: int, name: str) -> dict:
+def bench(
+    args, spec: str, kind: str, data: Path, strategy: str | None, budget: int, name: str
+) -> dict:
     run_dir = args.out / "bench" / name
-    command = [str(Path(sys.executable).parent / "selfrepair"), "bench", kind, "--data", str(data), "--model", spec,
-               "--budget", str(budget), "--sandbox", args.repo_sandbox if kind == "swebench" else args.sandbox,
-               "--out", str(run_dir), "--json"]
+    command = [
+        str(Path(sys.executable).parent / "selfrepair"),
+        "bench",
+        kind,
+        "--data",
+        str(data),
+        "--model",
+        spec,
+        "--budget",
+        str(budget),
+        "--sandbox",
+        args.repo_sandbox if kind == "swebench" else args.sandbox,
+        "--out",
+        str(run_dir),
+        "--json",
+    ]
     if strategy:
         command += ["--strategy", strategy]
     if kind == "swebench":
@@ -99,8 +132,12 @@ def bench(args, spec: str, kind: str, data: Path, strategy: str | None, budget: 
         raise SystemExit(f"bench failed ({result.returncode}): {' '.join(command)}")
     summary = json.loads(result.stdout.strip().splitlines()[-1])["summary"]
     return {
-        "tasks": summary["tasks"], "solved": summary["solved"], "repair_rate": summary["repair_rate"],
-        "tokens": summary["tokens"], "errors": summary["errors"], "run_dir": str(run_dir),
+        "tasks": summary["tasks"],
+        "solved": summary["solved"],
+        "repair_rate": summary["repair_rate"],
+        "tokens": summary["tokens"],
+        "errors": summary["errors"],
+        "run_dir": str(run_dir),
         "wall_seconds": round(time.perf_counter() - started, 1),
     }
 
@@ -112,37 +149,86 @@ def repair(args) -> dict:
     # The samples live beside the mirrors: the tasks name them relative to their own folder.
     function_data = args.out / f"functions.sample{args.functions}.jsonl"
     instance_data = args.out / f"instances.sample{args.instances}.jsonl"
-    function_data.write_text("".join(line + "\n" for line in sample(functions, args.functions, lambda r: r["task_id"])))
-    instance_data.write_text("".join(line + "\n" for line in sample(instances, args.instances, lambda r: r["instance_id"])))
+    function_data.write_text(
+        "".join(line + "\n" for line in sample(functions, args.functions, lambda r: r["task_id"]))
+    )
+    instance_data.write_text(
+        "".join(
+            line + "\n" for line in sample(instances, args.instances, lambda r: r["instance_id"])
+        )
+    )
     tag = hashlib.sha1(spec.encode()).hexdigest()[:8]
     figures = {"model": spec, "budget": args.budget}
     if args.functions:
         figures["function_level"] = {
-            "single_shot": bench(args, spec, "synth", function_data, "refine", 1, f"functions-single-{tag}"),
-            "best_of_n": bench(args, spec, "synth", function_data, "best-of-n", args.budget, f"functions-bon{args.budget}-{tag}"),
+            "single_shot": bench(
+                args, spec, "synth", function_data, "refine", 1, f"functions-single-{tag}"
+            ),
+            "best_of_n": bench(
+                args,
+                spec,
+                "synth",
+                function_data,
+                "best-of-n",
+                args.budget,
+                f"functions-bon{args.budget}-{tag}",
+            ),
         }
     if args.instances:
         figures["repository_level"] = {
             "sandbox": args.repo_sandbox,
-            "single_shot": bench(args, spec, "swebench", instance_data, None, 1, f"instances-single-{tag}"),
-            "issue_loop": bench(args, spec, "swebench", instance_data, None, args.budget, f"instances-b{args.budget}-{tag}"),
+            "single_shot": bench(
+                args, spec, "swebench", instance_data, None, 1, f"instances-single-{tag}"
+            ),
+            "issue_loop": bench(
+                args,
+                spec,
+                "swebench",
+                instance_data,
+                None,
+                args.budget,
+                f"instances-b{args.budget}-{tag}",
+            ),
         }
     return figures
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("sources", nargs="*", default=SOURCES, help=f"SOURCEs for synth (default: {' '.join(SOURCES)})")
-    parser.add_argument("--out", type=Path, required=True, help="the synth folder (resumed when it exists)")
+    parser.add_argument(
+        "sources",
+        nargs="*",
+        default=SOURCES,
+        help=f"SOURCEs for synth (default: {' '.join(SOURCES)})",
+    )
+    parser.add_argument(
+        "--out", type=Path, required=True, help="the synth folder (resumed when it exists)"
+    )
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--per-function", type=int, default=2)
     parser.add_argument("--attempts", type=int, default=6)
-    parser.add_argument("--sandbox", default="docker", help="where synth and the function-level runs test (default docker)")
-    parser.add_argument("--repo-sandbox", default="docker", help="where the repository-level runs test (default docker)")
+    parser.add_argument(
+        "--sandbox",
+        default="docker",
+        help="where synth and the function-level runs test (default docker)",
+    )
+    parser.add_argument(
+        "--repo-sandbox",
+        default="docker",
+        help="where the repository-level runs test (default docker)",
+    )
     parser.add_argument("--model", help="a model spec for the repair runs, e.g. smollm2")
-    parser.add_argument("--gguf", type=Path, help="a GGUF model file for the repair runs, converted once, loaded with hf")
-    parser.add_argument("--functions", type=int, default=50, help="function-level tasks for the repair runs")
-    parser.add_argument("--instances", type=int, default=20, help="repository-level tasks for the repair runs")
+    parser.add_argument(
+        "--gguf",
+        type=Path,
+        help="a GGUF model file for the repair runs, converted once, loaded with hf",
+    )
+    parser.add_argument(
+        "--functions", type=int, default=50, help="function-level tasks for the repair runs"
+    )
+    parser.add_argument(
+        "--instances", type=int, default=20, help="repository-level tasks for the repair runs"
+    )
     parser.add_argument("--budget", type=int, default=8)
     args = parser.parse_args()
     figures = {"benchmark": "synth_yield", "synth": synthesis(args)}

@@ -30,12 +30,11 @@ import ast
 import hashlib
 import random
 import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterator
-
-from tree_sitter import Node
 
 from selfrepair.agents.localise import parse
+from tree_sitter import Node
 
 FAMILIES = (
     "operator_swap",
@@ -118,8 +117,16 @@ def functions(path: str, source: bytes) -> list[Function]:
                 body = target.child_by_field_name("body")
                 if body is not None:
                     visit(body, [*outer, name])
-            elif child.type in ("if_statement", "try_statement", "with_statement", "block", "else_clause",
-                                "except_clause", "finally_clause", "elif_clause"):
+            elif child.type in (
+                "if_statement",
+                "try_statement",
+                "with_statement",
+                "block",
+                "else_clause",
+                "except_clause",
+                "finally_clause",
+                "elif_clause",
+            ):
                 visit(child, outer)
 
     visit(tree.root_node, [])
@@ -151,8 +158,11 @@ def unit(path: str, source: bytes, span: Node, definition: Node, outer: list[str
 
 
 def is_docstring(node: Node) -> bool:
-    return node.type == "expression_statement" and node.named_child_count == 1 and node.named_children[0].type in (
-        "string", "concatenated_string")
+    return (
+        node.type == "expression_statement"
+        and node.named_child_count == 1
+        and node.named_children[0].type in ("string", "concatenated_string")
+    )
 
 
 def _text(node: Node | None) -> str:
@@ -184,16 +194,55 @@ def body_nodes(definition: Node, body_start: int) -> Iterator[Node]:
         stack.extend(reversed(node.children))
 
 
-OPERATORS = {"+": "-", "-": "+", "*": "//", "/": "*", "//": "/", "%": "//", "**": "*", "<<": ">>", ">>": "<<",
-             "&": "|", "|": "&", "^": "&"}
-COMPARISONS = {"<": "<=", "<=": "<", ">": ">=", ">=": ">", "==": "!=", "!=": "==", "in": "not in",
-               "not in": "in", "is": "is not", "is not": "is"}
-ATOMS = {"identifier", "integer", "float", "call", "attribute", "subscript", "parenthesized_expression", "true",
-         "false", "none", "string", "list", "tuple", "dictionary", "set"}
+OPERATORS = {
+    "+": "-",
+    "-": "+",
+    "*": "//",
+    "/": "*",
+    "//": "/",
+    "%": "//",
+    "**": "*",
+    "<<": ">>",
+    ">>": "<<",
+    "&": "|",
+    "|": "&",
+    "^": "&",
+}
+COMPARISONS = {
+    "<": "<=",
+    "<=": "<",
+    ">": ">=",
+    ">=": ">",
+    "==": "!=",
+    "!=": "==",
+    "in": "not in",
+    "not in": "in",
+    "is": "is not",
+    "is not": "is",
+}
+ATOMS = {
+    "identifier",
+    "integer",
+    "float",
+    "call",
+    "attribute",
+    "subscript",
+    "parenthesized_expression",
+    "true",
+    "false",
+    "none",
+    "string",
+    "list",
+    "tuple",
+    "dictionary",
+    "set",
+}
 STRINGS = {"string", "concatenated_string"}
 
 
-def mutation_sites(source: bytes, function: Function, rng: random.Random | None = None, tree=None) -> list[Mutation]:
+def mutation_sites(
+    source: bytes, function: Function, rng: random.Random | None = None, tree=None
+) -> list[Mutation]:
     """Every procedural mutation of one unit, before any check that it compiles. `tree` is
     the file's tree-sitter tree when the caller has parsed it already."""
     definition = function_node(tree or parse(source), function)
@@ -202,10 +251,16 @@ def mutation_sites(source: bytes, function: Function, rng: random.Random | None 
     found: list[Mutation] = []
 
     def add(family: str, node_or_span, replacement: str, note: str) -> None:
-        start, end = (node_or_span.start_byte, node_or_span.end_byte) if isinstance(node_or_span, Node) else node_or_span
-        found.append(Mutation(family, function.path, function.qualname, start, end, replacement, note))
+        start, end = (
+            (node_or_span.start_byte, node_or_span.end_byte)
+            if isinstance(node_or_span, Node)
+            else node_or_span
+        )
+        found.append(
+            Mutation(family, function.path, function.qualname, start, end, replacement, note)
+        )
 
-    for family, finder in FINDERS.items():
+    for finder in FINDERS.values():
         finder(nodes, definition, function, add, rng)
     return found
 
@@ -219,16 +274,29 @@ def find_operator_swap(nodes, definition, function, add: Add, rng) -> None:
             operator = node.child_by_field_name("operator")
             left, right = node.child_by_field_name("left"), node.child_by_field_name("right")
             symbol = _text(operator)
-            if symbol in OPERATORS and left is not None and right is not None and not (
-                left.type in STRINGS or right.type in STRINGS
+            if (
+                symbol in OPERATORS
+                and left is not None
+                and right is not None
+                and not (left.type in STRINGS or right.type in STRINGS)
             ):
-                add("operator_swap", operator, OPERATORS[symbol], f"{symbol!r} -> {OPERATORS[symbol]!r}")
+                add(
+                    "operator_swap",
+                    operator,
+                    OPERATORS[symbol],
+                    f"{symbol!r} -> {OPERATORS[symbol]!r}",
+                )
         elif node.type == "augmented_assignment":
             operator = node.child_by_field_name("operator")
             symbol = _text(operator).removesuffix("=")
             right = node.child_by_field_name("right")
             if symbol in OPERATORS and right is not None and right.type not in STRINGS:
-                add("operator_swap", operator, OPERATORS[symbol] + "=", f"'{symbol}=' -> '{OPERATORS[symbol]}='")
+                add(
+                    "operator_swap",
+                    operator,
+                    OPERATORS[symbol] + "=",
+                    f"'{symbol}=' -> '{OPERATORS[symbol]}='",
+                )
 
 
 def find_comparison_swap(nodes, definition, function, add: Add, rng) -> None:
@@ -237,7 +305,12 @@ def find_comparison_swap(nodes, definition, function, add: Add, rng) -> None:
             for operator in node.children_by_field_name("operators"):
                 symbol = " ".join(_text(operator).split())
                 if symbol in COMPARISONS:
-                    add("comparison_swap", operator, COMPARISONS[symbol], f"{symbol!r} -> {COMPARISONS[symbol]!r}")
+                    add(
+                        "comparison_swap",
+                        operator,
+                        COMPARISONS[symbol],
+                        f"{symbol!r} -> {COMPARISONS[symbol]!r}",
+                    )
 
 
 def find_boolean_swap(nodes, definition, function, add: Add, rng) -> None:
@@ -261,19 +334,41 @@ def plus_minus_one(node: Node) -> list[tuple[str, str]]:
         return options
     if node.type == "unary_operator" and _text(node.child_by_field_name("operator")) == "-":
         argument = node.child_by_field_name("argument")
-        if argument is not None and argument.type == "integer" and re.fullmatch(r"\d+", _text(argument)):
+        if (
+            argument is not None
+            and argument.type == "integer"
+            and re.fullmatch(r"\d+", _text(argument))
+        ):
             value = -int(_text(argument))
-            return [(str(value - 1), f"{text} -> {value - 1}")] + ([(str(value + 1), f"{text} -> {value + 1}")] if value + 1 else [])
+            return [(str(value - 1), f"{text} -> {value - 1}")] + (
+                [(str(value + 1), f"{text} -> {value + 1}")] if value + 1 else []
+            )
     if node.type == "binary_operator" and _text(node.child_by_field_name("operator")) in ("+", "-"):
         right = node.child_by_field_name("right")
         left = node.child_by_field_name("left")
         if right is not None and left is not None and _text(right) == "1":
             return [(_text(left), f"{text} -> {_text(left)}")]
-    if node.type in ("identifier", "call", "attribute", "subscript", "binary_operator", "parenthesized_expression"):
+    if node.type in (
+        "identifier",
+        "call",
+        "attribute",
+        "subscript",
+        "binary_operator",
+        "parenthesized_expression",
+    ):
         # `a - b` + 1 needs no parentheses; `a << b` + 1 does (shifts and bit operators bind looser)
-        loose = node.type == "binary_operator" and _text(node.child_by_field_name("operator")) in ("<<", ">>", "&", "|", "^")
+        loose = node.type == "binary_operator" and _text(node.child_by_field_name("operator")) in (
+            "<<",
+            ">>",
+            "&",
+            "|",
+            "^",
+        )
         inner = f"({text})" if loose else text
-        return [(f"{inner} + 1", f"{text} -> {inner} + 1"), (f"{inner} - 1", f"{text} -> {inner} - 1")]
+        return [
+            (f"{inner} + 1", f"{text} -> {inner} + 1"),
+            (f"{inner} - 1", f"{text} -> {inner} - 1"),
+        ]
     return []
 
 
@@ -281,8 +376,11 @@ def find_off_by_one(nodes, definition, function, add: Add, rng) -> None:
     for node in nodes:
         if node.type == "call" and _text(node.child_by_field_name("function")) == "range":
             arguments = node.child_by_field_name("arguments")
-            positional = [c for c in (arguments.named_children if arguments else []) if c.type not in (
-                "keyword_argument", "list_splat", "dictionary_splat", "comment")]
+            positional = [
+                c
+                for c in (arguments.named_children if arguments else [])
+                if c.type not in ("keyword_argument", "list_splat", "dictionary_splat", "comment")
+            ]
             for argument in positional[:2]:  # start and stop; a step is not an off-by-one
                 for replacement, note in plus_minus_one(argument):
                     add("off_by_one", argument, replacement, f"range: {note}")
@@ -297,7 +395,12 @@ def find_off_by_one(nodes, definition, function, add: Add, rng) -> None:
                     add("off_by_one", bound, replacement, f"slice: {note}")
         elif node.type == "subscript":
             indices = node.children_by_field_name("subscript")
-            if len(indices) == 1 and indices[0].type in ("integer", "unary_operator", "binary_operator", "identifier"):
+            if len(indices) == 1 and indices[0].type in (
+                "integer",
+                "unary_operator",
+                "binary_operator",
+                "identifier",
+            ):
                 for replacement, note in plus_minus_one(indices[0]):
                     add("off_by_one", indices[0], replacement, f"index: {note}")
 
@@ -336,7 +439,12 @@ def find_drop_condition(nodes, definition, function, add: Add, rng) -> None:
                 operator = _text(node.child_by_field_name("operator"))
                 for kept, dropped in ((left, right), (right, left)):
                     if kept is not None and dropped is not None:
-                        add("drop_condition", node, _text(kept), f"dropped `{operator} {_text(dropped)}`")
+                        add(
+                            "drop_condition",
+                            node,
+                            _text(kept),
+                            f"dropped `{operator} {_text(dropped)}`",
+                        )
             if node.type in ("boolean_operator", "parenthesized_expression", "not_operator"):
                 stack.extend(c for c in node.children if c.is_named)
     for node in nodes:
@@ -376,12 +484,18 @@ def find_swap_arguments(nodes, definition, function, add: Add, rng) -> None:
             if child.type in ("keyword_argument", "list_splat", "dictionary_splat", "comment"):
                 break  # only the leading positional arguments can be swapped
             positional.append(child)
-        for first, second in zip(positional, positional[1:]):
+        for first, second in zip(positional, positional[1:], strict=False):
             if _text(first) == _text(second):
                 continue
-            between = node.text[first.end_byte - node.start_byte : second.start_byte - node.start_byte].decode("utf-8")
-            add("swap_arguments", (first.start_byte, second.end_byte), _text(second) + between + _text(first),
-                f"swapped `{_text(first)}` and `{_text(second)}`")
+            between = node.text[
+                first.end_byte - node.start_byte : second.start_byte - node.start_byte
+            ].decode("utf-8")
+            add(
+                "swap_arguments",
+                (first.start_byte, second.end_byte),
+                _text(second) + between + _text(first),
+                f"swapped `{_text(first)}` and `{_text(second)}`",
+            )
 
 
 def in_index_position(node: Node) -> bool:
@@ -414,8 +528,14 @@ def find_change_constant(nodes, definition, function, add: Add, rng) -> None:
             add("change_constant", node, changed, f"{text} -> {changed}")
 
 
-DROPPABLE = {"expression_statement", "raise_statement", "assert_statement", "break_statement", "continue_statement",
-             "delete_statement"}
+DROPPABLE = {
+    "expression_statement",
+    "raise_statement",
+    "assert_statement",
+    "break_statement",
+    "continue_statement",
+    "delete_statement",
+}
 
 
 def drop(node: Node, family: str, add: Add, note: str) -> None:
@@ -425,7 +545,11 @@ def drop(node: Node, family: str, add: Add, note: str) -> None:
     that leaves nothing to repair, only a function to write again."""
     block = node.parent
     siblings = [c for c in block.named_children if c.type != "comment"] if block is not None else []
-    if block is not None and block.parent is not None and block.parent.type == "function_definition":
+    if (
+        block is not None
+        and block.parent is not None
+        and block.parent.type == "function_definition"
+    ):
         if len([c for c in siblings if not is_docstring(c)]) <= 1:
             return
     root = node
@@ -451,14 +575,24 @@ def drop(node: Node, family: str, add: Add, note: str) -> None:
 
 def find_drop_statement(nodes, definition, function, add: Add, rng) -> None:
     for node in nodes:
-        if node.type in DROPPABLE and node.parent is not None and node.parent.type == "block" and not is_docstring(node):
+        if (
+            node.type in DROPPABLE
+            and node.parent is not None
+            and node.parent.type == "block"
+            and not is_docstring(node)
+        ):
             first_line = _text(node).splitlines()[0] if _text(node) else ""
             drop(node, "drop_statement", add, f"deleted `{first_line[:60]}`")
 
 
 def find_drop_return(nodes, definition, function, add: Add, rng) -> None:
     for node in nodes:
-        if node.type == "return_statement" and node.named_child_count and node.parent is not None and node.parent.type == "block":
+        if (
+            node.type == "return_statement"
+            and node.named_child_count
+            and node.parent is not None
+            and node.parent.type == "block"
+        ):
             if inside_nested_function(node, definition):
                 continue
             first_line = _text(node).splitlines()[0]
@@ -477,12 +611,36 @@ def inside_nested_function(node: Node, definition: Node) -> bool:
 # -- wrong_variable
 
 
-STORE_PARENTS = {"pattern_list", "tuple_pattern", "list_pattern", "tuple", "list", "parenthesized_expression",
-                 "list_splat_pattern", "list_splat"}
-NOT_VARIABLES = {"parameters", "default_parameter", "typed_parameter", "typed_default_parameter", "lambda_parameters",
-                 "list_splat_pattern", "dictionary_splat_pattern", "function_definition", "class_definition",
-                 "dotted_name", "aliased_import", "global_statement", "nonlocal_statement", "import_from_statement",
-                 "import_statement", "keyword_pattern", "decorator", "type"}
+STORE_PARENTS = {
+    "pattern_list",
+    "tuple_pattern",
+    "list_pattern",
+    "tuple",
+    "list",
+    "parenthesized_expression",
+    "list_splat_pattern",
+    "list_splat",
+}
+NOT_VARIABLES = {
+    "parameters",
+    "default_parameter",
+    "typed_parameter",
+    "typed_default_parameter",
+    "lambda_parameters",
+    "list_splat_pattern",
+    "dictionary_splat_pattern",
+    "function_definition",
+    "class_definition",
+    "dotted_name",
+    "aliased_import",
+    "global_statement",
+    "nonlocal_statement",
+    "import_from_statement",
+    "import_statement",
+    "keyword_pattern",
+    "decorator",
+    "type",
+}
 
 
 def binder(identifier: Node) -> str | None:
@@ -506,12 +664,16 @@ def is_variable_use(identifier: Node) -> bool:
     parent = identifier.parent
     if parent is None or parent.type in NOT_VARIABLES:
         return False
-    if parent.type == "attribute" and parent.child_by_field_name("attribute") is not None and (
-        parent.child_by_field_name("attribute").id == identifier.id
+    if (
+        parent.type == "attribute"
+        and parent.child_by_field_name("attribute") is not None
+        and (parent.child_by_field_name("attribute").id == identifier.id)
     ):
         return False
-    if parent.type == "keyword_argument" and parent.child_by_field_name("name") is not None and (
-        parent.child_by_field_name("name").id == identifier.id
+    if (
+        parent.type == "keyword_argument"
+        and parent.child_by_field_name("name") is not None
+        and (parent.child_by_field_name("name").id == identifier.id)
     ):
         return False
     return binder(identifier) is None
@@ -523,8 +685,14 @@ def local_names(definition: Node, nodes: list[Node]) -> dict[str, int]:
     names: dict[str, int] = {}
     parameters = definition.child_by_field_name("parameters")
     for node in parameters.named_children if parameters is not None else []:
-        name = node if node.type == "identifier" else (
-            node.child_by_field_name("name") or next((c for c in node.named_children if c.type == "identifier"), None))
+        name = (
+            node
+            if node.type == "identifier"
+            else (
+                node.child_by_field_name("name")
+                or next((c for c in node.named_children if c.type == "identifier"), None)
+            )
+        )
         if name is not None and name.type == "identifier":
             names.setdefault(_text(name), definition.start_point[0])
     for node in nodes:
@@ -544,7 +712,11 @@ def find_wrong_variable(nodes, definition, function, add: Add, rng: random.Rando
         if name not in names or name in ("self", "cls") or not is_variable_use(node):
             continue
         line = node.start_point[0]
-        others = sorted(n for n, bound in names.items() if n != name and bound <= line and n not in ("self", "cls"))
+        others = sorted(
+            n
+            for n, bound in names.items()
+            if n != name and bound <= line and n not in ("self", "cls")
+        )
         if others:
             other = rng.choice(others)
             add("wrong_variable", node, other, f"`{name}` -> `{other}`")
@@ -605,7 +777,11 @@ def meaning(text: str | None) -> str | None:
 
 
 def candidates(
-    source: bytes, function: Function, families: tuple[str, ...] = FAMILIES, seed: int = 0, tree=None
+    source: bytes,
+    function: Function,
+    families: tuple[str, ...] = FAMILIES,
+    seed: int = 0,
+    tree=None,
 ) -> list[Mutation]:
     """The unit's mutations that compile and change its meaning, each distinct mutated text
     once, ordered round-robin over the families (in an order shuffled per unit) with the

@@ -30,11 +30,12 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from selfrepair.errors import SelfRepairError
 from selfrepair.factory.harness.splice import SpliceError, splice
 from selfrepair.factory.mutations import dedent
 from selfrepair.factory.sources import Source
 from selfrepair.factory.validate import SPLICE, harness
+
+from selfrepair.errors import SelfRepairError
 from selfrepair.types import Task, TestSpec
 
 AUTHOR = ("selfrepair synth", "synth@selfrepair.invalid")
@@ -85,11 +86,16 @@ class Mirror:
 
         with tempfile.TemporaryDirectory(prefix="selfrepair-index-") as scratch:
             index = git.IndexFile(self.repo, file_path=os.path.join(scratch, "index"))
-            entries = [BaseIndexEntry((0o100644, self._blob(data), 0, path)) for path, data in sorted(files.items())]
+            entries = [
+                BaseIndexEntry((0o100644, self._blob(data), 0, path))
+                for path, data in sorted(files.items())
+            ]
             index.add(entries, write=True)
             return self._commit(index.write_tree(), message, branch)
 
-    def commit_changes(self, base: str, changed: dict[str, bytes], removed: list[str], message: str, branch: str) -> str:
+    def commit_changes(
+        self, base: str, changed: dict[str, bytes], removed: list[str], message: str, branch: str
+    ) -> str:
         """A root commit of `base`'s tree with files changed and removed: only the changed
         blobs are written, the rest of the tree is `base`'s."""
         import git
@@ -98,7 +104,13 @@ class Mirror:
         index = git.IndexFile.from_tree(self.repo, base)
         for path in removed:
             index.entries.pop((path, 0), None)
-        index.add([BaseIndexEntry((0o100644, self._blob(data), 0, path)) for path, data in changed.items()], write=False)
+        index.add(
+            [
+                BaseIndexEntry((0o100644, self._blob(data), 0, path))
+                for path, data in changed.items()
+            ],
+            write=False,
+        )
         return self._commit(index.write_tree(), message, branch)
 
     def _commit(self, tree, message: str, branch: str) -> str:
@@ -106,8 +118,17 @@ class Mirror:
         from git.objects.commit import Commit
 
         actor = git.Actor(*AUTHOR)
-        commit = Commit.create_from_tree(self.repo, tree, message, parent_commits=[], head=False, author=actor,
-                                         committer=actor, author_date=DATE, commit_date=DATE)
+        commit = Commit.create_from_tree(
+            self.repo,
+            tree,
+            message,
+            parent_commits=[],
+            head=False,
+            author=actor,
+            committer=actor,
+            author_date=DATE,
+            commit_date=DATE,
+        )
         self.repo.create_head(branch, commit, force=True)
         return commit.hexsha
 
@@ -119,10 +140,14 @@ class Mirror:
 
     def files(self, commit: str) -> dict[str, bytes]:
         tree = self.repo.commit(commit).tree
-        return {blob.path: blob.data_stream.read() for blob in tree.traverse() if blob.type == "blob"}
+        return {
+            blob.path: blob.data_stream.read() for blob in tree.traverse() if blob.type == "blob"
+        }
 
     def diff(self, old: str, new: str, paths: list[str]) -> str:
-        text = self.repo.git.diff(old, new, "--no-color", "--no-ext-diff", "--", *paths, strip_newline_in_stdout=False)
+        text = self.repo.git.diff(
+            old, new, "--no-color", "--no-ext-diff", "--", *paths, strip_newline_in_stdout=False
+        )
         return text if not text or text.endswith("\n") else text + "\n"
 
 
@@ -179,13 +204,22 @@ def hidden_tests(bug: Bug) -> list[str]:
     return sorted({test.split("::", 1)[0] for test in [*bug.fail_to_pass, *bug.pass_to_pass]})
 
 
-def bug_commit(mirror: Mirror, original: str, module_original: bytes, bug: Bug, message: str) -> str:
+def bug_commit(
+    mirror: Mirror, original: str, module_original: bytes, bug: Bug, message: str
+) -> str:
     """The bug's commit: the original tree with the buggy module, less the hidden tests."""
-    return mirror.commit_changes(original, {bug.path: bug.buggy_module(module_original)}, hidden_tests(bug), message,
-                                 bug.instance_id)
+    return mirror.commit_changes(
+        original,
+        {bug.path: bug.buggy_module(module_original)},
+        hidden_tests(bug),
+        message,
+        bug.instance_id,
+    )
 
 
-def instance(bug: Bug, built: dict[str, str], original: str, version: str, environment: str | None = None) -> dict[str, Any]:
+def instance(
+    bug: Bug, built: dict[str, str], original: str, version: str, environment: str | None = None
+) -> dict[str, Any]:
     """The SWE-bench instance of a bug whose commit and patches are `built`. `environment`: the
     folder (relative to DIR) holding the package's installed requirements, when it has any."""
     base = built["commit"]
@@ -202,8 +236,14 @@ def instance(bug: Bug, built: dict[str, str], original: str, version: str, envir
         "environment_setup_commit": base,
         "FAIL_TO_PASS": bug.fail_to_pass,
         "PASS_TO_PASS": bug.pass_to_pass,
-        "synth": {"family": bug.family, "file": bug.path, "function": bug.function, "change": bug.note,
-                  "original_commit": original, "written_issue": bug.written_issue}
+        "synth": {
+            "family": bug.family,
+            "file": bug.path,
+            "function": bug.function,
+            "change": bug.note,
+            "original_commit": original,
+            "written_issue": bug.written_issue,
+        }
         | ({"environment": environment} if environment else {}),
     }
 
@@ -232,14 +272,22 @@ def splices_back(bug: Bug, module_original: bytes) -> bool:
         return False
     buggy_module = bug.buggy_module(module_original).decode("utf-8")
     try:
-        return (splice(buggy_module, bug.def_line, fixed_shown) == module_original.decode("utf-8")
-                and splice(buggy_module, bug.def_line, buggy_shown) == buggy_module)
+        return (
+            splice(buggy_module, bug.def_line, fixed_shown) == module_original.decode("utf-8")
+            and splice(buggy_module, bug.def_line, buggy_shown) == buggy_module
+        )
     except (SpliceError, SyntaxError):
         return False
 
 
-def function_task(bug: Bug, mirror_dir: str, base: str, original: str, timeout_s: float,
-                  environment: str | None = None) -> Task:
+def function_task(
+    bug: Bug,
+    mirror_dir: str,
+    base: str,
+    original: str,
+    timeout_s: float,
+    environment: str | None = None,
+) -> Task:
     """The bug as a function-level task (for a bug whose function `splices_back`)."""
     buggy_shown = shown_function(bug, bug.buggy_function)
     fixed_shown = shown_function(bug, bug.original_function)
@@ -255,8 +303,14 @@ def function_task(bug: Bug, mirror_dir: str, base: str, original: str, timeout_s
         files={entry: buggy_shown},
         entry_file=entry,
         entry_point=bug.function,
-        tests=TestSpec(kind="command", command=command, files={SPLICE: harness("splice.py")},
-                       select=bug.fail_to_pass, must_keep_passing=bug.pass_to_pass, timeout_s=timeout_s),
+        tests=TestSpec(
+            kind="command",
+            command=command,
+            files={SPLICE: harness("splice.py")},
+            select=bug.fail_to_pass,
+            must_keep_passing=bug.pass_to_pass,
+            timeout_s=timeout_s,
+        ),
         metadata={
             "benchmark": "synth",
             "mode": "repair",
@@ -271,7 +325,8 @@ def function_task(bug: Bug, mirror_dir: str, base: str, original: str, timeout_s
                 "function": bug.function,
                 "family": bug.family,
                 "change": bug.note,
-            } | ({"environment": environment} if environment else {}),
+            }
+            | ({"environment": environment} if environment else {}),
         },
     )
 
@@ -285,7 +340,9 @@ def task_timeout(bug: Bug) -> float:
 # ---------------------------------------------------------------- splits
 
 
-def split_units(bugs: list[Bug], by: str, eval_fraction: float, eval_packages: list[str], seed: int) -> dict[str, str]:
+def split_units(
+    bugs: list[Bug], by: str, eval_fraction: float, eval_packages: list[str], seed: int
+) -> dict[str, str]:
     """Each unit (a package, or a package's module) on one side: {unit: "train"|"eval"}.
 
     Named packages go to eval whole and everything else to train. Otherwise units are taken

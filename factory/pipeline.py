@@ -21,18 +21,35 @@ import shutil
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from selfrepair.agents.localise import parse
-from selfrepair.errors import SelfRepairError
 from selfrepair.factory import output, problem
-from selfrepair.factory.mutations import FAMILIES, Function, Mutation, candidates, dedent, function_text, functions, meaning
+from selfrepair.factory.mutations import (
+    FAMILIES,
+    Function,
+    Mutation,
+    candidates,
+    dedent,
+    function_text,
+    functions,
+    meaning,
+)
 from selfrepair.factory.sources import Source, install_requirements, resolve
-from selfrepair.factory.validate import BASELINE_TIMEOUT_S, Baseline, passing_alone, run_baseline, run_mutant
+from selfrepair.factory.validate import (
+    BASELINE_TIMEOUT_S,
+    Baseline,
+    passing_alone,
+    run_baseline,
+    run_mutant,
+)
 from selfrepair.sandbox.choose import open_sandbox
+
+from selfrepair.errors import SelfRepairError
 
 STATE = "state"
 CONFIG = "config.json"
@@ -57,7 +74,11 @@ class Settings:
     def identity(self) -> dict[str, Any]:
         """What decides which bugs a run finds: a resumed run must agree on all of it."""
         keep = ("per_function", "attempts", "limit", "families", "model", "rewrites", "seed")
-        return {key: (list(value) if isinstance(value, tuple) else value) for key, value in asdict(self).items() if key in keep}
+        return {
+            key: (list(value) if isinstance(value, tuple) else value)
+            for key, value in asdict(self).items()
+            if key in keep
+        }
 
 
 @dataclass
@@ -75,7 +96,9 @@ class Event:
 Report = Callable[[Event], None]
 
 
-def synthesize(specs: list[str], out: Path, settings: Settings, report: Report = lambda event: None) -> dict[str, Any]:
+def synthesize(
+    specs: list[str], out: Path, settings: Settings, report: Report = lambda event: None
+) -> dict[str, Any]:
     """Synthesize validated bugs from `specs` into `out`; returns the manifest."""
     check_settings(settings)
     if not specs:
@@ -94,7 +117,9 @@ def synthesize(specs: list[str], out: Path, settings: Settings, report: Report =
         sources.append(resumed_source(out, spec, previous) if previous else resolve(spec))
     repos = [s.repo for s in sources]
     if len(set(repos)) != len(repos):
-        raise SelfRepairError(f"two sources are the same package: {', '.join(sorted({r for r in repos if repos.count(r) > 1}))}")
+        raise SelfRepairError(
+            f"two sources are the same package: {', '.join(sorted({r for r in repos if repos.count(r) > 1}))}"
+        )
     model = None
     if settings.model:  # a model spec that does not load is bad input too
         from selfrepair.agents.backends import load_model
@@ -109,30 +134,48 @@ def synthesize(specs: list[str], out: Path, settings: Settings, report: Report =
         envs = keep_environments(envs, out)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    config = {"sources": specs, "settings": settings.identity(),
-              "resolved": {s.spec: {"kind": s.kind, "name": s.name, "version": s.version, "origin": s.origin,
-                                    "requirements": s.requirements} for s in sources}}
+    config = {
+        "sources": specs,
+        "settings": settings.identity(),
+        "resolved": {
+            s.spec: {
+                "kind": s.kind,
+                "name": s.name,
+                "version": s.version,
+                "origin": s.origin,
+                "requirements": s.requirements,
+            }
+            for s in sources
+        },
+    }
     output.write_atomically(config_path, json.dumps(config, indent=2))
     for source in sources:
         folder = out / STATE / source.slug
         folder.mkdir(parents=True, exist_ok=True)
         if not (folder / "baseline.json").is_file():
-            output.write_atomically(folder / "baseline.json", json.dumps(baselines[source.slug].to_json()))
+            output.write_atomically(
+                folder / "baseline.json", json.dumps(baselines[source.slug].to_json())
+            )
         mirror = output.Mirror(out / "repos" / source.slug)
         if mirror.original() is None:
-            mirror.commit(source.files, f"{source.repo}: the original snapshot ({source.origin})", "main")
+            mirror.commit(
+                source.files, f"{source.repo}: the original snapshot ({source.origin})", "main"
+            )
 
     # 3. Mutants, function by function; 4. outputs after each source.
     manifest: dict[str, Any] = {}
     for source in sources:
-        mutate_source(source, baselines[source.slug], out, settings, model, envs.get(source.slug), report)
+        mutate_source(
+            source, baselines[source.slug], out, settings, model, envs.get(source.slug), report
+        )
         report(Event(source.spec, "write"))
         manifest = write_outputs(out, sources, settings, time.monotonic() - started)
     return manifest
 
 
-def run_baselines(sources: list[Source], out: Path, settings: Settings, envs: dict[str, Path],
-                  report: Report) -> dict[str, Baseline]:
+def run_baselines(
+    sources: list[Source], out: Path, settings: Settings, envs: dict[str, Path], report: Report
+) -> dict[str, Baseline]:
     """Each source's baseline: read back when the run being resumed has it, else run."""
     baselines: dict[str, Baseline] = {}
     for source in sources:
@@ -143,7 +186,9 @@ def run_baselines(sources: list[Source], out: Path, settings: Settings, envs: di
         report(Event(source.spec, "baseline"))
         box = sandbox_for(settings, envs.get(source.slug))
         try:
-            baselines[source.slug] = run_baseline(box, source.text_files(), source.spec, settings.baseline_timeout_s)
+            baselines[source.slug] = run_baseline(
+                box, source.text_files(), source.spec, settings.baseline_timeout_s
+            )
         finally:
             box.close()
     return baselines
@@ -152,7 +197,9 @@ def run_baselines(sources: list[Source], out: Path, settings: Settings, envs: di
 def check_settings(settings: Settings) -> None:
     unknown = [f for f in settings.families if f not in FAMILIES]
     if unknown:
-        raise SelfRepairError(f"unknown mutation families: {', '.join(unknown)}; known: {', '.join(FAMILIES)}")
+        raise SelfRepairError(
+            f"unknown mutation families: {', '.join(unknown)}; known: {', '.join(FAMILIES)}"
+        )
     if not settings.families and not settings.model:
         raise SelfRepairError("no mutation family chosen, and no --model for rewrites")
     if settings.split not in ("module", "package"):
@@ -168,13 +215,23 @@ def read_config(out: Path, config_path: Path, specs: list[str], settings: Settin
     if config_path.is_file():
         previous = json.loads(config_path.read_text())
         if previous["sources"] != specs:
-            raise SelfRepairError(f"{out} holds a synth run of other sources ({' '.join(previous['sources'])}); give another --out")
+            raise SelfRepairError(
+                f"{out} holds a synth run of other sources ({' '.join(previous['sources'])}); give another --out"
+            )
         if previous["settings"] != settings.identity():
-            changed = sorted(k for k in settings.identity() if previous["settings"].get(k) != settings.identity()[k])
-            raise SelfRepairError(f"{out} holds a synth run with other settings ({', '.join(changed)}); give another --out")
+            changed = sorted(
+                k
+                for k in settings.identity()
+                if previous["settings"].get(k) != settings.identity()[k]
+            )
+            raise SelfRepairError(
+                f"{out} holds a synth run with other settings ({', '.join(changed)}); give another --out"
+            )
         return previous
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise SelfRepairError(f"{out} exists and is not a synth output folder; give a new or empty --out")
+        raise SelfRepairError(
+            f"{out} exists and is not a synth output folder; give a new or empty --out"
+        )
     return None
 
 
@@ -183,8 +240,15 @@ def resumed_source(out: Path, spec: str, previous: dict) -> Source:
     meta = previous["resolved"].get(spec)
     if meta is None:
         return resolve(spec)
-    source = Source(spec=spec, kind=meta["kind"], name=meta["name"], version=meta["version"], files={},
-                    origin=meta["origin"], requirements=meta["requirements"])
+    source = Source(
+        spec=spec,
+        kind=meta["kind"],
+        name=meta["name"],
+        version=meta["version"],
+        files={},
+        origin=meta["origin"],
+        requirements=meta["requirements"],
+    )
     mirror_path = out / "repos" / source.slug
     original = output.Mirror(mirror_path).original() if mirror_path.exists() else None
     if original is None:
@@ -279,8 +343,15 @@ def append_jsonl(path: Path, rows: list[dict]) -> None:
         handle.flush()
 
 
-def mutate_source(source: Source, baseline: Baseline, out: Path, settings: Settings, model, env: Path | None,
-                  report: Report) -> None:
+def mutate_source(
+    source: Source,
+    baseline: Baseline,
+    out: Path,
+    settings: Settings,
+    model,
+    env: Path | None,
+    report: Report,
+) -> None:
     folder = out / STATE / source.slug
     tried_path, bugs_path = folder / "tried.jsonl", folder / "bugs.jsonl"
     tidy_state(tried_path, bugs_path)
@@ -291,7 +362,14 @@ def mutate_source(source: Source, baseline: Baseline, out: Path, settings: Setti
     covered = [u for u in units if (u.path, u.qualname) in selected]
     todo = [u for u in covered if (u.path, u.qualname) not in done]
     tried_total = sum(len(row["tried"]) for row in read_jsonl(tried_path))
-    event = Event(source.spec, "mutate", done=len(covered) - len(todo), total=len(covered), bugs=bugs_found, tried=tried_total)
+    event = Event(
+        source.spec,
+        "mutate",
+        done=len(covered) - len(todo),
+        total=len(covered),
+        bugs=bugs_found,
+        tried=tried_total,
+    )
     report(event)
     if not todo or (settings.limit is not None and bugs_found >= settings.limit):
         return
@@ -301,15 +379,27 @@ def mutate_source(source: Source, baseline: Baseline, out: Path, settings: Setti
     box = sandbox_for(settings, env)
 
     def work(unit: Function) -> tuple[dict, list[dict]]:
-        return try_function(source, unit, selected[(unit.path, unit.qualname)], baseline, files, trees[unit.path],
-                            settings, box, model, model_lock)
+        return try_function(
+            source,
+            unit,
+            selected[(unit.path, unit.qualname)],
+            baseline,
+            files,
+            trees[unit.path],
+            settings,
+            box,
+            model,
+            model_lock,
+        )
 
     try:
         with ThreadPoolExecutor(max_workers=settings.jobs) as pool:
             pending: set[Future] = set()
             queue = iter(todo)
             while True:
-                while len(pending) < settings.jobs and (settings.limit is None or event.bugs < settings.limit):
+                while len(pending) < settings.jobs and (
+                    settings.limit is None or event.bugs < settings.limit
+                ):
                     unit = next(queue, None)
                     if unit is None:
                         break
@@ -319,7 +409,9 @@ def mutate_source(source: Source, baseline: Baseline, out: Path, settings: Setti
                 finished, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for future in finished:
                     row, bugs = future.result()
-                    append_jsonl(bugs_path, bugs)  # bugs first: a tried row means its bugs are saved
+                    append_jsonl(
+                        bugs_path, bugs
+                    )  # bugs first: a tried row means its bugs are saved
                     append_jsonl(tried_path, [row])
                     event.done += 1
                     event.bugs += len(bugs)
@@ -329,44 +421,90 @@ def mutate_source(source: Source, baseline: Baseline, out: Path, settings: Setti
         box.close()
 
 
-def try_function(source: Source, unit: Function, selected_tests: list[str], baseline: Baseline, files: dict[str, str],
-                 tree, settings: Settings, box, model, model_lock: threading.Lock) -> tuple[dict, list[dict]]:
+def try_function(
+    source: Source,
+    unit: Function,
+    selected_tests: list[str],
+    baseline: Baseline,
+    files: dict[str, str],
+    tree,
+    settings: Settings,
+    box,
+    model,
+    model_lock: threading.Lock,
+) -> tuple[dict, list[dict]]:
     """Try mutants of one function until it has `per_function` bugs or `attempts` are spent,
     against the tests that call it and pass on the original when run by themselves."""
     data = source.files[unit.path]
-    mutants = candidates(data, unit, settings.families, settings.seed, tree) if settings.families else []
+    mutants = (
+        candidates(data, unit, settings.families, settings.seed, tree) if settings.families else []
+    )
     if model is not None and settings.rewrites:
         with model_lock:
             mutants = model_rewrites(model, source, unit, settings.rewrites, mutants) + mutants
-    tests = passing_alone(box, files, baseline, selected_tests, f"{source.repo}:{unit.qualname}") if mutants else []
+    tests = (
+        passing_alone(box, files, baseline, selected_tests, f"{source.repo}:{unit.qualname}")
+        if mutants
+        else []
+    )
     tried, bugs, failing_sets = [], [], set()
     for mutation in mutants if tests else []:
         if len(bugs) >= settings.per_function or len(tried) >= settings.attempts:
             break
         if len(failing_sets) >= 2 ** len(tests) - 1:
             break  # every set of these tests has failed already: any further bug is a duplicate
-        verdict = run_mutant(box, files, baseline, tests, unit.path, mutation.apply(data).decode("utf-8"),
-                             f"{source.repo}:{mutation.key}")
+        verdict = run_mutant(
+            box,
+            files,
+            baseline,
+            tests,
+            unit.path,
+            mutation.apply(data).decode("utf-8"),
+            f"{source.repo}:{mutation.key}",
+        )
         status = verdict.status
         if status == "bug" and frozenset(verdict.fail_to_pass) in failing_sets:
-            status = "duplicate"  # the same tests fail in the same function: the same bug to a solver
+            status = (
+                "duplicate"  # the same tests fail in the same function: the same bug to a solver
+            )
         elif status == "bug":
             failing_sets.add(frozenset(verdict.fail_to_pass))
-            bug = new_bug(source, unit, mutation, verdict, sum(baseline.seconds.get(t, 0.0) for t in tests))
+            bug = new_bug(
+                source, unit, mutation, verdict, sum(baseline.seconds.get(t, 0.0) for t in tests)
+            )
             if model is not None:
                 with model_lock:
-                    issue = problem.written_issue(model, source.repo, verdict.failures, verdict.fail_to_pass)
+                    issue = problem.written_issue(
+                        model, source.repo, verdict.failures, verdict.fail_to_pass
+                    )
                 if issue:
                     bug.problem_statement, bug.written_issue = issue, True
             bugs.append(bug.to_json())
-        tried.append({"key": mutation.key, "family": mutation.family, "status": status, "seconds": round(verdict.seconds, 3)})
-    row = {"path": unit.path, "function": unit.qualname, "tests": len(tests), "candidates": len(mutants), "tried": tried}
+        tried.append(
+            {
+                "key": mutation.key,
+                "family": mutation.family,
+                "status": status,
+                "seconds": round(verdict.seconds, 3),
+            }
+        )
+    row = {
+        "path": unit.path,
+        "function": unit.qualname,
+        "tests": len(tests),
+        "candidates": len(mutants),
+        "tried": tried,
+    }
     if mutants and len(tests) < len(selected_tests):
-        row["left_out"] = sorted(set(selected_tests) - set(tests))  # failed when run without the rest of the suite
+        row["left_out"] = sorted(
+            set(selected_tests) - set(tests)
+        )  # failed when run without the rest of the suite
     return row, bugs
 
 
-def model_rewrites(model, source: Source, unit: Function, count: int, procedural: list[Mutation]) -> list[Mutation]:
+def model_rewrites(
+    model, source: Source, unit: Function, count: int, procedural: list[Mutation]
+) -> list[Mutation]:
     """The model's rewrites of the function that compile, change its meaning, and are not one
     of the procedural mutants' texts."""
     from selfrepair.factory.rewrite import rewrites
@@ -384,24 +522,40 @@ def model_rewrites(model, source: Source, unit: Function, count: int, procedural
     return kept
 
 
-def new_bug(source: Source, unit: Function, mutation: Mutation, verdict, test_seconds: float) -> output.Bug:
+def new_bug(
+    source: Source, unit: Function, mutation: Mutation, verdict, test_seconds: float
+) -> output.Bug:
     """A validated mutant as a Bug, its problem statement made from the failing tests."""
     data = source.files[unit.path]
     buggy = function_text(data, unit, mutation)
     return output.Bug(
         instance_id=output.instance_id(source, mutation.family, buggy, unit.path, unit.qualname),
-        source=source.repo, path=unit.path, function=unit.qualname, def_line=unit.def_line, indent=unit.indent,
-        family=mutation.family, note=mutation.note, mutation_key=mutation.key, span=(mutation.start, mutation.end),
-        replacement=mutation.replacement, original_function=unit.text(data), buggy_function=buggy,
-        fail_to_pass=verdict.fail_to_pass, pass_to_pass=verdict.pass_to_pass, failures=verdict.failures,
-        problem_statement=problem.from_tests(source.repo, verdict.failures, verdict.fail_to_pass), test_seconds=test_seconds,
+        source=source.repo,
+        path=unit.path,
+        function=unit.qualname,
+        def_line=unit.def_line,
+        indent=unit.indent,
+        family=mutation.family,
+        note=mutation.note,
+        mutation_key=mutation.key,
+        span=(mutation.start, mutation.end),
+        replacement=mutation.replacement,
+        original_function=unit.text(data),
+        buggy_function=buggy,
+        fail_to_pass=verdict.fail_to_pass,
+        pass_to_pass=verdict.pass_to_pass,
+        failures=verdict.failures,
+        problem_statement=problem.from_tests(source.repo, verdict.failures, verdict.fail_to_pass),
+        test_seconds=test_seconds,
     )
 
 
 # ---------------------------------------------------------------- outputs
 
 
-def write_outputs(out: Path, sources: list[Source], settings: Settings, wall_seconds: float) -> dict[str, Any]:
+def write_outputs(
+    out: Path, sources: list[Source], settings: Settings, wall_seconds: float
+) -> dict[str, Any]:
     """instances*.jsonl, functions*.jsonl and manifest.json from the state, all of them
     rewritten (atomically, file by file) each time."""
     all_bugs: list[output.Bug] = []
@@ -425,7 +579,9 @@ def write_outputs(out: Path, sources: list[Source], settings: Settings, wall_sec
         kept = {b.instance_id for b in bugs}
         for row in tried_rows:
             for attempt in row["tried"]:
-                counts = families.setdefault(attempt["family"], {"tried": 0, "failing": 0, "bugs": 0})
+                counts = families.setdefault(
+                    attempt["family"], {"tried": 0, "failing": 0, "bugs": 0}
+                )
                 counts["tried"] += 1
                 # the tests saw it (a kept bug, or one failing the same tests as a kept one)
                 counts["failing"] += attempt["status"] in ("bug", "duplicate")
@@ -437,18 +593,30 @@ def write_outputs(out: Path, sources: list[Source], settings: Settings, wall_sec
         for row in tried_rows:
             for attempt in row["tried"]:
                 statuses[attempt["status"]] = statuses.get(attempt["status"], 0) + 1
-        per_source.append({
-            "source": source.spec, "repo": source.repo, "kind": source.kind, "origin": source.origin,
-            "mirror": f"repos/{source.slug}", "tests": {"stable": len(baseline.stable), "left_out": len(baseline.left_out)},
-            "baseline_seconds": round(baseline.wall_seconds, 1),
-            "functions": {"tried": len(tried_rows)},
-            "mutants": {"tried": sum(statuses.values()), **statuses, "kept": len(kept)},
-            "mutant_seconds": round(sum(a.get("seconds", 0.0) for row in tried_rows for a in row["tried"]), 1),
-        })
+        per_source.append(
+            {
+                "source": source.spec,
+                "repo": source.repo,
+                "kind": source.kind,
+                "origin": source.origin,
+                "mirror": f"repos/{source.slug}",
+                "tests": {"stable": len(baseline.stable), "left_out": len(baseline.left_out)},
+                "baseline_seconds": round(baseline.wall_seconds, 1),
+                "functions": {"tried": len(tried_rows)},
+                "mutants": {"tried": sum(statuses.values()), **statuses, "kept": len(kept)},
+                "mutant_seconds": round(
+                    sum(a.get("seconds", 0.0) for row in tried_rows for a in row["tried"]), 1
+                ),
+            }
+        )
         all_bugs.extend(bugs)
 
-    sides = output.split_units(all_bugs, settings.split, settings.eval_fraction, settings.eval_packages, settings.seed)
-    rows: dict[str, dict[str, list]] = {side: {"instances": [], "functions": []} for side in output.SPLITS}
+    sides = output.split_units(
+        all_bugs, settings.split, settings.eval_fraction, settings.eval_packages, settings.seed
+    )
+    rows: dict[str, dict[str, list]] = {
+        side: {"instances": [], "functions": []} for side in output.SPLITS
+    }
     packages: dict[str, dict[str, int]] = {}
     for bug in all_bugs:
         side = sides[output.unit_of(bug, settings.split)]
@@ -457,7 +625,9 @@ def write_outputs(out: Path, sources: list[Source], settings: Settings, wall_sec
         if task is not None:
             task = task.model_copy(update={"metadata": {**task.metadata, "split": side}})
             rows[side]["functions"].append(json.loads(task.model_dump_json()))
-        package = packages.setdefault(bug.source, {"instances": 0, "functions": 0, "train": 0, "eval": 0})
+        package = packages.setdefault(
+            bug.source, {"instances": 0, "functions": 0, "train": 0, "eval": 0}
+        )
         package["instances"] += 1
         package["functions"] += task is not None
         package[side] += 1
@@ -466,19 +636,42 @@ def write_outputs(out: Path, sources: list[Source], settings: Settings, wall_sec
         for side in output.SPLITS:
             output.write_jsonl(out / f"{kind}.{side}.jsonl", rows[side][kind])
     manifest = {
-        "tasks": {"instances": len(all_bugs), "functions": sum(len(rows[s]["functions"]) for s in output.SPLITS),
-                  **{side: {kind: len(rows[side][kind]) for kind in ("instances", "functions")} for side in output.SPLITS}},
+        "tasks": {
+            "instances": len(all_bugs),
+            "functions": sum(len(rows[s]["functions"]) for s in output.SPLITS),
+            **{
+                side: {kind: len(rows[side][kind]) for kind in ("instances", "functions")}
+                for side in output.SPLITS
+            },
+        },
         # validated_fraction: kept bugs per mutant tried; failing_fraction: mutants the tests caught
-        "families": {family: {**counts,
-                              "validated_fraction": round(counts["bugs"] / counts["tried"], 3) if counts["tried"] else None,
-                              "failing_fraction": round(counts["failing"] / counts["tried"], 3) if counts["tried"] else None}
-                     for family, counts in sorted(families.items())},
+        "families": {
+            family: {
+                **counts,
+                "validated_fraction": round(counts["bugs"] / counts["tried"], 3)
+                if counts["tried"]
+                else None,
+                "failing_fraction": round(counts["failing"] / counts["tried"], 3)
+                if counts["tried"]
+                else None,
+            }
+            for family, counts in sorted(families.items())
+        },
         "packages": packages,
         "sources": per_source,
-        "splits": {"by": "package" if settings.eval_packages else settings.split, "eval_fraction": settings.eval_fraction,
-                   "eval_packages": settings.eval_packages,
-                   "units": {side: sorted(u for u, s in sides.items() if s == side) for side in output.SPLITS}},
-        "settings": {**settings.identity(), "split": settings.split, "eval_fraction": settings.eval_fraction},
+        "splits": {
+            "by": "package" if settings.eval_packages else settings.split,
+            "eval_fraction": settings.eval_fraction,
+            "eval_packages": settings.eval_packages,
+            "units": {
+                side: sorted(u for u, s in sides.items() if s == side) for side in output.SPLITS
+            },
+        },
+        "settings": {
+            **settings.identity(),
+            "split": settings.split,
+            "eval_fraction": settings.eval_fraction,
+        },
         "wall_seconds": round(wall_seconds, 1),
     }
     output.write_atomically(out / "manifest.json", json.dumps(manifest, indent=2) + "\n")
@@ -490,7 +683,9 @@ def build(out: Path, source: Source, bugs: list[output.Bug]) -> dict[str, tuple[
     anyway, this only saves the git work), SWE-bench instance and function-level task."""
     folder = out / STATE / source.slug
     built_path = folder / "built.json"
-    built: dict[str, dict[str, str]] = json.loads(built_path.read_text()) if built_path.is_file() else {}
+    built: dict[str, dict[str, str]] = (
+        json.loads(built_path.read_text()) if built_path.is_file() else {}
+    )
     mirror = output.Mirror(out / "repos" / source.slug)
     original = mirror.original()
     # the package's installed requirements: the sandbox mounted them to validate its bugs
@@ -499,9 +694,18 @@ def build(out: Path, source: Source, bugs: list[output.Bug]) -> dict[str, tuple[
     new = False
     for bug in bugs:
         if bug.instance_id not in built:
-            base = output.bug_commit(mirror, original, source.files[bug.path], bug, f"{source.repo} with a synthesized bug")
-            built[bug.instance_id] = {"commit": base, "patch": mirror.diff(base, original, [bug.path]),
-                                      "test_patch": mirror.diff(base, original, output.hidden_tests(bug))}
+            base = output.bug_commit(
+                mirror,
+                original,
+                source.files[bug.path],
+                bug,
+                f"{source.repo} with a synthesized bug",
+            )
+            built[bug.instance_id] = {
+                "commit": base,
+                "patch": mirror.diff(base, original, [bug.path]),
+                "test_patch": mirror.diff(base, original, output.hidden_tests(bug)),
+            }
             new = True
         record = built[bug.instance_id]
         if "function_task" not in record:
@@ -510,8 +714,14 @@ def build(out: Path, source: Source, bugs: list[output.Bug]) -> dict[str, tuple[
         instance = output.instance(bug, record, original, source.version, environment)
         task = None
         if record["function_task"]:
-            task = output.function_task(bug, f"repos/{source.slug}", record["commit"], original, output.task_timeout(bug),
-                                        environment)
+            task = output.function_task(
+                bug,
+                f"repos/{source.slug}",
+                record["commit"],
+                original,
+                output.task_timeout(bug),
+                environment,
+            )
         made[bug.instance_id] = (instance, task)
     if new:
         output.write_atomically(built_path, json.dumps(built))

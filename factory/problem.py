@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 
 from selfrepair.agents.models import Model
+
 from selfrepair.types import Message
 
 TRACEBACK_LINES = 40
@@ -29,7 +30,9 @@ def trimmed(traceback: str, lines: int = TRACEBACK_LINES) -> str:
 def from_tests(package: str, failures: list[dict], failing: list[str]) -> str:
     """A plain report: which tests fail and how, with the end of each traceback."""
     count = len(failing)
-    parts = [f"{count} test{'s' if count != 1 else ''} of {package} fail{'s' if count == 1 else ''}."]
+    parts = [
+        f"{count} test{'s' if count != 1 else ''} of {package} fail{'s' if count == 1 else ''}."
+    ]
     for failure in failures[:SHOWN_FAILURES]:
         message = (failure.get("message") or "").strip().splitlines()
         parts.append(f"`{failure['name']}` fails" + (f": {message[0][:300]}" if message else "."))
@@ -38,7 +41,9 @@ def from_tests(package: str, failures: list[dict], failing: list[str]) -> str:
     rest = [name for name in failing if name not in {f["name"] for f in failures[:SHOWN_FAILURES]}]
     if rest:
         shown = ", ".join(f"`{name}`" for name in rest[:8])
-        parts.append(f"Also failing: {shown}" + (f" and {len(rest) - 8} more." if len(rest) > 8 else "."))
+        parts.append(
+            f"Also failing: {shown}" + (f" and {len(rest) - 8} more." if len(rest) > 8 else ".")
+        )
     return "\n\n".join(parts)
 
 
@@ -52,22 +57,31 @@ def issue_prompt(package: str, failures: list[dict], failing: list[str]) -> list
     evidence = from_tests(package, failures, failing)
     return [
         Message(role="system", content=ISSUE_SYSTEM),
-        Message(role="user", content=(
-            f"Some of the tests of {package} fail. Here is what they show:\n\n{evidence}\n\n"
-            "Write a GitHub issue about the behaviour these tests reveal: a title line, what you did (a short "
-            "code example), what you expected, and what happened instead. Do not guess at the cause and do "
-            "not propose a fix."
-        )),
+        Message(
+            role="user",
+            content=(
+                f"Some of the tests of {package} fail. Here is what they show:\n\n{evidence}\n\n"
+                "Write a GitHub issue about the behaviour these tests reveal: a title line, what you did (a short "
+                "code example), what you expected, and what happened instead. Do not guess at the cause and do "
+                "not propose a fix."
+            ),
+        ),
     ]
 
 
-def written_issue(model: Model, package: str, failures: list[dict], failing: list[str]) -> str | None:
+def written_issue(
+    model: Model, package: str, failures: list[dict], failing: list[str]
+) -> str | None:
     """An issue the model writes from the failing tests, with the failing tests' names after
     it (so a weak model's issue still points at the evidence); None when it wrote nothing usable."""
-    generation = model.generate(issue_prompt(package, failures, failing), n=1, temperature=0.0, max_tokens=ISSUE_TOKENS)
+    generation = model.generate(
+        issue_prompt(package, failures, failing), n=1, temperature=0.0, max_tokens=ISSUE_TOKENS
+    )
     text = generation.completions[0].text.strip() if generation.completions else ""
     text = re.sub(r"^```\w*\n|\n```$", "", text).strip()
     if len(text) < 40 or len(re.findall(r"[A-Za-z]{3,}", text)) < 6:
         return None
-    names = ", ".join(f"`{name}`" for name in failing[:8]) + (f" and {len(failing) - 8} more" if len(failing) > 8 else "")
+    names = ", ".join(f"`{name}`" for name in failing[:8]) + (
+        f" and {len(failing) - 8} more" if len(failing) > 8 else ""
+    )
     return f"{text}\n\nFailing tests: {names}."

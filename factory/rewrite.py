@@ -14,6 +14,7 @@ import textwrap
 from selfrepair.agents.extract import code_blocks
 from selfrepair.agents.models import Model
 from selfrepair.factory.mutations import LM_REWRITE, Function, Mutation, dedent
+
 from selfrepair.types import Message
 
 REWRITE_TOKENS = 512
@@ -33,13 +34,20 @@ def prompt(source: bytes, function: Function, package: str) -> list[Message] | N
     shown = stub(source, function)
     if shown is None:
         return None
-    where = function.path + (f", a method of class {function.qualname.rsplit('.', 1)[0]}" if "." in function.qualname else "")
+    where = function.path + (
+        f", a method of class {function.qualname.rsplit('.', 1)[0]}"
+        if "." in function.qualname
+        else ""
+    )
     return [
         Message(role="system", content=SYSTEM),
-        Message(role="user", content=(
-            f"Implement this function from {where} in the package {package}. Keep its signature; "
-            f"write the whole function.\n\n```python\n{shown}```"
-        )),
+        Message(
+            role="user",
+            content=(
+                f"Implement this function from {where} in the package {package}. Keep its signature; "
+                f"write the whole function.\n\n```python\n{shown}```"
+            ),
+        ),
     ]
 
 
@@ -53,8 +61,11 @@ def body_of(reply: str, name: str) -> str | None:
         for node in ast.walk(tree):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == name:
                 body = list(node.body)
-                if body and isinstance(body[0], ast.Expr) and isinstance(getattr(body[0], "value", None), ast.Constant) and (
-                    isinstance(body[0].value.value, str)
+                if (
+                    body
+                    and isinstance(body[0], ast.Expr)
+                    and isinstance(getattr(body[0], "value", None), ast.Constant)
+                    and (isinstance(body[0].value.value, str))
                 ):
                     body = body[1:]
                 if not body:
@@ -65,13 +76,17 @@ def body_of(reply: str, name: str) -> str | None:
     return None
 
 
-def rewrites(model: Model, source: bytes, function: Function, package: str, n: int = 1) -> list[Mutation]:
+def rewrites(
+    model: Model, source: bytes, function: Function, package: str, n: int = 1
+) -> list[Mutation]:
     """Up to n model-written versions of the function, as mutations of its body. Whether they
     compile and differ is checked by the caller, as for every mutation."""
     messages = prompt(source, function, package)
     if messages is None:
         return []
-    generation = model.generate(messages, n=n, temperature=0.0 if n == 1 else 0.8, max_tokens=REWRITE_TOKENS)
+    generation = model.generate(
+        messages, n=n, temperature=0.0 if n == 1 else 0.8, max_tokens=REWRITE_TOKENS
+    )
     first_line_start = source.rfind(b"\n", 0, function.body_start) + 1
     body_indent = source[first_line_start : function.body_start].decode("utf-8")
     if body_indent.strip():
@@ -82,7 +97,18 @@ def rewrites(model: Model, source: bytes, function: Function, package: str, n: i
         if body is None:
             continue
         lines = body.rstrip().split("\n")
-        text = "\n".join([lines[0], *(body_indent + line if line.strip() else "" for line in lines[1:])])
-        found.append(Mutation(LM_REWRITE, function.path, function.qualname, function.body_start, function.end, text,
-                              "the body rewritten by a model from the signature and docstring"))
+        text = "\n".join(
+            [lines[0], *(body_indent + line if line.strip() else "" for line in lines[1:])]
+        )
+        found.append(
+            Mutation(
+                LM_REWRITE,
+                function.path,
+                function.qualname,
+                function.body_start,
+                function.end,
+                text,
+                "the body rewritten by a model from the signature and docstring",
+            )
+        )
     return found

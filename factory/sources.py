@@ -78,7 +78,9 @@ class Source:
 
     def code_files(self) -> list[str]:
         """Python files that are the package's code: not tests, not build scripts."""
-        return sorted(p for p in self.files if p.endswith(".py") and not is_test_file(p) and not is_tooling(p))
+        return sorted(
+            p for p in self.files if p.endswith(".py") and not is_test_file(p) and not is_tooling(p)
+        )
 
 
 def slug(text: str) -> str:
@@ -101,9 +103,23 @@ def is_test_file(path: str) -> bool:
 def is_tooling(path: str) -> bool:
     """Files that build, document or version a package rather than being it."""
     parts = PurePosixPath(path).parts
-    return (
-        parts[-1] in ("setup.py", "conftest.py", "noxfile.py", "fabfile.py", "versioneer.py", "_version.py")
-        or parts[0] in ("docs", "doc", "examples", "example", "benchmarks", "bench", "scripts", "tools", "ci")
+    return parts[-1] in (
+        "setup.py",
+        "conftest.py",
+        "noxfile.py",
+        "fabfile.py",
+        "versioneer.py",
+        "_version.py",
+    ) or parts[0] in (
+        "docs",
+        "doc",
+        "examples",
+        "example",
+        "benchmarks",
+        "bench",
+        "scripts",
+        "tools",
+        "ci",
     )
 
 
@@ -123,15 +139,21 @@ def resolve(spec: str) -> Source:
     """The Source a SOURCE argument names, checked: it has Python code and it has tests."""
     spec = spec.strip()
     if not spec:
-        raise SelfRepairError("an empty SOURCE: give a PyPI requirement (toolz==1.0.0), a git repository or a directory")
+        raise SelfRepairError(
+            "an empty SOURCE: give a PyPI requirement (toolz==1.0.0), a git repository or a directory"
+        )
     path = Path(spec).expanduser()
     if path.exists():
         if path.is_dir():
-            source = from_git(spec, path) if (path / ".git").exists() else from_directory(spec, path)
+            source = (
+                from_git(spec, path) if (path / ".git").exists() else from_directory(spec, path)
+            )
         elif path.name.endswith(ARCHIVES):
             source = from_archive(spec, path, kind="sdist")
         else:
-            raise SelfRepairError(f"{spec}: not a directory, a git repository or an sdist archive ({', '.join(ARCHIVES)})")
+            raise SelfRepairError(
+                f"{spec}: not a directory, a git repository or an sdist archive ({', '.join(ARCHIVES)})"
+            )
     elif "/" in spec or spec.startswith("."):
         raise SelfRepairError(f"{spec}: no such file or directory")
     else:
@@ -155,11 +177,23 @@ def from_directory(spec: str, root: Path) -> Source:
     files = {}
     for file in sorted(root.rglob("*")):
         relative = file.relative_to(root).as_posix()
-        if file.is_file() and not file.is_symlink() and not skipped(relative) and file.stat().st_size <= MAX_FILE_BYTES:
+        if (
+            file.is_file()
+            and not file.is_symlink()
+            and not skipped(relative)
+            and file.stat().st_size <= MAX_FILE_BYTES
+        ):
             files[relative] = file.read_bytes()
     name = root.resolve().name
-    return Source(spec=spec, kind="directory", name=name, version="dir", files=files, origin=str(root.resolve()),
-                  requirements=declared_requirements(files))
+    return Source(
+        spec=spec,
+        kind="directory",
+        name=name,
+        version="dir",
+        files=files,
+        origin=str(root.resolve()),
+        requirements=declared_requirements(files),
+    )
 
 
 def from_git(spec: str, root: Path) -> Source:
@@ -173,14 +207,28 @@ def from_git(spec: str, root: Path) -> Source:
         raise SelfRepairError(f"{spec}: a git repository with no commit yet") from None
     files = {}
     for blob in commit.tree.traverse():
-        if blob.type == "blob" and not skipped(blob.path) and blob.size <= MAX_FILE_BYTES and blob.mode != 0o120000:
+        if (
+            blob.type == "blob"
+            and not skipped(blob.path)
+            and blob.size <= MAX_FILE_BYTES
+            and blob.mode != 0o120000
+        ):
             files[blob.path] = blob.data_stream.read()
     name = Path(repo.working_tree_dir or root).resolve().name
-    return Source(spec=spec, kind="git", name=name, version=commit.hexsha[:12], files=files,
-                  origin=f"{Path(repo.working_tree_dir).resolve()}@{commit.hexsha}", requirements=declared_requirements(files))
+    return Source(
+        spec=spec,
+        kind="git",
+        name=name,
+        version=commit.hexsha[:12],
+        files=files,
+        origin=f"{Path(repo.working_tree_dir).resolve()}@{commit.hexsha}",
+        requirements=declared_requirements(files),
+    )
 
 
-def from_archive(spec: str, archive: Path, kind: Literal["pypi", "sdist"], requirement: str | None = None) -> Source:
+def from_archive(
+    spec: str, archive: Path, kind: Literal["pypi", "sdist"], requirement: str | None = None
+) -> Source:
     """An sdist: its files, less the top folder every sdist puts them in."""
     try:
         members = read_archive(archive)
@@ -191,8 +239,15 @@ def from_archive(spec: str, archive: Path, kind: Literal["pypi", "sdist"], requi
         members = {path.split("/", 1)[1]: data for path, data in members.items()}
     files = {p: d for p, d in members.items() if not skipped(p) and len(d) <= MAX_FILE_BYTES}
     name, version = sdist_name(archive.name, files.get("PKG-INFO"))
-    return Source(spec=spec, kind=kind, name=name, version=version, files=files, origin=archive.name,
-                  requirements=declared_requirements(files))
+    return Source(
+        spec=spec,
+        kind=kind,
+        name=name,
+        version=version,
+        files=files,
+        origin=archive.name,
+        requirements=declared_requirements(files),
+    )
 
 
 def read_archive(archive: Path) -> dict[str, bytes]:
@@ -242,19 +297,37 @@ def from_pypi(spec: str) -> Source:
     try:
         requirement = Requirement(spec)
     except InvalidRequirement:
-        raise SelfRepairError(f"{spec}: not a path, and not a PyPI requirement (e.g. toolz==1.0.0)") from None
+        raise SelfRepairError(
+            f"{spec}: not a path, and not a PyPI requirement (e.g. toolz==1.0.0)"
+        ) from None
     with tempfile.TemporaryDirectory(prefix="selfrepair-sdist-") as folder:
-        command = [sys.executable, "-m", "pip", "download", "--no-binary", ":all:", "--no-deps",
-                   "--disable-pip-version-check", "--quiet", "--dest", folder, spec]
+        command = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-binary",
+            ":all:",
+            "--no-deps",
+            "--disable-pip-version-check",
+            "--quiet",
+            "--dest",
+            folder,
+            spec,
+        ]
         try:
             result = subprocess.run(command, capture_output=True, text=True, timeout=PIP_TIMEOUT_S)
         except subprocess.TimeoutExpired:
-            raise SelfRepairError(f"{spec}: pip download took longer than {PIP_TIMEOUT_S} s") from None
+            raise SelfRepairError(
+                f"{spec}: pip download took longer than {PIP_TIMEOUT_S} s"
+            ) from None
         if result.returncode != 0:
             raise SelfRepairError(f"{spec}: {pip_reason(result.stderr, requirement.name)}")
         archives = [p for p in Path(folder).iterdir() if p.name.endswith(ARCHIVES)]
         if not archives:
-            raise SelfRepairError(f"{spec}: pip found no sdist of {requirement.name} (only wheels, which carry no tests)")
+            raise SelfRepairError(
+                f"{spec}: pip found no sdist of {requirement.name} (only wheels, which carry no tests)"
+            )
         source = from_archive(spec, archives[0], kind="pypi")
     return source
 
@@ -263,12 +336,26 @@ def pip_reason(stderr: str, name: str) -> str:
     """pip's failure as one line a user can act on. An index that does not answer shows only
     in pip's retry warnings, before its "no matching distribution"; so that is looked for first."""
     text = stderr.lower()
-    if any(word in text for word in ("connection", "network is unreachable", "timed out", "name resolution",
-                                     "max retries", "proxy", "ssl")):
+    if any(
+        word in text
+        for word in (
+            "connection",
+            "network is unreachable",
+            "timed out",
+            "name resolution",
+            "max retries",
+            "proxy",
+            "ssl",
+        )
+    ):
         return "cannot reach the package index (pip download failed); check the network or give a local sdist"
     if "no matching distribution" in text or "could not find a version" in text:
         return f"no sdist of {name} matching this requirement on the package index"
-    lines = [line.strip() for line in stderr.splitlines() if line.strip() and not line.lstrip().startswith("WARNING")]
+    lines = [
+        line.strip()
+        for line in stderr.splitlines()
+        if line.strip() and not line.lstrip().startswith("WARNING")
+    ]
     return "pip download failed: " + (lines[-1] if lines else "no message")
 
 
@@ -295,14 +382,25 @@ def declared_requirements(files: dict[str, bytes]) -> list[str]:
             project = {}
         lines = list(project.get("dependencies", []))
         for extra in TEST_EXTRAS:
-            lines += [f"{r}; extra == '{extra}'" if ";" not in r else r for r in project.get("optional-dependencies", {}).get(extra, [])]
+            lines += [
+                f"{r}; extra == '{extra}'" if ";" not in r else r
+                for r in project.get("optional-dependencies", {}).get(extra, [])
+            ]
     if not lines and "setup.cfg" in files:
         parser = configparser.ConfigParser()
         try:
             parser.read_string(files["setup.cfg"].decode("utf-8"))
-            lines = [r for r in parser.get("options", "install_requires", fallback="").splitlines() if r.strip()]
+            lines = [
+                r
+                for r in parser.get("options", "install_requires", fallback="").splitlines()
+                if r.strip()
+            ]
             for extra in TEST_EXTRAS:
-                lines += [r for r in parser.get("options.extras_require", extra, fallback="").splitlines() if r.strip()]
+                lines += [
+                    r
+                    for r in parser.get("options.extras_require", extra, fallback="").splitlines()
+                    if r.strip()
+                ]
         except (configparser.Error, UnicodeDecodeError):
             pass
     python = SANDBOX_PYTHON
@@ -314,14 +412,26 @@ def declared_requirements(files: dict[str, bytes]) -> list[str]:
             continue
         if requirement.marker is not None:
             try:
-                environments = [{"extra": extra, "python_version": python, "python_full_version": f"{python}.0",
-                                 "sys_platform": "linux", "platform_system": "Linux", "os_name": "posix"}
-                                for extra in ("", *TEST_EXTRAS)]
+                environments = [
+                    {
+                        "extra": extra,
+                        "python_version": python,
+                        "python_full_version": f"{python}.0",
+                        "sys_platform": "linux",
+                        "platform_system": "Linux",
+                        "os_name": "posix",
+                    }
+                    for extra in ("", *TEST_EXTRAS)
+                ]
                 if not any(requirement.marker.evaluate(env) for env in environments):
                     continue
             except InvalidMarker:
                 continue
-        text = requirement.name + (f"[{','.join(sorted(requirement.extras))}]" if requirement.extras else "") + str(requirement.specifier)
+        text = (
+            requirement.name
+            + (f"[{','.join(sorted(requirement.extras))}]" if requirement.extras else "")
+            + str(requirement.specifier)
+        )
         if text not in wanted:
             wanted.append(text)
     return wanted
@@ -335,19 +445,36 @@ def install_requirements(requirements: list[str], target: Path) -> None:
             f"installing {', '.join(requirements)} for the sandbox needs Python {SANDBOX_PYTHON} on the host "
             f"(this is {sys.version_info[0]}.{sys.version_info[1]})"
         )
-    scratch = Path(tempfile.mkdtemp(prefix="selfrepair-env-", dir=target.parent if target.parent.is_dir() else None))
-    command = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-compile",
-               "--target", str(scratch), *requirements]
+    scratch = Path(
+        tempfile.mkdtemp(
+            prefix="selfrepair-env-", dir=target.parent if target.parent.is_dir() else None
+        )
+    )
+    command = [
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        "--no-compile",
+        "--target",
+        str(scratch),
+        *requirements,
+    ]
     try:
         result = subprocess.run(command, capture_output=True, text=True, timeout=PIP_TIMEOUT_S)
     except subprocess.TimeoutExpired:
         shutil.rmtree(scratch, ignore_errors=True)
-        raise SelfRepairError(f"pip install {' '.join(requirements)} took longer than {PIP_TIMEOUT_S} s") from None
+        raise SelfRepairError(
+            f"pip install {' '.join(requirements)} took longer than {PIP_TIMEOUT_S} s"
+        ) from None
     if result.returncode != 0:
         shutil.rmtree(scratch, ignore_errors=True)
-        raise SelfRepairError(f"cannot install {', '.join(requirements)}: {pip_reason(result.stderr, requirements[0])}")
+        raise SelfRepairError(
+            f"cannot install {', '.join(requirements)}: {pip_reason(result.stderr, requirements[0])}"
+        )
     scratch.chmod(0o755)  # mkdtemp made it the installer's alone; the sandbox's user reads it
     if target.exists():
         shutil.rmtree(target)
     scratch.rename(target)
-

@@ -29,10 +29,11 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Literal
 
-from selfrepair.errors import SelfRepairError
 from selfrepair.factory.mutations import Function
 from selfrepair.sandbox.core import Limits, Sandbox
 from selfrepair.sandbox.testing import run_tests
+
+from selfrepair.errors import SelfRepairError
 from selfrepair.types import Candidate, Task, TestReport, TestSpec
 
 PLUGIN = "_selfrepair_synth_plugin.py"
@@ -69,7 +70,9 @@ class Baseline:
     @classmethod
     def from_json(cls, data: dict) -> Baseline:
         data = dict(data)
-        data["calls"] = {test: [tuple(pair) for pair in pairs] for test, pairs in data["calls"].items()}
+        data["calls"] = {
+            test: [tuple(pair) for pair in pairs] for test, pairs in data["calls"].items()
+        }
         return cls(**data)
 
     def tests_of(self, functions: list[Function]) -> dict[tuple[str, str], list[str]]:
@@ -100,30 +103,43 @@ def pytest_line(args: list[str], env: dict[str, str]) -> str:
     exports = " ".join(f"{name}={value}" for name, value in env.items())
     return (
         f'export PYTHONPATH="$SELFREPAIR_TESTS:$PYTHONPATH" {exports}\n'
-        f"python -m pytest -q -p no:cacheprovider -p {PLUGIN_MODULE} " + " ".join(shlex.quote(a) for a in args)
+        f"python -m pytest -q -p no:cacheprovider -p {PLUGIN_MODULE} "
+        + " ".join(shlex.quote(a) for a in args)
     )
 
 
-def run_baseline(sandbox: Sandbox, files: dict[str, str], name: str, timeout_s: float = BASELINE_TIMEOUT_S) -> Baseline:
+def run_baseline(
+    sandbox: Sandbox, files: dict[str, str], name: str, timeout_s: float = BASELINE_TIMEOUT_S
+) -> Baseline:
     """Run the suite twice on the original code; refuse a source none of whose tests pass."""
     started = time.monotonic()
-    limits = dataclasses.replace(getattr(sandbox, "limits", None) or Limits(), wall_seconds=timeout_s)
+    limits = dataclasses.replace(
+        getattr(sandbox, "limits", None) or Limits(), wall_seconds=timeout_s
+    )
     first = sandbox.execute(
         files,
         ["sh", "-c", pytest_line([], {"SELFREPAIR_SYNTH_CALLS": f"$SELFREPAIR_OUT/{CALLS}"})],
-        tests=plugin_files(), limits=limits, collect=[CALLS],
+        tests=plugin_files(),
+        limits=limits,
+        collect=[CALLS],
     )
     if first.timed_out:
-        raise SelfRepairError(f"{name}: the test suite ran longer than {timeout_s:g} s on the original code")
+        raise SelfRepairError(
+            f"{name}: the test suite ran longer than {timeout_s:g} s on the original code"
+        )
     try:
         recorded = json.loads(first.artifacts[CALLS])
     except (KeyError, ValueError):
         tail = (first.stderr or first.stdout).strip().splitlines()[-3:]
-        raise SelfRepairError(f"{name}: pytest did not finish on the original code: {' | '.join(tail) or 'no output'}") from None
+        raise SelfRepairError(
+            f"{name}: pytest did not finish on the original code: {' | '.join(tail) or 'no output'}"
+        ) from None
     second = run_tests(sandbox, baseline_task(files, name, timeout_s))
     outcomes_first: dict[str, str] = {t: o for t, o in recorded["outcomes"].items() if "::" in t}
     # JUnit's entries that are no test: the run itself, pytest's internal errors
-    outcomes_second = {c.name: c.outcome for c in second.tests if "::" in c.name and c.name != "pytest::internal"}
+    outcomes_second = {
+        c.name: c.outcome for c in second.tests if "::" in c.name and c.name != "pytest::internal"
+    }
     stable, left_out = [], {}
     for test in sorted(set(outcomes_first) | set(outcomes_second)):
         one, two = outcomes_first.get(test), outcomes_second.get(test)
@@ -137,22 +153,33 @@ def run_baseline(sandbox: Sandbox, files: dict[str, str], name: str, timeout_s: 
             left_out[test] = one
     if not stable:
         failing = [case for case in second.tests if case.outcome in ("failed", "error")]
-        why = (failing[0].name + ": " + (failing[0].message or "").splitlines()[0][:200]) if failing and failing[0].message else (
-            second.reason or "no tests ran")
+        why = (
+            (failing[0].name + ": " + (failing[0].message or "").splitlines()[0][:200])
+            if failing and failing[0].message
+            else (second.reason or "no tests ran")
+        )
         raise SelfRepairError(f"{name}: no test passes on the original code ({why})")
     return Baseline(
         stable=stable,
         left_out=left_out,
         seconds={case.name: case.seconds for case in second.tests if case.name in set(stable)},
-        calls={test: [tuple(pair) for pair in pairs] for test, pairs in recorded["calls"].items() if test in set(stable)},
+        calls={
+            test: [tuple(pair) for pair in pairs]
+            for test, pairs in recorded["calls"].items()
+            if test in set(stable)
+        },
         wall_seconds=time.monotonic() - started,
     )
 
 
 def baseline_task(files: dict[str, str], name: str, timeout_s: float) -> Task:
     command = pytest_line([], {})
-    return Task(task_id=f"{name}/baseline", spec="", files=files,
-                tests=TestSpec(kind="command", command=command, files=plugin_files(), timeout_s=timeout_s))
+    return Task(
+        task_id=f"{name}/baseline",
+        spec="",
+        files=files,
+        tests=TestSpec(kind="command", command=command, files=plugin_files(), timeout_s=timeout_s),
+    )
 
 
 Status = Literal["bug", "survived", "skipped", "killed"]
@@ -182,11 +209,17 @@ def selection_task(files: dict[str, str], baseline: Baseline, tests: list[str], 
     """The validation run of `tests` by their ids, with the per-test alarm and a wall limit."""
     per_test, wall = limits_for(baseline, tests)
     command = pytest_line(tests, {"SELFREPAIR_SYNTH_TEST_SECONDS": f"{per_test:g}"})
-    return Task(task_id=name, spec="", files=files,
-                tests=TestSpec(kind="command", command=command, files=plugin_files(), timeout_s=wall))
+    return Task(
+        task_id=name,
+        spec="",
+        files=files,
+        tests=TestSpec(kind="command", command=command, files=plugin_files(), timeout_s=wall),
+    )
 
 
-def passing_alone(sandbox: Sandbox, files: dict[str, str], baseline: Baseline, tests: list[str], name: str) -> list[str]:
+def passing_alone(
+    sandbox: Sandbox, files: dict[str, str], baseline: Baseline, tests: list[str], name: str
+) -> list[str]:
     """Those of `tests` that pass on the original code when run as a selection of their own:
     a test may pass in the whole suite and not without the tests before it, and an id pytest
     cannot select would look like a failure under every mutant. Only these judge a mutant."""
@@ -196,27 +229,46 @@ def passing_alone(sandbox: Sandbox, files: dict[str, str], baseline: Baseline, t
 
 
 def run_mutant(
-    sandbox: Sandbox, files: dict[str, str], baseline: Baseline, tests: list[str], path: str, mutated: str, name: str
+    sandbox: Sandbox,
+    files: dict[str, str],
+    baseline: Baseline,
+    tests: list[str],
+    path: str,
+    mutated: str,
+    name: str,
 ) -> Verdict:
     """Run `tests` with the file at `path` replaced by `mutated`, and judge the mutant."""
-    report = run_tests(sandbox, selection_task(files, baseline, tests, name), Candidate(files={path: mutated}))
+    report = run_tests(
+        sandbox, selection_task(files, baseline, tests, name), Candidate(files={path: mutated})
+    )
     return judge(report, tests)
 
 
 def judge(report: TestReport, tests: list[str]) -> Verdict:
     if report.timed_out or report.out_of_memory:
         if len(tests) == 1:
-            return Verdict("bug", fail_to_pass=list(tests), failures=[{"name": tests[0], "message": report.reason, "traceback": ""}],
-                           seconds=report.wall_seconds, reason=report.reason)
+            return Verdict(
+                "bug",
+                fail_to_pass=list(tests),
+                failures=[{"name": tests[0], "message": report.reason, "traceback": ""}],
+                seconds=report.wall_seconds,
+                reason=report.reason,
+            )
         return Verdict("killed", seconds=report.wall_seconds, reason=report.reason)
     cases = {case.name: case for case in report.tests}
     failing, passing, skipped = [], [], []
     for test in tests:
         case = cases.get(test)
         outcome = case.outcome if case is not None else "missing"
-        (skipped if outcome == "skipped" else passing if outcome == "passed" else failing).append(test)
+        (skipped if outcome == "skipped" else passing if outcome == "passed" else failing).append(
+            test
+        )
     if skipped:
-        return Verdict("skipped", seconds=report.wall_seconds, reason=f"{len(skipped)} test(s) skipped under the mutant")
+        return Verdict(
+            "skipped",
+            seconds=report.wall_seconds,
+            reason=f"{len(skipped)} test(s) skipped under the mutant",
+        )
     if not failing:
         return Verdict("survived", pass_to_pass=passing, seconds=report.wall_seconds)
     failures = []
@@ -225,7 +277,25 @@ def judge(report: TestReport, tests: list[str]) -> Verdict:
         if case is None:
             run = next((c for c in report.tests if c.outcome in ("failed", "error")), None)
             message = (run.message if run else "") or report.reason or "the test did not run"
-            failures.append({"name": test, "message": message[:500], "traceback": (run.traceback if run else "")[-FAILURE_CHARS:]})
+            failures.append(
+                {
+                    "name": test,
+                    "message": message[:500],
+                    "traceback": (run.traceback if run else "")[-FAILURE_CHARS:],
+                }
+            )
         else:
-            failures.append({"name": test, "message": case.message[:500], "traceback": case.traceback[-FAILURE_CHARS:]})
-    return Verdict("bug", fail_to_pass=failing, pass_to_pass=passing, failures=failures, seconds=report.wall_seconds)
+            failures.append(
+                {
+                    "name": test,
+                    "message": case.message[:500],
+                    "traceback": case.traceback[-FAILURE_CHARS:],
+                }
+            )
+    return Verdict(
+        "bug",
+        fail_to_pass=failing,
+        pass_to_pass=passing,
+        failures=failures,
+        seconds=report.wall_seconds,
+    )

@@ -22,7 +22,9 @@ class Budget:
 
     def __post_init__(self) -> None:
         if self.max_candidates < 1:
-            raise SelfRepairError(f"budget: max_candidates must be at least 1, got {self.max_candidates}")
+            raise SelfRepairError(
+                f"budget: max_candidates must be at least 1, got {self.max_candidates}"
+            )
         if self.max_tokens < 1 or self.max_seconds <= 0:
             raise SelfRepairError("budget: max_tokens and max_seconds must be positive")
 
@@ -36,7 +38,9 @@ class Budget:
         if trajectory.tokens >= self.max_tokens:
             return f"token budget spent ({trajectory.tokens} of {self.max_tokens})"
         if trajectory.wall_seconds >= self.max_seconds:
-            return f"time budget spent ({trajectory.wall_seconds:.0f} s of {self.max_seconds:.0f} s)"
+            return (
+                f"time budget spent ({trajectory.wall_seconds:.0f} s of {self.max_seconds:.0f} s)"
+            )
         return ""
 
 
@@ -64,7 +68,9 @@ class Sampling:
     review_max_tokens: int = 128
     samples: int = 8  # best-of-n: candidates per batched call
     children: int = 1  # tree search: candidates per expansion
-    test_weight: float = 0.7  # tree search: a node's value = w * tests passed + (1 - w) * reviewer confidence
+    test_weight: float = (
+        0.7  # tree search: a node's value = w * tests passed + (1 - w) * reviewer confidence
+    )
     exploration: float = 1.0  # tree search: the UCT constant
     # best-of-n: ask the reviewer to rank several passing candidates. An evaluation that counts
     # passing samples needs no ranking, and saves the reviewer's tokens.

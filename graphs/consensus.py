@@ -23,11 +23,11 @@ from typing import Any
 
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
-
 from selfrepair.agents.tester import under_repair, write_inputs
 from selfrepair.graphs.budget import Voting
 from selfrepair.graphs.nodes import RepairContext, RepairState
 from selfrepair.sandbox.behaviour import observe
+
 from selfrepair.types import Step, Trajectory
 
 STRATEGY = "self-consistency"
@@ -42,7 +42,9 @@ def record(trajectory: Trajectory) -> dict[str, Any]:
 def sample(state: RepairState, runtime: Runtime[RepairContext]) -> dict:
     context = runtime.context
     with context.updating(state, strategy=STRATEGY) as trajectory:
-        trajectory.steps += context.solve(trajectory, n=context.budget.max_candidates, kind="sample")
+        trajectory.steps += context.solve(
+            trajectory, n=context.budget.max_candidates, kind="sample"
+        )
     return {"trajectory": trajectory}
 
 
@@ -56,11 +58,17 @@ def inputs(state: RepairState, runtime: Runtime[RepairContext]) -> dict:
         if function is not None:
             first = len(trajectory.steps)
             steps, calls = write_inputs(
-                context.model, trajectory.task, function, index=first, count=context.sampling.voting.inputs,
+                context.model,
+                trajectory.task,
+                function,
+                index=first,
+                count=context.sampling.voting.inputs,
                 n=context.sampling.voting.asks,
-                temperature=0.0 if context.sampling.voting.asks == 1 else context.sampling.temperature,
+                temperature=0.0
+                if context.sampling.voting.asks == 1
+                else context.sampling.temperature,
                 seed=context.sampling.call_seed(trajectory.task.task_id, first),
-            )  # fmt: skip
+            )
             trajectory.steps += steps
             consensus["calls"] = calls
     return {"trajectory": trajectory}
@@ -75,14 +83,26 @@ def observe_all(state: RepairState, runtime: Runtime[RepairContext]) -> dict:
         behaviour: dict[str, list[str]] = {}
 
         def run(files: dict[str, str]) -> tuple[list[str], float]:
-            return observe(context.sandbox, files, task.entry_file, consensus["function"], calls,
-                           call_seconds=context.sampling.voting.call_seconds)  # fmt: skip
+            return observe(
+                context.sandbox,
+                files,
+                task.entry_file,
+                consensus["function"],
+                calls,
+                call_seconds=context.sampling.voting.call_seconds,
+            )
 
         if calls:
             behaviour[ORIGINAL], _ = run(task.files)
             for step in trajectory.steps:
-                if step.candidate is not None and step.candidate.files and not step.candidate.diff.strip():
-                    behaviour[str(step.index)], step.sandbox_seconds = run({**task.files, **step.candidate.files})
+                if (
+                    step.candidate is not None
+                    and step.candidate.files
+                    and not step.candidate.diff.strip()
+                ):
+                    behaviour[str(step.index)], step.sandbox_seconds = run(
+                        {**task.files, **step.candidate.files}
+                    )
         consensus["behaviour"] = behaviour
     return {"trajectory": trajectory}
 
@@ -100,11 +120,18 @@ def choose(behaviour: dict[str, list[str]], candidates: int, voting: Voting) -> 
         if key != ORIGINAL:
             groups.setdefault(tuple(outputs), []).append(int(key))
     eligible = sorted(
-        (steps for outputs, steps in groups.items() if list(outputs) != original and not failing(list(outputs))),
+        (
+            steps
+            for outputs, steps in groups.items()
+            if list(outputs) != original and not failing(list(outputs))
+        ),
         key=len,
         reverse=True,
     )
-    result: dict[str, Any] = {"groups": sorted(groups.values(), key=len, reverse=True), "label_steps": []}
+    result: dict[str, Any] = {
+        "groups": sorted(groups.values(), key=len, reverse=True),
+        "label_steps": [],
+    }
     if not behaviour:
         return result | {"reason": "no calls to run the candidates on"}
     if not eligible:
@@ -112,7 +139,9 @@ def choose(behaviour: dict[str, list[str]], candidates: int, voting: Voting) -> 
     best = eligible[0]
     share = len(best) / max(candidates, 1)
     if len(best) < voting.min_votes or share < voting.min_share:
-        return result | {"reason": f"no confident majority: the largest group has {len(best)} of {candidates}"}
+        return result | {
+            "reason": f"no confident majority: the largest group has {len(best)} of {candidates}"
+        }
     if len(eligible) > 1 and len(eligible[1]) == len(best):
         return result | {"reason": f"a tie: two groups of {len(best)}"}
     return result | {"label_steps": sorted(best), "confidence": share, "reason": "majority"}
@@ -122,8 +151,12 @@ def vote(state: RepairState, runtime: Runtime[RepairContext]) -> dict:
     context = runtime.context
     with context.updating(state) as trajectory:
         consensus = record(trajectory)
-        candidates = sum(step.kind == "sample" for step in trajectory.steps)  # a reply without code votes for nothing
-        consensus.update(choose(consensus.get("behaviour", {}), candidates, context.sampling.voting))
+        candidates = sum(
+            step.kind == "sample" for step in trajectory.steps
+        )  # a reply without code votes for nothing
+        consensus.update(
+            choose(consensus.get("behaviour", {}), candidates, context.sampling.voting)
+        )
         trajectory.outcome = "budget"
         trajectory.metadata["stop_reason"] = "label-free: no tests run; " + consensus["reason"]
     return {"trajectory": trajectory}

@@ -24,24 +24,25 @@ from __future__ import annotations
 
 import shlex
 import weakref
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 from pydantic.json_schema import SkipJsonSchema
-
-from selfrepair.agents import editor, localise as localisation
+from selfrepair.agents import editor
+from selfrepair.agents import localise as localisation
 from selfrepair.agents.models import Model
 from selfrepair.agents.repo import Checkout, checkout, mirror_repository
 from selfrepair.agents.reviewer import review_diff
-from selfrepair.errors import SelfRepairError
 from selfrepair.graphs.budget import Budget, Sampling
 from selfrepair.graphs.nodes import RepairContext, RepairState, route_generated, run_pending
 from selfrepair.graphs.repair import route_executed, route_reviewed
 from selfrepair.graphs.run import run_graph
 from selfrepair.sandbox.core import Sandbox
 from selfrepair.sandbox.testing import run_tests
+
+from selfrepair.errors import SelfRepairError
 from selfrepair.store import TrajectoryStore
 from selfrepair.types import Candidate, StepKind, Task, TestCase, TestReport, Trajectory
 
@@ -56,7 +57,9 @@ class IssueContext(RepairContext):
     # base commit, removed with the context.
     checkout: SkipJsonSchema[Checkout | None] = None
     repository: SkipJsonSchema[editor.RepositoryMap | None] = field(default=None, repr=False)
-    context_tokens: int = editor.CONTEXT_TOKENS  # the budget for the repository map and code in a prompt
+    context_tokens: int = (
+        editor.CONTEXT_TOKENS
+    )  # the budget for the repository map and code in a prompt
     sampling: Sampling = field(default_factory=lambda: Sampling(max_tokens=editor.REPLY_TOKENS))
 
     def work(self, task: Task) -> Checkout:
@@ -110,13 +113,19 @@ def _same_test(reported: str, named: str) -> bool:
 
 
 def run_candidate_tests(
-    sandbox: Sandbox, work: Checkout, task: Task, candidate: Candidate | None, expect: Sequence[str] = ()
+    sandbox: Sandbox,
+    work: Checkout,
+    task: Task,
+    candidate: Candidate | None,
+    expect: Sequence[str] = (),
 ) -> TestReport:
     """The task's tests on the base with the candidate's diff (None: the base as it is);
     `expect`: the tests that ran on the base, which the candidate's run must report too."""
     try:
         prepare(work, task, candidate.diff if candidate else "")
-        report = run_tests(sandbox, workspace_tests(task), candidate, workspace=work.path, expect=expect)
+        report = run_tests(
+            sandbox, workspace_tests(task), candidate, workspace=work.path, expect=expect
+        )
     finally:
         work.reset()
     return judge(task, report)
@@ -130,9 +139,17 @@ def workspace_tests(task: Task) -> Task:
     if spec.kind != "pytest" or spec.files:
         return task
     patch = task.metadata.get("test_patch") or ""
-    files = sorted({line[6:] for line in patch.splitlines() if line.startswith("+++ b/") and line.endswith(".py")})
+    files = sorted(
+        {
+            line[6:]
+            for line in patch.splitlines()
+            if line.startswith("+++ b/") and line.endswith(".py")
+        }
+    )
     command = "python -m pytest -q -rA " + " ".join(shlex.quote(f) for f in files)
-    return task.model_copy(update={"tests": spec.model_copy(update={"kind": "command", "command": command})})
+    return task.model_copy(
+        update={"tests": spec.model_copy(update={"kind": "command", "command": command})}
+    )
 
 
 def localise(state: RepairState, runtime: Runtime[IssueContext]) -> dict:
@@ -142,10 +159,15 @@ def localise(state: RepairState, runtime: Runtime[IssueContext]) -> dict:
         context.work(trajectory.task)
         ranked = localisation.rank(context.repository.current(""), trajectory.task.spec)
         trajectory.metadata["localisation"] = [
-            {"path": r.definition.path, "name": r.definition.qualname,
-             "lines": [r.definition.start_line, r.definition.end_line], "score": r.score}
-            for r in ranked[:LOCALISED_SHOWN] if r.score > 0
-        ]  # fmt: skip
+            {
+                "path": r.definition.path,
+                "name": r.definition.qualname,
+                "lines": [r.definition.start_line, r.definition.end_line],
+                "score": r.score,
+            }
+            for r in ranked[:LOCALISED_SHOWN]
+            if r.score > 0
+        ]
     return {"trajectory": trajectory}
 
 
@@ -154,10 +176,16 @@ def propose(state: RepairState, context: IssueContext, kind: StepKind) -> dict:
     with context.updating(state) as trajectory:
         work = context.work(trajectory.task)  # made with its repository map on first use
         step = editor.edit(
-            context.model, trajectory, work, context.repository, kind=kind,
-            baseline=context.baseline, temperature=context.sampling.temperature if trajectory.steps else 0.0,
-            max_tokens=context.sampling.max_tokens, context_tokens=context.context_tokens,
-        )  # fmt: skip
+            context.model,
+            trajectory,
+            work,
+            context.repository,
+            kind=kind,
+            baseline=context.baseline,
+            temperature=context.sampling.temperature if trajectory.steps else 0.0,
+            max_tokens=context.sampling.max_tokens,
+            context_tokens=context.context_tokens,
+        )
         trajectory.steps.append(step)
     return {"trajectory": trajectory}
 
@@ -175,7 +203,12 @@ def execute(state: RepairState, runtime: Runtime[IssueContext]) -> dict:
     with context.updating(state) as trajectory:
         work = context.work(trajectory.task)
         expect = context.expected_tests()
-        run_pending(trajectory, lambda candidate: run_candidate_tests(context.sandbox, work, trajectory.task, candidate, expect))
+        run_pending(
+            trajectory,
+            lambda candidate: run_candidate_tests(
+                context.sandbox, work, trajectory.task, candidate, expect
+            ),
+        )
     return {"trajectory": trajectory}
 
 
@@ -185,7 +218,9 @@ def review(state: RepairState, runtime: Runtime[IssueContext]) -> dict:
     context = runtime.context
     with context.updating(state) as trajectory:
         step = trajectory.executed()[-1]
-        review_diff(context.model, trajectory.task, step, max_tokens=context.sampling.review_max_tokens)
+        review_diff(
+            context.model, trajectory.task, step, max_tokens=context.sampling.review_max_tokens
+        )
     return {"trajectory": trajectory}
 
 
@@ -245,13 +280,28 @@ def repair_issue(
             raise SelfRepairError(f"task {task.task_id}: not a repository task (no repo)")
         with checkout(mirror_repository(task.repo), task.base_commit or "HEAD") as work:
             return repair_issue(
-                task, model, sandbox, budget, store, checkpointer=checkpointer, sampling=sampling,
-                context_tokens=context_tokens, work=work, baseline=baseline, on_step=on_step,
-            )  # fmt: skip
+                task,
+                model,
+                sandbox,
+                budget,
+                store,
+                checkpointer=checkpointer,
+                sampling=sampling,
+                context_tokens=context_tokens,
+                work=work,
+                baseline=baseline,
+                on_step=on_step,
+            )
     context = IssueContext(
-        model=model, sandbox=sandbox, budget=budget or Budget(), store=store, on_step=on_step, checkout=work,
-        context_tokens=context_tokens, baseline=baseline or run_candidate_tests(sandbox, work, task, None),
-    )  # fmt: skip
+        model=model,
+        sandbox=sandbox,
+        budget=budget or Budget(),
+        store=store,
+        on_step=on_step,
+        checkout=work,
+        context_tokens=context_tokens,
+        baseline=baseline or run_candidate_tests(sandbox, work, task, None),
+    )
     if sampling is not None:
         context.sampling = sampling
     return run_graph(builder, STRATEGY, task, context, checkpointer=checkpointer)

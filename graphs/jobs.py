@@ -17,18 +17,22 @@ was sent (with the local executor: the node that was running).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from langgraph.checkpoint.base import BaseCheckpointSaver, CheckpointTuple
-
-from selfrepair.errors import SelfRepairError
-from selfrepair.executor.core import Node
 from selfrepair.graphs.budget import Budget, Sampling
 from selfrepair.graphs.issue import repair_issue
 from selfrepair.graphs.run import (
-    checkpointed_trajectory, latest_checkpoint, memory_checkpointer, repair_task, restore_checkpoint,
-)  # fmt: skip
+    checkpointed_trajectory,
+    latest_checkpoint,
+    memory_checkpointer,
+    repair_task,
+    restore_checkpoint,
+)
+
+from selfrepair.errors import SelfRepairError
+from selfrepair.executor.core import Node
 from selfrepair.store import TrajectoryStore
 from selfrepair.types import Task, Trajectory
 
@@ -57,16 +61,33 @@ class Rollout:
         model = node.model(self.model)
         if self.strategy != "issue":
             return repair_task(
-                task, model, node.sandbox, self.strategy, self.budget, store,
-                checkpointer=checkpointer, sampling=self.sampling, on_step=on_step,
-            )  # fmt: skip
+                task,
+                model,
+                node.sandbox,
+                self.strategy,
+                self.budget,
+                store,
+                checkpointer=checkpointer,
+                sampling=self.sampling,
+                on_step=on_step,
+            )
         try:
             return repair_issue(
-                task, model, node.sandbox, self.budget, store,
-                checkpointer=checkpointer, sampling=self.sampling, on_step=on_step,
-            )  # fmt: skip
-        except SelfRepairError as error:  # before the graph starts, e.g. a test patch that does not apply
-            trajectory = Trajectory(task=task, strategy="issue", model=model.spec, outcome="error", error=str(error))
+                task,
+                model,
+                node.sandbox,
+                self.budget,
+                store,
+                checkpointer=checkpointer,
+                sampling=self.sampling,
+                on_step=on_step,
+            )
+        except (
+            SelfRepairError
+        ) as error:  # before the graph starts, e.g. a test patch that does not apply
+            trajectory = Trajectory(
+                task=task, strategy="issue", model=model.spec, outcome="error", error=str(error)
+            )
             if store is not None:
                 store.save(trajectory)
             return trajectory
@@ -129,7 +150,13 @@ class RepairJob:
         save: its next run starts it afresh."""
         saved = checkpointed_trajectory(latest_checkpoint(self.checkpointer, task.task_id))
         if saved is None:
-            return Trajectory(task=task, strategy=self.rollout.strategy, model=self.rollout.model, outcome="error", error=reason)
+            return Trajectory(
+                task=task,
+                strategy=self.rollout.strategy,
+                model=self.rollout.model,
+                outcome="error",
+                error=reason,
+            )
         trajectory = saved.model_copy(update={"outcome": "error", "error": reason})
         self.store.save(trajectory)
         return trajectory

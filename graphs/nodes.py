@@ -14,19 +14,23 @@ How the graphs also run from LangGraph Studio is in graphs.studio.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Callable, Iterator, Literal
+from typing import Annotated, Any, Literal
 
 from langgraph.runtime import Runtime
 from pydantic import ConfigDict
 from pydantic.json_schema import SkipJsonSchema
-from typing_extensions import NotRequired, TypedDict  # pydantic reads typing's TypedDict only on 3.12+
-
 from selfrepair.agents import refiner, reviewer, solver
 from selfrepair.graphs import studio
 from selfrepair.graphs.budget import Budget, Sampling
 from selfrepair.sandbox.testing import run_tests
+from typing_extensions import (
+    NotRequired,
+    TypedDict,
+)  # pydantic reads typing's TypedDict only on 3.12+
+
 from selfrepair.store import TrajectoryStore
 from selfrepair.types import Candidate, Step, StepKind, Task, TestReport, Trajectory
 
@@ -47,16 +51,22 @@ class RepairContext:
     `sampling` objects of numbers.
     """
 
-    __pydantic_config__ = ConfigDict(arbitrary_types_allowed=True)  # for the JSON schema of the skipped fields
+    __pydantic_config__ = ConfigDict(
+        arbitrary_types_allowed=True
+    )  # for the JSON schema of the skipped fields
 
     model: Annotated[Any, studio.MODEL_SCHEMA] = "smollm2"  # a Model, or a model spec
     sandbox: Annotated[Any, studio.SANDBOX_SCHEMA] = "auto"  # a Sandbox, or a sandbox kind
     budget: Budget = field(default_factory=Budget)
     sampling: Sampling = field(default_factory=Sampling)
-    baseline: SkipJsonSchema[TestReport | None] = None  # the tests on the code as given, when the caller ran them
+    baseline: SkipJsonSchema[TestReport | None] = (
+        None  # the tests on the code as given, when the caller ran them
+    )
     store: SkipJsonSchema[TrajectoryStore | None] = None
     on_step: SkipJsonSchema[Callable[[Trajectory], None] | None] = None  # progress display
-    latest: SkipJsonSchema[Trajectory | None] = None  # the last trajectory a node produced, for error reports
+    latest: SkipJsonSchema[Trajectory | None] = (
+        None  # the last trajectory a node produced, for error reports
+    )
 
     def __post_init__(self) -> None:
         self.budget = studio.settings(self.budget, Budget)
@@ -73,7 +83,9 @@ class RepairContext:
         if "trajectory" in state:
             trajectory = editable_copy(studio.trajectory_of(state))
         else:
-            trajectory = Trajectory(task=studio.task_of(state), strategy=strategy, model=self.model.spec)
+            trajectory = Trajectory(
+                task=studio.task_of(state), strategy=strategy, model=self.model.spec
+            )
         yield trajectory
         trajectory.wall_seconds += time.perf_counter() - started
         self.latest = trajectory
@@ -82,24 +94,41 @@ class RepairContext:
         if self.on_step is not None:
             self.on_step(trajectory)
 
-    def solve(self, trajectory: Trajectory, *, n: int = 1, greedy: bool = False, kind: StepKind = "solve") -> list[Step]:
+    def solve(
+        self, trajectory: Trajectory, *, n: int = 1, greedy: bool = False, kind: StepKind = "solve"
+    ) -> list[Step]:
         """n fresh candidates from one batched call (the greedy one: the single-shot answer)."""
         first = len(trajectory.steps)
         return solver.solve(
-            self.model, trajectory.task, first_index=first, n=n,
-            temperature=0.0 if greedy else self.sampling.temperature, max_tokens=self.sampling.max_tokens,
-            stop=self.sampling.stop, baseline=self.baseline, kind=kind,
+            self.model,
+            trajectory.task,
+            first_index=first,
+            n=n,
+            temperature=0.0 if greedy else self.sampling.temperature,
+            max_tokens=self.sampling.max_tokens,
+            stop=self.sampling.stop,
+            baseline=self.baseline,
+            kind=kind,
             seed=None if greedy else self.sampling.call_seed(trajectory.task.task_id, first),
-        )  # fmt: skip
+        )
 
-    def refine(self, trajectory: Trajectory, parent: Step, *, n: int = 1, kind: StepKind = "refine") -> list[Step]:
+    def refine(
+        self, trajectory: Trajectory, parent: Step, *, n: int = 1, kind: StepKind = "refine"
+    ) -> list[Step]:
         """n refinements of `parent`, a tested candidate, from one batched call."""
         first = len(trajectory.steps)
         return refiner.refine(
-            self.model, trajectory.task, parent, first_index=first, n=n,
-            temperature=self.sampling.temperature, max_tokens=self.sampling.max_tokens, stop=self.sampling.stop,
-            kind=kind, seed=self.sampling.call_seed(trajectory.task.task_id, first),
-        )  # fmt: skip
+            self.model,
+            trajectory.task,
+            parent,
+            first_index=first,
+            n=n,
+            temperature=self.sampling.temperature,
+            max_tokens=self.sampling.max_tokens,
+            stop=self.sampling.stop,
+            kind=kind,
+            seed=self.sampling.call_seed(trajectory.task.task_id, first),
+        )
 
     def expected_tests(self) -> list[str]:
         """The tests that ran on the code as given: a candidate's run must report them all."""
@@ -108,7 +137,9 @@ class RepairContext:
         return [case.name for case in self.baseline.tests if not case.name.startswith("<")]
 
     def review(self, trajectory: Trajectory, step: Step) -> None:
-        reviewer.review(self.model, trajectory.task, step, max_tokens=self.sampling.review_max_tokens)
+        reviewer.review(
+            self.model, trajectory.task, step, max_tokens=self.sampling.review_max_tokens
+        )
 
     def close(self, trajectory: Trajectory, solution: Step | None) -> None:
         """End the episode: solved by `solution`, or stopped by the budget (and which part)."""
@@ -131,7 +162,10 @@ def editable_copy(trajectory: Trajectory) -> Trajectory:
     (the task, messages, candidates, reports, reviews) is shared. A deep copy of the whole
     trajectory per node cost more than the rest of the node."""
     return trajectory.model_copy(
-        update={"steps": [step.model_copy() for step in trajectory.steps], "metadata": dict(trajectory.metadata)}
+        update={
+            "steps": [step.model_copy() for step in trajectory.steps],
+            "metadata": dict(trajectory.metadata),
+        }
     )
 
 
@@ -162,7 +196,10 @@ def execute(state: RepairState, runtime: Runtime[RepairContext]) -> dict:
     context = runtime.context
     with context.updating(state) as trajectory:
         expect = context.expected_tests()
-        run_pending(trajectory, lambda candidate: run_tests(context.sandbox, trajectory.task, candidate, expect=expect))
+        run_pending(
+            trajectory,
+            lambda candidate: run_tests(context.sandbox, trajectory.task, candidate, expect=expect),
+        )
     return {"trajectory": trajectory}
 
 

@@ -13,8 +13,14 @@ from typing import Literal
 
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
-
-from selfrepair.graphs.nodes import RepairContext, RepairState, execute, finish, route_generated, solve
+from selfrepair.graphs.nodes import (
+    RepairContext,
+    RepairState,
+    execute,
+    finish,
+    route_generated,
+    solve,
+)
 
 STRATEGY = "refine"
 
@@ -24,7 +30,9 @@ def refine(state: RepairState, runtime: Runtime[RepairContext]) -> dict:
     context = runtime.context
     with context.updating(state) as trajectory:
         tested = trajectory.executed()
-        trajectory.steps += context.refine(trajectory, tested[-1]) if tested else context.solve(trajectory)
+        trajectory.steps += (
+            context.refine(trajectory, tested[-1]) if tested else context.solve(trajectory)
+        )
     return {"trajectory": trajectory}
 
 
@@ -35,14 +43,22 @@ def review(state: RepairState, runtime: Runtime[RepairContext]) -> dict:
     return {"trajectory": trajectory}
 
 
-def route_executed(state: RepairState, runtime: Runtime[RepairContext]) -> Literal["execute", "review", "finish"]:
+def route_executed(
+    state: RepairState, runtime: Runtime[RepairContext]
+) -> Literal["execute", "review", "finish"]:
     trajectory = state["trajectory"]
     if trajectory.pending() is not None:
         return "execute"
-    return "finish" if trajectory.passing() or runtime.context.budget.exhausted(trajectory) else "review"
+    return (
+        "finish"
+        if trajectory.passing() or runtime.context.budget.exhausted(trajectory)
+        else "review"
+    )
 
 
-def route_reviewed(state: RepairState, runtime: Runtime[RepairContext]) -> Literal["refine", "finish"]:
+def route_reviewed(
+    state: RepairState, runtime: Runtime[RepairContext]
+) -> Literal["refine", "finish"]:
     return "finish" if runtime.context.budget.exhausted(state["trajectory"]) else "refine"
 
 

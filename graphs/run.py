@@ -14,21 +14,21 @@ from __future__ import annotations
 
 import functools
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from langgraph.checkpoint.base import BaseCheckpointSaver, CheckpointTuple, uuid6
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.graph import StateGraph
 from langgraph.graph.state import CompiledStateGraph
-
 from selfrepair.agents.models import Model
-from selfrepair.errors import SelfRepairError
 from selfrepair.graphs import consensus, repair, search
 from selfrepair.graphs.budget import Budget, Sampling
 from selfrepair.graphs.nodes import RepairContext
 from selfrepair.sandbox.core import Sandbox
+
+from selfrepair.errors import SelfRepairError
 from selfrepair.store import TrajectoryStore, store_path
 from selfrepair.types import Task, TestReport, Trajectory
 
@@ -54,7 +54,9 @@ def open_checkpointer(run_dir: Path) -> SqliteSaver:
     # an fsync per node.
     connection.execute("PRAGMA journal_mode=WAL")
     connection.execute("PRAGMA synchronous=NORMAL")
-    return SqliteSaver(connection, serde=JsonPlusSerializer(allowed_msgpack_modules=CHECKPOINTED_TYPES))
+    return SqliteSaver(
+        connection, serde=JsonPlusSerializer(allowed_msgpack_modules=CHECKPOINTED_TYPES)
+    )
 
 
 @functools.cache
@@ -62,7 +64,9 @@ def memory_checkpointer() -> SqliteSaver:
     """This process's checkpointer in memory, for tasks whose run directory is on another
     machine; its threads share it, and each task's thread is deleted when the task returns."""
     connection = sqlite3.connect(":memory:", check_same_thread=False)
-    return SqliteSaver(connection, serde=JsonPlusSerializer(allowed_msgpack_modules=CHECKPOINTED_TYPES))
+    return SqliteSaver(
+        connection, serde=JsonPlusSerializer(allowed_msgpack_modules=CHECKPOINTED_TYPES)
+    )
 
 
 def thread_config(task_id: str) -> dict:
@@ -78,12 +82,16 @@ def checkpointed_trajectory(saved: CheckpointTuple | None) -> Trajectory | None:
     return saved.checkpoint["channel_values"].get("trajectory") if saved is not None else None
 
 
-def restore_checkpoint(checkpointer: BaseCheckpointSaver, task_id: str, saved: CheckpointTuple) -> None:
+def restore_checkpoint(
+    checkpointer: BaseCheckpointSaver, task_id: str, saved: CheckpointTuple
+) -> None:
     """Make `saved` (another checkpointer's) the task's newest checkpoint here. It gets a new id
     from this machine's clock: ids order a thread's checkpoints by time, and two machines'
     clocks need not agree."""
     checkpoint = saved.checkpoint | {"id": str(uuid6(clock_seq=saved.metadata.get("step", -1)))}
-    config = checkpointer.put(thread_config(task_id), checkpoint, saved.metadata, checkpoint["channel_versions"])
+    config = checkpointer.put(
+        thread_config(task_id), checkpoint, saved.metadata, checkpoint["channel_versions"]
+    )
     writes: dict[str, list[tuple[str, object]]] = {}
     for writer, channel, value in saved.pending_writes or ():
         writes.setdefault(writer, []).append((channel, value))
@@ -92,7 +100,9 @@ def restore_checkpoint(checkpointer: BaseCheckpointSaver, task_id: str, saved: C
 
 
 @functools.lru_cache(maxsize=16)
-def compiled(builder: StateGraph, checkpointer: SqliteSaver | None, name: str) -> CompiledStateGraph:
+def compiled(
+    builder: StateGraph, checkpointer: SqliteSaver | None, name: str
+) -> CompiledStateGraph:
     """The graph with this run's checkpointer, compiled once per run rather than per task."""
     return builder.compile(checkpointer=checkpointer, name=name)
 
@@ -123,9 +133,14 @@ def repair_task(
     """
     check_strategy(strategy)
     context = RepairContext(
-        model=model, sandbox=sandbox, budget=budget or Budget(), sampling=sampling or Sampling(), baseline=baseline,
-        store=store, on_step=on_step,
-    )  # fmt: skip
+        model=model,
+        sandbox=sandbox,
+        budget=budget or Budget(),
+        sampling=sampling or Sampling(),
+        baseline=baseline,
+        store=store,
+        on_step=on_step,
+    )
     return run_graph(STRATEGIES[strategy], strategy, task, context, checkpointer=checkpointer)
 
 
@@ -142,7 +157,10 @@ def run_graph(
     store = context.store
     graph = compiled(builder, checkpointer, strategy)
     # Each candidate takes at most four nodes (generate, execute, review, route back).
-    config = {"configurable": {"thread_id": task.task_id}, "recursion_limit": 16 + 4 * context.budget.max_candidates}
+    config = {
+        "configurable": {"thread_id": task.task_id},
+        "recursion_limit": 16 + 4 * context.budget.max_candidates,
+    }
 
     state_in: dict | None = {
         "task": task,

@@ -17,9 +17,9 @@ from typing import Literal
 
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
-
 from selfrepair.graphs.budget import Sampling
 from selfrepair.graphs.nodes import RepairContext, RepairState, execute, route_generated, solve
+
 from selfrepair.types import Step, Trajectory
 
 
@@ -28,7 +28,9 @@ def belief_correct(step: Step) -> float:
     0.5 (no opinion) when it was not reviewed."""
     if step.review is None:
         return 0.5
-    return step.review.confidence if step.review.verdict == "accept" else 1.0 - step.review.confidence
+    return (
+        step.review.confidence if step.review.verdict == "accept" else 1.0 - step.review.confidence
+    )
 
 
 def rank(step: Step) -> tuple[bool, float, float, int]:
@@ -80,7 +82,11 @@ def route_sample_executed(
     if trajectory.passing():
         # The reviewer breaks ties between passing candidates while tokens are left.
         context = runtime.context
-        if context.sampling.review_ties and unreviewed_passing(trajectory) and trajectory.tokens < context.budget.max_tokens:
+        if (
+            context.sampling.review_ties
+            and unreviewed_passing(trajectory)
+            and trajectory.tokens < context.budget.max_tokens
+        ):
             return "review"
         return "select"
     return "select" if runtime.context.budget.exhausted(trajectory) else "sample"

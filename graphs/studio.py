@@ -13,21 +13,27 @@ from __future__ import annotations
 
 import atexit
 import functools
-from typing import Any, Mapping, TypeVar
+from collections.abc import Mapping
+from typing import Any, TypeVar
 
 from pydantic import TypeAdapter, WithJsonSchema
-
 from selfrepair.agents.backends import SPECS, load_model
 from selfrepair.agents.models import Model
 from selfrepair.sandbox.choose import open_sandbox
 from selfrepair.sandbox.core import Sandbox
+
 from selfrepair.types import Task, Trajectory
 
 MODEL_SCHEMA = WithJsonSchema(
     {"type": "string", "default": "smollm2", "description": f"a model spec: {SPECS}"}
 )
 SANDBOX_SCHEMA = WithJsonSchema(
-    {"type": "string", "enum": ["auto", "docker", "local"], "default": "auto", "description": "where tests run"}
+    {
+        "type": "string",
+        "enum": ["auto", "docker", "local"],
+        "default": "auto",
+        "description": "where tests run",
+    }
 )
 
 Settings = TypeVar("Settings")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 from selfrepair.sandbox.core import Limits, Sandbox
 
@@ -21,7 +21,7 @@ SHOWN_CHARS = 200  # of a call's repr: enough to tell results apart, small enoug
 
 # Runs inside the sandbox, as the candidate. argv: entry file, function name, calls file,
 # seconds per call. The result goes last on stdout, after whatever the program printed.
-PROBE = r'''
+PROBE = r"""
 import json, signal, sys
 
 entry, name, calls_file, seconds = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
@@ -54,7 +54,7 @@ for call in calls[len(shown):]:
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
 sys.stdout.write("\nMARKER" + json.dumps(shown) + "\n")
-'''.replace("LIMIT", str(SHOWN_CHARS)).replace("MARKER", MARKER)
+""".replace("LIMIT", str(SHOWN_CHARS)).replace("MARKER", MARKER)
 
 
 def observe(
@@ -72,17 +72,31 @@ def observe(
     if not calls:
         return [], 0.0
     limits = dataclasses.replace(
-        getattr(sandbox, "limits", None) or Limits(), wall_seconds=call_seconds * (len(calls) + 1) + 10
+        getattr(sandbox, "limits", None) or Limits(),
+        wall_seconds=call_seconds * (len(calls) + 1) + 10,
     )
     run = sandbox.execute(
         dict(files),
-        ["python", "$SELFREPAIR_TESTS/probe.py", entry_file, name, "$SELFREPAIR_TESTS/calls.json", str(call_seconds)],
+        [
+            "python",
+            "$SELFREPAIR_TESTS/probe.py",
+            entry_file,
+            name,
+            "$SELFREPAIR_TESTS/calls.json",
+            str(call_seconds),
+        ],
         tests={"probe.py": PROBE, "calls.json": json.dumps(list(calls))},
         limits=limits,
     )
     shown = read_result(run.stdout, len(calls))
     if shown is None:
-        why = "timeout" if run.timed_out else "out of memory" if run.out_of_memory else f"no result (exit {run.exit_code})"
+        why = (
+            "timeout"
+            if run.timed_out
+            else "out of memory"
+            if run.out_of_memory
+            else f"no result (exit {run.exit_code})"
+        )
         shown = [why] * len(calls)
     return shown, run.wall_seconds
 
@@ -97,7 +111,11 @@ def read_result(stdout: str, count: int) -> list[str] | None:
             value = json.loads(line[len(MARKER) :])
         except json.JSONDecodeError:
             return None
-        if isinstance(value, list) and len(value) == count and all(isinstance(item, str) for item in value):
+        if (
+            isinstance(value, list)
+            and len(value) == count
+            and all(isinstance(item, str) for item in value)
+        ):
             return [item[: SHOWN_CHARS + 2] for item in value]
         return None
     return None

@@ -18,9 +18,9 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
-from typing import Callable
 
 from selfrepair.config import cache_dir
 from selfrepair.errors import SelfRepairError
@@ -54,7 +54,9 @@ def image_present(client) -> bool:
     return True
 
 
-def build_image(client, recipe: str = "auto", say: Callable[[str], None] = print, mirror: str | None = None) -> str:
+def build_image(
+    client, recipe: str = "auto", say: Callable[[str], None] = print, mirror: str | None = None
+) -> str:
     """Make the image exist; returns what was done. recipe: "auto", "dockerfile" or "offline"."""
     tag = image_tag()
     if image_present(client):
@@ -68,7 +70,9 @@ def build_image(client, recipe: str = "auto", say: Callable[[str], None] = print
         say(f"building {tag} offline: debootstrap {SUITE} + docker import (about a minute)")
         _build_offline(client, tag, mirror or _apt_mirror(), say)
     else:
-        raise SelfRepairError(f"unknown image recipe {recipe!r}: choose auto, dockerfile or offline")
+        raise SelfRepairError(
+            f"unknown image recipe {recipe!r}: choose auto, dockerfile or offline"
+        )
     _remove_stale_images(client, tag)
     return f"built {tag} ({recipe})"
 
@@ -107,7 +111,9 @@ def _build_from_dockerfile(client, tag: str) -> None:
     context.seek(0)
     try:
         # pull=False: the base must already be here; nothing reaches for a registry.
-        client.images.build(fileobj=context, custom_context=True, tag=tag, pull=False, rm=True, labels={LABEL: "1"})
+        client.images.build(
+            fileobj=context, custom_context=True, tag=tag, pull=False, rm=True, labels={LABEL: "1"}
+        )
     except (docker.errors.BuildError, docker.errors.APIError) as error:
         raise SelfRepairError(f"docker build of the sandbox image failed: {error}") from error
 
@@ -122,8 +128,16 @@ def _build_offline(client, tag: str, mirror: str, say: Callable[[str], None]) ->
         say(f"debootstrap into {rootfs} (log: {log_path})")
         with log_path.open("w") as log:
             done = subprocess.run(
-                [debootstrap, "--variant=minbase", f"--include={','.join(PACKAGES)}", SUITE, str(rootfs), mirror],
-                stdout=log, stderr=subprocess.STDOUT,
+                [
+                    debootstrap,
+                    "--variant=minbase",
+                    f"--include={','.join(PACKAGES)}",
+                    SUITE,
+                    str(rootfs),
+                    mirror,
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
             )
         if done.returncode != 0:
             raise SelfRepairError(f"debootstrap failed (exit {done.returncode}); see {log_path}")
@@ -151,11 +165,15 @@ def _ensure_debootstrap(say: Callable[[str], None]) -> str:
     if found:
         return found
     if shutil.which("apt-get") is None:
-        raise SelfRepairError("the offline image build needs debootstrap; install it (Debian package 'debootstrap')")
+        raise SelfRepairError(
+            "the offline image build needs debootstrap; install it (Debian package 'debootstrap')"
+        )
     say("installing debootstrap (apt-get)")
     for step in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "debootstrap"]):
         if subprocess.run(step, capture_output=True).returncode != 0:
-            raise SelfRepairError(f"`{' '.join(step)}` failed; install debootstrap by hand (needs root)")
+            raise SelfRepairError(
+                f"`{' '.join(step)}` failed; install debootstrap by hand (needs root)"
+            )
     found = shutil.which("debootstrap", path="/usr/sbin:/sbin:/usr/bin")
     if not found:
         raise SelfRepairError("debootstrap is still missing after apt-get install")

@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
-from selfrepair.errors import SelfRepairError
 from selfrepair.sandbox.core import Limits, Sandbox
 from selfrepair.sandbox.local import LocalSandbox
+
+from selfrepair.errors import SelfRepairError
 
 KINDS = ("auto", "docker", "local")
 _fallback_said = False
 
 
 def open_sandbox(
-    kind: str = "auto", limits: Limits | None = None, pool_size: int | None = None, python_path: Sequence[Path] = ()
+    kind: str = "auto",
+    limits: Limits | None = None,
+    pool_size: int | None = None,
+    python_path: Sequence[Path] = (),
 ) -> Sandbox:
     """A ready sandbox. "auto" takes Docker when `docker info` answers and the image exists;
     otherwise local, saying once on stderr that it fell back and why. "docker" raises a

@@ -24,13 +24,21 @@ import socket
 import struct
 import tarfile
 import threading
+from collections.abc import Mapping, Sequence
 from importlib import resources
 from pathlib import Path
-from typing import Mapping, Sequence
+
+from selfrepair.sandbox.build import LABEL, image_present, image_tag
+from selfrepair.sandbox.core import (
+    Execution,
+    Limits,
+    Workspace,
+    expand_command,
+    harness_files,
+    safe_relative,
+)
 
 from selfrepair.errors import SelfRepairError
-from selfrepair.sandbox.build import LABEL, image_present, image_tag
-from selfrepair.sandbox.core import Execution, Limits, Workspace, expand_command, harness_files, safe_relative
 
 OWNER_LABEL = "selfrepair.sandbox.owner"
 PATHS = {"workspace": "/work", "tests": "/tests", "out": "/out"}
@@ -64,7 +72,9 @@ def docker_client():
         client = docker.from_env(timeout=CONNECT_TIMEOUT)
         client.ping()
     except Exception as error:  # the SDK raises several types for "no daemon"
-        raise SelfRepairError(f"no Docker daemon answers ({type(error).__name__}); start one, e.g. scripts/docker-engine.sh") from error
+        raise SelfRepairError(
+            f"no Docker daemon answers ({type(error).__name__}); start one, e.g. scripts/docker-engine.sh"
+        ) from error
     return client
 
 
@@ -106,7 +116,10 @@ class Worker:
                 "/tmp": f"size={TMP_MB}m,mode=1777",
                 HARNESS: f"size={HARNESS_MB}m,mode=0755",
             },
-            volumes={str(folder): {"bind": f"/deps/{i}", "mode": "ro"} for i, folder in enumerate(python_path)},
+            volumes={
+                str(folder): {"bind": f"/deps/{i}", "mode": "ro"}
+                for i, folder in enumerate(python_path)
+            },
             shm_size=f"{SHM_MB}m",
             cap_drop=["ALL"],
             cap_add=SUPERVISOR_CAPS,
@@ -114,7 +127,9 @@ class Worker:
             user="0:0",
             labels={LABEL: "1", OWNER_LABEL: _owner()},
         )
-        attached = self.container.attach_socket(params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1})
+        attached = self.container.attach_socket(
+            params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1}
+        )
         self.sock: socket.socket = attached._sock
         self._keep = attached  # the SDK's wrapper closes the socket when collected
         self.buffer = b""
@@ -144,7 +159,9 @@ class Worker:
         while len(self.buffer) < size:
             chunk = self.sock.recv(1 << 20)
             if not chunk:
-                raise ConnectionError(f"the sandbox server ended: {self.server_errors.decode(errors='replace')[-500:]}")
+                raise ConnectionError(
+                    f"the sandbox server ended: {self.server_errors.decode(errors='replace')[-500:]}"
+                )
             self.buffer += chunk
         data, self.buffer = self.buffer[:size], self.buffer[size:]
         return data
@@ -163,14 +180,21 @@ class Worker:
 class DockerSandbox:
     name = "docker"
 
-    def __init__(self, limits: Limits | None = None, pool_size: int | None = None, python_path: Sequence[Path] = ()) -> None:
+    def __init__(
+        self,
+        limits: Limits | None = None,
+        pool_size: int | None = None,
+        python_path: Sequence[Path] = (),
+    ) -> None:
         self.python_path = [Path(p).resolve() for p in python_path]
         for folder in self.python_path:
             if not folder.is_dir():
                 raise SelfRepairError(f"python path {folder} is not a directory")
         self.client = docker_client()
         if not image_present(self.client):
-            raise SelfRepairError(f"the sandbox image {image_tag()} is not built (run `selfrepair sandbox build`)")
+            raise SelfRepairError(
+                f"the sandbox image {image_tag()} is not built (run `selfrepair sandbox build`)"
+            )
         self.limits = limits or Limits()
         self.pool_size = max(1, pool_size or min(4, os.cpu_count() or 1))
         self.launcher = server_launcher()
@@ -190,9 +214,14 @@ class DockerSandbox:
             f"memory: {limits.memory_mb} MB, no swap beyond it (memswap_limit = mem_limit)",
             f"cpu: {limits.cpus:g} CPU(s) (nano_cpus); pids: at most {limits.pids}",
             "filesystem: read-only root; tmpfs /work, /tests, /out, /tmp, /harness"
-            + (f"; {len(self.python_path)} dependency folder(s) read-only under /deps" if self.python_path else ""),
+            + (
+                f"; {len(self.python_path)} dependency folder(s) read-only under /deps"
+                if self.python_path
+                else ""
+            ),
             "user: code runs as uid 1000 with no capabilities, in a process forked before its run's "
-            "request arrived; no-new-privileges; the supervisor keeps " + ", ".join(SUPERVISOR_CAPS),
+            "request arrived; no-new-privileges; the supervisor keeps "
+            + ", ".join(SUPERVISOR_CAPS),
             "verdict: a judge (uid 1001) alone reads the tests (/tests is its own, mode 0500), calls the "
             "candidate through a socket on plain data and writes the verdict to a pipe only the supervisor reads",
             f"time: {limits.wall_seconds:g} s wall clock per run, then every process in the container is killed",
@@ -236,7 +265,11 @@ class DockerSandbox:
             "PYTEST_PLUGINS": "selfrepair_harness.reporting",
             **(env or {}),
         }
-        payload = {"argv": expand_command(command, PATHS), "env": environment, "collect": list(collect)}
+        payload = {
+            "argv": expand_command(command, PATHS),
+            "env": environment,
+            "collect": list(collect),
+        }
         return self._run(workspace, payload, tests, limits or self.limits)
 
     def judge(
@@ -247,8 +280,15 @@ class DockerSandbox:
         tests: Mapping[str, str] | None = None,
         limits: Limits | None = None,
     ) -> Execution:
-        environment = self._environment() | {"PYTHONPATH": ":".join([PATHS["workspace"], *self._deps()])}
-        payload = {"argv": [], "judge": {**config, "path": self._deps()}, "env": environment, "collect": []}
+        environment = self._environment() | {
+            "PYTHONPATH": ":".join([PATHS["workspace"], *self._deps()])
+        }
+        payload = {
+            "argv": [],
+            "judge": {**config, "path": self._deps()},
+            "env": environment,
+            "collect": [],
+        }
         return self._run(workspace, payload, tests, limits or self.limits)
 
     def _environment(self) -> dict[str, str]:
@@ -267,7 +307,9 @@ class DockerSandbox:
     def _deps(self) -> list[str]:
         return [f"/deps/{i}" for i in range(len(self.python_path))]
 
-    def _run(self, workspace: Workspace, payload: dict, tests: Mapping[str, str] | None, limits: Limits) -> Execution:
+    def _run(
+        self, workspace: Workspace, payload: dict, tests: Mapping[str, str] | None, limits: Limits
+    ) -> Execution:
         payload |= {
             "tests": {safe_relative(path): text for path, text in (tests or {}).items()},
             "wall_seconds": limits.wall_seconds,

@@ -7,10 +7,11 @@ sandbox itself cannot work (no daemon, no image), as a SelfRepairError.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path, PurePosixPath
-from typing import Mapping, Protocol, Sequence
+from typing import Protocol
 
 from selfrepair.errors import SelfRepairError
 
@@ -125,6 +126,10 @@ def harness_files() -> dict[str, str]:
     files = {}
     for entry in package.iterdir():
         if entry.name.endswith(".py"):
-            name = entry.name if entry.name == "sitecustomize.py" else f"selfrepair_harness/{entry.name}"
+            name = (
+                entry.name
+                if entry.name == "sitecustomize.py"
+                else f"selfrepair_harness/{entry.name}"
+            )
             files[name] = entry.read_text()
     return files

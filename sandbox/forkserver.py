@@ -102,14 +102,15 @@ def _install_harness(files: dict) -> None:
     import selfrepair_harness.guard  # noqa: F401
     import selfrepair_harness.judge  # noqa: F401
     import selfrepair_harness.worker  # noqa: F401
+
     sys.path.remove(HARNESS)
 
 
 def _warm_imports() -> None:
     """Import what test runs need once, so every forked child starts with it loaded."""
     try:
-        import pytest  # noqa: F401
         import _pytest.junitxml  # noqa: F401
+        import pytest  # noqa: F401
     except ImportError:
         pass
 
@@ -170,7 +171,9 @@ def _spare(control: socket.socket) -> None:
     code = 1
     try:
         with open("/proc/self/oom_score_adj", "w") as adj:
-            adj.write("1000")  # the candidate, not this server or the judge, is what the OOM killer takes
+            adj.write(
+                "1000"
+            )  # the candidate, not this server or the judge, is what the OOM killer takes
         _become(SANDBOX_UID)
         message, fds = _take_over(control)
         control.close()
@@ -239,8 +242,16 @@ def _judge_runs(control: socket.socket) -> None:
                 os.close(fd)
             os.chdir(TESTS)
             os.environ.clear()
-            os.environ.update({"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": JUDGE_TMP, "TMPDIR": JUDGE_TMP,
-                               "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1", "SELFREPAIR_TESTS": TESTS})  # fmt: skip
+            os.environ.update(
+                {
+                    "PATH": "/usr/local/bin:/usr/bin:/bin",
+                    "HOME": JUDGE_TMP,
+                    "TMPDIR": JUDGE_TMP,
+                    "LANG": "C.UTF-8",
+                    "PYTHONDONTWRITEBYTECODE": "1",
+                    "SELFREPAIR_TESTS": TESTS,
+                }
+            )
             try:
                 judge.main(message["judge"], verdict_fd=verdict, sock_fd=sock)
             finally:
@@ -278,11 +289,19 @@ def _run_candidate(request: dict) -> int:
     os.environ.clear()
     os.environ.update(request["env"])
     if request["judged"]:
-        deps = [e for e in request["env"].get("PYTHONPATH", "").split(os.pathsep) if e.startswith("/deps/")]
+        deps = [
+            e
+            for e in request["env"].get("PYTHONPATH", "").split(os.pathsep)
+            if e.startswith("/deps/")
+        ]
         worker.main(3, [WORK, *deps])
         return 0
     argv = request["argv"]
-    if argv and os.path.basename(argv[0]) in PYTHON_NAMES and _python_in_process(argv[1:]) is not None:
+    if (
+        argv
+        and os.path.basename(argv[0]) in PYTHON_NAMES
+        and _python_in_process(argv[1:]) is not None
+    ):
         guard.arm_from_environment(argv)
         return _python_in_process(argv[1:], run=True)
     os.execvpe(argv[0], argv, request["env"])
@@ -312,7 +331,9 @@ def handle(request: dict, candidate: Spare, judge: Judge) -> dict:
 
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
-    channel_r, channel_w = os.pipe()  # the judge's verdict, or the guard's reports in the candidate's process
+    channel_r, channel_w = (
+        os.pipe()
+    )  # the judge's verdict, or the guard's reports in the candidate's process
     started = time.monotonic()
     # The candidate's side gets neither the tests nor the judge's configuration.
     for_candidate = {key: value for key, value in request.items() if key not in ("tests", "judge")}
@@ -331,10 +352,18 @@ def handle(request: dict, candidate: Spare, judge: Judge) -> dict:
         os.close(fd)
     # A judged run ends when the judge has written its verdict and closed the pipe; any other
     # when the candidate's process ends.
-    seen = supervise.watch(None if judged else candidate.pid, out_r, err_r, started + request["wall_seconds"],
-                           request["output_bytes"], channel_r)  # fmt: skip
+    seen = supervise.watch(
+        None if judged else candidate.pid,
+        out_r,
+        err_r,
+        started + request["wall_seconds"],
+        request["output_bytes"],
+        channel_r,
+    )
     if seen["timed_out"]:
-        os.kill(-1, signal.SIGKILL)  # from PID 1: every other process in the container, the judge too
+        os.kill(
+            -1, signal.SIGKILL
+        )  # from PID 1: every other process in the container, the judge too
     if judged:
         # The verdict is in: the worker has nothing left to do (its output is flushed after
         # every answer), and what it started is still found and flagged below.
@@ -393,14 +422,22 @@ def _python_in_process(args: list[str], run: bool = False) -> int | None:
     while args and args[0] in PYTHON_FLAGS:
         flags.append(args[0])
         args = args[1:]
-    if not args or (args[0] in ("-m", "-c") and len(args) < 2) or (args[0].startswith("-") and args[0] not in ("-m", "-c")):
+    if (
+        not args
+        or (args[0] in ("-m", "-c") and len(args) < 2)
+        or (args[0].startswith("-") and args[0] not in ("-m", "-c"))
+    ):
         return None
     if not run:
         return 0
     _started_python = True
     isolated_path = "-P" in flags or "-I" in flags
     base = [entry for entry in sys.path if entry not in ("", ".")]
-    extra = [] if "-I" in flags or "-E" in flags else [e for e in os.environ.get("PYTHONPATH", "").split(os.pathsep) if e]
+    extra = (
+        []
+        if "-I" in flags or "-E" in flags
+        else [e for e in os.environ.get("PYTHONPATH", "").split(os.pathsep) if e]
+    )
     if "-u" in flags:
         sys.stdout.reconfigure(write_through=True)
         sys.stderr.reconfigure(write_through=True)
@@ -412,7 +449,10 @@ def _python_in_process(args: list[str], run: bool = False) -> int | None:
         elif args[0] == "-c":
             sys.argv = ["-c", *args[2:]]
             sys.path[:] = ([] if isolated_path else [""]) + extra + base
-            exec(compile(args[1], "<string>", "exec"), {"__name__": "__main__", "__builtins__": __builtins__})
+            exec(
+                compile(args[1], "<string>", "exec"),
+                {"__name__": "__main__", "__builtins__": __builtins__},
+            )
         else:
             sys.argv = list(args)
             script_dir = os.path.dirname(os.path.abspath(args[0]))
@@ -461,7 +501,11 @@ def _write_tests(tests: dict, owner: int) -> str:
 def _write_workspace(request: dict) -> None:
     if request.get("tar"):
         with tarfile.open(fileobj=io.BytesIO(base64.b64decode(request["tar"]))) as archive:
-            members = [m for m in archive.getmembers() if (m.isfile() or m.isdir() or m.issym()) and _inside(m.name)]
+            members = [
+                m
+                for m in archive.getmembers()
+                if (m.isfile() or m.isdir() or m.issym()) and _inside(m.name)
+            ]
             archive.extractall(WORK, members=members)
     for rel, encoded in request.get("files", {}).items():
         path = os.path.join(WORK, _safe(rel))

@@ -27,12 +27,20 @@ import sys
 import tempfile
 import time
 import weakref
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
+
+from selfrepair.sandbox import supervise
+from selfrepair.sandbox.core import (
+    Execution,
+    Limits,
+    Workspace,
+    expand_command,
+    harness_files,
+    safe_relative,
+)
 
 from selfrepair.errors import SelfRepairError
-from selfrepair.sandbox import supervise
-from selfrepair.sandbox.core import Execution, Limits, Workspace, expand_command, harness_files, safe_relative
 
 NOBODY = 65534
 JUDGE_UID = 65533  # as root, the judge is a user of its own: the candidate cannot read the tests
@@ -40,7 +48,12 @@ ARTIFACT_BYTES = 16 * 1024 * 1024  # a collected file (JUnit XML) is read up to 
 WORKER_GRACE_SECONDS = 2.0
 TMPFS_BYTES = 64 * 1024 * 1024  # each private /tmp, /var/tmp and /dev/shm
 # Inside a run, under a folder no host path it binds can collide with (a project may live in /work).
-INSIDE = {"workspace": "/sandbox/work", "tests": "/sandbox/tests", "out": "/sandbox/out", "harness": "/sandbox/harness"}
+INSIDE = {
+    "workspace": "/sandbox/work",
+    "tests": "/sandbox/tests",
+    "out": "/sandbox/out",
+    "harness": "/sandbox/harness",
+}
 DROP_TO = ["setpriv", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs"]
 # `bash -c REAPER reaper FD COMMAND...` runs the command, then tells (on descriptor FD) how
 # many processes are left: in the run's own PID namespace /proc lists only the run's, and this
@@ -124,14 +137,22 @@ class LocalSandbox:
             if argv and argv[0] in ("python", "python3"):
                 argv[0] = self.python
             channel_r, channel_w = os.pipe()
-            environment = run.environment(extra={"SELFREPAIR_CHANNEL": str(channel_w), **(env or {})})
-            environment["PYTHONPATH"] = os.pathsep.join([run.paths["harness"], run.paths["workspace"], *run.deps])
+            environment = run.environment(
+                extra={"SELFREPAIR_CHANNEL": str(channel_w), **(env or {})}
+            )
+            environment["PYTHONPATH"] = os.pathsep.join(
+                [run.paths["harness"], run.paths["workspace"], *run.deps]
+            )
             try:
-                candidate = self._start(run, argv, environment, limits, pass_fds=[channel_w], judge=False)
+                candidate = self._start(
+                    run, argv, environment, limits, pass_fds=[channel_w], judge=False
+                )
             except OSError as error:
                 os.close(channel_r)
                 os.close(channel_w)
-                return Execution(exit_code=127, stderr=f"cannot start {argv[0]!r}: {error}", sandbox=self.name)
+                return Execution(
+                    exit_code=127, stderr=f"cannot start {argv[0]!r}: {error}", sandbox=self.name
+                )
             os.close(channel_w)
             return self._supervise(run, candidate, None, limits, channel_r, collect)
 
@@ -149,14 +170,42 @@ class LocalSandbox:
             judge_end, worker_end = socket.socketpair()
             verdict_r, verdict_w = os.pipe()
             harness = run.paths["harness"]
-            worker_argv = [self.python, "-I", "-c", _WORKER_START, harness, str(worker_end.fileno()),
-                           json.dumps([run.paths["workspace"], *run.deps])]  # fmt: skip
-            judge_argv = [self.python, "-I", "-c", _JUDGE_START, harness, str(verdict_w), str(judge_end.fileno()),
-                          json.dumps({**config, "path": run.deps})]  # fmt: skip
+            worker_argv = [
+                self.python,
+                "-I",
+                "-c",
+                _WORKER_START,
+                harness,
+                str(worker_end.fileno()),
+                json.dumps([run.paths["workspace"], *run.deps]),
+            ]
+            judge_argv = [
+                self.python,
+                "-I",
+                "-c",
+                _JUDGE_START,
+                harness,
+                str(verdict_w),
+                str(judge_end.fileno()),
+                json.dumps({**config, "path": run.deps}),
+            ]
             try:
-                worker = self._start(run, worker_argv, run.environment(), limits, pass_fds=[worker_end.fileno()], judge=False)
-                judge = self._start(run, judge_argv, run.environment(judge=True), limits,
-                                    pass_fds=[verdict_w, judge_end.fileno()], judge=True)  # fmt: skip
+                worker = self._start(
+                    run,
+                    worker_argv,
+                    run.environment(),
+                    limits,
+                    pass_fds=[worker_end.fileno()],
+                    judge=False,
+                )
+                judge = self._start(
+                    run,
+                    judge_argv,
+                    run.environment(judge=True),
+                    limits,
+                    pass_fds=[verdict_w, judge_end.fileno()],
+                    judge=True,
+                )
             finally:
                 worker_end.close()
                 judge_end.close()
@@ -178,7 +227,9 @@ class LocalSandbox:
                 status_r, status_w = os.pipe()
                 prefix += ["bash", "-c", REAPER, "reaper", str(status_w)]
         # RLIMIT_NPROC counts every process of the user; as root the code runs as another user.
-        processes = limits.pids if self.as_root and self.bwrap else limits.pids + _processes_of(os.getuid())
+        processes = (
+            limits.pids if self.as_root and self.bwrap else limits.pids + _processes_of(os.getuid())
+        )
         fds = list(pass_fds) + ([status_w] if status_w is not None else [])
 
         def prepare() -> None:
@@ -186,23 +237,40 @@ class LocalSandbox:
 
         try:
             process = subprocess.Popen(
-                prefix + argv, cwd=run.host_cwd(judge), env=environment, stdin=subprocess.DEVNULL,
-                stdout=run.out_w, stderr=run.err_w, start_new_session=True, pass_fds=fds, preexec_fn=prepare,
-            )  # fmt: skip
+                prefix + argv,
+                cwd=run.host_cwd(judge),
+                env=environment,
+                stdin=subprocess.DEVNULL,
+                stdout=run.out_w,
+                stderr=run.err_w,
+                start_new_session=True,
+                pass_fds=fds,
+                preexec_fn=prepare,
+            )
         finally:
             if status_w is not None:
                 os.close(status_w)
         return _Started(process, status_r)
 
-    def _supervise(self, run, main: _Started, worker: _Started | None, limits, channel_r, collect) -> Execution:
+    def _supervise(
+        self, run, main: _Started, worker: _Started | None, limits, channel_r, collect
+    ) -> Execution:
         os.close(run.out_w)
         os.close(run.err_w)
         run.out_w = run.err_w = -1
         started = run.started
         out_r, err_r = run.out_r, run.err_r
-        run.out_r = run.err_r = -1  # watch closes them however it ends (a signal's exception included)
-        seen = supervise.watch(main.process.pid, out_r, err_r, started + limits.wall_seconds,
-                               limits.output_bytes, channel_r)  # fmt: skip
+        run.out_r = (
+            run.err_r
+        ) = -1  # watch closes them however it ends (a signal's exception included)
+        seen = supervise.watch(
+            main.process.pid,
+            out_r,
+            err_r,
+            started + limits.wall_seconds,
+            limits.output_bytes,
+            channel_r,
+        )
         if seen["timed_out"]:
             supervise.kill_group(main.process.pid)
         _pid, status, usage = os.wait4(main.process.pid, 0)
@@ -246,21 +314,30 @@ class LocalSandbox:
         """The interpreter as seen inside a run: the environment's own, bound read-only."""
         if self.bwrap is None:
             return sys.executable
-        return VENV + "/bin/python" if sys.prefix != sys.base_prefix else os.path.realpath(sys.executable)
+        return (
+            VENV + "/bin/python"
+            if sys.prefix != sys.base_prefix
+            else os.path.realpath(sys.executable)
+        )
 
     def _preflight(self) -> None:
         """The same user, environment and interpreter as a real run must be able to import
         pytest; otherwise every candidate would be judged failed for the sandbox's sake."""
-        probe = self.execute({}, ["python", "-I", "-c", "import pytest"], limits=Limits(wall_seconds=60))
+        probe = self.execute(
+            {}, ["python", "-I", "-c", "import pytest"], limits=Limits(wall_seconds=60)
+        )
         if probe.exit_code != 0:
             detail = (probe.stderr.strip().splitlines() or [f"exit status {probe.exit_code}"])[-1]
             who = "nobody" if self.as_root else "the sandbox"
             raise SelfRepairError(
                 f"the local sandbox cannot run {self.python} with pytest as {who}: {detail}; "
-                + ("install bubblewrap (apt-get install bubblewrap) so the sandbox can reach this environment read-only, "
-                   "or install selfrepair in an environment every user can read" if self.bwrap is None
-                   else "check that this Python environment is complete (pytest installed)")
-            )  # fmt: skip
+                + (
+                    "install bubblewrap (apt-get install bubblewrap) so the sandbox can reach this environment read-only, "
+                    "or install selfrepair in an environment every user can read"
+                    if self.bwrap is None
+                    else "check that this Python environment is complete (pytest installed)"
+                )
+            )
 
 
 VENV = "/venv"  # where a virtual environment appears inside a run
@@ -293,12 +370,16 @@ class _Started:
 class _RunDirectory:
     """A run's folders on the host and how they appear inside the run."""
 
-    def __init__(self, sandbox: LocalSandbox, workspace: Workspace, tests: Mapping[str, str], judged: bool) -> None:
+    def __init__(
+        self, sandbox: LocalSandbox, workspace: Workspace, tests: Mapping[str, str], judged: bool
+    ) -> None:
         self.sandbox, self.workspace, self.tests, self.judged = sandbox, workspace, tests, judged
 
     def __enter__(self) -> _RunDirectory:
         self.root = Path(tempfile.mkdtemp(prefix="selfrepair-local-"))
-        self.work, self.tests_dir, self.out, self.tmp = (self.root / n for n in ("work", "tests", "out", "tmp"))
+        self.work, self.tests_dir, self.out, self.tmp = (
+            self.root / n for n in ("work", "tests", "out", "tmp")
+        )
         for folder in (self.work, self.tests_dir, self.out, self.tmp):
             folder.mkdir()
         try:
@@ -320,10 +401,18 @@ class _RunDirectory:
             if self.judged:
                 _chown_tree(self.tests_dir, JUDGE_UID)
         isolated = sandbox.bwrap is not None
-        host = {"workspace": str(self.work), "tests": str(self.tests_dir), "out": str(self.out),
-                "harness": str(sandbox.harness)}  # fmt: skip
+        host = {
+            "workspace": str(self.work),
+            "tests": str(self.tests_dir),
+            "out": str(self.out),
+            "harness": str(sandbox.harness),
+        }
         self.paths = dict(INSIDE) if isolated else host
-        self.deps = [f"/deps/{i}" for i in range(len(sandbox.python_path))] if isolated else [str(p) for p in sandbox.python_path]
+        self.deps = (
+            [f"/deps/{i}" for i in range(len(sandbox.python_path))]
+            if isolated
+            else [str(p) for p in sandbox.python_path]
+        )
         self.home = "/tmp" if isolated else str(self.tmp)
         self.out_r, self.out_w = os.pipe()
         self.err_r, self.err_w = os.pipe()
@@ -340,7 +429,9 @@ class _RunDirectory:
     def host_cwd(self, judge: bool) -> Path:
         return self.tests_dir if judge else self.work
 
-    def environment(self, extra: Mapping[str, str] | None = None, judge: bool = False) -> dict[str, str]:
+    def environment(
+        self, extra: Mapping[str, str] | None = None, judge: bool = False
+    ) -> dict[str, str]:
         environment = {
             "PATH": f"{self.paths['harness']}/bin:/usr/local/bin:/usr/bin:/bin",
             "HOME": self.home,
@@ -360,8 +451,16 @@ class _RunDirectory:
 
     def bubblewrap(self, judge: bool) -> list[str]:
         sandbox = self.sandbox
-        argv = [sandbox.bwrap, "--die-with-parent", "--new-session", "--unshare-net", "--unshare-pid",
-                "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"]  # fmt: skip
+        argv = [
+            sandbox.bwrap,
+            "--die-with-parent",
+            "--new-session",
+            "--unshare-net",
+            "--unshare-pid",
+            "--unshare-ipc",
+            "--unshare-uts",
+            "--unshare-cgroup-try",
+        ]
         if not sandbox.as_root:
             argv += ["--unshare-user"]
         argv += _system_binds()
@@ -379,13 +478,28 @@ class _RunDirectory:
         argv += ["--proc", "/proc", "--dev", "/dev"]
         for private in ("/tmp", "/var/tmp", "/dev/shm"):
             argv += ["--perms", "1777", "--size", str(TMPFS_BYTES), "--tmpfs", private]
-        argv += ["--perms", "0755", "--dir", str(Path(INSIDE["harness"]).parent),
-                 "--ro-bind", str(sandbox.harness), INSIDE["harness"]]  # fmt: skip
+        argv += [
+            "--perms",
+            "0755",
+            "--dir",
+            str(Path(INSIDE["harness"]).parent),
+            "--ro-bind",
+            str(sandbox.harness),
+            INSIDE["harness"],
+        ]
         if judge:
             argv += ["--ro-bind", str(self.tests_dir), INSIDE["tests"], "--chdir", INSIDE["tests"]]
         else:
-            argv += ["--bind", str(self.work), INSIDE["workspace"], "--bind", str(self.out), INSIDE["out"],
-                     "--chdir", INSIDE["workspace"]]  # fmt: skip
+            argv += [
+                "--bind",
+                str(self.work),
+                INSIDE["workspace"],
+                "--bind",
+                str(self.out),
+                INSIDE["out"],
+                "--chdir",
+                INSIDE["workspace"],
+            ]
             if not self.judged:
                 argv += ["--ro-bind", str(self.tests_dir), INSIDE["tests"]]
         argv += ["--remount-ro", "/", "--"]
@@ -403,7 +517,11 @@ def _python_folders() -> list[str]:
     installation, and site-packages a .pth file adds from elsewhere, at their own paths."""
     inside_venv = os.path.realpath(sys.prefix) if sys.prefix != sys.base_prefix else None
     folders = [os.path.realpath(sys.base_prefix), os.path.realpath(sys.base_exec_prefix)]
-    folders += [os.path.realpath(p) for p in sys.path if p.endswith(("site-packages", "dist-packages")) and os.path.isdir(p)]
+    folders += [
+        os.path.realpath(p)
+        for p in sys.path
+        if p.endswith(("site-packages", "dist-packages")) and os.path.isdir(p)
+    ]
     kept: list[str] = []
     for folder in dict.fromkeys(folders):
         covered = [f for f in ("/usr", "/etc", inside_venv, *kept) if f]
@@ -429,8 +547,19 @@ def _bwrap_works() -> bool:
     bwrap = shutil.which("bwrap")
     if bwrap is None:
         return False
-    argv = [bwrap, "--unshare-net", "--unshare-pid", *([] if os.geteuid() == 0 else ["--unshare-user"]),
-            *_system_binds(), "--proc", "/proc", "--dev", "/dev", "--", "true"]  # fmt: skip
+    argv = [
+        bwrap,
+        "--unshare-net",
+        "--unshare-pid",
+        *([] if os.geteuid() == 0 else ["--unshare-user"]),
+        *_system_binds(),
+        "--proc",
+        "/proc",
+        "--dev",
+        "/dev",
+        "--",
+        "true",
+    ]
     try:
         return subprocess.run(argv, capture_output=True, timeout=30).returncode == 0
     except (OSError, subprocess.TimeoutExpired):

@@ -53,7 +53,14 @@ class CappedBuffer:
         return head + tail
 
 
-def watch(pid: int | None, out_fd: int, err_fd: int, deadline: float, cap: int, channel_fd: int | None = None) -> dict:
+def watch(
+    pid: int | None,
+    out_fd: int,
+    err_fd: int,
+    deadline: float,
+    cap: int,
+    channel_fd: int | None = None,
+) -> dict:
     """Read the child's stdout/stderr (and the harness's channel) until it exits or the
     deadline passes. Without a `pid`, the run ends when every writer has closed the channel
     (a judge that wrote its verdict).
@@ -149,7 +156,9 @@ def kill_group(pgid: int) -> bool:
 def place_fds(targets: dict[int, int]) -> None:
     """Make each target descriptor a copy of its source (e.g. {1: pipe, 3: channel}), safely
     when sources and targets overlap; the sources stay open for the caller to close."""
-    parked = {target: fcntl.fcntl(source, fcntl.F_DUPFD, PARKING) for target, source in targets.items()}
+    parked = {
+        target: fcntl.fcntl(source, fcntl.F_DUPFD, PARKING) for target, source in targets.items()
+    }
     for target, copy in parked.items():
         os.dup2(copy, target)
         os.close(copy)

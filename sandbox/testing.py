@@ -24,12 +24,13 @@ import re
 import shlex
 import subprocess
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
-from typing import Sequence
 
-from selfrepair.errors import SelfRepairError
 from selfrepair.sandbox.core import Execution, Limits, Sandbox, safe_relative
 from selfrepair.sandbox.verdict import pytest_outcomes, read_guard, read_judge
+
+from selfrepair.errors import SelfRepairError
 from selfrepair.types import Candidate, Task, TestCase, TestReport
 
 PYTHON_FLAGS = ("-B", "-u", "-P", "-s", "-E")
@@ -60,9 +61,13 @@ def run_tests(
     A candidate that cannot be laid out (a bad path, a diff that does not apply) comes back
     as a failed report, not an exception.
     """
-    limits = dataclasses.replace(getattr(sandbox, "limits", None) or Limits(), wall_seconds=task.tests.timeout_s)
+    limits = dataclasses.replace(
+        getattr(sandbox, "limits", None) or Limits(), wall_seconds=task.tests.timeout_s
+    )
     if task.repo and workspace is None:
-        raise SelfRepairError(f"task {task.task_id}: a repository task is tested in a prepared workspace directory")
+        raise SelfRepairError(
+            f"task {task.task_id}: a repository task is tested in a prepared workspace directory"
+        )
     try:
         files = None if workspace is not None else _candidate_files(task, candidate)
     except SelfRepairError as error:
@@ -78,8 +83,12 @@ def run_tests(
         if arguments is not None:
             return _judged_pytest(sandbox, task, files, arguments, limits)
     elif spec.kind == "script":
-        raise SelfRepairError(f"task {task.task_id}: a script task is tested from its files, not a workspace")
-    return _guarded(sandbox, task, files if workspace is None else workspace, candidate, limits, expect)
+        raise SelfRepairError(
+            f"task {task.task_id}: a script task is tested from its files, not a workspace"
+        )
+    return _guarded(
+        sandbox, task, files if workspace is None else workspace, candidate, limits, expect
+    )
 
 
 def untestable(report: TestReport) -> str:
@@ -96,8 +105,14 @@ def untestable(report: TestReport) -> str:
         return f"it cannot start: {said or report.reason}"
     # A command that got as far as running tests reported them; one that could not start
     # reported only itself (judged by its exit status) or pytest's stand-in for the run.
-    itemised = [] if report.verdict == "exit status" else [case for case in report.tests if case.name != "<run>"]
-    opening = "\n".join([line for line in report.stderr.splitlines() if line.strip()][:3])  # where it says so
+    itemised = (
+        []
+        if report.verdict == "exit status"
+        else [case for case in report.tests if case.name != "<run>"]
+    )
+    opening = "\n".join(
+        [line for line in report.stderr.splitlines() if line.strip()][:3]
+    )  # where it says so
     failure = START_FAILURE.search(opening)
     if failure and not itemised:
         return f"it cannot start: {failure.group(0).strip()}"
@@ -145,10 +160,15 @@ def _apply_diff(files: dict[str, str], diff: str) -> dict[str, str]:
             target.write_text(text)
         applied = subprocess.run(
             ["git", "apply", "--whitespace=nowarn", "-"],
-            cwd=root, input=diff, capture_output=True, text=True,
+            cwd=root,
+            input=diff,
+            capture_output=True,
+            text=True,
         )
         if applied.returncode != 0:
-            raise SelfRepairError(f"the diff does not apply: {applied.stderr.strip().splitlines()[-1:]}")
+            raise SelfRepairError(
+                f"the diff does not apply: {applied.stderr.strip().splitlines()[-1:]}"
+            )
         return {
             str(path.relative_to(root)): path.read_text(errors="replace")
             for path in root.rglob("*")
@@ -159,7 +179,9 @@ def _apply_diff(files: dict[str, str], diff: str) -> dict[str, str]:
 # -- judged runs ----------------------------------------------------------------------------
 
 
-def _judged_script(sandbox: Sandbox, task: Task, files: dict[str, str], limits: Limits) -> TestReport:
+def _judged_script(
+    sandbox: Sandbox, task: Task, files: dict[str, str], limits: Limits
+) -> TestReport:
     entry = task.entry_file or (next(iter(task.files)) if len(task.files) == 1 else None)
     if entry is None:
         raise SelfRepairError(f"task {task.task_id}: a script task needs an entry_file")
@@ -172,11 +194,17 @@ def _judged_script(sandbox: Sandbox, task: Task, files: dict[str, str], limits: 
     return _judged_report(run, limits)
 
 
-def _judged_pytest(sandbox: Sandbox, task: Task, files: dict[str, str], arguments: list[str], limits: Limits) -> TestReport:
+def _judged_pytest(
+    sandbox: Sandbox, task: Task, files: dict[str, str], arguments: list[str], limits: Limits
+) -> TestReport:
     spec = task.tests
     # The judge's folder: the task's tests, and the task's own data files (never the candidate's).
-    tests = {path: text for path, text in task.files.items() if not path.endswith(".py")} | dict(spec.files)
-    modules = {_module_of(path) for path in files if path.endswith(".py") and path not in spec.files}
+    tests = {path: text for path, text in task.files.items() if not path.endswith(".py")} | dict(
+        spec.files
+    )
+    modules = {
+        _module_of(path) for path in files if path.endswith(".py") and path not in spec.files
+    }
     config = {"mode": "pytest", "modules": sorted(modules), "args": arguments}
     run = sandbox.judge(files, config, tests=tests, limits=limits)
     return _judged_report(run, limits)
@@ -211,17 +239,40 @@ def _judged_report(run: Execution, limits: Limits) -> TestReport:
 # -- guarded runs ---------------------------------------------------------------------------
 
 
-def _guarded(sandbox: Sandbox, task: Task, place, candidate: Candidate | None, limits: Limits, expect: Sequence[str]) -> TestReport:
+def _guarded(
+    sandbox: Sandbox,
+    task: Task,
+    place,
+    candidate: Candidate | None,
+    limits: Limits,
+    expect: Sequence[str],
+) -> TestReport:
     spec = task.tests
     if spec.kind == "pytest":
-        targets = [f"$SELFREPAIR_TESTS/{safe_relative(test_id)}" for test_id in spec.select] or ["$SELFREPAIR_TESTS"]
-        command = ["python", "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir=$SELFREPAIR_TESTS", *targets]
+        targets = [f"$SELFREPAIR_TESTS/{safe_relative(test_id)}" for test_id in spec.select] or [
+            "$SELFREPAIR_TESTS"
+        ]
+        command = [
+            "python",
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--rootdir=$SELFREPAIR_TESTS",
+            *targets,
+        ]
     else:
         command = ["sh", "-c", spec.command]
         if isinstance(place, dict) and spec.files:
-            place = {**place, **spec.files}  # the task's tests replace any copy the candidate brought
+            place = {
+                **place,
+                **spec.files,
+            }  # the task's tests replace any copy the candidate brought
     suspects = ":".join(_changed_paths(candidate))
-    run = sandbox.execute(place, command, tests=dict(spec.files), limits=limits, env={"SELFREPAIR_SUSPECTS": suspects})
+    run = sandbox.execute(
+        place, command, tests=dict(spec.files), limits=limits, env={"SELFREPAIR_SUSPECTS": suspects}
+    )
     guard = read_guard(run.channel)
     trouble = _run_trouble(run, limits)
     suspicious = [f"refused: {event}" for event in guard.refused]
@@ -230,10 +281,17 @@ def _guarded(sandbox: Sandbox, task: Task, place, candidate: Candidate | None, l
     ran_pytest = any(p.runs_pytest for p in guard.processes.values()) or guard.sessions
     if not ran_pytest:
         suspicious += guard.problems + guard.early_exits
-        reason = trouble or ("" if run.exit_code == 0 else _exit_reason(spec.command or "the command", run))
+        reason = trouble or (
+            "" if run.exit_code == 0 else _exit_reason(spec.command or "the command", run)
+        )
         name = spec.command or "command"
-        case = TestCase(name=name, outcome="passed" if not reason else "failed", message=reason,
-                        traceback=_traceback(run.stderr) if reason else "", seconds=run.wall_seconds)  # fmt: skip
+        case = TestCase(
+            name=name,
+            outcome="passed" if not reason else "failed",
+            message=reason,
+            traceback=_traceback(run.stderr) if reason else "",
+            seconds=run.wall_seconds,
+        )
         return _report(run, [case], reason, suspicious, "exit status")
     cases, problems = pytest_outcomes(guard, run.exit_code)
     suspicious += [p for p in problems if "forged" in p or "early exit" in p]
@@ -244,12 +302,16 @@ def _guarded(sandbox: Sandbox, task: Task, place, candidate: Candidate | None, l
     elif problems:
         reason = problems[0]
     elif missing:
-        reason = f"{len(missing)} test(s) that ran on the original did not run: {', '.join(missing[:5])}"
+        reason = (
+            f"{len(missing)} test(s) that ran on the original did not run: {', '.join(missing[:5])}"
+        )
         suspicious.append(reason)
     elif not cases:
         reason = NO_TESTS
     else:
-        reason = _failing_reason(cases) or ("" if run.exit_code == 0 else _exit_reason("pytest", run))
+        reason = _failing_reason(cases) or (
+            "" if run.exit_code == 0 else _exit_reason("pytest", run)
+        )
     return _report(run, cases, reason, suspicious, "guard")
 
 
@@ -276,8 +338,9 @@ def _failing_reason(cases: list[TestCase]) -> str:
         return ""
     names = ", ".join(case.name for case in failing[:5])
     first = failing[0].message.strip().splitlines()[-1] if failing[0].message.strip() else ""
-    return f"{len(failing)} of {len(cases)} tests failed: {names}{', ...' if len(failing) > 5 else ''}" + (
-        f" ({first[:300]})" if first else ""
+    return (
+        f"{len(failing)} of {len(cases)} tests failed: {names}{', ...' if len(failing) > 5 else ''}"
+        + (f" ({first[:300]})" if first else "")
     )
 
 
@@ -299,13 +362,20 @@ def _run_trouble(run: Execution, limits: Limits) -> str:
     return ""
 
 
-def _report(run: Execution, cases: list[TestCase], reason: str, suspicious: list[str], verdict: str) -> TestReport:
+def _report(
+    run: Execution, cases: list[TestCase], reason: str, suspicious: list[str], verdict: str
+) -> TestReport:
     suspicion = "; ".join(dict.fromkeys(suspicious))
     if suspicion and not reason:
         reason = f"suspicious: {suspicion}"
     if reason and not any(case.outcome in ("failed", "error") for case in cases):
         # Nothing itemised failed, yet the run did: say so as a test of its own.
-        cases = [*cases, TestCase(name="<run>", outcome="error", message=reason, traceback=_traceback(run.stderr))]
+        cases = [
+            *cases,
+            TestCase(
+                name="<run>", outcome="error", message=reason, traceback=_traceback(run.stderr)
+            ),
+        ]
     return TestReport(
         tests=cases,
         exit_code=run.exit_code,

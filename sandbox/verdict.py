@@ -58,7 +58,10 @@ class Process:
 
     @property
     def runs_pytest(self) -> bool:
-        return any(part in ("pytest", "py.test") or part.endswith(("/pytest", "/py.test")) for part in self.argv)
+        return any(
+            part in ("pytest", "py.test") or part.endswith(("/pytest", "/py.test"))
+            for part in self.argv
+        )
 
 
 @dataclass
@@ -72,12 +75,18 @@ class GuardReport:
         """Exits with status 0 that the candidate's own code called."""
         return [
             f"early exit: {r.get('how')}(0) called by the candidate's code (process {p.pid})"
-            for p in self.processes.values() for r in p.records if r.get("type") == "exit" and r.get("code") == 0
-        ]  # fmt: skip
+            for p in self.processes.values()
+            for r in p.records
+            if r.get("type") == "exit" and r.get("code") == 0
+        ]
 
     @property
     def sessions(self) -> list[Process]:
-        return [p for p in self.processes.values() if any(r.get("type") == "collection_done" for r in p.records)]
+        return [
+            p
+            for p in self.processes.values()
+            if any(r.get("type") == "collection_done" for r in p.records)
+        ]
 
 
 def read_guard(channel: bytes) -> GuardReport:
@@ -93,7 +102,9 @@ def read_guard(channel: bytes) -> GuardReport:
             if "hello" in entry:
                 pid = int(entry["pid"])
                 if pid in keys:
-                    problems.append(f"a second hello for process {pid} on the report channel (forged)")
+                    problems.append(
+                        f"a second hello for process {pid} on the report channel (forged)"
+                    )
                     continue
                 keys[pid], chains[pid] = bytes.fromhex(entry["hello"]), b""
                 processes[pid] = Process(pid, [str(a) for a in entry.get("argv", [])])
@@ -102,7 +113,9 @@ def read_guard(channel: bytes) -> GuardReport:
             record = json.loads(body)
             pid = int(record["pid"])
             parent = record.get("parent")
-            if pid not in keys and parent in keys:  # a forked child: its parent's key, a chain of its own
+            if (
+                pid not in keys and parent in keys
+            ):  # a forked child: its parent's key, a chain of its own
                 keys[pid] = keys[parent]
                 chains[pid] = hmac.new(keys[pid], f"fork:{pid}".encode(), hashlib.sha256).digest()
                 processes[pid] = Process(pid, processes[parent].argv)
@@ -134,26 +147,57 @@ def pytest_outcomes(report: GuardReport, exit_code: int | None) -> tuple[list[Te
     cases: dict[str, TestCase] = {}
     for process in report.sessions:
         watched = _watched(process)
-        bodies = {r["id"]: r.get("result") for r in process.records if r.get("type") == "body" and "id" in r}
-        collected = [i for r in process.records if r.get("type") == "collected" for i in r.get("ids", [])]
+        bodies = {
+            r["id"]: r.get("result")
+            for r in process.records
+            if r.get("type") == "body" and "id" in r
+        }
+        collected = [
+            i for r in process.records if r.get("type") == "collected" for i in r.get("ids", [])
+        ]
         for record in process.records:
             if record.get("type") == "collect_error":
-                _merge(cases, TestCase(name=str(record.get("id")), outcome="error", message="collection failed",
-                                       traceback=str(record.get("longrepr", ""))))  # fmt: skip
+                _merge(
+                    cases,
+                    TestCase(
+                        name=str(record.get("id")),
+                        outcome="error",
+                        message="collection failed",
+                        traceback=str(record.get("longrepr", "")),
+                    ),
+                )
             if record.get("type") != "test":
                 continue
             outcome = _outcome(record)
             nodeid = str(record.get("id"))
-            if outcome == "passed" and record.get("when") == "call" and watched.get(nodeid) and bodies.get(nodeid) != "returned":
+            if (
+                outcome == "passed"
+                and record.get("when") == "call"
+                and watched.get(nodeid)
+                and bodies.get(nodeid) != "returned"
+            ):
                 outcome = "error"
-                record = dict(record, message="the test was reported passed but its body never returned")
-                problems.append(f"{nodeid}: reported passed, but the test's own body did not run to its end (forged)")
-            _merge(cases, TestCase(name=nodeid, outcome=outcome, message=str(record.get("message", "")),
-                                   traceback=str(record.get("longrepr", "")),
-                                   seconds=float(record.get("duration", 0.0) or 0.0)))  # fmt: skip
+                record = dict(
+                    record, message="the test was reported passed but its body never returned"
+                )
+                problems.append(
+                    f"{nodeid}: reported passed, but the test's own body did not run to its end (forged)"
+                )
+            _merge(
+                cases,
+                TestCase(
+                    name=nodeid,
+                    outcome=outcome,
+                    message=str(record.get("message", "")),
+                    traceback=str(record.get("longrepr", "")),
+                    seconds=float(record.get("duration", 0.0) or 0.0),
+                ),
+            )
         for nodeid in collected:
             if nodeid not in cases:
-                cases[nodeid] = TestCase(name=nodeid, outcome="error", message="collected but never reported")
+                cases[nodeid] = TestCase(
+                    name=nodeid, outcome="error", message="collected but never reported"
+                )
     return list(cases.values()), problems
 
 
@@ -161,7 +205,7 @@ def _watched(process: Process) -> dict[str, bool]:
     watched = {}
     for record in process.records:
         if record.get("type") == "collected":
-            watched.update(zip(record.get("ids", []), record.get("watched", [])))
+            watched.update(zip(record.get("ids", []), record.get("watched", []), strict=False))
     return watched
 
 

@@ -20,17 +20,27 @@ The comparison file (OUT/comparison.json) holds {"eval_sets": {name: compare(...
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from selfrepair.errors import SelfRepairError
-from selfrepair.stats import CONFIDENCE, RESAMPLES, bootstrap_mean, paired_bootstrap, sign_test, unbiased_pass_at_k
+from selfrepair.stats import (
+    CONFIDENCE,
+    RESAMPLES,
+    bootstrap_mean,
+    paired_bootstrap,
+    sign_test,
+    unbiased_pass_at_k,
+)
 
 COMPARISON = "comparison.json"
 METRICS = ("pass@1", "repair_rate")  # with intervals and tests; pass@k for every k is a curve
 
 
-def task_scores(rows: Sequence[dict[str, Any]], k_values: Sequence[int]) -> dict[str, dict[str, float]]:
+def task_scores(
+    rows: Sequence[dict[str, Any]], k_values: Sequence[int]
+) -> dict[str, dict[str, float]]:
     """{task id: {"pass@1", "pass@K" for each K, "repair_rate"}} from result rows. A task
     answered with fewer samples than K (its run stopped on an error) counts pass@K over
     what it has."""
@@ -74,25 +84,38 @@ def compare(
 
     models = []
     for name, rows in evaluations:
-        models.append({
-            "name": name,
-            **{metric: bootstrap_mean(column(name, metric), **options).to_json() for metric in METRICS},
-            "pass@k": {str(k): sum(column(name, f"pass@{k}")) / len(tasks) for k in k_values},
-            "errors": sum(row["outcome"] == "error" for row in rows),
-            "tokens": sum(row["tokens"] for row in rows),
-            "wall_seconds": round(sum(row["wall_seconds"] for row in rows), 1),
-        })  # fmt: skip
+        models.append(
+            {
+                "name": name,
+                **{
+                    metric: bootstrap_mean(column(name, metric), **options).to_json()
+                    for metric in METRICS
+                },
+                "pass@k": {str(k): sum(column(name, f"pass@{k}")) / len(tasks) for k in k_values},
+                "errors": sum(row["outcome"] == "error" for row in rows),
+                "tokens": sum(row["tokens"] for row in rows),
+                "wall_seconds": round(sum(row["wall_seconds"] for row in rows), 1),
+            }
+        )
     differences = []
     for name, _ in evaluations[1:]:
         entry: dict[str, Any] = {"name": name, "against": base_name}
         for metric in METRICS:
             before, after = column(base_name, metric), column(name, metric)
-            entry[metric] = paired_bootstrap(before, after, **options).to_json() | sign_test(before, after).to_json()
+            entry[metric] = (
+                paired_bootstrap(before, after, **options).to_json()
+                | sign_test(before, after).to_json()
+            )
         differences.append(entry)
     return {
-        "tasks": len(tasks), "samples": samples, "confidence": confidence, "resamples": resamples, "seed": seed,
-        "models": models, "differences": differences,
-    }  # fmt: skip
+        "tasks": len(tasks),
+        "samples": samples,
+        "confidence": confidence,
+        "resamples": resamples,
+        "seed": seed,
+        "models": models,
+        "differences": differences,
+    }
 
 
 def read_comparison(path: Path) -> dict[str, Any]:
@@ -104,7 +127,9 @@ def read_comparison(path: Path) -> dict[str, Any]:
     except json.JSONDecodeError as error:
         raise SelfRepairError(f"{path}:{error.lineno}: not valid JSON: {error.msg}") from None
     sets = data.get("eval_sets") if isinstance(data, dict) else None
-    if not isinstance(sets, dict) or not all(isinstance(v, dict) and "models" in v for v in sets.values()):
+    if not isinstance(sets, dict) or not all(
+        isinstance(v, dict) and "models" in v for v in sets.values()
+    ):
         raise SelfRepairError(f"{path} is not a comparison (eval sets, each with its models)")
     if not isinstance(data.get("rounds"), list):
         raise SelfRepairError(f"{path} is not a comparison (no list of rounds)")
@@ -112,7 +137,7 @@ def read_comparison(path: Path) -> dict[str, Any]:
 
 
 def describe_difference(difference: dict[str, Any]) -> str:
-    """"+0.050 [-0.010, +0.110], p=0.21 (12 gained, 7 lost)": the paired difference, its
+    """ "+0.050 [-0.010, +0.110], p=0.21 (12 gained, 7 lost)": the paired difference, its
     interval, the sign test."""
     return (
         f"{difference['value']:+.3f} [{difference['low']:+.3f}, {difference['high']:+.3f}], "

@@ -14,9 +14,10 @@ import errno
 import os
 import secrets
 import stat
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, TextIO
+from typing import TextIO
 
 from selfrepair.errors import SelfRepairError
 
@@ -81,7 +82,9 @@ def make_directory(path: Path) -> None:
     except FileExistsError:
         raise SelfRepairError(f"cannot make the folder {path}: a file is in the way") from None
     except OSError as error:
-        raise SelfRepairError(f"cannot make the folder {path}: {describe(error, nearest_existing(path))}") from None
+        raise SelfRepairError(
+            f"cannot make the folder {path}: {describe(error, nearest_existing(path))}"
+        ) from None
 
 
 def check_can_make(path: Path) -> None:

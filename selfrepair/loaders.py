@@ -19,8 +19,9 @@ import gzip
 import json
 import re
 import subprocess
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Annotated, Any, Callable, Iterator, TypeVar
+from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -132,7 +133,9 @@ def json_values(path: Path) -> Iterator[tuple[int, Any]]:
     while index < len(text):
         if in_list and text[index] == "]":
             if skip_space(text, index + 1) < len(text):
-                raise SelfRepairError(f"{path}:{line_of(text, index)}: text after the end of the list")
+                raise SelfRepairError(
+                    f"{path}:{line_of(text, index)}: text after the end of the list"
+                )
             return
         try:
             value, end = decoder.raw_decode(text, index)
@@ -144,9 +147,13 @@ def json_values(path: Path) -> Iterator[tuple[int, Any]]:
             if text.startswith(",", index):
                 index = skip_space(text, index + 1)
             elif not text.startswith("]", index):
-                raise SelfRepairError(f"{path}:{line_of(text, index)}: bad JSON: expected ',' or ']'")
+                raise SelfRepairError(
+                    f"{path}:{line_of(text, index)}: bad JSON: expected ',' or ']'"
+                )
     if in_list:
-        raise SelfRepairError(f"{path}:{line_of(text, len(text))}: bad JSON: the list is not closed")
+        raise SelfRepairError(
+            f"{path}:{line_of(text, len(text))}: bad JSON: the list is not closed"
+        )
 
 
 def skip_space(text: str, index: int) -> int:
@@ -167,13 +174,17 @@ def describe(error: ValidationError) -> str:
     return f"field {field!r}: {first['msg']}" + (f" (and {more} more problems)" if more else "")
 
 
-def load_records(path: str | Path, record_type: type[Record], make_task: Callable[[Record], Task]) -> list[Task]:
+def load_records(
+    path: str | Path, record_type: type[Record], make_task: Callable[[Record], Task]
+) -> list[Task]:
     """Validate each record, then build its Task; either failing names the file and line."""
     path = Path(path).expanduser()
     tasks, seen = [], set()
     for line, value in json_values(path):
         if not isinstance(value, dict):
-            raise SelfRepairError(f"{path}:{line}: expected a JSON object, got {type(value).__name__}")
+            raise SelfRepairError(
+                f"{path}:{line}: expected a JSON object, got {type(value).__name__}"
+            )
         try:
             task = make_task(record_type.model_validate(value))
         except ValidationError as error:
@@ -201,7 +212,11 @@ def load_quixbugs(path: str | Path) -> list[Task]:
             files={file: record.buggy_program},
             entry_file=file,
             entry_point=record.name,
-            tests=TestSpec(kind="script", files={f"test_{record.name}.py": record.tests}, timeout_s=QUIXBUGS_TIMEOUT_S),
+            tests=TestSpec(
+                kind="script",
+                files={f"test_{record.name}.py": record.tests},
+                timeout_s=QUIXBUGS_TIMEOUT_S,
+            ),
             metadata={"benchmark": "quixbugs", "mode": "repair", "solution": record.solution},
         )
 
@@ -229,7 +244,9 @@ def load_humanevalpack(path: str | Path) -> list[Task]:
             entry_point=record.entry_point,
             tests=TestSpec(
                 kind="script",
-                files={f"test_{record.entry_point}.py": check_script(record.test, record.entry_point)},
+                files={
+                    f"test_{record.entry_point}.py": check_script(record.test, record.entry_point)
+                },
                 timeout_s=HUMANEVAL_TIMEOUT_S,
             ),
             metadata={
@@ -260,7 +277,9 @@ def load_humaneval(path: str | Path | None = None) -> list[Task]:
             entry_point=record.entry_point,
             tests=TestSpec(
                 kind="script",
-                files={f"test_{record.entry_point}.py": check_script(record.test, record.entry_point)},
+                files={
+                    f"test_{record.entry_point}.py": check_script(record.test, record.entry_point)
+                },
                 timeout_s=HUMANEVAL_TIMEOUT_S,
             ),
             metadata={
@@ -329,10 +348,14 @@ def load_synth(path: str | Path) -> list[Task]:
             raise SelfRepairError(f"{path}:{line}: {describe(error)}") from None
         synth = task.metadata.get("synth") or {}
         if not all(isinstance(synth.get(key), str) for key in ("mirror", "commit", "test_commit")):
-            raise SelfRepairError(f"{path}:{line}: not a synth task (metadata.synth names no mirror and commits)")
+            raise SelfRepairError(
+                f"{path}:{line}: not a synth task (metadata.synth names no mirror and commits)"
+            )
         mirror = (path.parent / synth["mirror"]).resolve()
         if not mirror.is_dir():
-            raise SelfRepairError(f"{path}:{line}: the package's mirror {mirror} is missing (keep the synth folder whole)")
+            raise SelfRepairError(
+                f"{path}:{line}: the package's mirror {mirror} is missing (keep the synth folder whole)"
+            )
         for commit in (synth["commit"], synth["test_commit"]):
             if (mirror, commit) not in trees:
                 trees[(mirror, commit)] = git_tree_texts(mirror, commit, blobs)
@@ -340,7 +363,9 @@ def load_synth(path: str | Path) -> list[Task]:
         files = {**trees[(mirror, synth["commit"])]}
         for name in synth.get("test_files", []):
             if name not in hidden:
-                raise SelfRepairError(f"{path}:{line}: the test file {name} is not in {mirror} at {synth['test_commit'][:12]}")
+                raise SelfRepairError(
+                    f"{path}:{line}: the test file {name} is not in {mirror} at {synth['test_commit'][:12]}"
+                )
             files[name] = hidden[name]
         if task.task_id in seen:
             raise SelfRepairError(f"{path}:{line}: task {task.task_id!r} appears twice")
@@ -355,10 +380,13 @@ def load_synth(path: str | Path) -> list[Task]:
 def git_tree_texts(repository: Path, commit: str, blobs: dict[str, str | None]) -> dict[str, str]:
     """The UTF-8 text files of a commit (binary ones left out), read with one `git cat-file`."""
     listing = subprocess.run(
-        ["git", "-C", str(repository), "ls-tree", "-r", "-z", "--full-tree", commit], capture_output=True,
+        ["git", "-C", str(repository), "ls-tree", "-r", "-z", "--full-tree", commit],
+        capture_output=True,
     )
     if listing.returncode != 0:
-        raise SelfRepairError(f"{repository}: no commit {commit[:12]}: {listing.stderr.decode(errors='replace').strip()}")
+        raise SelfRepairError(
+            f"{repository}: no commit {commit[:12]}: {listing.stderr.decode(errors='replace').strip()}"
+        )
     entries = []
     for entry in filter(None, listing.stdout.split(b"\0")):
         meta, _, name = entry.partition(b"\t")
@@ -367,8 +395,11 @@ def git_tree_texts(repository: Path, commit: str, blobs: dict[str, str | None]) 
             entries.append((name.decode("utf-8", "replace"), sha.decode()))
     wanted = sorted({sha for _, sha in entries if sha not in blobs})
     if wanted:
-        batch = subprocess.run(["git", "-C", str(repository), "cat-file", "--batch"], input="\n".join(wanted).encode() + b"\n",
-                               capture_output=True)
+        batch = subprocess.run(
+            ["git", "-C", str(repository), "cat-file", "--batch"],
+            input="\n".join(wanted).encode() + b"\n",
+            capture_output=True,
+        )
         data, at = batch.stdout, 0
         for sha in wanted:
             header_end = data.index(b"\n", at)
@@ -406,10 +437,26 @@ def load_tasks(kind: str, path: str | Path | None) -> list[Task]:
 # ---------------------------------------------------------------- local code
 
 SKIPPED_DIRS = {
-    ".git", ".hg", ".svn", ".venv", "venv", "env", ".env", "__pycache__", ".mypy_cache",
-    ".pytest_cache", ".ruff_cache", ".tox", ".nox", "node_modules", "build", "dist", ".eggs",
-    ".idea", ".vscode",
-}  # fmt: skip
+    ".git",
+    ".hg",
+    ".svn",
+    ".venv",
+    "venv",
+    "env",
+    ".env",
+    "__pycache__",
+    ".mypy_cache",
+    ".pytest_cache",
+    ".ruff_cache",
+    ".tox",
+    ".nox",
+    "node_modules",
+    "build",
+    "dist",
+    ".eggs",
+    ".idea",
+    ".vscode",
+}
 MAX_FILE_BYTES = 256_000  # bigger files are data, not code to repair
 
 
@@ -450,7 +497,9 @@ def git_head(root: Path) -> str | None:
     if not (root / ".git").exists():
         return None
     result = subprocess.run(
-        ["git", "-C", str(root), "rev-parse", "--verify", "--quiet", "HEAD"], capture_output=True, text=True
+        ["git", "-C", str(root), "rev-parse", "--verify", "--quiet", "HEAD"],
+        capture_output=True,
+        text=True,
     )
     if result.returncode != 0:
         return None

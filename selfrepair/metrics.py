@@ -15,8 +15,9 @@ pass@k estimator (selfrepair.stats) where the replies are independent samples (b
 from __future__ import annotations
 
 import difflib
+from collections.abc import Iterable
 from statistics import mean
-from typing import Any, Iterable
+from typing import Any
 
 from selfrepair.types import Candidate, Task, Trajectory
 
@@ -33,7 +34,9 @@ def result_row(trajectory: Trajectory) -> dict[str, Any]:
             tokens_to_solve = tokens_so_far
             candidates_to_solve = 1 + sum(s.index < step.index for s in candidates)
     beyond = [lines_beyond_reference(trajectory.task, s.candidate) for s in candidates]
-    solution = trajectory.steps[trajectory.solution_step] if trajectory.solution_step is not None else None
+    solution = (
+        trajectory.steps[trajectory.solution_step] if trajectory.solution_step is not None else None
+    )
     return {
         "task_id": trajectory.task.task_id,
         "trajectory_id": trajectory.trajectory_id,
@@ -43,7 +46,9 @@ def result_row(trajectory: Trajectory) -> dict[str, Any]:
         "solved": trajectory.solved,
         "first_passed": bool(candidates and candidates[0].report and candidates[0].report.passed),
         "candidates": len(candidates),
-        "samples": sum(step.kind != "inputs" for step in trajectory.steps),  # model replies meant as fixes
+        "samples": sum(
+            step.kind != "inputs" for step in trajectory.steps
+        ),  # model replies meant as fixes
         "passed_candidates": len(trajectory.passing()),
         "candidates_to_solve": candidates_to_solve,
         "tokens": trajectory.tokens,
@@ -60,7 +65,9 @@ def result_row(trajectory: Trajectory) -> dict[str, Any]:
         # Over-editing: the solution's lines changed beyond the reference fix, and the mean
         # over every candidate of the task (None where the task carries no reference).
         "lines_beyond_reference": (
-            lines_beyond_reference(trajectory.task, solution.candidate) if solution and solution.candidate else None
+            lines_beyond_reference(trajectory.task, solution.candidate)
+            if solution and solution.candidate
+            else None
         ),
         "candidate_lines_beyond_reference": mean(beyond) if beyond and None not in beyond else None,
         "error": trajectory.error,
@@ -90,7 +97,9 @@ def pass_at_k(rows: list[dict[str, Any]], k: int) -> float:
     """Share of tasks solved within their first k candidates."""
     if not rows:
         return 0.0
-    solved = sum(1 for r in rows if r["candidates_to_solve"] is not None and r["candidates_to_solve"] <= k)
+    solved = sum(
+        1 for r in rows if r["candidates_to_solve"] is not None and r["candidates_to_solve"] <= k
+    )
     return solved / len(rows)
 
 
@@ -130,13 +139,19 @@ def summarize(rows: Iterable[dict[str, Any]]) -> dict[str, Any]:
 def over_editing(rows: list[dict[str, Any]]) -> dict[str, float | None]:
     """The run's over-editing: the mean over solved tasks of their fix's lines beyond the
     reference, and the mean over every candidate; None where no task carries a reference."""
-    solved = [r["lines_beyond_reference"] for r in rows if r.get("lines_beyond_reference") is not None]
-    measured = [r for r in rows if r.get("candidate_lines_beyond_reference") is not None and r["candidates"]]
+    solved = [
+        r["lines_beyond_reference"] for r in rows if r.get("lines_beyond_reference") is not None
+    ]
+    measured = [
+        r for r in rows if r.get("candidate_lines_beyond_reference") is not None and r["candidates"]
+    ]
     candidates = sum(r["candidates"] for r in measured)
     return {
         "lines_beyond_reference": mean(solved) if solved else None,
         "candidate_lines_beyond_reference": (
-            sum(r["candidate_lines_beyond_reference"] * r["candidates"] for r in measured) / candidates
-            if candidates else None
+            sum(r["candidate_lines_beyond_reference"] * r["candidates"] for r in measured)
+            / candidates
+            if candidates
+            else None
         ),
     }

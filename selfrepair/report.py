@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-
 from selfrepair.comparison import COMPARISON, describe_difference, read_comparison
 from selfrepair.errors import SelfRepairError
 from selfrepair.files import check_output_file, write_atomically
@@ -183,8 +182,17 @@ def _plot_svg(
             # Runs often share a curve: a line style each keeps the lower ones visible.
             style = LINE_STYLES[number % len(LINE_STYLES)]
             # A "$" would start mathtext; run names are plain text.
-            axes.step(xs, ys, where="post", linestyle=style, marker="o", markersize=3, alpha=0.85,
-                      linewidth=1.8, label=label.replace("$", r"\$"))
+            axes.step(
+                xs,
+                ys,
+                where="post",
+                linestyle=style,
+                marker="o",
+                markersize=3,
+                alpha=0.85,
+                linewidth=1.8,
+                label=label.replace("$", r"\$"),
+            )
         axes.set_xlabel(xlabel)
         axes.set_ylabel("repair rate")
         axes.set_ylim(-0.02, 1.02)
@@ -216,7 +224,9 @@ def candidates_plot(runs: list[Run]) -> str:
         most = max(row["candidates"] for row in run.rows)
         ks = list(range(0, most + 1))
         series.append((run.label, [float(k) for k in ks], [pass_at_k(run.rows, k) for k in ks]))
-    return _plot_svg(series, "candidates tried (k)", "Repair rate against candidates tried (pass@k)", "pass-k")
+    return _plot_svg(
+        series, "candidates tried (k)", "Repair rate against candidates tried (pass@k)", "pass-k"
+    )
 
 
 def tokens_plot(runs: list[Run]) -> str:
@@ -230,7 +240,9 @@ def tokens_plot(runs: list[Run]) -> str:
         xs.append(float(longest))
         ys.append(ys[-1])
         series.append((run.label, xs, ys))
-    return _plot_svg(series, "tokens spent on a task (t)", "Repair rate against tokens spent (pass@t)", "pass-t")
+    return _plot_svg(
+        series, "tokens spent on a task (t)", "Repair rate against tokens spent (pass@t)", "pass-t"
+    )
 
 
 def rounds_plot(eval_set: str, result: dict[str, Any], id_prefix: str) -> str:
@@ -242,12 +254,25 @@ def rounds_plot(eval_set: str, result: dict[str, Any], id_prefix: str) -> str:
     with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": id_prefix}):
         figure = Figure(figsize=(5.6, 3.5))
         axes = figure.add_subplot()
-        for offset, metric, label in ((-0.08, "pass@1", "pass@1"), (0.08, "repair_rate", f"repair rate (pass@{result['samples']})")):
+        for offset, metric, label in (
+            (-0.08, "pass@1", "pass@1"),
+            (0.08, "repair_rate", f"repair rate (pass@{result['samples']})"),
+        ):
             values = [model[metric] for model in result["models"]]
             centres = [v["value"] for v in values]
-            errors = [[v["value"] - v["low"] for v in values], [v["high"] - v["value"] for v in values]]
-            axes.errorbar([i + offset for i in range(len(names))], centres, yerr=errors, marker="o", capsize=4,
-                          linewidth=1.5, label=label)  # fmt: skip
+            errors = [
+                [v["value"] - v["low"] for v in values],
+                [v["high"] - v["value"] for v in values],
+            ]
+            axes.errorbar(
+                [i + offset for i in range(len(names))],
+                centres,
+                yerr=errors,
+                marker="o",
+                capsize=4,
+                linewidth=1.5,
+                label=label,
+            )
         axes.set_xticks(range(len(names)), [name.replace("$", r"\$") for name in names])
         axes.set_ylabel("share of eval tasks")
         axes.set_ylim(-0.02, 1.02)
@@ -345,7 +370,11 @@ def diff_html(before: dict[str, str], after: dict[str, str], before_name: str) -
         if old == new:
             continue
         lines = difflib.unified_diff(
-            old.splitlines(), new.splitlines(), f"{path} ({before_name})", f"{path} (this candidate)", lineterm=""
+            old.splitlines(),
+            new.splitlines(),
+            f"{path} ({before_name})",
+            f"{path} (this candidate)",
+            lineterm="",
         )
         out.extend(lines)
     if not out:
@@ -373,7 +402,9 @@ OUTCOME_CLASS = {"passed": "ok", "failed": "bad", "error": "bad", "skipped": "mu
 
 
 def report_html(report: TestReport) -> str:
-    verdict = "<span class='ok'>passed</span>" if report.passed else "<span class='bad'>failed</span>"
+    verdict = (
+        "<span class='ok'>passed</span>" if report.passed else "<span class='bad'>failed</span>"
+    )
     facts = [f"tests {verdict}", f"exit {report.exit_code}", f"{report.wall_seconds:.2f}s wall"]
     if report.sandbox:
         facts.append(f"{_e(report.sandbox)} sandbox")
@@ -385,8 +416,10 @@ def report_html(report: TestReport) -> str:
         facts.append(f"verdict by the {_e(report.verdict)}")
     parts = [f"<p>{' · '.join(facts)}</p>"]
     if report.suspicious:
-        parts.append(f"<p class='bad suspicious'>suspicious (an attempt on the verdict; left out of training): "
-                     f"{_e(report.suspicious)}</p>")  # fmt: skip
+        parts.append(
+            f"<p class='bad suspicious'>suspicious (an attempt on the verdict; left out of training): "
+            f"{_e(report.suspicious)}</p>"
+        )
     if report.reason:
         parts.append(f"<p>reason: {_e(report.reason)}</p>")
     if report.tests:
@@ -403,13 +436,18 @@ def report_html(report: TestReport) -> str:
             parts.append(
                 f"<details open><summary>traceback: {_e(case.name)}</summary><pre>{_e(case.traceback)}</pre></details>"
             )
-    outputs = (("stdout", report.stdout, report.stdout_cut_bytes), ("stderr", report.stderr, report.stderr_cut_bytes))
+    outputs = (
+        ("stdout", report.stdout, report.stdout_cut_bytes),
+        ("stderr", report.stderr, report.stderr_cut_bytes),
+    )
     for name, text, cut in outputs:
         if text:
             note = f" ({cut} bytes cut)" if cut else ""
             # Without per-test results, stderr is where the failure shows: open it.
             opened = " open" if name == "stderr" and not report.tests and not report.passed else ""
-            parts.append(f"<details{opened}><summary>{name}{note}</summary><pre>{_e(text)}</pre></details>")
+            parts.append(
+                f"<details{opened}><summary>{name}{note}</summary><pre>{_e(text)}</pre></details>"
+            )
     return "".join(parts)
 
 
@@ -432,10 +470,18 @@ def step_html(step: Step, before: dict[str, str], before_name: str, trajectory: 
     if step.messages:
         prompt = "\n\n".join(f"[{m.role}]\n{m.content}" for m in step.messages)
         count = _plural(len(step.messages), "message")
-        parts.append(f"<details><summary>prompt ({count})</summary><pre>{_e(prompt)}</pre></details>")
+        parts.append(
+            f"<details><summary>prompt ({count})</summary><pre>{_e(prompt)}</pre></details>"
+        )
     if step.completion:
-        cut = " <span class='bad'>(cut at the token limit)</span>" if step.finish_reason == "length" else ""
-        parts.append(f"<details><summary>model reply{cut}</summary><pre>{_e(step.completion)}</pre></details>")
+        cut = (
+            " <span class='bad'>(cut at the token limit)</span>"
+            if step.finish_reason == "length"
+            else ""
+        )
+        parts.append(
+            f"<details><summary>model reply{cut}</summary><pre>{_e(step.completion)}</pre></details>"
+        )
     if step.candidate is not None:
         if step.candidate.files:
             diff = diff_html(before, step.candidate.files, before_name)
@@ -568,17 +614,29 @@ def improvement_html(label: str, comparison: dict[str, Any], index: int) -> str:
         "<p class='muted'>Intervals: percentile bootstrap over tasks (paired for differences); p: exact sign test "
         "over the tasks whose result changed (McNemar's exact test on repair rate).</p>"
     )
-    phases = sorted({phase for record in comparison["rounds"] for phase in record.get("seconds", {})})
-    header = "<tr><th class='text'>round</th><th>train data</th>" + "".join(f"<th>{_e(p)} s</th>" for p in phases) + "</tr>"
+    phases = sorted(
+        {phase for record in comparison["rounds"] for phase in record.get("seconds", {})}
+    )
+    header = (
+        "<tr><th class='text'>round</th><th>train data</th>"
+        + "".join(f"<th>{_e(p)} s</th>" for p in phases)
+        + "</tr>"
+    )
     lines = []
     for record in comparison["rounds"]:
         examples = record.get("training", {}).get("examples", {})
-        data = f"{examples.get('count', 'n/a')} examples from {examples.get('tasks', 'n/a')} tasks" if examples else "n/a"
+        data = (
+            f"{examples.get('count', 'n/a')} examples from {examples.get('tasks', 'n/a')} tasks"
+            if examples
+            else "n/a"
+        )
         if "pseudo_label_audit" in record:
             audit = record["pseudo_label_audit"]
             data += f"; pseudo-labels right by the hidden tests: {audit['correct']} of {audit['labelled']}"
         seconds = "".join(f"<td>{_number(record['seconds'].get(p))}</td>" for p in phases)
-        lines.append(f"<tr class='phases'><td class='text'>{record['round']}</td><td class='text'>{_e(data)}</td>{seconds}</tr>")
+        lines.append(
+            f"<tr class='phases'><td class='text'>{record['round']}</td><td class='text'>{_e(data)}</td>{seconds}</tr>"
+        )
     parts.append(f"<h3>Phases</h3><table class='phases'>{header}{''.join(lines)}</table>")
     return "".join(parts)
 
@@ -592,7 +650,9 @@ def page_start(title: str) -> list[str]:
 
 
 def render(runs: list[Run], improvements: list[tuple[str, dict[str, Any]]] = ()) -> str:
-    title = "selfrepair report: " + ", ".join([label for label, _ in improvements] + [run.label for run in runs])
+    title = "selfrepair report: " + ", ".join(
+        [label for label, _ in improvements] + [run.label for run in runs]
+    )
     sections = page_start(title)
     for index, (label, comparison) in enumerate(improvements):
         sections.append(improvement_html(label, comparison, index))
@@ -629,9 +689,15 @@ def write_report(run_dirs: list[Path], out: Path | None = None) -> Path:
     if not run_dirs:
         raise SelfRepairError("give at least one run directory")
     improvements = [
-        (str(Path(d)), read_comparison(Path(d) / COMPARISON)) for d in run_dirs if (Path(d) / COMPARISON).is_file()
+        (str(Path(d)), read_comparison(Path(d) / COMPARISON))
+        for d in run_dirs
+        if (Path(d) / COMPARISON).is_file()
     ]
-    runs = [load_run(Path(directory)) for directory in run_dirs if not (Path(directory) / COMPARISON).is_file()]
+    runs = [
+        load_run(Path(directory))
+        for directory in run_dirs
+        if not (Path(directory) / COMPARISON).is_file()
+    ]
     _unique_labels(runs)
     out = Path(out) if out is not None else Path(run_dirs[0]) / REPORT_NAME
     check_output_file(out)

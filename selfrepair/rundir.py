@@ -85,7 +85,9 @@ def open_run_store(run_dir: Path, config: dict[str, Any]) -> TrajectoryStore:
     recorded = json.loads(store.get_meta(CONFIG_KEY) or "{}")
     if recorded != config:
         store.close()
-        different = sorted(k for k in set(recorded) | set(config) if recorded.get(k) != config.get(k))
+        different = sorted(
+            k for k in set(recorded) | set(config) if recorded.get(k) != config.get(k)
+        )
         raise SelfRepairError(
             f"{run_dir} holds a run with other settings ({', '.join(different)}); "
             "choose another --out to start a new run"
@@ -109,7 +111,9 @@ def hold_run_dir(run_dir: Path) -> None:
         try:
             descriptor = os.open(key / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as error:
-            raise SelfRepairError(f"cannot lock {run_dir}: {(error.strerror or str(error)).lower()}") from None
+            raise SelfRepairError(
+                f"cannot lock {run_dir}: {(error.strerror or str(error)).lower()}"
+            ) from None
         try:
             fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -124,11 +128,16 @@ def hold_run_dir(run_dir: Path) -> None:
         _held[key] = descriptor
 
 
-def write_results(run_dir: Path, trajectories: list[Trajectory], config: dict[str, Any]) -> dict[str, Any]:
+def write_results(
+    run_dir: Path, trajectories: list[Trajectory], config: dict[str, Any]
+) -> dict[str, Any]:
     """results.jsonl and summary.json for the finished trajectories; returns the summary."""
     rows = [result_row(t) for t in trajectories]
     write_atomically(run_dir / RESULTS, "".join(json.dumps(row) + "\n" for row in rows))
-    summary = summarize(rows) | {"errors": sum(r["outcome"] == "error" for r in rows), "config": config}
+    summary = summarize(rows) | {
+        "errors": sum(r["outcome"] == "error" for r in rows),
+        "config": config,
+    }
     write_atomically(run_dir / SUMMARY, json.dumps(summary, indent=2) + "\n")
     return summary
 
@@ -138,4 +147,6 @@ def read_results(run_dir: Path) -> list[dict[str, Any]]:
     path = run_dir / RESULTS
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [
+        json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()
+    ]

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Sequence
 
 from selfrepair.errors import SelfRepairError
 
@@ -67,11 +67,17 @@ def _bootstrap(values: Sequence[float], resamples: int, confidence: float, seed:
     size = len(values)
     means = sorted(sum(rng.choices(values, k=size)) / size for _ in range(resamples))
     tail = (1 - confidence) / 2
-    return Interval(sum(values) / size, quantile(means, tail), quantile(means, 1 - tail), confidence)
+    return Interval(
+        sum(values) / size, quantile(means, tail), quantile(means, 1 - tail), confidence
+    )
 
 
 def bootstrap_mean(
-    values: Sequence[float], *, resamples: int = RESAMPLES, confidence: float = CONFIDENCE, seed: int = 0
+    values: Sequence[float],
+    *,
+    resamples: int = RESAMPLES,
+    confidence: float = CONFIDENCE,
+    seed: int = 0,
 ) -> Interval:
     """The mean of per-task values, with a percentile bootstrap interval over tasks."""
     return _bootstrap(list(values), resamples, confidence, seed)
@@ -89,8 +95,12 @@ def paired_bootstrap(
     percentile bootstrap interval: tasks are resampled, each keeping its pair, so what the
     two share (a task's difficulty) cancels out of the interval's width."""
     if len(before) != len(after):
-        raise SelfRepairError(f"paired values need the same tasks: {len(before)} against {len(after)}")
-    return _bootstrap([b - a for a, b in zip(before, after)], resamples, confidence, seed)
+        raise SelfRepairError(
+            f"paired values need the same tasks: {len(before)} against {len(after)}"
+        )
+    return _bootstrap(
+        [b - a for a, b in zip(before, after, strict=True)], resamples, confidence, seed
+    )
 
 
 @dataclass(frozen=True)
@@ -119,7 +129,9 @@ def sign_test(before: Sequence[float], after: Sequence[float]) -> SignTest:
     On 0/1 outcomes (solved or not) this is McNemar's exact test: the discordant pairs
     b (gained) and c (lost), and p = P(Binomial(b + c, 1/2) as uneven as observed)."""
     if len(before) != len(after):
-        raise SelfRepairError(f"paired values need the same tasks: {len(before)} against {len(after)}")
-    gained = sum(b > a for a, b in zip(before, after))
-    lost = sum(b < a for a, b in zip(before, after))
+        raise SelfRepairError(
+            f"paired values need the same tasks: {len(before)} against {len(after)}"
+        )
+    gained = sum(b > a for a, b in zip(before, after, strict=True))
+    lost = sum(b < a for a, b in zip(before, after, strict=True))
     return SignTest(gained, lost, binomial_two_sided(gained, gained + lost))

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 from pydantic import ValidationError
 
@@ -72,10 +72,17 @@ class TrajectoryStore:
         with readable(path):
             self.connection = sqlite3.connect(path, check_same_thread=False, timeout=30)
             try:
-                tables = {row[0] for row in self.connection.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+                tables = {
+                    row[0]
+                    for row in self.connection.execute(
+                        "SELECT name FROM sqlite_master WHERE type='table'"
+                    )
+                }
                 if not create and "trajectories" not in tables:
                     # An empty file reads as an empty database: it is no store, and must not become one.
-                    raise SelfRepairError(f"{path} is not a trajectory store (it holds no trajectories table)")
+                    raise SelfRepairError(
+                        f"{path} is not a trajectory store (it holds no trajectories table)"
+                    )
                 self.connection.execute("PRAGMA journal_mode=WAL")
                 # Every step is saved as it lands: with WAL, NORMAL keeps each commit safe from a
                 # killed process (what resuming needs) without an fsync per step.
@@ -83,7 +90,8 @@ class TrajectoryStore:
                 with self.connection:
                     self.connection.executescript(_SCHEMA)
                     self.connection.execute(
-                        "INSERT OR IGNORE INTO store_meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+                        "INSERT OR IGNORE INTO store_meta VALUES ('schema_version', ?)",
+                        (str(SCHEMA_VERSION),),
                     )
                 version = self.connection.execute(
                     "SELECT value FROM store_meta WHERE key='schema_version'"
@@ -131,7 +139,9 @@ class TrajectoryStore:
     def get_meta(self, key: str) -> str | None:
         """A run-level value (e.g. the run's configuration), or None when it was never set."""
         with readable(self.path), self.lock:
-            row = self.connection.execute("SELECT value FROM store_meta WHERE key = ?", (key,)).fetchone()
+            row = self.connection.execute(
+                "SELECT value FROM store_meta WHERE key = ?", (key,)
+            ).fetchone()
         return row[0] if row else None
 
     def set_meta(self, key: str, value: str) -> None:

@@ -154,7 +154,9 @@ class Message(Record):
 
 
 FinishReason = Literal["stop", "length", ""]
-StepKind = Literal["solve", "refine", "sample", "expand", "edit", "localise", "inputs"]  # inputs: the label-free mode's test calls
+StepKind = Literal[
+    "solve", "refine", "sample", "expand", "edit", "localise", "inputs"
+]  # inputs: the label-free mode's test calls
 
 
 class Step(Record):

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Sequence
 
 REACHABLE_PROBE = "Say OK."  # what the CLI asks a server before a run (check_reachable)
 
@@ -35,12 +35,24 @@ class ChatStub:
                     self.send_error(500, "the chat stub ran out of replies")
                     return
                 answer = {
-                    "id": "stub", "object": "chat.completion", "created": 0, "model": body["model"],
-                    "choices": [{"index": i, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
-                                for i, text in enumerate(texts)],
-                    "usage": {"prompt_tokens": 10, "completion_tokens": sum(len(t.split()) for t in texts),
-                              "total_tokens": 10 + sum(len(t.split()) for t in texts)},
-                }  # fmt: skip
+                    "id": "stub",
+                    "object": "chat.completion",
+                    "created": 0,
+                    "model": body["model"],
+                    "choices": [
+                        {
+                            "index": i,
+                            "message": {"role": "assistant", "content": text},
+                            "finish_reason": "stop",
+                        }
+                        for i, text in enumerate(texts)
+                    ],
+                    "usage": {
+                        "prompt_tokens": 10,
+                        "completion_tokens": sum(len(t.split()) for t in texts),
+                        "total_tokens": 10 + sum(len(t.split()) for t in texts),
+                    },
+                }
                 data = json.dumps(answer).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")

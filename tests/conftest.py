@@ -26,7 +26,11 @@ def pytest_collection_modifyitems(config, items) -> None:
     or when `-m` names them, and are skipped elsewhere."""
     import os
 
-    if in_ci() or os.environ.get("SELFREPAIR_TEST_VLLM") == "1" or "vllm" in (config.getoption("markexpr") or ""):
+    if (
+        in_ci()
+        or os.environ.get("SELFREPAIR_TEST_VLLM") == "1"
+        or "vllm" in (config.getoption("markexpr") or "")
+    ):
         return
     skip = pytest.mark.skip(reason="starts vLLM (set SELFREPAIR_TEST_VLLM=1, or -m vllm; on in CI)")
     for item in items:
@@ -37,7 +41,9 @@ def pytest_collection_modifyitems(config, items) -> None:
 @pytest.fixture
 def issue_repo(tmp_path: Path) -> Path:
     """The example repository of examples/issue_repo, as a fresh git repository with one commit."""
-    spec = importlib.util.spec_from_file_location("make_repo", ROOT / "examples" / "issue_repo" / "make_repo.py")
+    spec = importlib.util.spec_from_file_location(
+        "make_repo", ROOT / "examples" / "issue_repo" / "make_repo.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.make_repo(tmp_path / "shop")
@@ -82,6 +88,7 @@ def scripted_run(tmp_path_factory) -> Path:
     from selfrepair.graphs.budget import Budget, Sampling
     from selfrepair.graphs.run import repair_task
     from selfrepair.sandbox.choose import open_sandbox
+
     from selfrepair.store import TrajectoryStore
 
     run_dir = tmp_path_factory.mktemp("scripted-run")
@@ -93,9 +100,14 @@ def scripted_run(tmp_path_factory) -> Path:
         path = replies_dir / f"{task.task_id}-{strategy}.json"
         path.write_text(json.dumps(replies))
         repair_task(
-            task, load_model(f"scripted:{path}"), sandbox, strategy,
-            Budget(max_candidates=len(replies)), store, sampling=Sampling(samples=samples),
-        )  # fmt: skip
+            task,
+            load_model(f"scripted:{path}"),
+            sandbox,
+            strategy,
+            Budget(max_candidates=len(replies)),
+            store,
+            sampling=Sampling(samples=samples),
+        )
 
     with TrajectoryStore(run_dir) as store:
         for name, (_, fixed, wrong, _) in OPERATOR_TASKS.items():
@@ -145,13 +157,31 @@ def sft_adapter(scripted_run, tmp_path_factory) -> Path:
 
     folder = tmp_path_factory.mktemp("sft")
     settings = folder / "trl.json"
-    settings.write_text(json.dumps({"gradient_checkpointing": False, "per_device_train_batch_size": 2}))
+    settings.write_text(
+        json.dumps({"gradient_checkpointing": False, "per_device_train_batch_size": 2})
+    )
     out = folder / "adapter"
     command = [
-        str(Path(sys.executable).parent / "selfrepair"), "train", "sft", "--runs", str(scripted_run),
-        "--base", "smollm2", "--out", str(out), "--max-steps", "2", "--max-length", "256",
-        "--learning-rate", "5e-3", "--eval-fraction", "0.2", "--trl-config", str(settings),
-    ]  # fmt: skip
+        str(Path(sys.executable).parent / "selfrepair"),
+        "train",
+        "sft",
+        "--runs",
+        str(scripted_run),
+        "--base",
+        "smollm2",
+        "--out",
+        str(out),
+        "--max-steps",
+        "2",
+        "--max-length",
+        "256",
+        "--learning-rate",
+        "5e-3",
+        "--eval-fraction",
+        "0.2",
+        "--trl-config",
+        str(settings),
+    ]
     result = subprocess.run(command, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "2 steps" in result.stdout

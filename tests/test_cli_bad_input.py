@@ -12,13 +12,14 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from chat_stub import ChatStub
 
 ROOT = Path(__file__).resolve().parent.parent
 SELFREPAIR = str(Path(sys.executable).parent / "selfrepair")
 FIXED = "```python\ndef plus(a, b):\n    return a + b\n```"
-NO_MODEL = "scripted:/nonexistent/replies.json"  # loading it fails: a run that gets that far says so
+NO_MODEL = (
+    "scripted:/nonexistent/replies.json"  # loading it fails: a run that gets that far says so
+)
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
@@ -27,21 +28,43 @@ def run(*args: str) -> subprocess.CompletedProcess:
 
 def refused(result: subprocess.CompletedProcess, message: str) -> None:
     assert result.returncode == 2, result.stderr
-    assert result.stderr.count("\n") == 1 and result.stderr.startswith("selfrepair: error: "), result.stderr
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("selfrepair: error: "), (
+        result.stderr
+    )
     assert message in result.stderr, result.stderr
 
 
 def quixbugs(folder: Path) -> Path:
-    record = {"name": "plus", "buggy_program": "def plus(a, b):\n    return a - b\n", "docstring": "Add a and b.",
-              "solution": "def plus(a, b):\n    return a + b\n", "tests": "assert plus(1, 2) == 3\n"}  # fmt: skip
+    record = {
+        "name": "plus",
+        "buggy_program": "def plus(a, b):\n    return a - b\n",
+        "docstring": "Add a and b.",
+        "solution": "def plus(a, b):\n    return a + b\n",
+        "tests": "assert plus(1, 2) == 3\n",
+    }
     path = folder / "quixbugs.jsonl"
     path.write_text(json.dumps(record) + "\n")
     return path
 
 
 def bench(data: Path, model: str, out: Path) -> list[str]:
-    return ["bench", "quixbugs", "--data", str(data), "--model", model, "--strategy", "refine", "--budget", "2",
-            "--sandbox", "local", "--out", str(out), "--quiet"]  # fmt: skip
+    return [
+        "bench",
+        "quixbugs",
+        "--data",
+        str(data),
+        "--model",
+        model,
+        "--strategy",
+        "refine",
+        "--budget",
+        "2",
+        "--sandbox",
+        "local",
+        "--out",
+        str(out),
+        "--quiet",
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +81,9 @@ def finished_run(tmp_path_factory) -> Path:
 def corrupt_run(tmp_path) -> Path:
     folder = tmp_path / "corrupt"
     folder.mkdir()
-    (folder / "run.sqlite").write_bytes(b"this is not an SQLite database, though it is named like one" * 100)
+    (folder / "run.sqlite").write_bytes(
+        b"this is not an SQLite database, though it is named like one" * 100
+    )
     return folder
 
 
@@ -69,11 +94,15 @@ def project(tmp_path) -> Path:
 
 
 def test_export_to_a_missing_folder_or_onto_a_directory(finished_run, tmp_path):
-    refused(run("export", str(finished_run), "--out", str(tmp_path / "nodir" / "sub" / "out.jsonl")),
-            f"cannot write {tmp_path / 'nodir' / 'sub' / 'out.jsonl'}: no such directory")  # fmt: skip
+    refused(
+        run("export", str(finished_run), "--out", str(tmp_path / "nodir" / "sub" / "out.jsonl")),
+        f"cannot write {tmp_path / 'nodir' / 'sub' / 'out.jsonl'}: no such directory",
+    )
     assert not (tmp_path / "nodir").exists()
     (tmp_path / "existing").mkdir()
-    refused(run("export", str(finished_run), "--out", str(tmp_path / "existing")), "it is a directory")
+    refused(
+        run("export", str(finished_run), "--out", str(tmp_path / "existing")), "it is a directory"
+    )
     assert list((tmp_path / "existing").iterdir()) == []
 
 
@@ -85,20 +114,34 @@ def test_an_unwritable_place_is_one_line(finished_run, project, tmp_path, comman
     elif command == "bench":
         replies = tmp_path / "replies.json"
         replies.write_text(json.dumps([FIXED]))
-        result = run(*bench(quixbugs(tmp_path), f"scripted:{replies}", Path("/proc/selfrepair-run")))
+        result = run(
+            *bench(quixbugs(tmp_path), f"scripted:{replies}", Path("/proc/selfrepair-run"))
+        )
         message = "cannot make the folder /proc/selfrepair-run"
     else:
         replies = tmp_path / "replies.json"
         replies.write_text(json.dumps(["```python\ndef add(a, b):\n    return a + b\n```"]))
-        result = run("fix", str(project), "--test-cmd", "python -m pytest -q", "--model", f"scripted:{replies}",
-                     "--sandbox", "local", "--out", "/proc/selfrepair-run")  # fmt: skip
+        result = run(
+            "fix",
+            str(project),
+            "--test-cmd",
+            "python -m pytest -q",
+            "--model",
+            f"scripted:{replies}",
+            "--sandbox",
+            "local",
+            "--out",
+            "/proc/selfrepair-run",
+        )
         message = "cannot make the folder /proc/selfrepair-run"
         assert "return a - b" in (project / "calc.py").read_text()  # nothing written
     refused(result, message)
     assert not list(finished_run.glob(".*.tmp")) and not list(tmp_path.glob(".*.tmp"))
 
 
-@pytest.mark.parametrize("command", ["export", "train sft", "bench"])  # report: tests/test_report.py
+@pytest.mark.parametrize(
+    "command", ["export", "train sft", "bench"]
+)  # report: tests/test_report.py
 def test_a_corrupt_store_is_one_line(corrupt_run, tmp_path, command):
     if command == "export":
         result = run("export", str(corrupt_run), "--out", str(tmp_path / "out.jsonl"))
@@ -107,7 +150,9 @@ def test_a_corrupt_store_is_one_line(corrupt_run, tmp_path, command):
     else:
         result = run(*bench(quixbugs(tmp_path), NO_MODEL, corrupt_run))
     refused(result, f"{corrupt_run / 'run.sqlite'} is not a readable trajectory store")
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["corrupt"] + (["quixbugs.jsonl"] if command == "bench" else []))
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["corrupt"] + (["quixbugs.jsonl"] if command == "bench" else [])
+    )
     assert not (corrupt_run / "run.lock").exists()
 
 
@@ -122,27 +167,53 @@ def test_a_corrupt_store_is_one_line(corrupt_run, tmp_path, command):
         ({"test_calc.py": None}, "no-such-test-runner", "it cannot start: "),
     ],
 )
-def test_a_test_command_that_tests_nothing_is_refused_before_any_model_call(project, tmp_path, tests, test_cmd, message):
+def test_a_test_command_that_tests_nothing_is_refused_before_any_model_call(
+    project, tmp_path, tests, test_cmd, message
+):
     if not tests:
         (project / "test_calc.py").unlink()
     out = tmp_path / "run"
     # The model cannot be loaded: a refusal that names the test command came before any model call.
-    result = run("fix", str(project), "--test-cmd", test_cmd, "--model", NO_MODEL, "--sandbox", "local", "--out", str(out))
+    result = run(
+        "fix",
+        str(project),
+        "--test-cmd",
+        test_cmd,
+        "--model",
+        NO_MODEL,
+        "--sandbox",
+        "local",
+        "--out",
+        str(out),
+    )
     refused(result, f"--test-cmd `{test_cmd}` cannot test {project} in the sandbox: {message}")
     assert not out.exists()
 
 
-def test_a_second_bench_on_a_run_directory_in_use_is_refused_and_a_killed_run_leaves_it_free(tmp_path):
+def test_a_second_bench_on_a_run_directory_in_use_is_refused_and_a_killed_run_leaves_it_free(
+    tmp_path,
+):
     data, out = quixbugs(tmp_path), tmp_path / "run"
     wrong = "```python\ndef plus(a, b):\n    return a * b\n```"
-    with ChatStub([wrong, "VERDICT: refine\nCONFIDENCE: 0.9\nCRITIQUE: it multiplies", FIXED], hold_at=2) as stub:
-        first = subprocess.Popen([SELFREPAIR, *bench(data, stub.spec, out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    with ChatStub(
+        [wrong, "VERDICT: refine\nCONFIDENCE: 0.9\nCRITIQUE: it multiplies", FIXED], hold_at=2
+    ) as stub:
+        first = subprocess.Popen(
+            [SELFREPAIR, *bench(data, stub.spec, out)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         try:
             assert stub.held.wait(timeout=300), first.communicate()
-            files = {p.name: p.read_bytes() for p in out.iterdir() if not p.name.startswith("run.sqlite")}
+            files = {
+                p.name: p.read_bytes() for p in out.iterdir() if not p.name.startswith("run.sqlite")
+            }
             second = run(*bench(data, stub.spec, out))
             refused(second, f"{out} is in use by another selfrepair process (pid {first.pid})")
-            assert {p.name: p.read_bytes() for p in out.iterdir() if not p.name.startswith("run.sqlite")} == files
+            assert {
+                p.name: p.read_bytes() for p in out.iterdir() if not p.name.startswith("run.sqlite")
+            } == files
             first.send_signal(signal.SIGKILL)  # no cleanup: the lock goes with the process
             first.wait(timeout=60)
         finally:
@@ -154,8 +225,19 @@ def test_a_second_bench_on_a_run_directory_in_use_is_refused_and_a_killed_run_le
 def test_a_second_fix_on_a_run_directory_in_use_is_refused(project, tmp_path):
     out = tmp_path / "run"
     with ChatStub(["```python\ndef add(a, b):\n    return a + b\n```"] * 8, hold_at=0) as stub:
-        command = [SELFREPAIR, "fix", str(project), "--test-cmd", "python -m pytest -q", "--model", stub.spec,
-                   "--sandbox", "local", "--out", str(out)]  # fmt: skip
+        command = [
+            SELFREPAIR,
+            "fix",
+            str(project),
+            "--test-cmd",
+            "python -m pytest -q",
+            "--model",
+            stub.spec,
+            "--sandbox",
+            "local",
+            "--out",
+            str(out),
+        ]
         first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
             assert stub.held.wait(timeout=300), first.communicate()
@@ -170,17 +252,34 @@ def test_a_second_improve_on_an_out_folder_in_use_is_refused(tmp_path):
     out = tmp_path / "improve"
     # Another process holds OUT as a running `improve` does (the lock is all that matters here).
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys; from pathlib import Path; from selfrepair.files import make_directory; "
-         "from selfrepair.rundir import hold_run_dir; make_directory(Path(sys.argv[1])); hold_run_dir(Path(sys.argv[1])); "
-         "print('held', flush=True); sys.stdin.read()", str(out)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-c",
+            "import sys; from pathlib import Path; from selfrepair.files import make_directory; "
+            "from selfrepair.rundir import hold_run_dir; make_directory(Path(sys.argv[1])); hold_run_dir(Path(sys.argv[1])); "
+            "print('held', flush=True); sys.stdin.read()",
+            str(out),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         train, evaluate = tmp_path / "train.jsonl", tmp_path / "eval.jsonl"
         shutil.copy(quixbugs(tmp_path), train)
         evaluate.write_text(train.read_text().replace("plus", "total"))
-        result = run("improve", "--train", str(train), "--eval", str(evaluate), "--sandbox", "local", "--out", str(out))
+        result = run(
+            "improve",
+            "--train",
+            str(train),
+            "--eval",
+            str(evaluate),
+            "--sandbox",
+            "local",
+            "--out",
+            str(out),
+        )
     finally:
         holder.kill()
         holder.wait()
@@ -190,5 +289,8 @@ def test_a_second_improve_on_an_out_folder_in_use_is_refused(tmp_path):
 
 def test_an_empty_store_file_is_no_store_and_stays_empty(tmp_path):
     (tmp_path / "run.sqlite").write_bytes(b"")  # SQLite would read it as an empty database
-    refused(run("export", str(tmp_path), "--out", str(tmp_path / "out.jsonl")), "is not a trajectory store")
+    refused(
+        run("export", str(tmp_path), "--out", str(tmp_path / "out.jsonl")),
+        "is not a trajectory store",
+    )
     assert (tmp_path / "run.sqlite").read_bytes() == b"" and not (tmp_path / "out.jsonl").exists()

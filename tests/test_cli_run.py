@@ -56,9 +56,22 @@ def fixed(name: str) -> str:
 
 def test_fix_writes_the_repaired_file_and_exits_0(example, tmp_path):
     result = run(
-        "fix", str(example / "calc.py"), "--test-cmd", TEST_CMD, "--model", replies(tmp_path, WRONG, GOOD),
-        "--sandbox", "local", "--strategy", "best-of-n", "--budget", "2", "--out", str(tmp_path / "run"), "--quiet",
-    )  # fmt: skip
+        "fix",
+        str(example / "calc.py"),
+        "--test-cmd",
+        TEST_CMD,
+        "--model",
+        replies(tmp_path, WRONG, GOOD),
+        "--sandbox",
+        "local",
+        "--strategy",
+        "best-of-n",
+        "--budget",
+        "2",
+        "--out",
+        str(tmp_path / "run"),
+        "--quiet",
+    )
     assert result.returncode == 0, result.stderr
     assert "return a + b" in (example / "calc.py").read_text()
     assert "+    return a + b" in (tmp_path / "run" / "fix.patch").read_text()
@@ -70,20 +83,48 @@ def test_fix_writes_the_repaired_file_and_exits_0(example, tmp_path):
 def test_fix_with_patch_prints_a_diff_and_leaves_the_file(example, tmp_path):
     before = (example / "calc.py").read_text()
     result = run(
-        "fix", str(example / "calc.py"), "--test-cmd", TEST_CMD, "--model", replies(tmp_path, GOOD),
-        "--sandbox", "local", "--strategy", "refine", "--out", str(tmp_path / "run"), "--patch", "--quiet",
-    )  # fmt: skip
+        "fix",
+        str(example / "calc.py"),
+        "--test-cmd",
+        TEST_CMD,
+        "--model",
+        replies(tmp_path, GOOD),
+        "--sandbox",
+        "local",
+        "--strategy",
+        "refine",
+        "--out",
+        str(tmp_path / "run"),
+        "--patch",
+        "--quiet",
+    )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith("--- a/calc.py\n+++ b/calc.py\n") and "+    return a + b" in result.stdout
+    assert (
+        result.stdout.startswith("--- a/calc.py\n+++ b/calc.py\n")
+        and "+    return a + b" in result.stdout
+    )
     assert (example / "calc.py").read_text() == before
 
 
 def test_fix_that_fails_exits_1_and_says_what_it_tried(example, tmp_path):
     model = replies(tmp_path, WRONG, "VERDICT: accept\nCONFIDENCE: 0.7\nCRITIQUE: fine", "no idea")
     result = run(
-        "fix", str(example / "calc.py"), "--test-cmd", TEST_CMD, "--model", model, "--sandbox", "local",
-        "--strategy", "refine", "--budget", "2", "--out", str(tmp_path / "run"), "--json",
-    )  # fmt: skip
+        "fix",
+        str(example / "calc.py"),
+        "--test-cmd",
+        TEST_CMD,
+        "--model",
+        model,
+        "--sandbox",
+        "local",
+        "--strategy",
+        "refine",
+        "--budget",
+        "2",
+        "--out",
+        str(tmp_path / "run"),
+        "--json",
+    )
     assert result.returncode == 1
     report = json.loads(result.stdout)
     assert not report["solved"] and report["outcome"] == "budget"
@@ -92,24 +133,58 @@ def test_fix_that_fails_exits_1_and_says_what_it_tried(example, tmp_path):
 
 
 def test_fix_that_fails_prints_each_step_it_tried(example, tmp_path):
-    model = replies(tmp_path, WRONG, "VERDICT: refine\nCONFIDENCE: 0.7\nCRITIQUE: wrong sign", "no idea")
+    model = replies(
+        tmp_path, WRONG, "VERDICT: refine\nCONFIDENCE: 0.7\nCRITIQUE: wrong sign", "no idea"
+    )
     result = run(
-        "fix", str(example / "calc.py"), "--test-cmd", TEST_CMD, "--model", model, "--sandbox", "local",
-        "--strategy", "refine", "--budget", "2", "--out", str(tmp_path / "run"),
-    )  # fmt: skip
+        "fix",
+        str(example / "calc.py"),
+        "--test-cmd",
+        TEST_CMD,
+        "--model",
+        model,
+        "--sandbox",
+        "local",
+        "--strategy",
+        "refine",
+        "--budget",
+        "2",
+        "--out",
+        str(tmp_path / "run"),
+    )
     assert result.returncode == 1
     assert "not fixed (budget" in result.stdout and "tried 2 candidates" in result.stdout
-    assert "#0 solve:" in result.stdout and "#1 refine (from #0): no candidate: no code in the reply" in result.stdout
+    assert (
+        "#0 solve:" in result.stdout
+        and "#1 refine (from #0): no candidate: no code in the reply" in result.stdout
+    )
 
 
 def test_fix_stops_on_the_token_budget_it_is_given(example, tmp_path):
     model = replies(tmp_path, WRONG, "VERDICT: refine\nCONFIDENCE: 0.7\nCRITIQUE: wrong sign", GOOD)
     result = run(
-        "fix", str(example / "calc.py"), "--test-cmd", TEST_CMD, "--model", model, "--sandbox", "local",
-        "--strategy", "refine", "--max-tokens", "10", "--max-seconds", "900", "--out", str(tmp_path / "run"),
-    )  # fmt: skip
+        "fix",
+        str(example / "calc.py"),
+        "--test-cmd",
+        TEST_CMD,
+        "--model",
+        model,
+        "--sandbox",
+        "local",
+        "--strategy",
+        "refine",
+        "--max-tokens",
+        "10",
+        "--max-seconds",
+        "900",
+        "--out",
+        str(tmp_path / "run"),
+    )
     assert result.returncode == 1
-    assert "not fixed (budget: token budget spent" in result.stdout and "tried 1 candidates" in result.stdout
+    assert (
+        "not fixed (budget: token budget spent" in result.stdout
+        and "tried 1 candidates" in result.stdout
+    )
     budget = json.loads((tmp_path / "run" / "summary.json").read_text())["config"]["budget"]
     assert budget == {"max_candidates": 8, "max_tokens": 10, "max_seconds": 900.0}
 
@@ -134,7 +209,18 @@ def test_fix_refuses_bad_input_and_leaves_no_run_directory(example, tmp_path, ca
     else:
         test_cmd = "no-such-test-runner"
     out = tmp_path / "run"
-    result = run("fix", str(path), "--test-cmd", test_cmd, "--model", model, "--sandbox", "local", "--out", str(out))
+    result = run(
+        "fix",
+        str(path),
+        "--test-cmd",
+        test_cmd,
+        "--model",
+        model,
+        "--sandbox",
+        "local",
+        "--out",
+        str(out),
+    )
     assert result.returncode == 2
     assert message in result.stderr and "Traceback" not in result.stderr
     assert not out.exists()
@@ -142,18 +228,40 @@ def test_fix_refuses_bad_input_and_leaves_no_run_directory(example, tmp_path, ca
 
 def test_bench_writes_results_and_summary(tmp_path):
     data = quixbugs_file(tmp_path, ["plus", "total"])
-    model = replies(tmp_path, fixed("plus"), WRONG.replace("add", "total"), "VERDICT: refine\nCONFIDENCE: 0.9\nCRITIQUE: use +", fixed("total"))
+    model = replies(
+        tmp_path,
+        fixed("plus"),
+        WRONG.replace("add", "total"),
+        "VERDICT: refine\nCONFIDENCE: 0.9\nCRITIQUE: use +",
+        fixed("total"),
+    )
     out = tmp_path / "run"
     result = run(
-        "bench", "quixbugs", "--data", str(data), "--model", model, "--strategy", "refine", "--budget", "3",
-        "--sandbox", "local", "--out", str(out), "--json",
-    )  # fmt: skip
+        "bench",
+        "quixbugs",
+        "--data",
+        str(data),
+        "--model",
+        model,
+        "--strategy",
+        "refine",
+        "--budget",
+        "3",
+        "--sandbox",
+        "local",
+        "--out",
+        str(out),
+        "--json",
+    )
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)["summary"]
     assert summary["tasks"] == 2 and summary["solved"] == 2 and summary["pass@1"] == 0.5
     assert summary["pass@k"] == {"1": 0.5, "2": 1.0}
     rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
-    assert [(r["task_id"], r["candidates"]) for r in rows] == [("quixbugs/plus", 1), ("quixbugs/total", 2)]
+    assert [(r["task_id"], r["candidates"]) for r in rows] == [
+        ("quixbugs/plus", 1),
+        ("quixbugs/total", 2),
+    ]
     assert all(r["sandbox_seconds"] > 0 and r["wall_seconds"] > 0 and r["tokens"] > 0 for r in rows)
     assert json.loads((out / "summary.json").read_text())["config"]["strategy"] == "refine"
 
@@ -163,9 +271,22 @@ def test_bench_writes_results_and_summary(tmp_path):
 
     # The same command again finds every task finished: no model call (the replies are spent).
     again = run(
-        "bench", "quixbugs", "--data", str(data), "--model", model, "--strategy", "refine", "--budget", "3",
-        "--sandbox", "local", "--out", str(out), "--quiet",
-    )  # fmt: skip
+        "bench",
+        "quixbugs",
+        "--data",
+        str(data),
+        "--model",
+        model,
+        "--strategy",
+        "refine",
+        "--budget",
+        "3",
+        "--sandbox",
+        "local",
+        "--out",
+        str(out),
+        "--quiet",
+    )
     assert again.returncode == 0, again.stderr
     assert "2/2 solved" in again.stdout
 
@@ -173,11 +294,23 @@ def test_bench_writes_results_and_summary(tmp_path):
 def test_bench_table_output(tmp_path):
     data = quixbugs_file(tmp_path, ["plus"])
     result = run(
-        "bench", "quixbugs", "--data", str(data), "--model", replies(tmp_path, fixed("plus")), "--budget", "1",
-        "--sandbox", "local", "--out", str(tmp_path / "run"),
-    )  # fmt: skip
+        "bench",
+        "quixbugs",
+        "--data",
+        str(data),
+        "--model",
+        replies(tmp_path, fixed("plus")),
+        "--budget",
+        "1",
+        "--sandbox",
+        "local",
+        "--out",
+        str(tmp_path / "run"),
+    )
     assert result.returncode == 0, result.stderr
-    assert "repair rate" in result.stdout and "pass@1" in result.stdout and "pass@t" in result.stdout
+    assert (
+        "repair rate" in result.stdout and "pass@1" in result.stdout and "pass@t" in result.stdout
+    )
 
 
 @pytest.mark.parametrize(
@@ -196,13 +329,36 @@ def test_bench_refuses_bad_input(tmp_path, case, message):
     elif case == "missing data":
         data = tmp_path / "nope.jsonl"
     else:
-        first = run("bench", "quixbugs", "--data", str(data), "--model", replies(tmp_path, fixed("plus")),
-                    "--budget", "1", "--sandbox", "local", "--out", str(out), "--quiet")  # fmt: skip
+        first = run(
+            "bench",
+            "quixbugs",
+            "--data",
+            str(data),
+            "--model",
+            replies(tmp_path, fixed("plus")),
+            "--budget",
+            "1",
+            "--sandbox",
+            "local",
+            "--out",
+            str(out),
+            "--quiet",
+        )
         assert first.returncode == 0, first.stderr
     result = run(
-        "bench", "quixbugs", "--data", str(data), "--model", replies(tmp_path, fixed("plus")), "--budget", "5",
-        "--sandbox", "local", "--out", str(out),
-    )  # fmt: skip
+        "bench",
+        "quixbugs",
+        "--data",
+        str(data),
+        "--model",
+        replies(tmp_path, fixed("plus")),
+        "--budget",
+        "5",
+        "--sandbox",
+        "local",
+        "--out",
+        str(out),
+    )
     assert result.returncode == 2
     assert message in result.stderr and "Traceback" not in result.stderr
     if case != "other run":

@@ -6,16 +6,22 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from conftest import operator_reply, operator_task
 from selfrepair.agents.backends import load_model
-from selfrepair.agents.tester import calls_in, function_name, inputs_messages, signature, under_repair
+from selfrepair.agents.tester import (
+    calls_in,
+    function_name,
+    inputs_messages,
+    signature,
+    under_repair,
+)
 from selfrepair.graphs.budget import Budget, Sampling, Voting
 from selfrepair.graphs.consensus import ORIGINAL, choose, label_steps
 from selfrepair.graphs.run import repair_task
-from selfrepair.metrics import result_row
 from selfrepair.sandbox.choose import open_sandbox
 from selfrepair.training.datasets import Sources, dpo_rows, sft_rows
+
+from selfrepair.metrics import result_row
 from selfrepair.types import Task, TestSpec
 
 
@@ -48,7 +54,13 @@ def test_calls_are_kept_only_with_literal_arguments():
         "f(*[1, 2])\nf([1, 2], key='a')\nf(1, 2)\ng(1, 2)\nf(1, f(2, 3))\n```"
     )
     # f(1, f(2, 3)) is not all literals, but the call inside it is.
-    assert calls_in(reply, "f", limit=10) == ["f(1, 2)", "f(3, 4)", "f(5, 6)", "f([1, 2], key='a')", "f(2, 3)"]
+    assert calls_in(reply, "f", limit=10) == [
+        "f(1, 2)",
+        "f(3, 4)",
+        "f(5, 6)",
+        "f([1, 2], key='a')",
+        "f(2, 3)",
+    ]
     assert calls_in(reply, "f", limit=2) == ["f(1, 2)", "f(3, 4)"]
     assert calls_in("f(7, 8)", "f", limit=5) == ["f(7, 8)"]  # no fence: the whole reply
     assert calls_in("```python\nf(1,\n```", "f", limit=5) == []
@@ -57,14 +69,20 @@ def test_calls_are_kept_only_with_literal_arguments():
 def test_the_function_under_repair_is_found_in_the_entry_file():
     task = operator_task("add")
     assert function_name(task) == "f"  # its only function (the entry point is not set)
-    two = task.model_copy(update={"files": {"add.py": "def g(x):\n    return x\n\ndef f(a, b):\n    return g(a) - b\n"}})
+    two = task.model_copy(
+        update={
+            "files": {"add.py": "def g(x):\n    return x\n\ndef f(a, b):\n    return g(a) - b\n"}
+        }
+    )
     assert function_name(two) is None
     assert function_name(two.model_copy(update={"entry_point": "f"})) == "f"
 
 
 def test_the_calls_are_asked_for_from_the_signature_and_the_spec_not_the_code():
     task = operator_task("add").model_copy(
-        update={"files": {"add.py": "def f(a: int, b: int = 2, *rest: int) -> int:\n    return a - b\n"}}
+        update={
+            "files": {"add.py": "def f(a: int, b: int = 2, *rest: int) -> int:\n    return a - b\n"}
+        }
     )
     assert signature(under_repair(task)) == "f(a, b=2, *rest)"
     (message,) = inputs_messages(task, under_repair(task), 5)
@@ -79,7 +97,12 @@ def test_the_vote_needs_a_confident_majority_that_changes_behaviour():
     chosen = choose({ORIGINAL: original, "0": fix, "1": fix, "2": other}, 4, voting)
     assert chosen["label_steps"] == [0, 1] and chosen["confidence"] == 0.5
     # Candidates that behave like the code as given are no fix, however many agree.
-    assert choose({ORIGINAL: original, "0": original, "1": original, "2": fix}, 3, voting)["label_steps"] == []
+    assert (
+        choose({ORIGINAL: original, "0": original, "1": original, "2": fix}, 3, voting)[
+            "label_steps"
+        ]
+        == []
+    )
     # Failing on every call is no behaviour to agree on.
     crash = ["raise TypeError", "raise TypeError"]
     assert choose({ORIGINAL: original, "0": crash, "1": crash}, 2, voting)["label_steps"] == []
@@ -87,33 +110,55 @@ def test_the_vote_needs_a_confident_majority_that_changes_behaviour():
     assert tie["label_steps"] == [] and "tie" in tie["reason"]
     lonely = choose({ORIGINAL: original, "0": fix, "1": other, "2": ["= 0", "= 0"]}, 3, voting)
     assert lonely["label_steps"] == [] and "no confident majority" in lonely["reason"]
-    assert choose({ORIGINAL: original, "0": fix, "1": fix}, 5, voting)["label_steps"] == []  # 2 of 5 is too few
+    assert (
+        choose({ORIGINAL: original, "0": fix, "1": fix}, 5, voting)["label_steps"] == []
+    )  # 2 of 5 is too few
 
 
-def run_label_free(task: Task, replies: list[str], sandbox, tmp_path, samples: int = 3, voting: Voting = Voting()):
+def run_label_free(
+    task: Task, replies: list[str], sandbox, tmp_path, samples: int = 3, voting: Voting = Voting()
+):
     path = tmp_path / f"{task.task_id}.json"
     path.write_text(json.dumps(replies))
     return repair_task(
-        task, load_model(f"scripted:{path}"), sandbox, "self-consistency", Budget(max_candidates=samples),
+        task,
+        load_model(f"scripted:{path}"),
+        sandbox,
+        "self-consistency",
+        Budget(max_candidates=samples),
         sampling=Sampling(seed=5, voting=voting),
-    )  # fmt: skip
+    )
 
 
 def test_the_majority_behaviour_becomes_the_label_and_no_test_runs(sandbox, tmp_path):
     box = NoTests(sandbox)
     task = operator_task("add")  # f(a, b) returns a - b; the spec asks for the sum
-    asked = ["```python\nf(1, 2)\nf(3, 4)\nf(x)\n```", "Example usage:\n```python\nprint(f(3, 4))\n```"]
+    asked = [
+        "```python\nf(1, 2)\nf(3, 4)\nf(x)\n```",
+        "Example usage:\n```python\nprint(f(3, 4))\n```",
+    ]
     replies = [operator_reply("+"), operator_reply("*"), operator_reply("+"), *asked]
     trajectory = run_label_free(task, replies, box, tmp_path, voting=Voting(asks=2))
     assert [s.kind for s in trajectory.steps] == ["sample"] * 3 + ["inputs"] * 2
     assert all(step.report is None for step in trajectory.steps)  # nothing was judged
     consensus = trajectory.metadata["consensus"]
     assert consensus["calls"] == ["f(1, 2)", "f(3, 4)"]
-    assert consensus["behaviour"] == {ORIGINAL: ["= -1", "= -1"], "0": ["= 3", "= 7"], "1": ["= 2", "= 12"], "2": ["= 3", "= 7"]}
-    assert [s.index for s in label_steps(trajectory)] == [0, 2] and consensus["confidence"] == pytest.approx(2 / 3)
+    assert consensus["behaviour"] == {
+        ORIGINAL: ["= -1", "= -1"],
+        "0": ["= 3", "= 7"],
+        "1": ["= 2", "= 12"],
+        "2": ["= 3", "= 7"],
+    }
+    assert [s.index for s in label_steps(trajectory)] == [0, 2] and consensus[
+        "confidence"
+    ] == pytest.approx(2 / 3)
     assert trajectory.outcome == "budget" and "no tests run" in trajectory.metadata["stop_reason"]
-    assert len(box.commands) == 4  # the code as given and three candidates, each run once on the calls
-    assert trajectory.steps[0].seed == Sampling(seed=5).call_seed("add", 0)  # the samples' call was seeded
+    assert (
+        len(box.commands) == 4
+    )  # the code as given and three candidates, each run once on the calls
+    assert trajectory.steps[0].seed == Sampling(seed=5).call_seed(
+        "add", 0
+    )  # the samples' call was seeded
     assert result_row(trajectory)["samples"] == 3  # the inputs call is no sample
 
     # Training data from the vote: the chosen reply (deduplicated), preferred over the other one.
@@ -121,14 +166,21 @@ def test_the_majority_behaviour_becomes_the_label_and_no_test_runs(sandbox, tmp_
     (row,) = sft_rows(sources.trajectories, labels="consensus")
     assert row["messages"][-1]["content"] == operator_reply("+") and row["kind"] == "sample"
     (pair,) = dpo_rows(sources.trajectories, labels="consensus")
-    assert pair["chosen"][0]["content"] == operator_reply("+") and pair["rejected"][0]["content"] == operator_reply("*")
+    assert pair["chosen"][0]["content"] == operator_reply("+") and pair["rejected"][0][
+        "content"
+    ] == operator_reply("*")
     # With the tests as labels, a label-free trajectory teaches nothing: no verdict exists.
     assert sft_rows(sources.trajectories, labels="tests") == []
 
 
 def test_no_label_without_calls_to_run(sandbox, tmp_path):
     task = operator_task("sub")
-    replies = [operator_reply("-"), operator_reply("-"), operator_reply("-"), "I cannot write tests."]
+    replies = [
+        operator_reply("-"),
+        operator_reply("-"),
+        operator_reply("-"),
+        "I cannot write tests.",
+    ]
     trajectory = run_label_free(task, replies, NoTests(sandbox), tmp_path)
     assert label_steps(trajectory) == [] and trajectory.steps[-1].error.startswith("no call of f")
     assert trajectory.metadata["consensus"]["reason"] == "no calls to run the candidates on"
@@ -149,9 +201,13 @@ def test_a_candidate_that_hangs_or_crashes_votes_for_nothing(sandbox, tmp_path):
     path = tmp_path / "loop.json"
     path.write_text(json.dumps(replies))
     trajectory = repair_task(
-        task, load_model(f"scripted:{path}"), NoTests(sandbox), "self-consistency", Budget(max_candidates=3),
+        task,
+        load_model(f"scripted:{path}"),
+        NoTests(sandbox),
+        "self-consistency",
+        Budget(max_candidates=3),
         sampling=Sampling(voting=Voting(call_seconds=0.5)),
-    )  # fmt: skip
+    )
     behaviour = trajectory.metadata["consensus"]["behaviour"]
     assert behaviour["0"] == ["timeout"] and behaviour["1"] == ["raise NameError"]
     assert label_steps(trajectory) == []

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from selfrepair.agents.edits import apply_edits, parse_edits
 
 PROJECT = Path(__file__).resolve().parent.parent / "examples" / "issue_repo" / "project"
@@ -16,7 +15,7 @@ def read(path: str) -> str | None:
     return target.read_text() if target.is_file() else None
 
 
-GOOD = '''The split needs a default for prices without cents.
+GOOD = """The split needs a default for prices without cents.
 
 shop/money.py
 ```python
@@ -28,7 +27,7 @@ shop/money.py
     return int(dollars) * 100 + int((cents + "00")[:2])
 >>>>>>> REPLACE
 ```
-'''
+"""
 
 
 def test_search_replace_applies_exactly() -> None:
@@ -47,21 +46,31 @@ def test_non_matching_block_becomes_feedback_with_the_closest_lines() -> None:
     assert not result.ok and result.files == {}
     feedback = result.feedback()
     assert "edit 1 (shop/money.py): the SEARCH lines do not match" in feedback
-    assert '    dollars, cents = text.split(".")\n    return int(dollars) * 100 + int(cents)' in feedback
+    assert (
+        '    dollars, cents = text.split(".")\n    return int(dollars) * 100 + int(cents)'
+        in feedback
+    )
     assert "from line 14" in feedback
 
 
 def test_one_bad_block_stops_the_whole_reply() -> None:
-    two = GOOD + '''
+    two = (
+        GOOD
+        + """
 shop/pricing.py
 <<<<<<< SEARCH
 BULK_THRESHOLD = 100
 =======
 BULK_THRESHOLD = 12
 >>>>>>> REPLACE
-'''
+"""
+    )
     result = apply_edits(two, read)
-    assert result.files == {} and len(result.problems) == 1 and "edit 2 (shop/pricing.py)" in result.problems[0]
+    assert (
+        result.files == {}
+        and len(result.problems) == 1
+        and "edit 2 (shop/pricing.py)" in result.problems[0]
+    )
 
 
 def test_ambiguous_block_asks_for_more_context() -> None:
@@ -72,7 +81,7 @@ def test_ambiguous_block_asks_for_more_context() -> None:
 
 
 def test_syntax_breaking_edit_is_refused() -> None:
-    broken = GOOD.replace('[:2])\n', '[:2]\n')
+    broken = GOOD.replace("[:2])\n", "[:2]\n")
     result = apply_edits(broken, read)
     assert not result.ok and result.files == {}
     assert "shop/money.py: after the edits the file does not parse" in result.feedback()
@@ -90,7 +99,10 @@ def add_from_text(self, name: str, price_text: str, quantity: int = 1) -> None:
 ```'''
     result = apply_edits(reply, read)
     assert result.ok
-    assert "        self.add(name, parse_price(price_text.strip()), quantity)\n" in result.files["shop/cart.py"]
+    assert (
+        "        self.add(name, parse_price(price_text.strip()), quantity)\n"
+        in result.files["shop/cart.py"]
+    )
     unknown = reply.replace("def add_from_text", "def add_from_json")
     assert "has no function named add_from_json" in apply_edits(unknown, read).feedback()
 
@@ -116,6 +128,10 @@ def test_unreadable_replies_become_feedback(reply: str, problem: str) -> None:
 
 
 def test_parse_keeps_reply_order() -> None:
-    edits, problems = parse_edits(GOOD + "\nshop/cart.py\n```python\ndef total(self) -> int:\n    return 0\n```\n")
+    edits, problems = parse_edits(
+        GOOD + "\nshop/cart.py\n```python\ndef total(self) -> int:\n    return 0\n```\n"
+    )
     assert problems == [] and [(e.path, e.kind) for e in edits] == [
-        ("shop/money.py", "search_replace"), ("shop/cart.py", "definition")]
+        ("shop/money.py", "search_replace"),
+        ("shop/cart.py", "definition"),
+    ]

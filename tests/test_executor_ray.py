@@ -15,12 +15,12 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import OPERATOR_TASKS, operator_reply, operator_task
-from selfrepair.errors import SelfRepairError
 from selfrepair.graphs.budget import Budget, Sampling
 from selfrepair.graphs.jobs import RepairJob, Rollout
 from selfrepair.graphs.run import latest_checkpoint, open_checkpointer
+
+from selfrepair.errors import SelfRepairError
 from selfrepair.loaders import load_quixbugs
 from selfrepair.rundir import prepare_run_dir
 from selfrepair.store import TrajectoryStore
@@ -43,10 +43,14 @@ def cluster(docker_sandbox):
     if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
         import ray  # CI installs the ray extra: its absence is a failure there
     else:
-        ray = pytest.importorskip("ray", reason='the ray extra is not installed (pip install -e ".[ray]")')
+        ray = pytest.importorskip(
+            "ray", reason='the ray extra is not installed (pip install -e ".[ray]")'
+        )
     from ray.cluster_utils import Cluster
 
-    nodes = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+    nodes = Cluster(
+        initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False}
+    )
     nodes.add_node(num_cpus=1)
     ray.init(address=nodes.address, log_to_driver=False, logging_level=logging.WARNING)
     seen: set[int] = set()  # the worker processes the tests saw, filled by `executor`
@@ -56,7 +60,10 @@ def cluster(docker_sandbox):
     for pid in seen:
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
-    owners = [c.labels.get("selfrepair.sandbox.owner", "") for c in docker_sandbox.client.containers.list(all=True)]
+    owners = [
+        c.labels.get("selfrepair.sandbox.owner", "")
+        for c in docker_sandbox.client.containers.list(all=True)
+    ]
     assert not [o for o in owners if o.rpartition(":")[2] in {str(p) for p in seen}]
 
 
@@ -87,17 +94,41 @@ def quixbugs_replies(path: Path, limit: int) -> str:
     if not QUIXBUGS.is_file():
         pytest.skip(f"QuixBugs data not found at {QUIXBUGS}")
     tasks = load_quixbugs(QUIXBUGS)[:limit]
-    return keyed_replies(path, {
-        f"def {t.entry_point}(": [WRONG.format(name=t.entry_point), REVIEW, f"```python\n{t.metadata['solution']}\n```"]
-        for t in tasks
-    })  # fmt: skip
+    return keyed_replies(
+        path,
+        {
+            f"def {t.entry_point}(": [
+                WRONG.format(name=t.entry_point),
+                REVIEW,
+                f"```python\n{t.metadata['solution']}\n```",
+            ]
+            for t in tasks
+        },
+    )
 
 
 def bench(out: Path, model: str, *options: str) -> dict:
     command = [
-        SELFREPAIR, "bench", "quixbugs", "--data", str(QUIXBUGS), "--limit", "6", "--model", model,
-        "--strategy", "refine", "--budget", "4", "--sandbox", "docker", "--out", str(out), "--json", *options,
-    ]  # fmt: skip
+        SELFREPAIR,
+        "bench",
+        "quixbugs",
+        "--data",
+        str(QUIXBUGS),
+        "--limit",
+        "6",
+        "--model",
+        model,
+        "--strategy",
+        "refine",
+        "--budget",
+        "4",
+        "--sandbox",
+        "docker",
+        "--out",
+        str(out),
+        "--json",
+        *options,
+    ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(result.stdout)["summary"]
@@ -113,7 +144,10 @@ def steps_of(run_dir: Path) -> dict[str, list]:
         trajectories = list(store.trajectories())
     assert len(trajectories) == len({t.task.task_id for t in trajectories})  # one per task
     return {
-        t.task.task_id: [(s.kind, s.candidate and s.candidate.files, s.report and s.report.passed) for s in t.steps]
+        t.task.task_id: [
+            (s.kind, s.candidate and s.candidate.files, s.report and s.report.passed)
+            for s in t.steps
+        ]
         for t in trajectories
     }
 
@@ -126,9 +160,21 @@ def test_bench_on_two_nodes_gives_the_local_executors_results(cluster, tmp_path)
     assert local["solved"] == on_ray["solved"] == 6
     assert local["config"]["executor"]["name"] == "local"
     assert on_ray["config"]["executor"] | {"address": None, "hosts": None} == {
-        "name": "ray", "address": None, "nodes": 2, "jobs_per_node": 1, "sandbox": "docker", "retries": 0, "hosts": None,
-    }  # fmt: skip
-    rows = {name: [json.loads(line) for line in (tmp_path / name / "results.jsonl").read_text().splitlines()] for name in ("local", "ray")}
+        "name": "ray",
+        "address": None,
+        "nodes": 2,
+        "jobs_per_node": 1,
+        "sandbox": "docker",
+        "retries": 0,
+        "hosts": None,
+    }
+    rows = {
+        name: [
+            json.loads(line)
+            for line in (tmp_path / name / "results.jsonl").read_text().splitlines()
+        ]
+        for name in ("local", "ray")
+    }
     assert stable(rows["local"]) == stable(rows["ray"])
     assert steps_of(tmp_path / "local") == steps_of(tmp_path / "ray")
     for key in ("repair_rate", "pass@1", "pass@k", "pass@t", "tokens"):
@@ -139,7 +185,11 @@ def slow_task(name: str, seconds: float):
     """An operator task whose tests take `seconds`: long enough to be killed in the middle."""
     task = operator_task(name)
     [(test_file, test)] = task.tests.files.items()
-    slow = TestSpec(kind="script", files={test_file: f"import time\ntime.sleep({seconds})\n{test}"}, timeout_s=4 * seconds)
+    slow = TestSpec(
+        kind="script",
+        files={test_file: f"import time\ntime.sleep({seconds})\n{test}"},
+        timeout_s=4 * seconds,
+    )
     return task.model_copy(update={"task_id": f"slow-{name}", "tests": slow})
 
 
@@ -155,7 +205,9 @@ def operator_replies(*names: str) -> dict[str, list[str]]:
 
 def repair_job(run_dir: Path, model: str) -> RepairJob:
     store = prepare_run_dir(run_dir, {"command": "test"})
-    return RepairJob(Rollout("refine", model, Budget(max_candidates=4)), store, open_checkpointer(run_dir))
+    return RepairJob(
+        Rollout("refine", model, Budget(max_candidates=4)), store, open_checkpointer(run_dir)
+    )
 
 
 def test_a_worker_killed_mid_task_loses_no_task_and_writes_none_twice(cluster, executor, tmp_path):
@@ -181,7 +233,10 @@ def test_a_worker_killed_mid_task_loses_no_task_and_writes_none_twice(cluster, e
         stored = list(store.trajectories())
     assert sorted(t.trajectory_id for t in stored) == sorted(t.trajectory_id for t in results)
     # The slow task's run directory holds the attempt that finished, and nothing of the other.
-    assert latest_checkpoint(job.checkpointer, "slow-add").checkpoint["channel_values"]["trajectory"] == results[0]
+    assert (
+        latest_checkpoint(job.checkpointer, "slow-add").checkpoint["channel_values"]["trajectory"]
+        == results[0]
+    )
     # Ray restarts the killed worker on its node, in a new process.
     [(worker, pid)] = killed
     restarted = ray_get(worker.actor.start.options(max_task_retries=-1).remote())["pid"]
@@ -195,38 +250,69 @@ def test_a_worker_killed_mid_task_loses_no_task_and_writes_none_twice(cluster, e
     assert [t.trajectory_id for t in again] == [t.trajectory_id for t in results] and not sent
 
 
-def test_a_task_that_failed_on_a_worker_resumes_from_its_checkpoint_here_or_there(executor, tmp_path):
-    from selfrepair.executor.local import LocalExecutor
+def test_a_task_that_failed_on_a_worker_resumes_from_its_checkpoint_here_or_there(
+    executor, tmp_path
+):
     from selfrepair.sandbox.choose import open_sandbox
+
+    from selfrepair.executor.local import LocalExecutor
 
     tasks = [operator_task("add"), operator_task("sub")]
     replies = operator_replies("add", "sub")
     path = tmp_path / "replies.json"
-    model = keyed_replies(path, {key: [wrong] for key, (wrong, _, _) in replies.items()})  # out at the review
+    model = keyed_replies(
+        path, {key: [wrong] for key, (wrong, _, _) in replies.items()}
+    )  # out at the review
     failed = list(executor.run(repair_job(tmp_path / "run", model), tasks, lambda trajectory: None))
-    assert all(t.outcome == "error" and "ran out of replies" in t.error and len(t.candidates) == 1 for t in failed)
+    assert all(
+        t.outcome == "error" and "ran out of replies" in t.error and len(t.candidates) == 1
+        for t in failed
+    )
 
-    keyed_replies(path, {key: [review, fixed] for key, (_, review, fixed) in replies.items()})  # the rest
+    keyed_replies(
+        path, {key: [review, fixed] for key, (_, review, fixed) in replies.items()}
+    )  # the rest
     [add] = executor.run(repair_job(tmp_path / "run", model), tasks[:1], lambda trajectory: None)
     with LocalExecutor(open_sandbox("docker")) as local:  # a run begun on Ray, resumed here
         [sub] = local.run(repair_job(tmp_path / "run", model), tasks[1:], lambda trajectory: None)
-    for before, after in zip(failed, (add, sub)):
-        assert after.solved and after.trajectory_id == before.trajectory_id and len(after.candidates) == 2
-        first, again = before.candidates[0], after.candidates[0]  # the step before the error is not run again
-        assert (again.candidate, again.report, again.sandbox_seconds) == (first.candidate, first.report, first.sandbox_seconds)
+    for before, after in zip(failed, (add, sub), strict=True):
+        assert (
+            after.solved
+            and after.trajectory_id == before.trajectory_id
+            and len(after.candidates) == 2
+        )
+        first, again = (
+            before.candidates[0],
+            after.candidates[0],
+        )  # the step before the error is not run again
+        assert (again.candidate, again.report, again.sandbox_seconds) == (
+            first.candidate,
+            first.report,
+            first.sandbox_seconds,
+        )
     with TrajectoryStore(tmp_path / "run", create=False) as store:
-        assert sorted(t.trajectory_id for t in store.trajectories()) == sorted(t.trajectory_id for t in failed)
+        assert sorted(t.trajectory_id for t in store.trajectories()) == sorted(
+            t.trajectory_id for t in failed
+        )
 
 
 def test_improves_repair_phase_runs_on_the_cluster(executor, tmp_path):
     from selfrepair.training.improve import ImproveSettings, repair_run
 
     tasks = [operator_task(name) for name in ("add", "sub")]
-    model = keyed_replies(tmp_path / "replies.json", {
-        operator_task("add").spec: [operator_reply("+")], operator_task("sub").spec: [operator_reply("-")],
-    })  # fmt: skip
-    settings = ImproveSettings(strategy="refine", budget=Budget(max_candidates=1), sampling=Sampling(samples=1))
-    summary = repair_run(tasks, model, executor, settings, tmp_path / "train-run", "train", lambda event: None)
+    model = keyed_replies(
+        tmp_path / "replies.json",
+        {
+            operator_task("add").spec: [operator_reply("+")],
+            operator_task("sub").spec: [operator_reply("-")],
+        },
+    )
+    settings = ImproveSettings(
+        strategy="refine", budget=Budget(max_candidates=1), sampling=Sampling(samples=1)
+    )
+    summary = repair_run(
+        tasks, model, executor, settings, tmp_path / "train-run", "train", lambda event: None
+    )
     assert summary["solved"] == 2 and summary["config"]["executor"]["nodes"] == 2
 
 
@@ -236,12 +322,28 @@ def test_a_node_error_is_one_line_naming_the_node(executor):
 
 
 def test_cli_refuses_a_bad_executor_and_an_address_where_nothing_answers(tmp_path):
-    for executor, says in (("lambda", "expected local, ray"), ("ray:127.0.0.1:9", "nothing answers there")):
+    for executor, says in (
+        ("lambda", "expected local, ray"),
+        ("ray:127.0.0.1:9", "nothing answers there"),
+    ):
         result = subprocess.run(
-            [SELFREPAIR, "bench", "humaneval", "--limit", "1", "--model", "scripted:x.json", "--executor", executor,
-             "--out", str(tmp_path / "run")],
-            capture_output=True, text=True, timeout=120,
-        )  # fmt: skip
+            [
+                SELFREPAIR,
+                "bench",
+                "humaneval",
+                "--limit",
+                "1",
+                "--model",
+                "scripted:x.json",
+                "--executor",
+                executor,
+                "--out",
+                str(tmp_path / "run"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert result.returncode == 2 and says in result.stderr and "Traceback" not in result.stderr
         assert not (tmp_path / "run").exists()
 
@@ -249,7 +351,9 @@ def test_cli_refuses_a_bad_executor_and_an_address_where_nothing_answers(tmp_pat
 def test_without_ray_installed_the_executor_says_how_to_get_it(monkeypatch):
     from selfrepair.executor import open_executor
 
-    monkeypatch.setitem(sys.modules, "ray", None)  # what `import ray` meets when it is not installed
+    monkeypatch.setitem(
+        sys.modules, "ray", None
+    )  # what `import ray` meets when it is not installed
     monkeypatch.delitem(sys.modules, "selfrepair.executor.cluster", raising=False)
     with pytest.raises(SelfRepairError, match=r'needs Ray: .venv/bin/pip install -e "\.\[ray\]"'):
         open_executor("ray")

@@ -1,5 +1,4 @@
 import pytest
-
 from selfrepair.agents.extract import ExtractionError, code_blocks, extract_candidate, merge_code
 
 ORIGINAL = '''"""Arithmetic."""
@@ -41,7 +40,9 @@ def test_whole_program_reply_keeps_new_imports_and_helpers():
     assert new.index("import operator") < new.index("def add")
     # a helper the fix calls, and the helper's own helper, go after the file's definitions
     for helper in ("def total", "def plus"):
-        assert new.index(helper) > new.index("def double") and new.index(helper) < new.index("__main__")
+        assert new.index(helper) > new.index("def double") and new.index(helper) < new.index(
+            "__main__"
+        )
     compile(new, "calc.py", "exec")
 
 
@@ -67,7 +68,9 @@ def test_several_blocks_are_merged_in_order_and_other_languages_ignored():
 
 
 def test_block_cut_off_by_max_tokens_is_used():
-    assert code_blocks("```python\ndef add(a, b):\n    return a + b\n")[0].code.startswith("def add")
+    assert code_blocks("```python\ndef add(a, b):\n    return a + b\n")[0].code.startswith(
+        "def add"
+    )
 
 
 def test_bare_code_without_fences():
@@ -96,13 +99,19 @@ def test_reply_without_usable_code_is_an_extraction_error(reply, reason):
 def test_method_reply_replaces_the_method_inside_its_class():
     original = "class Box:\n    def size(self):\n        return 0\n\n    def name(self):\n        return 'box'\n"
     new = merge_code(original, "def size(self):\n    return 1\n")
-    assert new == "class Box:\n    def size(self):\n        return 1\n\n    def name(self):\n        return 'box'\n"
+    assert (
+        new
+        == "class Box:\n    def size(self):\n        return 1\n\n    def name(self):\n        return 'box'\n"
+    )
 
 
 def test_decorated_function_is_replaced_with_its_decorators():
     original = "import functools\n\n@functools.cache\ndef f(n):\n    return n\n"
     new = merge_code(original, "@functools.lru_cache(None)\ndef f(n):\n    return n + 1\n")
-    assert "@functools.cache" not in new and "@functools.lru_cache(None)\ndef f(n):\n    return n + 1" in new
+    assert (
+        "@functools.cache" not in new
+        and "@functools.lru_cache(None)\ndef f(n):\n    return n + 1" in new
+    )
 
 
 def test_candidate_is_whole_relative_to_the_task_and_multi_file_targets_by_name():
@@ -140,17 +149,23 @@ def test_comments_and_lines_of_the_same_code_are_kept_as_written():
     # those two change.
     reply = "def add(a, b):\n    '''Return the sum of a and b.'''\n    total = a+b\n    return (total)\n"
     new = merge_code(DOCUMENTED, reply)
-    assert new == DOCUMENTED.replace("a - b  # the bug", "a+b").replace("return total", "return (total)")
+    assert new == DOCUMENTED.replace("a - b  # the bug", "a+b").replace(
+        "return total", "return (total)"
+    )
     respaced = merge_code(DOCUMENTED, "def add( a, b ):\n    total = a + b\n    return  total\n")
     assert respaced == DOCUMENTED.replace("a - b  # the bug", "a + b")
 
 
 def test_what_the_reply_did_change_is_taken_as_it_wrote_it():
-    reply = 'def add(a, b):\n    """Add them."""\n    # Sum without a temporary.\n    return a + b\n'
+    reply = (
+        'def add(a, b):\n    """Add them."""\n    # Sum without a temporary.\n    return a + b\n'
+    )
     new = merge_code(DOCUMENTED, reply)
     assert '"""Add them."""' in new and "Return the sum" not in new  # its own docstring: its choice
     assert "# Sum without a temporary." in new and "return a + b" in new and "total" not in new
-    assert new.index("# Both are ints.") < new.index("# Sum without")  # the original's comment stays
+    assert new.index("# Both are ints.") < new.index(
+        "# Sum without"
+    )  # the original's comment stays
     compile(new, "add.py", "exec")
 
 
@@ -158,4 +173,7 @@ def test_a_method_keeps_its_docstring_and_the_whole_reply_can_still_be_asked_for
     original = 'class Box:\n    def size(self):\n        """How many."""\n        return len(self.items) - 1\n'
     reply = "def size(self):\n    return len(self.items)\n"
     assert merge_code(original, reply) == original.replace(" - 1", "")
-    assert merge_code(original, reply, keep_original=False) == "class Box:\n    def size(self):\n        return len(self.items)\n"
+    assert (
+        merge_code(original, reply, keep_original=False)
+        == "class Box:\n    def size(self):\n        return len(self.items)\n"
+    )

@@ -18,7 +18,9 @@ def test_a_write_cut_short_leaves_the_old_file_and_no_temporary(tmp_path: Path) 
         with atomic_file(target) as handle:
             handle.write("half of the new")
             raise KeyboardInterrupt  # as a signal would, mid-write
-    assert target.read_text() == "old\n" and sorted(p.name for p in tmp_path.iterdir()) == ["results.jsonl"]
+    assert target.read_text() == "old\n" and sorted(p.name for p in tmp_path.iterdir()) == [
+        "results.jsonl"
+    ]
 
 
 def test_the_file_keeps_its_mode_and_a_link_keeps_pointing_at_it(tmp_path: Path) -> None:
@@ -40,7 +42,9 @@ def test_the_file_keeps_its_mode_and_a_link_keeps_pointing_at_it(tmp_path: Path)
         ("/dev/full", "no space left on device"),  # a device is written directly, never replaced
     ],
 )
-def test_a_place_that_cannot_take_the_file_is_one_error(tmp_path: Path, where: str, message: str) -> None:
+def test_a_place_that_cannot_take_the_file_is_one_error(
+    tmp_path: Path, where: str, message: str
+) -> None:
     path = Path(where) if where.startswith("/") else tmp_path / where
     with pytest.raises(SelfRepairError, match=message):
         write_atomically(path, "x" * 100_000)
@@ -53,4 +57,3 @@ def test_a_folder_that_cannot_be_made_is_one_error(tmp_path: Path) -> None:
         make_directory(tmp_path / "file")
     with pytest.raises(SelfRepairError, match="cannot make the folder /proc/selfrepair-test"):
         make_directory(Path("/proc/selfrepair-test"))
-

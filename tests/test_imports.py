@@ -20,21 +20,59 @@ FOLDERS = {
     "selfrepair.training": ROOT / "training",
     "selfrepair.factory": ROOT / "factory",
 }
-CORE = {f"selfrepair.{name}" for name in ("types", "loaders", "metrics", "stats", "comparison", "store", "rundir", "files", "report", "config", "errors")}
+CORE = {
+    f"selfrepair.{name}"
+    for name in (
+        "types",
+        "loaders",
+        "metrics",
+        "stats",
+        "comparison",
+        "store",
+        "rundir",
+        "files",
+        "report",
+        "config",
+        "errors",
+    )
+}
 CORE.add("selfrepair")
 # Where a module may not import from: (the modules it applies to, the forbidden areas).
 RULES = [
-    ("the core", lambda m: m in CORE, ("selfrepair.cli", "selfrepair.graphs", "selfrepair.training", "selfrepair.factory")),
-    ("the sandbox", lambda m: in_area(m, "selfrepair.sandbox"), ("selfrepair.agents", "selfrepair.graphs")),
-    ("agents", lambda m: in_area(m, "selfrepair.agents"), ("selfrepair.graphs", "selfrepair.sandbox", "selfrepair.training")),
+    (
+        "the core",
+        lambda m: m in CORE,
+        ("selfrepair.cli", "selfrepair.graphs", "selfrepair.training", "selfrepair.factory"),
+    ),
+    (
+        "the sandbox",
+        lambda m: in_area(m, "selfrepair.sandbox"),
+        ("selfrepair.agents", "selfrepair.graphs"),
+    ),
+    (
+        "agents",
+        lambda m: in_area(m, "selfrepair.agents"),
+        ("selfrepair.graphs", "selfrepair.sandbox", "selfrepair.training"),
+    ),
     ("everything but the CLI", lambda m: not in_area(m, "selfrepair.cli"), ("selfrepair.cli",)),
     ("graphs", lambda m: in_area(m, "selfrepair.graphs"), ("selfrepair.training",)),
     # the task factory stands on the core, the sandbox and the agents; only the CLI uses it
-    ("the factory", lambda m: in_area(m, "selfrepair.factory"), ("selfrepair.graphs", "selfrepair.training")),
-    ("all but the CLI and the factory", lambda m: not in_area(m, "selfrepair.cli") and not in_area(m, "selfrepair.factory"),
-     ("selfrepair.factory",)),
+    (
+        "the factory",
+        lambda m: in_area(m, "selfrepair.factory"),
+        ("selfrepair.graphs", "selfrepair.training"),
+    ),
+    (
+        "all but the CLI and the factory",
+        lambda m: not in_area(m, "selfrepair.cli") and not in_area(m, "selfrepair.factory"),
+        ("selfrepair.factory",),
+    ),
     # an executor runs any command's jobs: it knows tasks, sandboxes and models, not what the jobs do
-    ("the executor", lambda m: in_area(m, "selfrepair.executor"), ("selfrepair.graphs", "selfrepair.training")),
+    (
+        "the executor",
+        lambda m: in_area(m, "selfrepair.executor"),
+        ("selfrepair.graphs", "selfrepair.training"),
+    ),
 ]
 OUTPUT_MODULES = ("typer", "rich", "click")  # how a module would draw on the terminal
 
@@ -82,9 +120,18 @@ IMPORTS = {module: imported(module, parsed(module)) for module in MODULES}
 
 
 def test_every_area_is_found() -> None:
-    for area in ("selfrepair.cli.common", "selfrepair.store", "selfrepair.rundir", "selfrepair.agents.editor",
-                 "selfrepair.agents.backends", "selfrepair.graphs.studio", "selfrepair.sandbox.core",
-                 "selfrepair.training.improve", "selfrepair.factory.pipeline", "selfrepair.executor.cluster"):  # fmt: skip
+    for area in (
+        "selfrepair.cli.common",
+        "selfrepair.store",
+        "selfrepair.rundir",
+        "selfrepair.agents.editor",
+        "selfrepair.agents.backends",
+        "selfrepair.graphs.studio",
+        "selfrepair.sandbox.core",
+        "selfrepair.training.improve",
+        "selfrepair.factory.pipeline",
+        "selfrepair.executor.cluster",
+    ):
         assert area in MODULES
 
 
@@ -105,17 +152,30 @@ def test_graphs_never_print() -> None:
     tests: what it has to say goes into the trajectory, and the caller shows it."""
     printing = []
     for module in (m for m in MODULES if in_area(m, "selfrepair.graphs")):
-        printing += [f"{module} imports {t}" for t in IMPORTS[module] if t.split(".")[0] in OUTPUT_MODULES]
+        printing += [
+            f"{module} imports {t}" for t in IMPORTS[module] if t.split(".")[0] in OUTPUT_MODULES
+        ]
         for node in ast.walk(parsed(module)):
-            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "print":
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Name)
+                and node.func.id == "print"
+            ):
                 printing.append(f"{module}:{node.lineno} calls print")
-            if isinstance(node, ast.Attribute) and node.attr in ("stdout", "stderr") and getattr(node.value, "id", "") == "sys":
+            if (
+                isinstance(node, ast.Attribute)
+                and node.attr in ("stdout", "stderr")
+                and getattr(node.value, "id", "") == "sys"
+            ):
                 printing.append(f"{module}:{node.lineno} writes to sys.{node.attr}")
     assert not printing, "; ".join(printing)
 
 
 def test_no_import_cycles() -> None:
-    graph = {module: sorted(t for t in targets if t in MODULES and t != module) for module, targets in IMPORTS.items()}
+    graph = {
+        module: sorted(t for t in targets if t in MODULES and t != module)
+        for module, targets in IMPORTS.items()
+    }
     state: dict[str, str] = {}  # "open" while on the path, "done" after
     path: list[str] = []
 
@@ -124,7 +184,7 @@ def test_no_import_cycles() -> None:
         path.append(module)
         for target in graph[module]:
             if state.get(target) == "open":
-                return path[path.index(target):] + [target]
+                return path[path.index(target) :] + [target]
             if target not in state and (cycle := visit(target)):
                 return cycle
         path.pop()

@@ -53,7 +53,11 @@ def test_each_graph_has_the_json_schemas_studio_asks_for(name: str) -> None:
     assert "trajectory" in schemas["output"]["properties"]
     # Studio's context form: the live objects are typed as what JSON can carry.
     context = schemas["context"]["properties"]
-    assert context["model"]["type"] == "string" and context["sandbox"]["enum"] == ["auto", "docker", "local"]
+    assert context["model"]["type"] == "string" and context["sandbox"]["enum"] == [
+        "auto",
+        "docker",
+        "local",
+    ]
     assert {"budget", "sampling"} <= set(context)
     assert not {"store", "on_step", "latest", "checkout"} & set(context)
 
@@ -62,17 +66,24 @@ def test_the_repair_graph_runs_from_plain_json_input_and_context(tmp_path) -> No
     """What Studio sends: the task as JSON, and a context of a model spec, a sandbox kind and
     budget numbers."""
     replies = tmp_path / "replies.json"
-    replies.write_text(json.dumps([
-        "```python\ndef add(a, b):\n    return a * b\n```",
-        "VERDICT: refine\nCONFIDENCE: 0.8\nCRITIQUE: line 2 multiplies",
-        "```python\ndef add(a, b):\n    return a + b\n```",
-    ]))  # fmt: skip
+    replies.write_text(
+        json.dumps(
+            [
+                "```python\ndef add(a, b):\n    return a * b\n```",
+                "VERDICT: refine\nCONFIDENCE: 0.8\nCRITIQUE: line 2 multiplies",
+                "```python\ndef add(a, b):\n    return a + b\n```",
+            ]
+        )
+    )
     task = {
         "task_id": "add",
         "spec": "Return the sum of a and b.",
         "files": {"add.py": "def add(a, b):\n    return a - b\n"},
         "entry_file": "add.py",
-        "tests": {"kind": "script", "files": {"test_add.py": "assert add(1, 2) == 3\nassert add(2, 2) == 4\n"}},
+        "tests": {
+            "kind": "script",
+            "files": {"test_add.py": "assert add(1, 2) == 3\nassert add(2, 2) == 4\n"},
+        },
     }
     context = {"model": f"scripted:{replies}", "sandbox": "local", "budget": {"max_candidates": 3}}
     final = compiled_graph("repair").invoke({"task": task}, context=context)

@@ -32,7 +32,9 @@ def passes(task: Task, program: str, tmp_path: Path) -> bool:
     script = tmp_path / "judge.py"
     script.write_text(program + "\n\n" + test)
     try:
-        result = subprocess.run([sys.executable, str(script)], capture_output=True, timeout=task.tests.timeout_s)
+        result = subprocess.run(
+            [sys.executable, str(script)], capture_output=True, timeout=task.tests.timeout_s
+        )
     except subprocess.TimeoutExpired:
         return False
     return result.returncode == 0
@@ -41,7 +43,9 @@ def passes(task: Task, program: str, tmp_path: Path) -> bool:
 # ---------------------------------------------------------------- QuixBugs
 
 
-@pytest.mark.skipif(not QUIXBUGS.is_file(), reason="the shared benchmarks folder is not beside the repository")
+@pytest.mark.skipif(
+    not QUIXBUGS.is_file(), reason="the shared benchmarks folder is not beside the repository"
+)
 def test_quixbugs_gives_40_repair_tasks() -> None:
     tasks = load_quixbugs(QUIXBUGS)
     assert len(tasks) == 40
@@ -57,7 +61,9 @@ def test_quixbugs_gives_40_repair_tasks() -> None:
         assert task.tests.timeout_s >= 5
 
 
-@pytest.mark.skipif(not QUIXBUGS.is_file(), reason="the shared benchmarks folder is not beside the repository")
+@pytest.mark.skipif(
+    not QUIXBUGS.is_file(), reason="the shared benchmarks folder is not beside the repository"
+)
 def test_quixbugs_reference_passes_and_buggy_program_fails(tmp_path: Path) -> None:
     task = next(t for t in load_quixbugs(QUIXBUGS) if t.task_id == "quixbugs/gcd")
     assert passes(task, task.metadata["solution"], tmp_path)
@@ -111,7 +117,10 @@ def test_swebench_instances(name: str) -> None:
     assert requests.tests.kind == "pytest"
     # JSON-encoded lists, as the official dataset stores them, are decoded.
     assert requests.tests.select == ["tests/test_requests.py::test_empty_iter_content"]
-    assert requests.tests.must_keep_passing == ["tests/test_requests.py::test_basic", "tests/test_requests.py::test_json"]
+    assert requests.tests.must_keep_passing == [
+        "tests/test_requests.py::test_basic",
+        "tests/test_requests.py::test_json",
+    ]
     assert requests.metadata["test_patch"].startswith("diff --git")
     assert requests.metadata["solution"].startswith("diff --git")
     assert shop.repo == "/srv/git/shop"  # a path stays a path
@@ -163,7 +172,9 @@ def test_directory_takes_source_and_skips_the_rest(tmp_path: Path) -> None:
 def test_git_repository_is_the_tasks_repo(issue_repo: Path) -> None:
     (issue_repo / "notes.txt").write_text("untracked but not ignored\n")
     [task] = load_directory(issue_repo, "python -m pytest -q")
-    head = subprocess.run(["git", "-C", str(issue_repo), "rev-parse", "HEAD"], capture_output=True, text=True)
+    head = subprocess.run(
+        ["git", "-C", str(issue_repo), "rev-parse", "HEAD"], capture_output=True, text=True
+    )
     assert task.repo == str(issue_repo.resolve())
     assert task.base_commit == head.stdout.strip()
     assert "notes.txt" in task.files
@@ -184,8 +195,13 @@ def test_directory_refusals(tmp_path: Path) -> None:
 
 
 def quixbugs_line(**changes) -> str:
-    record = {"name": "f", "buggy_program": "def f(): return 1", "docstring": "d", "solution": "def f(): return 2",
-              "tests": "assert f() == 2"}  # fmt: skip
+    record = {
+        "name": "f",
+        "buggy_program": "def f(): return 1",
+        "docstring": "d",
+        "solution": "def f(): return 2",
+        "tests": "assert f() == 2",
+    }
     record.update(changes)
     return json.dumps({k: v for k, v in record.items() if v is not None})
 
@@ -194,14 +210,20 @@ def quixbugs_line(**changes) -> str:
     ("lines", "where", "reason"),
     [
         ([quixbugs_line(), '{"name": "g", "buggy_program": '], 2, "bad JSON"),
-        ([quixbugs_line(), "", quixbugs_line(name="g", tests=None)], 3, "field 'tests': Field required"),
+        (
+            [quixbugs_line(), "", quixbugs_line(name="g", tests=None)],
+            3,
+            "field 'tests': Field required",
+        ),
         ([quixbugs_line(name=7)], 1, "field 'name': Input should be a valid string"),
         ([quixbugs_line(), "[1, 2]"], 2, "expected a JSON object, got list"),
         ([quixbugs_line(), quixbugs_line()], 2, "task 'quixbugs/f' appears twice"),
         ([quixbugs_line(name="")], 1, "field 'name': String should have at least 1 character"),
     ],
 )
-def test_broken_quixbugs_file_is_refused_with_line_and_reason(tmp_path: Path, lines, where, reason) -> None:
+def test_broken_quixbugs_file_is_refused_with_line_and_reason(
+    tmp_path: Path, lines, where, reason
+) -> None:
     path = tmp_path / "broken.jsonl"
     path.write_text("\n".join(lines) + "\n")
     with pytest.raises(SelfRepairError) as error:
@@ -216,7 +238,9 @@ def test_broken_swebench_list_names_the_line_of_the_item(tmp_path: Path) -> None
     instances[1]["FAIL_TO_PASS"] = "not json ["
     path = tmp_path / "broken.json"
     path.write_text(json.dumps(instances, indent=2))
-    item_starts = [n for n, line in enumerate(path.read_text().splitlines(), start=1) if line == "  {"]
+    item_starts = [
+        n for n, line in enumerate(path.read_text().splitlines(), start=1) if line == "  {"
+    ]
     item_line = item_starts[1]  # the second instance's opening brace
     with pytest.raises(SelfRepairError) as error:
         load_swebench(path)
@@ -228,11 +252,15 @@ def test_broken_swebench_list_names_the_line_of_the_item(tmp_path: Path) -> None
 
 
 def test_humanevalpack_missing_field(tmp_path: Path) -> None:
-    records = [json.loads(line) for line in (FIXTURES / "humanevalpack.jsonl").read_text().splitlines()]
+    records = [
+        json.loads(line) for line in (FIXTURES / "humanevalpack.jsonl").read_text().splitlines()
+    ]
     del records[1]["buggy_solution"]
     path = tmp_path / "pack.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in records))
-    with pytest.raises(SelfRepairError, match=r"pack\.jsonl:2: field 'buggy_solution': Field required"):
+    with pytest.raises(
+        SelfRepairError, match=r"pack\.jsonl:2: field 'buggy_solution': Field required"
+    ):
         load_humanevalpack(path)
 
 

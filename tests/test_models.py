@@ -14,9 +14,9 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-
 from selfrepair.agents.backends import SPEC_FORMS, load_model
 from selfrepair.agents.scripted_model import ScriptedModel
+
 from selfrepair.errors import SelfRepairError
 from selfrepair.types import Message
 
@@ -36,7 +36,9 @@ def free_port() -> int:
 @pytest.fixture
 def replies(tmp_path: Path) -> Path:
     path = tmp_path / "replies.json"
-    path.write_text(json.dumps(["first reply", "second one here", "third\n```\nafter the fence", "fourth"]))
+    path.write_text(
+        json.dumps(["first reply", "second one here", "third\n```\nafter the fence", "fourth"])
+    )
     return path
 
 
@@ -69,7 +71,9 @@ def test_scripted_replies_keyed_by_task_come_in_order_per_key(tmp_path: Path) ->
     assert ask("def lcm(a, b):") == ["l1"]
     assert ask("def gcd(a, b):") == ["g1"]
     assert ask("def gcd(a, b):") == ["g2"]
-    with pytest.raises(SelfRepairError, match="ran out of replies for 'def lcm\\(': asked for 1, 0 left of 1"):
+    with pytest.raises(
+        SelfRepairError, match="ran out of replies for 'def lcm\\(': asked for 1, 0 left of 1"
+    ):
         ask("def lcm(a, b):")
     with pytest.raises(SelfRepairError, match="none of its keys occurs in the conversation"):
         ask("def other(x):")
@@ -116,12 +120,16 @@ def test_bad_specs_give_one_clear_error(spec: str, message: str) -> None:
 
 def test_readme_lists_the_spec_forms_the_factory_takes() -> None:
     section = (ROOT / "README.md").read_text().split("### Model specs")[1].split("\n#")[0]
-    assert re.findall(r"^\| `([^`]+)` \|", section, re.MULTILINE) == [form for form, _ in SPEC_FORMS]
+    assert re.findall(r"^\| `([^`]+)` \|", section, re.MULTILINE) == [
+        form for form, _ in SPEC_FORMS
+    ]
 
 
 def test_importing_the_factory_stays_light() -> None:
     code = "import sys, selfrepair.agents.backends; print(sorted({'torch', 'transformers', 'openai', 'vllm'} & set(sys.modules)))"
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
     assert result.stdout.strip() == "[]"
 
 
@@ -159,11 +167,15 @@ def test_hf_generates_and_counts_tokens_with_the_tokenizer(smollm2) -> None:
     assert completion.text.strip()
     assert generation.model == "smollm2"
     chat = [{"role": m.role, "content": m.content} for m in PROMPT]
-    prompt_ids = smollm2.tokenizer.apply_chat_template(chat, add_generation_prompt=True, return_dict=True)["input_ids"]
+    prompt_ids = smollm2.tokenizer.apply_chat_template(
+        chat, add_generation_prompt=True, return_dict=True
+    )["input_ids"]
     assert generation.prompt_tokens == len(prompt_ids)
     if completion.finish_reason == "length":
         assert completion.completion_tokens == 12
-    assert completion.completion_tokens == len(smollm2.tokenizer(completion.text, add_special_tokens=False)["input_ids"])
+    assert completion.completion_tokens == len(
+        smollm2.tokenizer(completion.text, add_special_tokens=False)["input_ids"]
+    )
 
 
 @pytest.mark.model
@@ -180,9 +192,16 @@ def test_hf_samples_n_in_one_batched_generate(smollm2, monkeypatch) -> None:
 @pytest.mark.model
 def test_hf_samples_repeat_with_the_same_seed(smollm2) -> None:
     first = smollm2.generate(PROMPT, n=3, temperature=1.0, max_tokens=10, seed=7)
-    smollm2.generate(PROMPT, n=3, temperature=1.0, max_tokens=10)  # unseeded draws in between change nothing
-    assert smollm2.generate(PROMPT, n=3, temperature=1.0, max_tokens=10, seed=7).texts == first.texts
-    others = [smollm2.generate(PROMPT, n=3, temperature=1.0, max_tokens=10, seed=seed).texts for seed in (8, 9)]
+    smollm2.generate(
+        PROMPT, n=3, temperature=1.0, max_tokens=10
+    )  # unseeded draws in between change nothing
+    assert (
+        smollm2.generate(PROMPT, n=3, temperature=1.0, max_tokens=10, seed=7).texts == first.texts
+    )
+    others = [
+        smollm2.generate(PROMPT, n=3, temperature=1.0, max_tokens=10, seed=seed).texts
+        for seed in (8, 9)
+    ]
     assert any(texts != first.texts for texts in others)
 
 
@@ -211,7 +230,9 @@ def test_hf_loads_a_peft_adapter(smollm2_folder: Path, smollm2, tmp_path: Path) 
 
     base = AutoModelForCausalLM.from_pretrained(smollm2_folder)
     adapter = tmp_path / "adapter"
-    get_peft_model(base, LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj", "v_proj"])).save_pretrained(adapter)
+    get_peft_model(
+        base, LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj", "v_proj"])
+    ).save_pretrained(adapter)
     model = load_model(f"hf:{smollm2_folder}+{adapter}")
     assert isinstance(model.model, PeftModel)
     assert model.model.peft_config["default"].r == 2
@@ -230,9 +251,16 @@ def served_smollm2(smollm2_folder: Path, tmp_path_factory):
     port = free_port()
     log = tmp_path_factory.mktemp("serve") / "serve.log"
     command = [
-        str(Path(sys.executable).parent / "transformers"), "serve", str(smollm2_folder),
-        "--host", "127.0.0.1", "--port", str(port), "--device", "cpu",
-    ]  # fmt: skip
+        str(Path(sys.executable).parent / "transformers"),
+        "serve",
+        str(smollm2_folder),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--device",
+        "cpu",
+    ]
     env = os.environ | {"HF_HUB_OFFLINE": "1"}  # nothing from the hub; the folder is local
     with open(log, "w") as output:
         server = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env=env)
@@ -240,13 +268,17 @@ def served_smollm2(smollm2_folder: Path, tmp_path_factory):
         deadline = time.monotonic() + 300
         while True:
             if server.poll() is not None:
-                pytest.fail(f"transformers serve exited with {server.returncode}:\n{log.read_text()[-2000:]}")
+                pytest.fail(
+                    f"transformers serve exited with {server.returncode}:\n{log.read_text()[-2000:]}"
+                )
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2):
                     break
             except OSError:
                 if time.monotonic() > deadline:
-                    pytest.fail(f"transformers serve did not answer in 300 s:\n{log.read_text()[-2000:]}")
+                    pytest.fail(
+                        f"transformers serve did not answer in 300 s:\n{log.read_text()[-2000:]}"
+                    )
                 time.sleep(0.5)
         yield str(smollm2_folder), f"http://127.0.0.1:{port}/v1"
     finally:

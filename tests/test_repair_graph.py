@@ -10,16 +10,16 @@ import typing
 from pathlib import Path
 
 import pytest
-
-from selfrepair import types
 from selfrepair.agents.backends import load_model
-from selfrepair.cli.fix import describe_step
 from selfrepair.graphs import issue, repair, search
 from selfrepair.graphs.budget import Budget, Sampling
 from selfrepair.graphs.nodes import RepairState
 from selfrepair.graphs.run import CHECKPOINTED_TYPES, open_checkpointer, repair_task
-from selfrepair.metrics import result_row, summarize
 from selfrepair.sandbox.choose import open_sandbox
+
+from selfrepair import types
+from selfrepair.cli.fix import describe_step
+from selfrepair.metrics import result_row, summarize
 from selfrepair.store import TrajectoryStore
 from selfrepair.types import Task
 
@@ -40,7 +40,9 @@ def task() -> Task:
         spec="Return the sum of a and b.",
         files={"add.py": BUGGY},
         entry_file="add.py",
-        tests=types.TestSpec(kind="script", files={"test_add.py": "assert add(1, 2) == 3\nassert add(2, 2) == 4\n"}),
+        tests=types.TestSpec(
+            kind="script", files={"test_add.py": "assert add(1, 2) == 3\nassert add(2, 2) == 4\n"}
+        ),
     )
 
 
@@ -97,29 +99,45 @@ def test_refine_after_a_failure_uses_code_feedback_and_critique(task, sandbox, s
     trajectory = repair_task(task, model, sandbox, "refine", Budget(max_candidates=5))
     first, second = trajectory.steps
     assert trajectory.solved and trajectory.solution_step == 1
-    assert not first.report.passed and first.review.verdict == "refine" and first.review.confidence == 0.8
+    assert (
+        not first.report.passed
+        and first.review.verdict == "refine"
+        and first.review.confidence == 0.8
+    )
     assert second.kind == "refine" and second.parent == 0
     prompt = second.messages[-1].content
     assert "return a * b" in prompt and "AssertionError" in prompt and "it should add" in prompt
-    assert trajectory.tokens == sum(s.prompt_tokens + s.completion_tokens for s in trajectory.steps) > 0
+    assert (
+        trajectory.tokens
+        == sum(s.prompt_tokens + s.completion_tokens for s in trajectory.steps)
+        > 0
+    )
 
 
 def test_refine_stops_on_the_candidate_budget(task, sandbox, scripted):
     model = scripted(WRONG, REFINE, WRONG, REFINE, WRONG)
     trajectory = repair_task(task, model, sandbox, "refine", Budget(max_candidates=2))
     assert trajectory.outcome == "budget" and trajectory.solution_step is None
-    assert len(trajectory.steps) == 2 and model.calls == [1, 1, 1]  # no review after the last candidate
+    assert len(trajectory.steps) == 2 and model.calls == [
+        1,
+        1,
+        1,
+    ]  # no review after the last candidate
     assert "candidate budget" in trajectory.metadata["stop_reason"]
 
 
 def test_refine_stops_on_the_token_budget(task, sandbox, scripted):
     model = scripted(WRONG, REFINE, GOOD)
-    trajectory = repair_task(task, model, sandbox, "refine", Budget(max_candidates=8, max_tokens=10))
+    trajectory = repair_task(
+        task, model, sandbox, "refine", Budget(max_candidates=8, max_tokens=10)
+    )
     assert trajectory.outcome == "budget" and len(trajectory.steps) == 1
     assert "token budget" in trajectory.metadata["stop_reason"]
 
 
-def test_reviewer_accepting_a_failing_candidate_is_an_error_and_the_loop_goes_on(task, sandbox, scripted):
+def test_reviewer_accepting_a_failing_candidate_is_an_error_and_the_loop_goes_on(
+    task, sandbox, scripted
+):
     model = scripted(WRONG, ACCEPT, GOOD)
     trajectory = repair_task(task, model, sandbox, "refine", Budget(max_candidates=5))
     assert trajectory.steps[0].reviewer_error and trajectory.steps[0].review.verdict == "accept"
@@ -129,22 +147,33 @@ def test_reviewer_accepting_a_failing_candidate_is_an_error_and_the_loop_goes_on
 def test_a_reply_without_code_is_a_failed_step_not_a_crash(task, sandbox, scripted):
     model = scripted("I am not sure what to do.", GOOD)
     trajectory = repair_task(task, model, sandbox, "refine", Budget(max_candidates=5))
-    assert trajectory.steps[0].error == "no code in the reply" and trajectory.steps[0].candidate is None
-    assert trajectory.steps[1].kind == "solve" and trajectory.solved  # no code to refine: solve again
+    assert (
+        trajectory.steps[0].error == "no code in the reply"
+        and trajectory.steps[0].candidate is None
+    )
+    assert (
+        trajectory.steps[1].kind == "solve" and trajectory.solved
+    )  # no code to refine: solve again
 
 
 def test_an_unparseable_review_means_refine_with_low_confidence(task, sandbox, scripted):
     model = scripted(WRONG, "hmm, hard to say", GOOD)
     trajectory = repair_task(task, model, sandbox, "refine", Budget(max_candidates=5))
     review = trajectory.steps[0].review
-    assert review.verdict == "refine" and review.confidence <= 0.1 and "could not be parsed" in review.critique
+    assert (
+        review.verdict == "refine"
+        and review.confidence <= 0.1
+        and "could not be parsed" in review.critique
+    )
     assert trajectory.solved
 
 
 def test_a_reply_cut_at_the_token_limit_is_recorded_and_shown(task, sandbox, tmp_path):
     replies = tmp_path / "cut.json"
     replies.write_text(json.dumps([WRONG, REFINE, GOOD]))
-    trajectory = repair_task(task, TruncatingModel(replies), sandbox, "refine", Budget(max_candidates=2))
+    trajectory = repair_task(
+        task, TruncatingModel(replies), sandbox, "refine", Budget(max_candidates=2)
+    )
     first, second = trajectory.steps
     assert first.finish_reason == first.review_finish_reason == second.finish_reason == "length"
     assert result_row(trajectory)["truncated_replies"] == 2
@@ -152,9 +181,14 @@ def test_a_reply_cut_at_the_token_limit_is_recorded_and_shown(task, sandbox, tmp
 
 
 def test_replies_that_ended_are_recorded_as_such(task, sandbox, scripted):
-    trajectory = repair_task(task, scripted(WRONG, REFINE, GOOD), sandbox, "refine", Budget(max_candidates=2))
+    trajectory = repair_task(
+        task, scripted(WRONG, REFINE, GOOD), sandbox, "refine", Budget(max_candidates=2)
+    )
     assert [s.finish_reason for s in trajectory.steps] == ["stop", "stop"]
-    assert trajectory.steps[0].review_finish_reason == "stop" and result_row(trajectory)["truncated_replies"] == 0
+    assert (
+        trajectory.steps[0].review_finish_reason == "stop"
+        and result_row(trajectory)["truncated_replies"] == 0
+    )
 
 
 def test_a_model_error_ends_the_task_with_outcome_error(task, sandbox, scripted):
@@ -166,18 +200,26 @@ def test_a_model_error_ends_the_task_with_outcome_error(task, sandbox, scripted)
 
 def test_best_of_n_samples_in_one_batched_call_and_executes_all(task, sandbox, scripted):
     model = scripted(WRONG, "no code", GOOD, WRONG)
-    trajectory = repair_task(task, model, sandbox, "best-of-n", Budget(max_candidates=4), sampling=Sampling(samples=4))
+    trajectory = repair_task(
+        task, model, sandbox, "best-of-n", Budget(max_candidates=4), sampling=Sampling(samples=4)
+    )
     assert model.calls == [4]
     assert [s.kind for s in trajectory.steps] == ["sample"] * 4
     assert [s.report is not None for s in trajectory.steps] == [True, False, True, True]
     assert trajectory.solved and trajectory.solution_step == 2
-    assert trajectory.steps[0].prompt_tokens > 0 and trajectory.steps[1].prompt_tokens == 0  # prompt counted once
+    assert (
+        trajectory.steps[0].prompt_tokens > 0 and trajectory.steps[1].prompt_tokens == 0
+    )  # prompt counted once
 
 
-def test_best_of_n_asks_the_reviewer_only_to_break_a_tie_between_passing_candidates(task, sandbox, scripted):
+def test_best_of_n_asks_the_reviewer_only_to_break_a_tie_between_passing_candidates(
+    task, sandbox, scripted
+):
     doubtful = "VERDICT: refine\nCONFIDENCE: 0.9\nCRITIQUE: sum() of a list is roundabout"
     model = scripted(GOOD, WRONG, ALSO_GOOD, ACCEPT.replace("0.9", "0.3"), doubtful)
-    trajectory = repair_task(task, model, sandbox, "best-of-n", Budget(max_candidates=3), sampling=Sampling(samples=3))
+    trajectory = repair_task(
+        task, model, sandbox, "best-of-n", Budget(max_candidates=3), sampling=Sampling(samples=3)
+    )
     assert model.calls == [3, 1, 1]
     assert trajectory.steps[1].review is None  # the failing one is out of the running
     assert trajectory.solution_step == 0  # belief 0.3 beats belief 0.1
@@ -185,7 +227,9 @@ def test_best_of_n_asks_the_reviewer_only_to_break_a_tie_between_passing_candida
 
 def test_best_of_n_samples_again_while_budget_is_left(task, sandbox, scripted):
     model = scripted(WRONG, WRONG, GOOD, WRONG)
-    trajectory = repair_task(task, model, sandbox, "best-of-n", Budget(max_candidates=4), sampling=Sampling(samples=2))
+    trajectory = repair_task(
+        task, model, sandbox, "best-of-n", Budget(max_candidates=4), sampling=Sampling(samples=2)
+    )
     assert model.calls == [2, 2] and trajectory.solution_step == 2
 
 
@@ -206,7 +250,9 @@ def test_tree_expands_the_node_with_the_best_uct_score(task, sandbox, scripted):
     # The root's child is valued far above the root, so the next expansion refines the child.
     confident = "VERDICT: accept\nCONFIDENCE: 1.0\nCRITIQUE: fine"
     model = scripted(WRONG, REFINE, WRONG.replace("*", "**"), confident, GOOD)
-    trajectory = repair_task(task, model, sandbox, "tree", Budget(max_candidates=3), sampling=Sampling(exploration=0.1))
+    trajectory = repair_task(
+        task, model, sandbox, "tree", Budget(max_candidates=3), sampling=Sampling(exploration=0.1)
+    )
     assert [s.parent for s in trajectory.steps] == [None, 0, 1]
 
 
@@ -215,10 +261,23 @@ def test_every_step_is_saved_as_it_lands(task, sandbox, scripted, tmp_path):
     seen = []
     with TrajectoryStore(tmp_path / "run.sqlite") as store:
         trajectory = repair_task(
-            task, model, sandbox, "refine", Budget(), store, on_step=lambda t: seen.append(store.get(t.trajectory_id))
+            task,
+            model,
+            sandbox,
+            "refine",
+            Budget(),
+            store,
+            on_step=lambda t: seen.append(store.get(t.trajectory_id)),
         )
         assert store.get(trajectory.trajectory_id) == trajectory
-    assert [len(t.steps) for t in seen] == [1, 1, 1, 2, 2, 2]  # solve, execute, review, refine, execute, finish
+    assert [len(t.steps) for t in seen] == [
+        1,
+        1,
+        1,
+        2,
+        2,
+        2,
+    ]  # solve, execute, review, refine, execute, finish
     assert [t.outcome for t in seen][-1] == "solved"
 
 
@@ -252,17 +311,35 @@ def test_graph_shape_matches_the_snapshot(name, graph):
     snapshot = SNAPSHOTS / f"{name}.mmd"
     if os.environ.get("UPDATE_SNAPSHOTS"):
         snapshot.write_text(drawn)
-    assert drawn == snapshot.read_text(), f"graph {name} changed shape; rerun with UPDATE_SNAPSHOTS=1 if intended"
+    assert drawn == snapshot.read_text(), (
+        f"graph {name} changed shape; rerun with UPDATE_SNAPSHOTS=1 if intended"
+    )
 
 
-def test_results_count_the_lines_a_candidate_changes_beyond_the_reference_fix(task, sandbox, scripted):
+def test_results_count_the_lines_a_candidate_changes_beyond_the_reference_fix(
+    task, sandbox, scripted
+):
     task = task.model_copy(update={"metadata": {"solution": "def add(a, b):\n    return a + b\n"}})
     # A fix that takes three changed lines where the reference takes two, and a wrong one-liner.
     wordy = "```python\ndef add(a, b):\n    total = a + b\n    return total\n```"
     model = scripted(WRONG, wordy)
-    trajectory = repair_task(task, model, sandbox, "best-of-n", Budget(max_candidates=2), sampling=Sampling(samples=2))
+    trajectory = repair_task(
+        task, model, sandbox, "best-of-n", Budget(max_candidates=2), sampling=Sampling(samples=2)
+    )
     row = result_row(trajectory)
     assert trajectory.solved and row["lines_beyond_reference"] == 1
-    assert row["candidate_lines_beyond_reference"] == 0.5  # the wrong one changes as much as the reference
-    summary = summarize([row, result_row(trajectory.model_copy(update={"task": task.model_copy(update={"metadata": {}})}))])
-    assert summary["lines_beyond_reference"] == 1 and summary["candidate_lines_beyond_reference"] == 0.5
+    assert (
+        row["candidate_lines_beyond_reference"] == 0.5
+    )  # the wrong one changes as much as the reference
+    summary = summarize(
+        [
+            row,
+            result_row(
+                trajectory.model_copy(update={"task": task.model_copy(update={"metadata": {}})})
+            ),
+        ]
+    )
+    assert (
+        summary["lines_beyond_reference"] == 1
+        and summary["candidate_lines_beyond_reference"] == 0.5
+    )

@@ -7,13 +7,13 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from selfrepair.agents.backends import load_model
-from selfrepair.cli.fix import fix_task
 from selfrepair.graphs.budget import Budget
 from selfrepair.graphs.run import repair_task
 from selfrepair.sandbox.choose import open_sandbox
 from selfrepair.sandbox.testing import run_tests
+
+from selfrepair.cli.fix import fix_task
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -31,7 +31,14 @@ def test_smollm2_repairs_the_example_with_best_of_n(tmp_path):
         baseline = run_tests(sandbox, task)
         assert not baseline.passed
         # Two rounds of 8 samples: one sample in four passes, so a miss is about 1 in 100.
-        trajectory = repair_task(task, load_model("smollm2"), sandbox, "best-of-n", Budget(max_candidates=16), baseline=baseline)
+        trajectory = repair_task(
+            task,
+            load_model("smollm2"),
+            sandbox,
+            "best-of-n",
+            Budget(max_candidates=16),
+            baseline=baseline,
+        )
     finally:
         sandbox.close()
     assert trajectory.solved, [s.completion for s in trajectory.steps]

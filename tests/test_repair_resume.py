@@ -22,8 +22,8 @@ from typing import Any
 
 import psutil
 import pytest
-
 from chat_stub import ChatStub
+
 from selfrepair.types import Trajectory
 
 SELFREPAIR = str(Path(sys.executable).parent / "selfrepair")
@@ -36,8 +36,16 @@ REPLIES = [
 HOLD_AT = 3  # the refinement of the second task
 LANGGRAPH_COMPLAINTS = ("Blocked deserialization", "Deserializing unregistered type")
 # What differs between two runs of the same work: ids, clocks, and the server's address.
-VARYING = {"trajectory_id", "started_at", "seconds", "wall_seconds", "cpu_seconds", "model_seconds",
-           "sandbox_seconds", "model"}  # fmt: skip
+VARYING = {
+    "trajectory_id",
+    "started_at",
+    "seconds",
+    "wall_seconds",
+    "cpu_seconds",
+    "model_seconds",
+    "sandbox_seconds",
+    "model",
+}
 
 
 def stored(run_dir: Path) -> dict[str, Trajectory]:
@@ -62,18 +70,37 @@ def comparable(value: Any) -> Any:
 
 def bench(data: Path, model: str, run_dir: Path) -> list[str]:
     return [
-        SELFREPAIR, "bench", "quixbugs", "--data", str(data), "--model", model, "--strategy", "refine",
-        "--budget", "4", "--sandbox", "local", "--out", str(run_dir), "--quiet",
-    ]  # fmt: skip
+        SELFREPAIR,
+        "bench",
+        "quixbugs",
+        "--data",
+        str(data),
+        "--model",
+        model,
+        "--strategy",
+        "refine",
+        "--budget",
+        "4",
+        "--sandbox",
+        "local",
+        "--out",
+        str(run_dir),
+        "--quiet",
+    ]
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:
     records = [
-        {"name": name, "buggy_program": f"def {name}(a, b):\n    return a - b\n", "docstring": "Add a and b.",
-         "solution": f"def {name}(a, b):\n    return a + b\n", "tests": f"assert {name}(1, 2) == 3\n"}
+        {
+            "name": name,
+            "buggy_program": f"def {name}(a, b):\n    return a - b\n",
+            "docstring": "Add a and b.",
+            "solution": f"def {name}(a, b):\n    return a + b\n",
+            "tests": f"assert {name}(1, 2) == 3\n",
+        }
         for name in ("plus", "total")
-    ]  # fmt: skip
+    ]
     path = tmp_path_factory.mktemp("data") / "quixbugs.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in records))
     return path
@@ -83,13 +110,19 @@ def data(tmp_path_factory) -> Path:
 def uninterrupted(data, tmp_path_factory) -> dict[str, Trajectory]:
     run_dir = tmp_path_factory.mktemp("uninterrupted") / "run"
     with ChatStub(REPLIES) as stub:
-        result = subprocess.run(bench(data, stub.spec, run_dir), capture_output=True, text=True, timeout=300)
+        result = subprocess.run(
+            bench(data, stub.spec, run_dir), capture_output=True, text=True, timeout=300
+        )
     assert result.returncode == 0, result.stderr
     return stored(run_dir)
 
 
-@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT], ids=lambda s: s.name)
-def test_a_stopped_bench_resumes_to_the_trajectories_of_an_uninterrupted_run(data, uninterrupted, tmp_path, signum):
+@pytest.mark.parametrize(
+    "signum", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT], ids=lambda s: s.name
+)
+def test_a_stopped_bench_resumes_to_the_trajectories_of_an_uninterrupted_run(
+    data, uninterrupted, tmp_path, signum
+):
     run_dir = tmp_path / "run"
     with ChatStub(REPLIES, hold_at=HOLD_AT) as stub:
         command = bench(data, stub.spec, run_dir)
@@ -97,7 +130,9 @@ def test_a_stopped_bench_resumes_to_the_trajectories_of_an_uninterrupted_run(dat
         # inherit that: the run gets Ctrl-C's usual handling, as from a terminal.
         previous = signal.signal(signal.SIGINT, signal.default_int_handler)
         try:
-            process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            process = subprocess.Popen(
+                command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            )
         finally:
             signal.signal(signal.SIGINT, previous)
         try:
@@ -134,10 +169,14 @@ def test_a_stopped_bench_resumes_to_the_trajectories_of_an_uninterrupted_run(dat
 
 
 @pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGTERM], ids=lambda s: s.name)
-def test_a_bench_stopped_inside_a_test_run_resumes_without_redoing_or_losing_steps(data, tmp_path, signum):
+def test_a_bench_stopped_inside_a_test_run_resumes_without_redoing_or_losing_steps(
+    data, tmp_path, signum
+):
     # The second task's first candidate sleeps inside its test run; once that task is stored
     # and the run's own sandbox worker is seen, the bench is stopped there.
-    slow = "```python\ndef total(a, b):\n    import time\n    time.sleep(600)\n    return a - b\n```"
+    slow = (
+        "```python\ndef total(a, b):\n    import time\n    time.sleep(600)\n    return a - b\n```"
+    )
     replies = tmp_path / "replies.json"
     replies.write_text(json.dumps([REPLIES[0], slow]))
     run_dir = tmp_path / "run"
@@ -147,7 +186,9 @@ def test_a_bench_stopped_inside_a_test_run_resumes_without_redoing_or_losing_ste
         while not ("quixbugs/total" in stored(run_dir) and worker_runs(process)):
             assert process.poll() is None, process.communicate()
             time.sleep(0.05)
-        process.send_signal(signum)  # SIGKILL: no cleanup, no last save (the sandbox dies with its parent)
+        process.send_signal(
+            signum
+        )  # SIGKILL: no cleanup, no last save (the sandbox dies with its parent)
         process.communicate(timeout=120)
     finally:
         process.kill()
@@ -157,7 +198,9 @@ def test_a_bench_stopped_inside_a_test_run_resumes_without_redoing_or_losing_ste
     assert len(cut.steps) == 1 and cut.steps[0].report is None  # stopped inside the test run
 
     # The same command again; the model now has the rest of its replies.
-    replies.write_text(json.dumps(["VERDICT: refine\nCONFIDENCE: 0.9\nCRITIQUE: it subtracts", REPLIES[3]]))
+    replies.write_text(
+        json.dumps(["VERDICT: refine\nCONFIDENCE: 0.9\nCRITIQUE: it subtracts", REPLIES[3]])
+    )
     result = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert "2/2 solved" in result.stdout

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import git
 import pytest
-
 from selfrepair.agents import repo as repos
+
 from selfrepair.errors import SelfRepairError
 
 FIX = '''--- a/shop/money.py
@@ -28,7 +28,9 @@ FIX = '''--- a/shop/money.py
 
 def snapshot(path: Path) -> dict[str, bytes]:
     """Every file under path, .git included: what 'untouched' means."""
-    return {str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()
+    }
 
 
 def test_checkout_is_isolated_and_diff_round_trips(issue_repo: Path) -> None:
@@ -43,7 +45,7 @@ def test_checkout_is_isolated_and_diff_round_trips(issue_repo: Path) -> None:
         (work.path / "shop" / "__pycache__").mkdir()
         (work.path / "shop" / "__pycache__" / "money.cpython-311.pyc").write_bytes(b"\0")
         diff = work.diff()
-        assert "+    dollars, _, cents = text.partition(\".\")" in diff
+        assert '+    dollars, _, cents = text.partition(".")' in diff
         assert "shop/extra.py" in diff and "__pycache__" not in diff
         work.reset()
         assert work.diff() == "" and not (work.path / "shop" / "extra.py").exists()
@@ -70,7 +72,11 @@ def test_commit_to_branch_leaves_the_checkout_alone(issue_repo: Path) -> None:
     assert user.heads["fix/parse-price"].commit.hexsha == commit
     assert user.heads["fix/parse-price"].commit.parents[0] == user.heads["main"].commit
     assert "partition" in user.git.show(f"{commit}:shop/money.py")
-    changed = {k for k in snapshot(issue_repo).keys() | before.keys() if snapshot(issue_repo).get(k) != before.get(k)}
+    changed = {
+        k
+        for k in snapshot(issue_repo).keys() | before.keys()
+        if snapshot(issue_repo).get(k) != before.get(k)
+    }
     # Only git's object store and the new branch (its ref and reflog) change: no file, no index.
     assert changed and all(
         k.startswith(".git/objects/") or k.endswith("refs/heads/fix/parse-price") for k in changed
@@ -114,4 +120,6 @@ def test_mirror_of_a_url(issue_repo: Path, tmp_path: Path) -> None:
     assert mirror.bare
     with repos.checkout(mirror, "main") as work:
         assert (work.path / "shop" / "money.py").is_file()
-    assert repos.mirror_repository(issue_repo.as_uri(), tmp_path / "mirrors").git_dir == mirror.git_dir
+    assert (
+        repos.mirror_repository(issue_repo.as_uri(), tmp_path / "mirrors").git_dir == mirror.git_dir
+    )

@@ -41,7 +41,9 @@ CLOSE_FIXED = CLOSE + (
 )
 CLOSE_WRONG = CLOSE_FIXED.replace("abs(elem - elem2)", "elem2 - elem")
 TRUNCATE = "def truncate_number(number: float) -> float:\n"
-CRITIQUE_ABS = "VERDICT: refine\nCONFIDENCE: 0.7\nCRITIQUE: the distance can be negative: take <abs>"
+CRITIQUE_ABS = (
+    "VERDICT: refine\nCONFIDENCE: 0.7\nCRITIQUE: the distance can be negative: take <abs>"
+)
 CRITIQUE_TRUNC = "VERDICT: refine\nCONFIDENCE: 0.6\nCRITIQUE: the result must be below 1"
 
 # The scripted model's replies in call order: code, then the reviewer's verdict on a failing
@@ -49,20 +51,33 @@ CRITIQUE_TRUNC = "VERDICT: refine\nCONFIDENCE: 0.6\nCRITIQUE: the result must be
 # tree search solves both, Python/0 on its third node.
 REPLIES = {
     "refine": [
-        _code(CLOSE_WRONG), CRITIQUE_ABS, _code(CLOSE_FIXED),
-        _code(TRUNCATE + "    return number % 1.0 + 0.5\n"), CRITIQUE_TRUNC,
-        _code(TRUNCATE + "    return number - 1.0\n"), CRITIQUE_TRUNC, _code(TRUNCATE + "    return number % 2.0\n"),
+        _code(CLOSE_WRONG),
+        CRITIQUE_ABS,
+        _code(CLOSE_FIXED),
+        _code(TRUNCATE + "    return number % 1.0 + 0.5\n"),
+        CRITIQUE_TRUNC,
+        _code(TRUNCATE + "    return number - 1.0\n"),
+        CRITIQUE_TRUNC,
+        _code(TRUNCATE + "    return number % 2.0\n"),
     ],
     "tree": [
-        _code(CLOSE_WRONG), CRITIQUE_ABS, _code(CLOSE + "    return False\n"), CRITIQUE_ABS, _code(CLOSE_FIXED),
-        _code(TRUNCATE + "    return number % 1.0 + 0.5\n"), CRITIQUE_TRUNC, _code(TRUNCATE + "    return number % 1.0\n"),
+        _code(CLOSE_WRONG),
+        CRITIQUE_ABS,
+        _code(CLOSE + "    return False\n"),
+        CRITIQUE_ABS,
+        _code(CLOSE_FIXED),
+        _code(TRUNCATE + "    return number % 1.0 + 0.5\n"),
+        CRITIQUE_TRUNC,
+        _code(TRUNCATE + "    return number % 1.0\n"),
     ],
-}  # fmt: skip
+}
 
 
 def selfrepair_command(*args: str) -> subprocess.CompletedProcess:
     executable = Path(sys.executable).with_name("selfrepair")
-    return subprocess.run([str(executable), *args], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    return subprocess.run(
+        [str(executable), *args], capture_output=True, text=True, timeout=300, cwd=ROOT
+    )
 
 
 def selfrepair_in_process(capsys, monkeypatch, *args: str) -> tuple[int, str, str]:
@@ -84,9 +99,22 @@ def real_runs(tmp_path_factory) -> dict[str, Path]:
         script.write_text(json.dumps(replies))
         out = base / strategy
         result = selfrepair_command(
-            "bench", "humanevalfix", "--data", str(HUMANEVALPACK), "--strategy", strategy, "--budget", "3",
-            "--model", f"scripted:{script}", "--sandbox", "local", "--out", str(out), "--quiet",
-        )  # fmt: skip
+            "bench",
+            "humanevalfix",
+            "--data",
+            str(HUMANEVALPACK),
+            "--strategy",
+            strategy,
+            "--budget",
+            "3",
+            "--model",
+            f"scripted:{script}",
+            "--sandbox",
+            "local",
+            "--out",
+            str(out),
+            "--quiet",
+        )
         assert result.returncode == 0, result.stdout + result.stderr
         runs[strategy] = out
     return runs
@@ -105,7 +133,9 @@ def chromium() -> str:
     """Chromium's path; in CI its absence is a failure (scripts/test.sh installs it)."""
     path = shutil.which("chromium")
     if path is None:
-        reason = "chromium is not installed (scripts/test.sh installs it: apt-get install -y chromium)"
+        reason = (
+            "chromium is not installed (scripts/test.sh installs it: apt-get install -y chromium)"
+        )
         if os.environ.get("CI") == "true":
             pytest.fail(reason)
         pytest.skip(reason)
@@ -115,10 +145,21 @@ def chromium() -> str:
 def open_in_chromium(page: Path, work: Path, action: list[str]) -> subprocess.CompletedProcess:
     profile = work / f"profile-{len(list(work.glob('profile-*')))}"
     command = [
-        chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        f"--user-data-dir={profile}", "--enable-logging=stderr", "--v=0", *action, page.resolve().as_uri(),
-    ]  # fmt: skip
+        chromium(),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={profile}",
+        "--enable-logging=stderr",
+        "--v=0",
+        *action,
+        page.resolve().as_uri(),
+    ]
     return subprocess.run(command, capture_output=True, text=True, timeout=120, check=True)
 
 
@@ -174,13 +215,17 @@ def expected_cells(run_dir: Path) -> dict[str, str]:
 def test_console_check_catches_a_script_error(tmp_path: Path) -> None:
     """The console check below would see an error if the page had one."""
     page = tmp_path / "bad.html"
-    page.write_text("<!DOCTYPE html><html><body><script>undefinedFunction();</script></body></html>")
+    page.write_text(
+        "<!DOCTYPE html><html><body><script>undefinedFunction();</script></body></html>"
+    )
     result = open_in_chromium(page, tmp_path, ["--dump-dom"])
     assert any("undefinedFunction" in line for line in console_messages(result.stderr))
 
 
 @pytest.mark.slow
-def test_report_of_real_runs_renders_in_chromium(real_runs: dict[str, Path], tmp_path: Path, capsys, monkeypatch) -> None:
+def test_report_of_real_runs_renders_in_chromium(
+    real_runs: dict[str, Path], tmp_path: Path, capsys, monkeypatch
+) -> None:
     page = tmp_path / "both.html"
     args = ("report", str(real_runs["refine"]), str(real_runs["tree"]), "--out", str(page))
     code, out, err = selfrepair_in_process(capsys, monkeypatch, *args)
@@ -190,7 +235,9 @@ def test_report_of_real_runs_renders_in_chromium(real_runs: dict[str, Path], tmp
     assert not re.search(r"<(script|link|img|iframe)\b", page.read_text())
 
     shot = tmp_path / "report.png"
-    screenshot = open_in_chromium(page, tmp_path, [f"--screenshot={shot}", "--window-size=1280,2000"])
+    screenshot = open_in_chromium(
+        page, tmp_path, [f"--screenshot={shot}", "--window-size=1280,2000"]
+    )
     assert console_messages(screenshot.stderr) == []
     assert shot.read_bytes().startswith(b"\x89PNG") and shot.stat().st_size > 10_000
 
@@ -209,7 +256,9 @@ def test_report_of_real_runs_renders_in_chromium(real_runs: dict[str, Path], tmp
     assert "take &lt;abs&gt;" in dom.stdout
 
 
-def test_default_out_is_the_run_directory(real_runs: dict[str, Path], tmp_path: Path, capsys, monkeypatch) -> None:
+def test_default_out_is_the_run_directory(
+    real_runs: dict[str, Path], tmp_path: Path, capsys, monkeypatch
+) -> None:
     run = Path(shutil.copytree(real_runs["tree"], tmp_path / "tree"))
     code, out, err = selfrepair_in_process(capsys, monkeypatch, "report", str(run))
     assert code == 0, err
@@ -222,25 +271,48 @@ def test_default_out_is_the_run_directory(real_runs: dict[str, Path], tmp_path: 
 
 def _step(index: int, code: str, passed: bool, *, parent=None, value=None) -> Step:
     report = Report(
-        tests=[Case(name="test_add", outcome="passed" if passed else "failed", traceback="" if passed else "AssertionError")],
+        tests=[
+            Case(
+                name="test_add",
+                outcome="passed" if passed else "failed",
+                traceback="" if passed else "AssertionError",
+            )
+        ],
         exit_code=0 if passed else 1,
     )
     return Step(
-        index=index, kind="expand" if parent is not None else "solve", parent=parent,
+        index=index,
+        kind="expand" if parent is not None else "solve",
+        parent=parent,
         messages=[Message(role="user", content="Fix <script>alert(1)</script> this")],
-        completion=_code(code), candidate=Candidate(files={"add.py": code}), report=report,
-        review=Review(verdict="accept" if passed else "refine"), value=value, prompt_tokens=20, completion_tokens=10,
-    )  # fmt: skip
+        completion=_code(code),
+        candidate=Candidate(files={"add.py": code}),
+        report=report,
+        review=Review(verdict="accept" if passed else "refine"),
+        value=value,
+        prompt_tokens=20,
+        completion_tokens=10,
+    )
 
 
 def test_a_branching_tree_and_model_text_escaped(tmp_path: Path) -> None:
     """Two children of one node nest under it; a prompt's markup stays text."""
     buggy, fixed = "def add(a, b):\n    return a - b\n", "def add(a, b):\n    return a + b\n"
-    task = Task(task_id="add", spec="Add.", files={"add.py": buggy}, entry_file="add.py",
-                tests=Spec(kind="script", files={"test_add.py": "assert add(1, 2) == 3\n"}))  # fmt: skip
-    steps = [_step(0, buggy, False, value=0.2), _step(1, buggy.replace("a - b", "b - a"), False, parent=0, value=0.1),
-             _step(2, fixed, True, parent=0, value=1.0)]  # fmt: skip
-    trajectory = Trajectory(task=task, strategy="tree", model="m", steps=steps, outcome="solved", solution_step=2)
+    task = Task(
+        task_id="add",
+        spec="Add.",
+        files={"add.py": buggy},
+        entry_file="add.py",
+        tests=Spec(kind="script", files={"test_add.py": "assert add(1, 2) == 3\n"}),
+    )
+    steps = [
+        _step(0, buggy, False, value=0.2),
+        _step(1, buggy.replace("a - b", "b - a"), False, parent=0, value=0.1),
+        _step(2, fixed, True, parent=0, value=1.0),
+    ]
+    trajectory = Trajectory(
+        task=task, strategy="tree", model="m", steps=steps, outcome="solved", solution_step=2
+    )
     run = tmp_path / "run"
     run.mkdir()
     with TrajectoryStore(run) as store:
@@ -250,7 +322,9 @@ def test_a_branching_tree_and_model_text_escaped(tmp_path: Path) -> None:
     page = write_report([run]).read_text()
     nested = re.search(r"step 0</a>.*?<ul class='tree'>(.*?)</ul>", page, re.S).group(1)
     assert nested.count("<li class='tree-node'>") == 2 and "value <b>1.000</b>" in nested
-    assert "<script>alert(1)</script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert (
+        "<script>alert(1)</script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    )
     # Step 2's candidate is diffed against its parent, step 0.
     assert "add.py (step 0)" in page
 
@@ -275,7 +349,8 @@ def _older_trajectory(directory: Path) -> None:
         body = json.loads(connection.execute("SELECT body FROM trajectories LIMIT 1").fetchone()[0])
         body["attempts"] = body.pop("steps")
         connection.execute(
-            "UPDATE trajectories SET body = ? WHERE trajectory_id = ?", (json.dumps(body), body["trajectory_id"])
+            "UPDATE trajectories SET body = ? WHERE trajectory_id = ?",
+            (json.dumps(body), body["trajectory_id"]),
         )
 
 
@@ -311,7 +386,9 @@ def test_older_or_broken_run_directory_is_refused(run_copy: Path, spoil, message
     assert not (run_copy / "report.html").exists()
 
 
-def test_empty_run_directory_gets_a_clear_message_and_nonzero_exit(tmp_path: Path, capsys, monkeypatch) -> None:
+def test_empty_run_directory_gets_a_clear_message_and_nonzero_exit(
+    tmp_path: Path, capsys, monkeypatch
+) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
     code, _, err = selfrepair_in_process(capsys, monkeypatch, "report", str(empty))

@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from selfrepair.sandbox.build import LABEL, image_tag
 from selfrepair.sandbox.container import OWNER_LABEL, DockerSandbox, remove_orphans
 from selfrepair.sandbox.core import Limits
@@ -52,7 +51,7 @@ def test_fork_server_matches_a_real_python_run(docker_sandbox):
     run = docker_sandbox.execute({"m.py": program}, ["python", "m.py", "a", "b"])
     assert run.exit_code == 1
     assert run.stdout == "__main__ ['a', 'b']\n"
-    assert run.stderr.startswith("Traceback (most recent call last):\n  File \"m.py\", line 3")
+    assert run.stderr.startswith('Traceback (most recent call last):\n  File "m.py", line 3')
     assert run.stderr.rstrip().endswith("ValueError: boom")
     execd = docker_sandbox.execute({"m.py": program}, ["sh", "-c", "python m.py a b"])
     assert (execd.exit_code, execd.stdout) == (run.exit_code, run.stdout)
@@ -71,7 +70,9 @@ def test_a_misbehaving_container_is_replaced_a_good_one_reused(docker_sandbox):
     docker_sandbox.execute({}, ["true"])
     ids_after = {w.container.id for workers in docker_sandbox.idle.values() for w in workers}
     assert ids_before == ids_after
-    run = docker_sandbox.execute({}, ["python", "-c", "while True: pass"], limits=Limits(wall_seconds=0.5))
+    run = docker_sandbox.execute(
+        {}, ["python", "-c", "while True: pass"], limits=Limits(wall_seconds=0.5)
+    )
     assert run.timed_out
     ids_later = {w.container.id for workers in docker_sandbox.idle.values() for w in workers}
     assert len(ids_later) < len(ids_after) or ids_later != ids_after
@@ -85,7 +86,9 @@ def test_orphans_of_a_killed_process_are_removed():
         "print(next(w.container.id for ws in box.idle.values() for w in ws), flush=True)\n"
         "os._exit(0)\n"  # a crash: no atexit, no close
     )
-    container_id = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    container_id = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.strip()
     import docker
 
     client = docker.from_env()
@@ -97,7 +100,9 @@ def test_orphans_of_a_killed_process_are_removed():
 
 def test_close_removes_containers_and_exit_cleans_up():
     code = "from selfrepair.sandbox.container import DockerSandbox\nbox = DockerSandbox(pool_size=1)\nprint(box.client.containers.list(filters={'label': 'selfrepair.sandbox.owner'})[0].labels['selfrepair.sandbox.owner'])\n"
-    owner = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    owner = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.strip()
     import docker
 
     left = docker.from_env().containers.list(all=True, filters={"label": f"{OWNER_LABEL}={owner}"})
@@ -105,7 +110,9 @@ def test_close_removes_containers_and_exit_cleans_up():
 
 
 def test_cli_check_and_clean():
-    check = subprocess.run([SELFREPAIR, "sandbox", "check", "--kind", "docker"], capture_output=True, text=True)
+    check = subprocess.run(
+        [SELFREPAIR, "sandbox", "check", "--kind", "docker"], capture_output=True, text=True
+    )
     assert check.returncode == 0, check.stderr
     assert "network: none" in check.stdout and image_tag() in check.stdout
     clean = subprocess.run([SELFREPAIR, "sandbox", "clean"], capture_output=True, text=True)
@@ -122,6 +129,10 @@ def test_pool_serves_concurrent_runs(docker_sandbox):
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(4) as pool:
-        runs = list(pool.map(lambda i: docker_sandbox.execute({}, ["python", "-c", f"print({i})"]), range(8)))
+        runs = list(
+            pool.map(
+                lambda i: docker_sandbox.execute({}, ["python", "-c", f"print({i})"]), range(8)
+            )
+        )
     assert [run.stdout.strip() for run in runs] == [str(i) for i in range(8)]
     assert isinstance(docker_sandbox, DockerSandbox) and docker_sandbox.busy == 0

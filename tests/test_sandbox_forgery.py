@@ -8,9 +8,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from selfrepair.sandbox.local import LocalSandbox
 from selfrepair.sandbox.testing import run_tests
+
 from selfrepair.types import Candidate, Task, TestSpec
 
 WRONG = "def add(a, b):\n    return a - b\n"
@@ -20,25 +20,49 @@ PYTEST_TESTS = "from add import add\n\n\ndef test_add():\n    assert add(1, 2) =
 
 
 def script_task() -> Task:
-    return Task(task_id="add", spec="Add.", files={"add.py": WRONG}, entry_file="add.py",
-                tests=TestSpec(kind="script", files={"test_add.py": SCRIPT_TESTS}, timeout_s=30))  # fmt: skip
+    return Task(
+        task_id="add",
+        spec="Add.",
+        files={"add.py": WRONG},
+        entry_file="add.py",
+        tests=TestSpec(kind="script", files={"test_add.py": SCRIPT_TESTS}, timeout_s=30),
+    )
 
 
 def pytest_task() -> Task:
-    return Task(task_id="add", spec="Add.", files={"add.py": WRONG},
-                tests=TestSpec(kind="pytest", files={"test_add.py": PYTEST_TESTS}, timeout_s=60))  # fmt: skip
+    return Task(
+        task_id="add",
+        spec="Add.",
+        files={"add.py": WRONG},
+        tests=TestSpec(kind="pytest", files={"test_add.py": PYTEST_TESTS}, timeout_s=60),
+    )
 
 
 def command_task() -> Task:
-    return Task(task_id="add", spec="Add.", files={"add.py": WRONG, "test_add.py": PYTEST_TESTS},
-                tests=TestSpec(kind="command", command="python -m pytest -q", files={"test_add.py": PYTEST_TESTS}, timeout_s=60))  # fmt: skip
+    return Task(
+        task_id="add",
+        spec="Add.",
+        files={"add.py": WRONG, "test_add.py": PYTEST_TESTS},
+        tests=TestSpec(
+            kind="command",
+            command="python -m pytest -q",
+            files={"test_add.py": PYTEST_TESTS},
+            timeout_s=60,
+        ),
+    )
 
 
 def script_command_task() -> Task:
     """A command that is not pytest: judged by its exit status, with the guard watching."""
     check = "from add import add\nassert add(1, 2) == 3\nassert add(2, 2) == 4\nprint('checked')\n"
-    return Task(task_id="add", spec="Add.", files={"add.py": WRONG, "check.py": check},
-                tests=TestSpec(kind="command", command="python check.py", files={"check.py": check}, timeout_s=60))  # fmt: skip
+    return Task(
+        task_id="add",
+        spec="Add.",
+        files={"add.py": WRONG, "check.py": check},
+        tests=TestSpec(
+            kind="command", command="python check.py", files={"check.py": check}, timeout_s=60
+        ),
+    )
 
 
 TASKS = {"script": script_task, "pytest": pytest_task, "command": command_task}
@@ -164,7 +188,9 @@ def test_the_candidate_cannot_read_the_tests(sandbox, shape):
 
 
 def test_a_conftest_in_the_workspace_does_not_reach_the_judge(sandbox):
-    conftest = "import pytest\n\n\ndef pytest_collection_modifyitems(config, items):\n    items.clear()\n"
+    conftest = (
+        "import pytest\n\n\ndef pytest_collection_modifyitems(config, items):\n    items.clear()\n"
+    )
     task = command_task()
     report = run_tests(sandbox, task, Candidate(files={"add.py": WRONG, "conftest.py": conftest}))
     assert not report.passed
@@ -204,8 +230,13 @@ def test_values_of_every_plain_kind_cross_intact(sandbox):
         "s = Stack()\nassert s.push(1).push(2).items == [1, 2]\n"
         "try:\n    fails()\nexcept KeyError as error:\n    assert error.args == ('missing',)\nelse:\n    raise AssertionError\n"
     )
-    task = Task(task_id="values", spec="", files={"values.py": program}, entry_file="values.py",
-                tests=TestSpec(kind="script", files={"test_values.py": tests}, timeout_s=60))  # fmt: skip
+    task = Task(
+        task_id="values",
+        spec="",
+        files={"values.py": program},
+        entry_file="values.py",
+        tests=TestSpec(kind="script", files={"test_values.py": tests}, timeout_s=60),
+    )
     report = run_tests(sandbox, task)
     assert report.passed, report.reason + report.tests[0].traceback
 
@@ -227,14 +258,25 @@ def repository(tmp_path: Path, code: str, conftest: str = "") -> Path:
 
 
 def repository_task() -> Task:
-    return Task(task_id="repo", spec="Add.", files={"pkg/calc.py": WRONG},
-                tests=TestSpec(kind="command", command="python -m pytest -q tests", timeout_s=60))  # fmt: skip
+    return Task(
+        task_id="repo",
+        spec="Add.",
+        files={"pkg/calc.py": WRONG},
+        tests=TestSpec(kind="command", command="python -m pytest -q tests", timeout_s=60),
+    )
 
 
-GUARDED_ATTACKS = {name: ATTACKS[name] for name in (
-    "exit-0-at-import", "sys-exit-0-at-import", "patch-pytest-runtest", "patch-pytest-module-function",
-    "forged-channel-records", "ctypes-reach",
-)}  # fmt: skip
+GUARDED_ATTACKS = {
+    name: ATTACKS[name]
+    for name in (
+        "exit-0-at-import",
+        "sys-exit-0-at-import",
+        "patch-pytest-runtest",
+        "patch-pytest-module-function",
+        "forged-channel-records",
+        "ctypes-reach",
+    )
+}
 
 
 @pytest.mark.parametrize("attack", sorted(GUARDED_ATTACKS))
@@ -249,9 +291,14 @@ def test_guarded_repository_run_is_not_forged(sandbox, tmp_path, attack):
 
 def test_guarded_run_of_a_right_candidate_passes(sandbox, tmp_path):
     workspace = repository(tmp_path, RIGHT)
-    report = run_tests(sandbox, repository_task(), Candidate(files={"pkg/calc.py": RIGHT}), workspace=workspace)
+    report = run_tests(
+        sandbox, repository_task(), Candidate(files={"pkg/calc.py": RIGHT}), workspace=workspace
+    )
     assert report.passed, report.reason
-    assert {case.name for case in report.tests} == {"tests/test_calc.py::test_add", "tests/test_calc.py::test_zero"}
+    assert {case.name for case in report.tests} == {
+        "tests/test_calc.py::test_add",
+        "tests/test_calc.py::test_zero",
+    }
 
 
 def test_guarded_run_that_loses_tests_is_not_a_pass(sandbox, tmp_path):
@@ -273,8 +320,12 @@ def test_non_pytest_command_early_exit_is_caught(sandbox):
 
 
 def test_a_candidate_cannot_stand_in_for_the_tests_builtins(sandbox):
-    tests = "assert all(add(i, 1) == i + 1 for i in range(3))\nassert list(map(add, [1], [2])) == [3]\n"
-    task = script_task().model_copy(update={"tests": TestSpec(kind="script", files={"test_add.py": tests}, timeout_s=30)})
+    tests = (
+        "assert all(add(i, 1) == i + 1 for i in range(3))\nassert list(map(add, [1], [2])) == [3]\n"
+    )
+    task = script_task().model_copy(
+        update={"tests": TestSpec(kind="script", files={"test_add.py": tests}, timeout_s=30)}
+    )
     shadow = "def all(items):\n    return True\n\n\ndef list(items):\n    return [3]\n\n\n" + WRONG
     assert not run_tests(sandbox, task, Candidate(files={"add.py": shadow})).passed
     assert run_tests(sandbox, task, Candidate(files={"add.py": RIGHT})).passed
@@ -283,7 +334,9 @@ def test_a_candidate_cannot_stand_in_for_the_tests_builtins(sandbox):
 def test_the_worker_never_holds_the_tests_assertions(sandbox):
     # The tests' classes cross (a candidate may build their objects); their asserts never do.
     tests = "class Point:\n    pass\n\n\nassert add(1, 2) == 3, 'marker-9f3a'\n"
-    task = script_task().model_copy(update={"tests": TestSpec(kind="script", files={"test_add.py": tests}, timeout_s=30)})
+    task = script_task().model_copy(
+        update={"tests": TestSpec(kind="script", files={"test_add.py": tests}, timeout_s=30)}
+    )
     snoop = (
         "import sys\nFOUND = False\nMARK = 'marker-' + '9f3a'\nframe = sys._getframe()\n"
         "while frame is not None:\n"
@@ -300,7 +353,12 @@ def test_the_worker_never_holds_the_tests_assertions(sandbox):
 def test_standard_library_classes_the_candidate_uses_are_the_tests_own(sandbox):
     program = "from collections import deque\nfrom fractions import Fraction\n\n\ndef half(x):\n    return Fraction(x, 2)\n"
     tests = "q = deque([1])\nq.append(2)\nassert list(q) == [1, 2]\nassert half(1) == Fraction(1, 2) and isinstance(half(3), Fraction)\n"
-    task = Task(task_id="std", spec="", files={"half.py": program}, entry_file="half.py",
-                tests=TestSpec(kind="script", files={"test_half.py": tests}, timeout_s=60))  # fmt: skip
+    task = Task(
+        task_id="std",
+        spec="",
+        files={"half.py": program},
+        entry_file="half.py",
+        tests=TestSpec(kind="script", files={"test_half.py": tests}, timeout_s=60),
+    )
     report = run_tests(sandbox, task)
     assert report.passed, report.reason

@@ -12,9 +12,9 @@ import socket
 from pathlib import Path
 
 import pytest
-
 from selfrepair.sandbox.local import LocalSandbox
 from selfrepair.sandbox.testing import run_tests
+
 from selfrepair.types import Candidate, Task, TestSpec
 
 SOLUTION = "def double(x):\n    return 2 * x\n"
@@ -23,10 +23,22 @@ SCRIPT_TASK = Task(
     spec="Return twice x.",
     files={"double.py": "def double(x):\n    return x\n"},
     entry_file="double.py",
-    tests=TestSpec(kind="script", files={"test_double.py": "assert double(2) == 4\nassert double(0) == 0\n"}, timeout_s=60),
+    tests=TestSpec(
+        kind="script",
+        files={"test_double.py": "assert double(2) == 4\nassert double(0) == 0\n"},
+        timeout_s=60,
+    ),
 )
 PYTEST_TASK = SCRIPT_TASK.model_copy(
-    update={"tests": TestSpec(kind="pytest", files={"test_double.py": "from double import double\n\ndef test_double():\n    assert double(2) == 4\n"}, timeout_s=60)}
+    update={
+        "tests": TestSpec(
+            kind="pytest",
+            files={
+                "test_double.py": "from double import double\n\ndef test_double():\n    assert double(2) == 4\n"
+            },
+            timeout_s=60,
+        )
+    }
 )
 AS_ROOT = os.geteuid() == 0
 
@@ -47,7 +59,9 @@ def sandbox(request, local_sandbox):
 
 # Candidates that never end are cut after a few seconds; every other run has a minute, which no
 # loaded machine comes near, so what is tested never depends on speed.
-ENDLESS_TASK = SCRIPT_TASK.model_copy(update={"tests": SCRIPT_TASK.tests.model_copy(update={"timeout_s": 3})})
+ENDLESS_TASK = SCRIPT_TASK.model_copy(
+    update={"tests": SCRIPT_TASK.tests.model_copy(update={"timeout_s": 3})}
+)
 
 
 def attempt(sandbox, prelude: str, task: Task = SCRIPT_TASK):
@@ -66,19 +80,27 @@ def test_infinite_loop(sandbox):
 
 
 def test_fork_bomb(sandbox):
-    report = attempt(sandbox, "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n", task=ENDLESS_TASK)
+    report = attempt(
+        sandbox,
+        "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n",
+        task=ENDLESS_TASK,
+    )
     assert report.timed_out
 
 
 def test_memory_bomb(sandbox):
-    report = attempt(sandbox, "hoard = []\nwhile True:\n    hoard.append(bytearray(16 * 1024 * 1024))\n")
+    report = attempt(
+        sandbox, "hoard = []\nwhile True:\n    hoard.append(bytearray(16 * 1024 * 1024))\n"
+    )
     assert report.out_of_memory and "out of memory" in report.reason
 
 
 def test_output_beyond_the_cap_is_cut_and_counted(sandbox):
     # 16 MB, far beyond the 64 KB cap, with a timeout no loaded machine comes near: what is
     # tested is the cap, not the speed of the pipe.
-    task = SCRIPT_TASK.model_copy(update={"tests": SCRIPT_TASK.tests.model_copy(update={"timeout_s": 300})})
+    task = SCRIPT_TASK.model_copy(
+        update={"tests": SCRIPT_TASK.tests.model_copy(update={"timeout_s": 300})}
+    )
     prelude = "import sys\nchunk = 'x' * (1 << 20)\nfor _ in range(16):\n    sys.stdout.write(chunk)\nsys.stdout.flush()\n"
     report = run_tests(sandbox, task, Candidate(files={"double.py": prelude + SOLUTION}))
     assert not report.timed_out
@@ -110,12 +132,18 @@ def test_network_connection_is_refused(sandbox):
 
 def test_host_environment_is_not_visible(sandbox, monkeypatch):
     monkeypatch.setenv("SELFREPAIR_TEST_SECRET", "hunter2-secret")
-    report = attempt(sandbox, "import os\nprint(dict(os.environ))\nassert 'SELFREPAIR_TEST_SECRET' not in os.environ\nraise SystemExit(1)\n")
+    report = attempt(
+        sandbox,
+        "import os\nprint(dict(os.environ))\nassert 'SELFREPAIR_TEST_SECRET' not in os.environ\nraise SystemExit(1)\n",
+    )
     assert "hunter2-secret" not in report.stdout + report.stderr
     assert "SystemExit" in report.reason
 
 
-@pytest.mark.skipif(not AS_ROOT, reason="the local sandbox hides host files only when it can run as nobody (host user root)")
+@pytest.mark.skipif(
+    not AS_ROOT,
+    reason="the local sandbox hides host files only when it can run as nobody (host user root)",
+)
 def test_host_files_outside_workspace_are_not_readable(sandbox, tmp_path):
     secret = tmp_path / "secret.txt"
     secret.write_text("the-host-secret")
@@ -125,14 +153,13 @@ def test_host_files_outside_workspace_are_not_readable(sandbox, tmp_path):
     assert "Error" in report.reason
 
 
-@pytest.mark.skipif(not AS_ROOT, reason="the local sandbox fences the host's files only when it can run as nobody")
+@pytest.mark.skipif(
+    not AS_ROOT, reason="the local sandbox fences the host's files only when it can run as nobody"
+)
 def test_writing_outside_workspace(sandbox, tmp_path):
     target = tmp_path / "planted.txt"
     planted_tmp = Path("/tmp/selfrepair-planted-by-candidate")
-    prelude = (
-        f"open({str(planted_tmp)!r}, 'w').write('x')\n"
-        f"open({str(target)!r}, 'w').write('x')\n"
-    )
+    prelude = f"open({str(planted_tmp)!r}, 'w').write('x')\nopen({str(target)!r}, 'w').write('x')\n"
     report = attempt(sandbox, prelude)
     assert not target.exists() and not planted_tmp.exists()
     assert "Error" in report.reason
@@ -165,7 +192,9 @@ def test_early_exit_faking_a_pass_pytest(sandbox, exit_call):
 
 
 def test_killing_its_parent(sandbox):
-    report = attempt(sandbox, "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\nraise SystemExit(1)\n")
+    report = attempt(
+        sandbox, "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\nraise SystemExit(1)\n"
+    )
     assert report.reason
 
 

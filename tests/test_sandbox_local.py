@@ -8,11 +8,11 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from selfrepair.errors import SelfRepairError
 from selfrepair.sandbox.choose import open_sandbox
 from selfrepair.sandbox.core import Limits
 from selfrepair.sandbox.local import LocalSandbox
+
+from selfrepair.errors import SelfRepairError
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +26,9 @@ def test_runs_in_workspace_with_tests_and_artifacts(sandbox):
     run = sandbox.execute(
         {"pkg/mod.py": "VALUE = 41\n"},
         ["python", "$SELFREPAIR_TESTS/check.py"],
-        tests={"check.py": "import os, pkg.mod\nopen(os.path.join(os.environ['SELFREPAIR_OUT'], 'r.txt'), 'w').write(str(pkg.mod.VALUE + 1))\nprint(os.getcwd())\n"},
+        tests={
+            "check.py": "import os, pkg.mod\nopen(os.path.join(os.environ['SELFREPAIR_OUT'], 'r.txt'), 'w').write(str(pkg.mod.VALUE + 1))\nprint(os.getcwd())\n"
+        },
         collect=["r.txt", "missing.txt"],
     )
     assert run.exit_code == 0, run.stderr
@@ -40,11 +42,17 @@ def test_environment_is_scrubbed(sandbox, monkeypatch):
     run = sandbox.execute({}, ["python", "-c", "import os; print(sorted(os.environ))"])
     names = eval(run.stdout)
     assert "AWS_SECRET_ACCESS_KEY" not in names
-    assert {"PATH", "HOME", "SELFREPAIR_TESTS", "SELFREPAIR_OUT", "SELFREPAIR_WORKSPACE"} <= set(names)
+    assert {"PATH", "HOME", "SELFREPAIR_TESTS", "SELFREPAIR_OUT", "SELFREPAIR_WORKSPACE"} <= set(
+        names
+    )
 
 
 def test_file_size_limit(sandbox):
-    run = sandbox.execute({}, ["python", "-c", "open('big', 'wb').write(b'x' * (3 * 1024 * 1024))"], limits=Limits(file_size_mb=1))
+    run = sandbox.execute(
+        {},
+        ["python", "-c", "open('big', 'wb').write(b'x' * (3 * 1024 * 1024))"],
+        limits=Limits(file_size_mb=1),
+    )
     assert run.exit_code != 0
 
 
@@ -94,12 +102,16 @@ AS_ROOT = os.geteuid() == 0
 def test_private_temporary_folders_leave_nothing_on_the_host(sandbox):
     # Each run has its own /tmp, /var/tmp and /dev/shm: what one writes there neither stays on
     # the host nor reaches the next run.
-    names = [f"/tmp/selfrepair-leak-{os.getpid()}", f"/var/tmp/selfrepair-leak-{os.getpid()}", f"/dev/shm/selfrepair-leak-{os.getpid()}"]
+    names = [
+        f"/tmp/selfrepair-leak-{os.getpid()}",
+        f"/var/tmp/selfrepair-leak-{os.getpid()}",
+        f"/dev/shm/selfrepair-leak-{os.getpid()}",
+    ]
     plant = "".join(f"open({name!r}, 'w').write('x')\n" for name in names)
     planted = sandbox.execute({}, ["python", "-c", plant])
     assert planted.exit_code == 0, planted.stderr
     assert not any(Path(name).exists() for name in names)
-    look = "import os, sys\nsys.exit(sum(os.path.exists(n) for n in %r))\n" % names
+    look = f"import os, sys\nsys.exit(sum(os.path.exists(n) for n in {names!r}))\n"
     assert sandbox.execute({}, ["python", "-c", look]).exit_code == 0
 
 
@@ -109,7 +121,10 @@ def test_isolation_report_names_what_is_isolated(sandbox):
     assert "/tmp, /var/tmp and /dev/shm" in lines and "network: none" in lines
 
 
-@pytest.mark.skipif(not AS_ROOT, reason="a private folder keeps out other users only; the sandbox user differs from the caller only as root")
+@pytest.mark.skipif(
+    not AS_ROOT,
+    reason="a private folder keeps out other users only; the sandbox user differs from the caller only as root",
+)
 def test_an_environment_in_a_private_folder_runs_tests_as_root(tmp_path):
     # The project installed under a 0700 folder (root's home, a mktemp -d checkout): the
     # sandbox user could not read it, and every candidate would fail for the sandbox's sake.
@@ -119,7 +134,9 @@ def test_an_environment_in_a_private_folder_runs_tests_as_root(tmp_path):
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     site_packages = next((venv / "lib").glob("python3*/site-packages"))
     ours = [p for p in sys.path if p.endswith("site-packages") and Path(p).is_dir()]
-    (site_packages / "ours.pth").write_text("".join(f"import site; site.addsitedir({p!r})\n" for p in ours))
+    (site_packages / "ours.pth").write_text(
+        "".join(f"import site; site.addsitedir({p!r})\n" for p in ours)
+    )
     program = (
         "from selfrepair.sandbox.local import LocalSandbox\n"
         "from selfrepair.sandbox.testing import run_tests\n"
@@ -132,7 +149,9 @@ def test_an_environment_in_a_private_folder_runs_tests_as_root(tmp_path):
         "box.close()\n"
         "print('passed' if report.passed else report.reason)\n"
     )
-    done = subprocess.run([str(venv / "bin" / "python"), "-c", program], capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", program], capture_output=True, text=True, timeout=600
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().endswith("passed"), done.stdout[-2000:]
 
@@ -141,7 +160,9 @@ def test_a_sandbox_never_closed_leaves_no_harness_folder():
     # A program that opens the local sandbox and exits without closing it (an error, a
     # forgotten close) must not leave the harness's temporary folder on the host.
     code = "from selfrepair.sandbox.local import LocalSandbox; print(LocalSandbox().harness)"
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stderr
     harness = Path(result.stdout.strip().splitlines()[-1])
     assert harness.name.startswith("selfrepair-harness-")

@@ -7,9 +7,9 @@ import json
 from pathlib import Path
 
 import pytest
-
 from selfrepair.sandbox.local import LocalSandbox
 from selfrepair.sandbox.testing import run_tests
+
 from selfrepair.types import Candidate, Task, TestSpec
 
 QUIXBUGS = Path(__file__).resolve().parents[2] / "shared" / "benchmarks" / "quixbugs_python.jsonl"
@@ -49,7 +49,9 @@ def test_quixbugs_reference_passes_and_buggy_fails(sandbox, name):
 
 def test_quixbugs_endless_buggy_program_times_out(sandbox):
     task, _ = quixbugs("bitcount")
-    report = run_tests(sandbox, task.model_copy(update={"tests": task.tests.model_copy(update={"timeout_s": 1})}))
+    report = run_tests(
+        sandbox, task.model_copy(update={"tests": task.tests.model_copy(update={"timeout_s": 1})})
+    )
     assert report.timed_out and not report.passed
     assert "timed out" in report.reason
 
@@ -90,7 +92,11 @@ def test_pytest_task_itemises_tests_with_tracebacks(sandbox):
     }
     assert "assert -1 == 3" in report.tests[0].traceback
     assert report.reason.startswith("2 of 3 tests failed")
-    fixed = run_tests(sandbox, pytest_task(TESTS), Candidate(files={"calc.py": "def add(a, b):\n    return a + b\n"}))
+    fixed = run_tests(
+        sandbox,
+        pytest_task(TESTS),
+        Candidate(files={"calc.py": "def add(a, b):\n    return a + b\n"}),
+    )
     assert fixed.passed and fixed.fraction_passed == 1.0
 
 
@@ -110,8 +116,15 @@ def test_command_task_with_pytest_is_itemised(sandbox):
     task = Task(
         task_id="cmd",
         spec="",
-        files={"calc.py": "def add(a, b):\n    return a - b\n", "tests/test_calc.py": "def test_x():\n    pass\n"},
-        tests=TestSpec(kind="command", command="python -m pytest -q tests", files={"tests/test_calc.py": TESTS["test_calc.py"]}),
+        files={
+            "calc.py": "def add(a, b):\n    return a - b\n",
+            "tests/test_calc.py": "def test_x():\n    pass\n",
+        },
+        tests=TestSpec(
+            kind="command",
+            command="python -m pytest -q tests",
+            files={"tests/test_calc.py": TESTS["test_calc.py"]},
+        ),
     )
     report = run_tests(sandbox, task)
     assert {case.name for case in report.tests} >= {"tests/test_calc.py::test_add"}
@@ -123,16 +136,25 @@ def test_bare_pytest_command_runs_the_tests(sandbox):
         task_id="cmd",
         spec="",
         files={"calc.py": "def add(a, b):\n    return a - b\n"},
-        tests=TestSpec(kind="command", command="pytest -q", files={"test_calc.py": TESTS["test_calc.py"]}),
+        tests=TestSpec(
+            kind="command", command="pytest -q", files={"test_calc.py": TESTS["test_calc.py"]}
+        ),
     )
     report = run_tests(sandbox, task)
     assert "test_calc.py::test_add" in {case.name for case in report.tests}, report.reason
     assert not report.passed
-    assert run_tests(sandbox, task, Candidate(files={"calc.py": "def add(a, b):\n    return a + b\n"})).passed
+    assert run_tests(
+        sandbox, task, Candidate(files={"calc.py": "def add(a, b):\n    return a + b\n"})
+    ).passed
 
 
 def test_command_task_without_pytest_uses_exit_status(sandbox):
-    task = Task(task_id="cmd", spec="", files={"a.txt": "x"}, tests=TestSpec(kind="command", command="grep -q y a.txt"))
+    task = Task(
+        task_id="cmd",
+        spec="",
+        files={"a.txt": "x"},
+        tests=TestSpec(kind="command", command="grep -q y a.txt"),
+    )
     report = run_tests(sandbox, task)
     assert not report.passed and "exited with status 1" in report.reason
     assert run_tests(sandbox, task, Candidate(files={"a.txt": "y"})).passed
@@ -158,13 +180,24 @@ def test_dependency_folders_are_importable_and_read_only(kind, tmp_path, request
     deps.mkdir()
     (deps / "helper_dep.py").write_text("FACTOR = 2\n")
     if kind == "docker":
-        request.getfixturevalue("docker_sandbox")  # fails in CI, skips elsewhere, when Docker is missing
+        request.getfixturevalue(
+            "docker_sandbox"
+        )  # fails in CI, skips elsewhere, when Docker is missing
     box = open_sandbox(kind, pool_size=1, python_path=[deps])
     try:
         task = Task(
-            task_id="dep", spec="", files={"calc.py": "from helper_dep import FACTOR\n\ndef double(x):\n    return x * FACTOR\n"},
-            tests=TestSpec(kind="pytest", files={"test_calc.py": "from calc import double\nfrom helper_dep import FACTOR\n\ndef test_double():\n    assert double(3) == 3 * FACTOR\n"}),
-        )  # fmt: skip
+            task_id="dep",
+            spec="",
+            files={
+                "calc.py": "from helper_dep import FACTOR\n\ndef double(x):\n    return x * FACTOR\n"
+            },
+            tests=TestSpec(
+                kind="pytest",
+                files={
+                    "test_calc.py": "from calc import double\nfrom helper_dep import FACTOR\n\ndef test_double():\n    assert double(3) == 3 * FACTOR\n"
+                },
+            ),
+        )
         assert run_tests(box, task).passed
         vandal = "import helper_dep, os\nopen(os.path.join(os.path.dirname(helper_dep.__file__), 'x'), 'w')\n"
         run = box.execute({"v.py": vandal}, ["python", "v.py"])

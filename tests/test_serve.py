@@ -13,9 +13,8 @@ from pathlib import Path
 
 import psutil
 import pytest
-from safetensors.torch import load_file
-
 from conftest import operator_task
+from safetensors.torch import load_file
 from selfrepair.agents.backends import load_model
 from selfrepair.agents.smollm2 import ensure_smollm2
 from selfrepair.agents.solver import solve_messages
@@ -46,13 +45,31 @@ def served(sft_adapter, tmp_path):
     # The converted SmolLM2 lives in the real cache; the merged copy goes to the test's cache.
     base = str(ensure_smollm2())
     process = subprocess.Popen(
-        [SELFREPAIR, "serve", "--base", f"hf:{base}", "--adapter", str(sft_adapter), "--engine", "transformers",
-         "--port", str(free_port()), "--ready-timeout", "300"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment, start_new_session=True,
-    )  # fmt: skip
+        [
+            SELFREPAIR,
+            "serve",
+            "--base",
+            f"hf:{base}",
+            "--adapter",
+            str(sft_adapter),
+            "--engine",
+            "transformers",
+            "--port",
+            str(free_port()),
+            "--ready-timeout",
+            "300",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=environment,
+        start_new_session=True,
+    )
     try:
         spec = first_stdout_line(process, 400)
-        assert spec.startswith("openai:"), process.stderr.read() if process.poll() is not None else "no spec printed"
+        assert spec.startswith("openai:"), (
+            process.stderr.read() if process.poll() is not None else "no spec printed"
+        )
         yield spec, tmp_path / "cache"
     finally:
         os.killpg(process.pid, signal.SIGTERM)
@@ -65,14 +82,19 @@ def test_serve_answers_with_the_adapter_applied(served, sft_adapter):
     # The served folder is base + adapter merged: its weights are not the base's.
     merged = next((cache / "merged").iterdir())
     assert spec.split("@")[0] == f"openai:{merged}"
-    served_weights, base_weights = load_file(merged / "model.safetensors"), load_file(Path(base) / "model.safetensors")
+    served_weights, base_weights = (
+        load_file(merged / "model.safetensors"),
+        load_file(Path(base) / "model.safetensors"),
+    )
     name = "model.layers.0.self_attn.q_proj.weight"
     assert not served_weights[name].equal(base_weights[name])
 
     messages = solve_messages(operator_task("add"))
     reply = load_model(spec).generate(messages, n=1, temperature=0.0, max_tokens=24)
     assert reply.completion_tokens > 0
-    with_adapter = load_model(f"hf:{base}+{sft_adapter}").generate(messages, n=1, temperature=0.0, max_tokens=24)
+    with_adapter = load_model(f"hf:{base}+{sft_adapter}").generate(
+        messages, n=1, temperature=0.0, max_tokens=24
+    )
     without = load_model(f"hf:{base}").generate(messages, n=1, temperature=0.0, max_tokens=24)
     assert reply.texts[0] == with_adapter.texts[0] != without.texts[0]
 
@@ -81,10 +103,23 @@ def test_sigterm_stops_serve_and_the_server_it_started(tmp_path):
     """`kill PID` (a supervisor, systemd) must not leave the model server running, parent 1."""
     log = (tmp_path / "serve.log").open("w")
     process = subprocess.Popen(
-        [SELFREPAIR, "serve", "--base", f"hf:{ensure_smollm2()}", "--engine", "transformers",
-         "--port", str(free_port()), "--ready-timeout", "300"],
-        stdout=subprocess.PIPE, stderr=log, text=True, env=os.environ | {"HF_HUB_OFFLINE": "1"},
-    )  # fmt: skip
+        [
+            SELFREPAIR,
+            "serve",
+            "--base",
+            f"hf:{ensure_smollm2()}",
+            "--engine",
+            "transformers",
+            "--port",
+            str(free_port()),
+            "--ready-timeout",
+            "300",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=log,
+        text=True,
+        env=os.environ | {"HF_HUB_OFFLINE": "1"},
+    )
     server: list[psutil.Process] = []
     try:
         spec = first_stdout_line(process, 400)
@@ -108,10 +143,24 @@ def test_serve_refuses_an_adapter_for_another_base(sft_adapter, tmp_path):
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
     other = tmp_path / "other-base"
-    LlamaForCausalLM(LlamaConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4)).save_pretrained(other)
+    LlamaForCausalLM(
+        LlamaConfig(
+            hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4
+        )
+    ).save_pretrained(other)
     AutoTokenizer.from_pretrained(ensure_smollm2()).save_pretrained(other)
     result = subprocess.run(
-        [SELFREPAIR, "serve", "--base", str(other), "--adapter", str(sft_adapter), "--engine", "transformers"],
-        capture_output=True, text=True,
-    )  # fmt: skip
+        [
+            SELFREPAIR,
+            "serve",
+            "--base",
+            str(other),
+            "--adapter",
+            str(sft_adapter),
+            "--engine",
+            "transformers",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 2 and "was trained on base" in result.stderr

@@ -12,8 +12,13 @@ import pytest
 from selfrepair.comparison import compare, describe_difference
 from selfrepair.errors import SelfRepairError
 from selfrepair.stats import (
-    binomial_two_sided, bootstrap_mean, paired_bootstrap, quantile, sign_test, unbiased_pass_at_k,
-)  # fmt: skip
+    binomial_two_sided,
+    bootstrap_mean,
+    paired_bootstrap,
+    quantile,
+    sign_test,
+    unbiased_pass_at_k,
+)
 
 
 def test_pass_at_k_matches_the_binomial_form_of_chen_et_al():
@@ -37,7 +42,9 @@ def test_pass_at_k_refuses_impossible_counts():
 
 def test_mcnemar_exact_p_values():
     # 1 gained, 9 lost: 2 * (C(10,0) + C(10,1)) / 2^10
-    assert sign_test([1] * 9 + [0] + [1] * 5, [0] * 9 + [1] + [1] * 5) == sign_test_result(1, 9, 22 / 1024)
+    assert sign_test([1] * 9 + [0] + [1] * 5, [0] * 9 + [1] + [1] * 5) == sign_test_result(
+        1, 9, 22 / 1024
+    )
     assert binomial_two_sided(0, 6) == 2 / 64
     assert binomial_two_sided(1, 6) == pytest.approx(2 * (1 + 6) / 64)
     assert binomial_two_sided(5, 10) == 1.0  # an even split: capped at 1
@@ -95,10 +102,17 @@ def test_pairing_narrows_the_interval_when_tasks_differ_in_difficulty():
 
 def rows(outcomes: dict[str, tuple[int, int]]) -> list[dict]:
     return [
-        {"task_id": task, "samples": n, "passed_candidates": c, "solved": c > 0, "outcome": "solved" if c else "budget",
-         "tokens": 10, "wall_seconds": 1.0}
+        {
+            "task_id": task,
+            "samples": n,
+            "passed_candidates": c,
+            "solved": c > 0,
+            "outcome": "solved" if c else "budget",
+            "tokens": 10,
+            "wall_seconds": 1.0,
+        }
         for task, (n, c) in outcomes.items()
-    ]  # fmt: skip
+    ]
 
 
 def test_compare_pairs_tasks_by_id_and_tests_the_differences():
@@ -115,7 +129,9 @@ def test_compare_pairs_tasks_by_id_and_tests_the_differences():
     (difference,) = result["differences"]
     assert difference["repair_rate"]["gained"] == 2 and difference["repair_rate"]["lost"] == 0
     assert difference["repair_rate"]["p_value"] == pytest.approx(0.5)  # 2 of 2 discordant: 2 * 1/4
-    assert difference["pass@1"]["gained"] == 3 and difference["pass@1"]["value"] == pytest.approx((0.5 + 0.25 + 0 + 0.25) / 4)
+    assert difference["pass@1"]["gained"] == 3 and difference["pass@1"]["value"] == pytest.approx(
+        (0.5 + 0.25 + 0 + 0.25) / 4
+    )
     assert describe_difference(difference["repair_rate"]).startswith("+0.500 [")
 
 

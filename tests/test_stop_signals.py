@@ -17,7 +17,6 @@ from pathlib import Path
 
 import psutil
 import pytest
-
 from chat_stub import ChatStub
 
 SELFREPAIR = str(Path(sys.executable).parent / "selfrepair")
@@ -74,23 +73,48 @@ def stop_and_check_nothing_is_left(
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=lambda s: s.name)
 def test_a_signal_stops_bench_and_leaves_nothing_running(tmp_path, sandbox, signum):
-    record = {"name": "plus", "buggy_program": "def plus(a, b):\n    return a - b\n", "docstring": "Add a and b.",
-              "solution": "def plus(a, b):\n    return a + b\n", "tests": "assert plus(1, 2) == 3\n"}  # fmt: skip
+    record = {
+        "name": "plus",
+        "buggy_program": "def plus(a, b):\n    return a - b\n",
+        "docstring": "Add a and b.",
+        "solution": "def plus(a, b):\n    return a + b\n",
+        "tests": "assert plus(1, 2) == 3\n",
+    }
     data = tmp_path / "quixbugs.jsonl"
     data.write_text(json.dumps(record) + "\n")
     wrong = "```python\ndef plus(a, b):\n    return a * b\n```"
     # Held at the refinement: the first candidate has run, so Docker's pool holds a container.
-    with ChatStub([wrong, "VERDICT: refine\nCONFIDENCE: 0.9\nCRITIQUE: no", wrong], hold_at=2) as stub:
+    with ChatStub(
+        [wrong, "VERDICT: refine\nCONFIDENCE: 0.9\nCRITIQUE: no", wrong], hold_at=2
+    ) as stub:
         started = time.time() - 1  # Docker's clock and this one may round differently
         process = subprocess.Popen(
-            [SELFREPAIR, "bench", "quixbugs", "--data", str(data), "--model", stub.spec, "--strategy", "refine",
-             "--sandbox", sandbox, "--out", str(tmp_path / "run"), "--quiet"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
+            [
+                SELFREPAIR,
+                "bench",
+                "quixbugs",
+                "--data",
+                str(data),
+                "--model",
+                stub.spec,
+                "--strategy",
+                "refine",
+                "--sandbox",
+                sandbox,
+                "--out",
+                str(tmp_path / "run"),
+                "--quiet",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         try:
             wait_for(stub.held.is_set, "the held model call", process)
             if sandbox == "docker":
-                assert containers_of(process, started), "the warm pool holds a container while the run goes on"
+                assert containers_of(process, started), (
+                    "the warm pool holds a container while the run goes on"
+                )
             children = psutil.Process(process.pid).children(recursive=True)
             stop_and_check_nothing_is_left(process, started, signum, sandbox, children)
         finally:
@@ -107,13 +131,32 @@ def test_sigterm_during_a_test_run_stops_the_run_and_its_sandbox(tmp_path, sandb
     (project / script).write_text("import time\ntime.sleep(3600)\n")
     started = time.time() - 1
     process = subprocess.Popen(
-        [SELFREPAIR, "fix", str(project), "--test-cmd", f"python {script}", "--model", "scripted:/nonexistent",
-         "--sandbox", sandbox, "--out", str(tmp_path / "run")],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        [
+            SELFREPAIR,
+            "fix",
+            str(project),
+            "--test-cmd",
+            f"python {script}",
+            "--model",
+            "scripted:/nonexistent",
+            "--sandbox",
+            sandbox,
+            "--out",
+            str(tmp_path / "run"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
-        wait_for(lambda: script in running(process, started, sandbox), "the test command running", process)
-        stop_and_check_nothing_is_left(process, started, signal.SIGTERM, sandbox, descendants(process.pid))
+        wait_for(
+            lambda: script in running(process, started, sandbox),
+            "the test command running",
+            process,
+        )
+        stop_and_check_nothing_is_left(
+            process, started, signal.SIGTERM, sandbox, descendants(process.pid)
+        )
     finally:
         process.kill()
     assert not (tmp_path / "run").exists()  # stopped before a run directory was made

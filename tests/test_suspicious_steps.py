@@ -10,17 +10,17 @@ import json
 from pathlib import Path
 
 import pytest
-
 from selfrepair.agents.backends import load_model
 from selfrepair.graphs.budget import Budget, Sampling
 from selfrepair.graphs.run import repair_task
-from selfrepair.metrics import result_row, summarize
-from selfrepair.report import write_report
 from selfrepair.sandbox.local import LocalSandbox
 from selfrepair.sandbox.testing import run_tests
-from selfrepair.store import TrajectoryStore
 from selfrepair.training.datasets import dpo_dataset, read_runs
-from selfrepair.types import TestCase, TestReport, TestSpec, Task
+
+from selfrepair.metrics import result_row, summarize
+from selfrepair.report import write_report
+from selfrepair.store import TrajectoryStore
+from selfrepair.types import Task, TestCase, TestReport, TestSpec
 
 WRONG = "def add(a, b):\n    return a - b\n"
 EXITING = "```python\nimport os\n\n\ndef add(a, b):\n    os._exit(0)\n```"
@@ -35,8 +35,15 @@ def sandbox():
 
 
 def task() -> Task:
-    return Task(task_id="add", spec="Add.", files={"add.py": WRONG}, entry_file="add.py",
-                tests=TestSpec(kind="script", files={"test_add.py": "assert add(1, 2) == 3\n"}, timeout_s=30))  # fmt: skip
+    return Task(
+        task_id="add",
+        spec="Add.",
+        files={"add.py": WRONG},
+        entry_file="add.py",
+        tests=TestSpec(
+            kind="script", files={"test_add.py": "assert add(1, 2) == 3\n"}, timeout_s=30
+        ),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -46,11 +53,20 @@ def hacked_run(sandbox, tmp_path_factory) -> Path:
     replies = tmp_path_factory.mktemp("replies") / "replies.json"
     replies.write_text(json.dumps([EXITING, RIGHT]))
     with TrajectoryStore(run_dir) as store:
-        trajectory = repair_task(task(), load_model(f"scripted:{replies}"), sandbox, "best-of-n", Budget(max_candidates=2),
-                                 store, sampling=Sampling(samples=2))  # fmt: skip
+        trajectory = repair_task(
+            task(),
+            load_model(f"scripted:{replies}"),
+            sandbox,
+            "best-of-n",
+            Budget(max_candidates=2),
+            store,
+            sampling=Sampling(samples=2),
+        )
     rows = [result_row(trajectory)]
     (run_dir / "results.jsonl").write_text(json.dumps(rows[0]) + "\n")
-    (run_dir / "summary.json").write_text(json.dumps(summarize(rows) | {"config": {"strategy": "best-of-n"}}))
+    (run_dir / "summary.json").write_text(
+        json.dumps(summarize(rows) | {"config": {"strategy": "best-of-n"}})
+    )
     return run_dir
 
 
@@ -80,7 +96,11 @@ def test_the_report_shows_the_attempt(hacked_run, tmp_path):
 
 
 def test_a_suspicious_run_earns_no_reward():
-    report = TestReport(tests=[TestCase(name="t", outcome="passed")], exit_code=0, suspicious="refused: ctypes.dlopen")
+    report = TestReport(
+        tests=[TestCase(name="t", outcome="passed")],
+        exit_code=0,
+        suspicious="refused: ctypes.dlopen",
+    )
     assert not report.passed and report.fraction_passed == 0.0
 
 
@@ -88,9 +108,20 @@ def test_the_baseline_tests_are_expected_back(sandbox, tmp_path):
     # A guarded run (the command is not a plain pytest run): the baseline's tests, one of which
     # the candidate's run no longer reports, must all be there for a pass.
     (tmp_path / "add.py").write_text("def add(a, b):\n    return a + b\n")
-    (tmp_path / "test_add.py").write_text("from add import add\n\n\ndef test_add():\n    assert add(1, 2) == 3\n")
-    guarded = Task(task_id="g", spec="", files={"add.py": WRONG},
-                   tests=TestSpec(kind="command", command="python -m pytest -q && true", timeout_s=60))  # fmt: skip
+    (tmp_path / "test_add.py").write_text(
+        "from add import add\n\n\ndef test_add():\n    assert add(1, 2) == 3\n"
+    )
+    guarded = Task(
+        task_id="g",
+        spec="",
+        files={"add.py": WRONG},
+        tests=TestSpec(kind="command", command="python -m pytest -q && true", timeout_s=60),
+    )
     assert run_tests(sandbox, guarded, workspace=tmp_path).passed
-    lost = run_tests(sandbox, guarded, workspace=tmp_path, expect=["test_add.py::test_add", "test_add.py::test_gone"])
+    lost = run_tests(
+        sandbox,
+        guarded,
+        workspace=tmp_path,
+        expect=["test_add.py::test_add", "test_add.py::test_gone"],
+    )
     assert not lost.passed and "did not run" in lost.suspicious

@@ -8,11 +8,18 @@ import json
 from pathlib import Path
 
 import pytest
-
-from selfrepair.errors import SelfRepairError
 from selfrepair.factory import mutations, output, problem, sources
 from selfrepair.factory.harness.splice import SpliceError, splice
-from selfrepair.factory.mutations import FAMILIES, candidates, dedent, function_text, functions, mutation_sites
+from selfrepair.factory.mutations import (
+    FAMILIES,
+    candidates,
+    dedent,
+    function_text,
+    functions,
+    mutation_sites,
+)
+
+from selfrepair.errors import SelfRepairError
 
 FIXTURE = Path(__file__).parent / "fixtures" / "synth_pkg"
 
@@ -52,7 +59,9 @@ def test_functions_are_top_level_functions_and_methods_with_their_decorators():
     units = functions("sample.py", SAMPLE)
     assert [u.qualname for u in units] == ["window", "Box.weight", "Box.Lid.opened"]
     weight = units[1]
-    assert weight.text(SAMPLE).startswith("@functools.lru_cache(maxsize=None)\n    def weight(self, factor):")
+    assert weight.text(SAMPLE).startswith(
+        "@functools.lru_cache(maxsize=None)\n    def weight(self, factor):"
+    )
     assert weight.indent == "    " and weight.def_line == weight.start_line + 1
     assert "def inner" in weight.text(SAMPLE)  # a nested function is part of its outer one
     # the body starts after the docstring: the docstring is never mutated
@@ -65,11 +74,19 @@ def test_functions_are_top_level_functions_and_methods_with_their_decorators():
         ("operator_swap", "len(items) - size", "len(items) + size"),
         ("comparison_swap", "size < 1", "size <= 1"),
         ("boolean_swap", "size < 1 or step < 1", "size < 1 and step < 1"),
-        ("off_by_one", "range(0, len(items) - size + 1, step)", "range(0, len(items) - size, step)"),
+        (
+            "off_by_one",
+            "range(0, len(items) - size + 1, step)",
+            "range(0, len(items) - size, step)",
+        ),
         ("off_by_one", "items[start : start + size]", "items[start : start + size + 1]"),
         ("negate_condition", "while not result:", "while result:"),
         ("drop_condition", "if size < 1 or step < 1:", "if size < 1:"),
-        ("swap_arguments", "range(0, len(items) - size + 1, step)", "range(len(items) - size + 1, 0, step)"),
+        (
+            "swap_arguments",
+            "range(0, len(items) - size + 1, step)",
+            "range(len(items) - size + 1, 0, step)",
+        ),
         ("change_constant", "len(result) * 2", "len(result) * 1"),
         ("change_constant", "flag = True if", "flag = False if"),
         ("drop_statement", "        result.append(chunk)\n", ""),
@@ -78,7 +95,11 @@ def test_functions_are_top_level_functions_and_methods_with_their_decorators():
 )
 def test_each_family_makes_the_expected_edit(family, before, after):
     window = functions("sample.py", SAMPLE)[0]
-    texts = [function_text(SAMPLE, window, m) for m in mutation_sites(SAMPLE, window) if m.family == family]
+    texts = [
+        function_text(SAMPLE, window, m)
+        for m in mutation_sites(SAMPLE, window)
+        if m.family == family
+    ]
     original = function_text(SAMPLE, window)
     assert before in original
     assert any(text == original.replace(before, after, 1) for text in texts), texts
@@ -87,10 +108,18 @@ def test_each_family_makes_the_expected_edit(family, before, after):
 def test_removing_a_guard_dedents_its_body_and_wrong_variable_uses_another_local():
     window = functions("sample.py", SAMPLE)[0]
     sites = mutation_sites(SAMPLE, window)
-    unguarded = [function_text(SAMPLE, window, m) for m in sites if m.note.startswith("removed the guard")]
-    assert any('    result = []\n    raise ValueError("size and step must be positive")\n' in t for t in unguarded)
+    unguarded = [
+        function_text(SAMPLE, window, m) for m in sites if m.note.startswith("removed the guard")
+    ]
+    assert any(
+        '    result = []\n    raise ValueError("size and step must be positive")\n' in t
+        for t in unguarded
+    )
     wrong = [m for m in sites if m.family == "wrong_variable"]
-    assert wrong and all(m.replacement in {"items", "size", "step", "result", "start", "chunk", "total", "flag"} for m in wrong)
+    assert wrong and all(
+        m.replacement in {"items", "size", "step", "result", "start", "chunk", "total", "flag"}
+        for m in wrong
+    )
     # a parameter or a local is read in its place, never an attribute name or a keyword
     assert all(SAMPLE[m.start : m.end].decode() != m.replacement for m in wrong)
 
@@ -152,7 +181,11 @@ def test_a_function_whose_string_would_change_when_moved_is_not_offered_at_colum
 
 def test_sources_from_a_directory_and_their_test_files(tmp_path):
     source = sources.resolve(str(FIXTURE))
-    assert source.kind == "directory" and source.repo == "local/synth_pkg" and source.slug == "local__synth_pkg"
+    assert (
+        source.kind == "directory"
+        and source.repo == "local/synth_pkg"
+        and source.slug == "local__synth_pkg"
+    )
     assert source.code_files() == ["minicalc/__init__.py", "minicalc/core.py"]
     assert source.test_files() == ["tests/test_core.py"]
     assert sources.is_test_file("pkg/tests/helpers.py") and sources.is_test_file("conftest.py")
@@ -192,12 +225,12 @@ def test_an_sdist_without_tests_is_refused(tmp_path):
 
 def test_declared_requirements_are_read_for_the_sandbox_python():
     pkg_info = (
-        "Metadata-Version: 2.1\nName: demo\nVersion: 1.0\n"
-        "Requires-Dist: attrs>=22\n"
-        "Requires-Dist: tomli; python_version < '3.11'\n"
-        "Requires-Dist: hypothesis; extra == 'test'\n"
-        "Requires-Dist: sphinx; extra == 'docs'\n"
-    ).encode()
+        b"Metadata-Version: 2.1\nName: demo\nVersion: 1.0\n"
+        b"Requires-Dist: attrs>=22\n"
+        b"Requires-Dist: tomli; python_version < '3.11'\n"
+        b"Requires-Dist: hypothesis; extra == 'test'\n"
+        b"Requires-Dist: sphinx; extra == 'docs'\n"
+    )
     assert sources.declared_requirements({"PKG-INFO": pkg_info}) == ["attrs>=22", "hypothesis"]
     pyproject = b'[project]\nname = "demo"\ndependencies = ["toolz"]\n[project.optional-dependencies]\ntests = ["pytest-mock"]\n'
     assert sources.declared_requirements({"pyproject.toml": pyproject}) == ["toolz", "pytest-mock"]
@@ -208,19 +241,35 @@ def test_pip_failures_become_one_actionable_line():
     refused = "WARNING: Retrying (Retry(total=0)) after connection broken by 'NewConnectionError'\nERROR: No matching distribution found for toolz"
     assert "cannot reach the package index" in sources.pip_reason(refused, "toolz")
     assert sources.pip_reason("ERROR: No matching distribution found for toolz==9", "toolz") == (
-        "no sdist of toolz matching this requirement on the package index")
+        "no sdist of toolz matching this requirement on the package index"
+    )
 
 
 def bug(source: str, path: str, function: str) -> output.Bug:
     return output.Bug(
-        instance_id=f"{source}.{path}.{function}", source=source, path=path, function=function, def_line=1, indent="",
-        family="operator_swap", note="", mutation_key="k", span=(0, 1), replacement="", original_function="",
-        buggy_function="", fail_to_pass=["t.py::a"], pass_to_pass=[], failures=[],
+        instance_id=f"{source}.{path}.{function}",
+        source=source,
+        path=path,
+        function=function,
+        def_line=1,
+        indent="",
+        family="operator_swap",
+        note="",
+        mutation_key="k",
+        span=(0, 1),
+        replacement="",
+        original_function="",
+        buggy_function="",
+        fail_to_pass=["t.py::a"],
+        pass_to_pass=[],
+        failures=[],
     )
 
 
 def test_splits_keep_every_module_and_package_on_one_side():
-    bugs = [bug(f"pypi/p{p}", f"m{m}.py", f"f{f}") for p in range(3) for m in range(4) for f in range(3)]
+    bugs = [
+        bug(f"pypi/p{p}", f"m{m}.py", f"f{f}") for p in range(3) for m in range(4) for f in range(3)
+    ]
     for by in ("module", "package"):
         sides = output.split_units(bugs, by, 0.25, [], seed=0)
         assert set(sides.values()) == {"train", "eval"}
@@ -229,31 +278,50 @@ def test_splits_keep_every_module_and_package_on_one_side():
         seen: dict[tuple, set] = {}
         for b in bugs:
             seen.setdefault((b.source, b.path), set()).add(sides[output.unit_of(b, by)])
-        assert all(len(s) == 1 for s in seen.values())  # never one module (so one function) on both sides
+        assert all(
+            len(s) == 1 for s in seen.values()
+        )  # never one module (so one function) on both sides
     named = output.split_units(bugs, "module", 0.25, ["pypi/p1"], seed=0)
     assert {u for u, s in named.items() if s == "eval"} == {f"pypi/p1:m{m}.py" for m in range(4)}
     assert output.split_units(bugs[:3], "module", 0.2, [], seed=0) == {"pypi/p0:m0.py": "train"}
 
 
 def test_the_problem_statement_comes_from_the_failing_tests_only():
-    failures = [{"name": "tests/test_x.py::test_take", "message": "assert [1, 2, 3] == [1, 2]",
-                 "traceback": "def test_take():\n>       assert take(2, [1, 2, 3]) == [1, 2]\nE       assert [1, 2, 3] == [1, 2]"}]
-    text = problem.from_tests("pypi/demo-1.0", failures, ["tests/test_x.py::test_take", "tests/test_x.py::test_other"])
+    failures = [
+        {
+            "name": "tests/test_x.py::test_take",
+            "message": "assert [1, 2, 3] == [1, 2]",
+            "traceback": "def test_take():\n>       assert take(2, [1, 2, 3]) == [1, 2]\nE       assert [1, 2, 3] == [1, 2]",
+        }
+    ]
+    text = problem.from_tests(
+        "pypi/demo-1.0", failures, ["tests/test_x.py::test_take", "tests/test_x.py::test_other"]
+    )
     assert text.startswith("2 tests of pypi/demo-1.0 fail.")
     assert "`tests/test_x.py::test_take` fails: assert [1, 2, 3] == [1, 2]" in text
-    assert "E       assert [1, 2, 3] == [1, 2]" in text and "Also failing: `tests/test_x.py::test_other`" in text
+    assert (
+        "E       assert [1, 2, 3] == [1, 2]" in text
+        and "Also failing: `tests/test_x.py::test_other`" in text
+    )
 
 
 def test_the_synth_loader_refuses_lines_without_their_mirror(tmp_path):
     from selfrepair.loaders import load_synth, load_tasks
     from selfrepair.types import Task, TestSpec
 
-    task = Task(task_id="t", spec="s", files={"_function/f.py": "def f():\n    pass\n"}, entry_file="_function/f.py",
-                tests=TestSpec(kind="command", command="true"),
-                metadata={"synth": {"mirror": "repos/gone", "commit": "a" * 40, "test_commit": "b" * 40}})
+    task = Task(
+        task_id="t",
+        spec="s",
+        files={"_function/f.py": "def f():\n    pass\n"},
+        entry_file="_function/f.py",
+        tests=TestSpec(kind="command", command="true"),
+        metadata={"synth": {"mirror": "repos/gone", "commit": "a" * 40, "test_commit": "b" * 40}},
+    )
     data = tmp_path / "functions.jsonl"
     data.write_text(task.model_dump_json() + "\n")
-    with pytest.raises(SelfRepairError, match=r"functions.jsonl:1: the package's mirror .*repos/gone is missing"):
+    with pytest.raises(
+        SelfRepairError, match=r"functions.jsonl:1: the package's mirror .*repos/gone is missing"
+    ):
         load_tasks("synth", data)
     plain = task.model_copy(update={"metadata": {}})
     data.write_text(json.dumps(json.loads(plain.model_dump_json())) + "\n")
@@ -264,5 +332,7 @@ def test_the_synth_loader_refuses_lines_without_their_mirror(tmp_path):
 def test_a_function_body_is_never_emptied():
     source = b'def f(x):\n    """Twice x."""\n    return x * 2\n\n\ndef g(x):\n    y = x + 1\n    return y\n'
     f, g = functions("m.py", source)
-    assert not [m for m in mutation_sites(source, f) if m.family in ("drop_return", "drop_statement")]
+    assert not [
+        m for m in mutation_sites(source, f) if m.family in ("drop_return", "drop_statement")
+    ]
     assert {m.family for m in mutation_sites(source, g)} >= {"drop_return", "drop_statement"}

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
+from selfrepair.training.datasets import dpo_dataset, read_runs, sft_dataset
 
 from selfrepair.errors import SelfRepairError
 from selfrepair.store import TrajectoryStore
-from selfrepair.training.datasets import dpo_dataset, read_runs, sft_dataset
 
 
 def replies_by_verdict(run_dir) -> tuple[set[tuple[str, str]], set[tuple[str, str]]]:
@@ -51,7 +51,9 @@ def test_a_refinement_becomes_spec_faulty_code_and_feedback_to_fixed_code(script
     assert "return a + b" in add["messages"][-1]["content"]  # the fixed code
 
 
-def test_a_trajectory_that_claims_success_without_a_passing_report_is_not_learned_from(scripted_run, tmp_path):
+def test_a_trajectory_that_claims_success_without_a_passing_report_is_not_learned_from(
+    scripted_run, tmp_path
+):
     with TrajectoryStore(scripted_run) as store:
         failed = next(t for t in store.trajectories() if t.task.task_id == "never-solved")
     forged = failed.model_copy(update={"outcome": "solved", "solution_step": 1})
@@ -83,19 +85,33 @@ def test_dpo_pairs_siblings_in_tree_search(tmp_path):
 
     replies = tmp_path / "replies.json"
     critique = "VERDICT: refine\nCONFIDENCE: 0.8\nCRITIQUE: wrong operator"
-    replies.write_text(json.dumps([operator_reply("*"), critique, operator_reply("//"), operator_reply("+")]))
+    replies.write_text(
+        json.dumps([operator_reply("*"), critique, operator_reply("//"), operator_reply("+")])
+    )
     sandbox = open_sandbox("local")
     try:
         trajectory = repair_task(
-            operator_task("add"), load_model(f"scripted:{replies}"), sandbox, "tree", Budget(max_candidates=3),
+            operator_task("add"),
+            load_model(f"scripted:{replies}"),
+            sandbox,
+            "tree",
+            Budget(max_candidates=3),
             sampling=Sampling(children=2),
-        )  # fmt: skip
+        )
     finally:
         sandbox.close()
-    assert trajectory.solved and [(s.kind, s.parent) for s in trajectory.steps] == [("solve", None), ("expand", 0), ("expand", 0)]
+    assert trajectory.solved and [(s.kind, s.parent) for s in trajectory.steps] == [
+        ("solve", None),
+        ("expand", 0),
+        ("expand", 0),
+    ]
     (row,) = dpo_rows([trajectory])
-    assert row["kind"] == "expand" and "return a * b" in row["prompt"][-1]["content"]  # the parent's code
-    assert row["chosen"][0]["content"] == operator_reply("+") and row["rejected"][0]["content"] == operator_reply("//")
+    assert (
+        row["kind"] == "expand" and "return a * b" in row["prompt"][-1]["content"]
+    )  # the parent's code
+    assert row["chosen"][0]["content"] == operator_reply("+") and row["rejected"][0][
+        "content"
+    ] == operator_reply("//")
 
 
 @pytest.mark.parametrize("fraction", [0.1, 0.3, 0.5, 0.9])
@@ -138,7 +154,9 @@ def test_a_store_with_no_successes_is_refused_for_sft_and_dpo(scripted_run, tmp_
 
 
 @pytest.mark.parametrize("method", ["sft", "dpo"])
-def test_prepared_splits_hold_the_trainer_columns_even_when_nothing_is_held_out(scripted_run, method):
+def test_prepared_splits_hold_the_trainer_columns_even_when_nothing_is_held_out(
+    scripted_run, method
+):
     from selfrepair.training.train import DATA_COLUMNS, prepare
 
     build = sft_dataset if method == "sft" else dpo_dataset
@@ -148,4 +166,6 @@ def test_prepared_splits_hold_the_trainer_columns_even_when_nothing_is_held_out(
         assert split.column_names == list(DATA_COLUMNS[method])
     if method == "sft":  # the loss is on the reply alone: the last turn is the completion
         row = prepared["train"][0]
-        assert [m["role"] for m in row["completion"]] == ["assistant"] and row["prompt"][-1]["role"] == "user"
+        assert [m["role"] for m in row["completion"]] == ["assistant"] and row["prompt"][-1][
+            "role"
+        ] == "user"

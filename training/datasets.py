@@ -27,14 +27,15 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Literal, Sequence
+from typing import Literal
 
 from datasets import Dataset, DatasetDict
+from selfrepair.graphs.consensus import label_steps
 
 from selfrepair.errors import SelfRepairError
-from selfrepair.graphs.consensus import label_steps
 from selfrepair.store import TrajectoryStore
 from selfrepair.types import Message, Step, Trajectory
 
@@ -66,16 +67,26 @@ def read_runs(run_dirs: Sequence[Path | str], keep_suspicious: bool = False) -> 
         with TrajectoryStore(Path(run_dir), create=False) as store:
             trajectories += store.trajectories()
     if not trajectories:
-        raise SelfRepairError(f"no trajectories in {', '.join(map(str, run_dirs))}: nothing to train on")
+        raise SelfRepairError(
+            f"no trajectories in {', '.join(map(str, run_dirs))}: nothing to train on"
+        )
     left_out = 0
     if not keep_suspicious:
         cleaned = []
         for trajectory in trajectories:
-            steps = [s for s in trajectory.steps if not (s.report is not None and s.report.suspicious)]
+            steps = [
+                s for s in trajectory.steps if not (s.report is not None and s.report.suspicious)
+            ]
             left_out += len(trajectory.steps) - len(steps)
-            cleaned.append(trajectory if len(steps) == len(trajectory.steps) else trajectory.model_copy(update={"steps": steps}))
+            cleaned.append(
+                trajectory
+                if len(steps) == len(trajectory.steps)
+                else trajectory.model_copy(update={"steps": steps})
+            )
         trajectories = cleaned
-    return Sources(trajectories, [str(Path(d).resolve()) for d in run_dirs], suspicious_left_out=left_out)
+    return Sources(
+        trajectories, [str(Path(d).resolve()) for d in run_dirs], suspicious_left_out=left_out
+    )
 
 
 def verified_pass(step: Step) -> bool:
@@ -104,11 +115,19 @@ def judged(trajectory: Trajectory, labels: Labels) -> list[tuple[Step, bool]]:
     """(step, good) for each step the labels judge: by the tests, passed or known bad; by
     consensus, chosen by the vote or one of the other samples of a task that has a label."""
     if labels == "tests":
-        return [(step, verified_pass(step)) for step in trajectory.steps if verified_pass(step) or verified_fail(step)]
+        return [
+            (step, verified_pass(step))
+            for step in trajectory.steps
+            if verified_pass(step) or verified_fail(step)
+        ]
     chosen = {step.index for step in label_steps(trajectory)}
     if not chosen:
         return []
-    return [(step, step.index in chosen) for step in trajectory.steps if step.kind == "sample" and step.completion.strip()]
+    return [
+        (step, step.index in chosen)
+        for step in trajectory.steps
+        if step.kind == "sample" and step.completion.strip()
+    ]
 
 
 def sft_rows(trajectories: Iterable[Trajectory], labels: Labels = "tests") -> list[dict]:
@@ -123,7 +142,8 @@ def sft_rows(trajectories: Iterable[Trajectory], labels: Labels = "tests") -> li
             seen.add(key)
             rows.append(
                 {
-                    "messages": chat(step.messages) + [{"role": "assistant", "content": step.completion}],
+                    "messages": chat(step.messages)
+                    + [{"role": "assistant", "content": step.completion}],
                     "task_id": trajectory.task.task_id,
                     "kind": step.kind,
                 }
@@ -134,13 +154,17 @@ def sft_rows(trajectories: Iterable[Trajectory], labels: Labels = "tests") -> li
 def dpo_rows(trajectories: Iterable[Trajectory], labels: Labels = "tests") -> list[dict]:
     # (task id, prompt key) -> (task id, step kind, messages, passing replies, failing replies),
     # replies deduplicated. The task id is part of the key so that a pair never spans two tasks.
-    groups: dict[tuple[str, str], tuple[str, str, list[Message], dict[str, None], dict[str, None]]] = {}
+    groups: dict[
+        tuple[str, str], tuple[str, str, list[Message], dict[str, None], dict[str, None]]
+    ] = {}
     for trajectory in trajectories:
         for step, good in judged(trajectory, labels):
             if not step.messages:
                 continue
             key = (trajectory.task.task_id, prompt_key(step.messages))
-            group = groups.setdefault(key, (trajectory.task.task_id, step.kind, step.messages, {}, {}))
+            group = groups.setdefault(
+                key, (trajectory.task.task_id, step.kind, step.messages, {}, {})
+            )
             (group[3] if good else group[4]).setdefault(step.completion.strip(), None)
     rows = []
     for task_id, kind, messages, chosen, rejected in groups.values():
@@ -165,7 +189,9 @@ def split_by_task(rows: list[dict], eval_fraction: float) -> DatasetDict:
     depends only on their ids (a hash), so the split is the same from run to run."""
     if not 0 <= eval_fraction < 1:
         raise SelfRepairError(f"eval fraction must be in [0, 1), got {eval_fraction}")
-    tasks = sorted({r["task_id"] for r in rows}, key=lambda t: hashlib.sha256(t.encode()).hexdigest())
+    tasks = sorted(
+        {r["task_id"] for r in rows}, key=lambda t: hashlib.sha256(t.encode()).hexdigest()
+    )
     # Hold out at least one task when there are two or more, so evaluation is never empty.
     held = math.ceil(eval_fraction * len(tasks)) if eval_fraction and len(tasks) > 1 else 0
     held_out = set(tasks[: min(held, len(tasks) - 1)])
@@ -179,14 +205,20 @@ def split_by_task(rows: list[dict], eval_fraction: float) -> DatasetDict:
 
 
 def no_successes(sources: Sources, labels: Labels, consequence: str) -> SelfRepairError:
-    what = "test-verified successes" if labels == "tests" else "pseudo-labels (no task had a confident majority)"
+    what = (
+        "test-verified successes"
+        if labels == "tests"
+        else "pseudo-labels (no task had a confident majority)"
+    )
     return SelfRepairError(
         f"no {what} among {len(sources.trajectories)} trajectories "
         f"in {', '.join(sources.run_dirs) or 'the given runs'}: {consequence}"
     )
 
 
-def sft_dataset(sources: Sources, eval_fraction: float = 0.1, labels: Labels = "tests") -> DatasetDict:
+def sft_dataset(
+    sources: Sources, eval_fraction: float = 0.1, labels: Labels = "tests"
+) -> DatasetDict:
     """Chats that led to a passing candidate (or, by consensus, a chosen one), split by task."""
     rows = sft_rows(sources.trajectories, labels)
     if not rows:
@@ -194,7 +226,9 @@ def sft_dataset(sources: Sources, eval_fraction: float = 0.1, labels: Labels = "
     return split_by_task(rows, eval_fraction)
 
 
-def dpo_dataset(sources: Sources, eval_fraction: float = 0.1, labels: Labels = "tests") -> DatasetDict:
+def dpo_dataset(
+    sources: Sources, eval_fraction: float = 0.1, labels: Labels = "tests"
+) -> DatasetDict:
     """Preference pairs (passing reply chosen over a failing one to the same prompt), split by task."""
     if not any(good for t in sources.trajectories for _, good in judged(t, labels)):
         raise no_successes(sources, labels, "no reply to prefer")

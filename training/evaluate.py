@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from selfrepair.comparison import COMPARISON, compare, describe_difference
 from selfrepair.graphs.budget import Budget, Sampling
+
+from selfrepair.comparison import COMPARISON, compare, describe_difference
 from selfrepair.rundir import read_results, write_atomically
 
 STRATEGY = "best-of-n"  # independent samples: what the unbiased estimators assume
@@ -42,7 +43,10 @@ class Evaluation:
 
 
 def write_comparison(
-    out: Path, evaluations: dict[str, list[tuple[str, Path]]], seed: int, rounds: list[dict[str, Any]]
+    out: Path,
+    evaluations: dict[str, list[tuple[str, Path]]],
+    seed: int,
+    rounds: list[dict[str, Any]],
 ) -> dict[str, Any]:
     """Compare, per eval set, its (name, run directory) evaluations, the first being the base;
     write OUT/comparison.json (with what each round did, `rounds`) and comparison.md; return
@@ -51,13 +55,22 @@ def write_comparison(
         eval_set: compare([(name, read_results(run_dir)) for name, run_dir in runs], seed=seed)
         for eval_set, runs in evaluations.items()
     }
-    write_atomically(out / COMPARISON, json.dumps({"eval_sets": comparison, "rounds": rounds}, indent=2) + "\n")
+    write_atomically(
+        out / COMPARISON, json.dumps({"eval_sets": comparison, "rounds": rounds}, indent=2) + "\n"
+    )
     write_atomically(out / COMPARISON_MD, comparison_markdown(comparison))
     return comparison
 
 
-COLUMNS = ("model", "pass@1 [95% CI]", "repair rate [95% CI]", "Δ pass@1 vs base", "Δ repair rate vs base (McNemar)",
-           "tokens", "eval s")  # fmt: skip
+COLUMNS = (
+    "model",
+    "pass@1 [95% CI]",
+    "repair rate [95% CI]",
+    "Δ pass@1 vs base",
+    "Δ repair rate vs base (McNemar)",
+    "tokens",
+    "eval s",
+)
 
 
 def rows(result: dict[str, Any]) -> list[list[str]]:
@@ -66,15 +79,17 @@ def rows(result: dict[str, Any]) -> list[list[str]]:
     table = []
     for model in result["models"]:
         difference = differences.get(model["name"])
-        table.append([
-            model["name"],
-            interval_text(model["pass@1"]),
-            interval_text(model["repair_rate"]),
-            describe_difference(difference["pass@1"]) if difference else "",
-            describe_difference(difference["repair_rate"]) if difference else "",
-            f"{model['tokens']:,}",
-            f"{model['wall_seconds']:.0f}",
-        ])  # fmt: skip
+        table.append(
+            [
+                model["name"],
+                interval_text(model["pass@1"]),
+                interval_text(model["repair_rate"]),
+                describe_difference(difference["pass@1"]) if difference else "",
+                describe_difference(difference["repair_rate"]) if difference else "",
+                f"{model['tokens']:,}",
+                f"{model['wall_seconds']:.0f}",
+            ]
+        )
     return table
 
 

@@ -8,16 +8,17 @@ setting has yet been shown to raise a repair rate here.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from datasets import DatasetDict
-
 from selfrepair.agents.extract import ExtractionError, extract_candidate
 from selfrepair.agents.solver import solve_messages
-from selfrepair.errors import SelfRepairError
 from selfrepair.sandbox.core import Sandbox
 from selfrepair.sandbox.testing import run_tests
 from selfrepair.training.datasets import chat, split_by_task
+
+from selfrepair.errors import SelfRepairError
 from selfrepair.types import Task
 
 RewardFunction = Callable[..., list[float]]
@@ -27,7 +28,9 @@ def reply_text(completion: Any) -> str:
     """A completion as TRL passes it: plain text, or (conversational) a list of messages."""
     if isinstance(completion, str):
         return completion
-    return "".join(message["content"] for message in completion if message.get("role") == "assistant")
+    return "".join(
+        message["content"] for message in completion if message.get("role") == "assistant"
+    )
 
 
 def execution_reward(sandbox: Sandbox) -> RewardFunction:
@@ -36,10 +39,12 @@ def execution_reward(sandbox: Sandbox) -> RewardFunction:
 
     def tests_passed(completions: list[Any], task: list[str], **kwargs: Any) -> list[float]:
         rewards = []
-        for completion, task_json in zip(completions, task):
+        for completion, task_json in zip(completions, task, strict=True):
             repair = Task.model_validate_json(task_json)
             try:
-                candidate = extract_candidate(reply_text(completion), repair.files, repair.files, repair.entry_file)
+                candidate = extract_candidate(
+                    reply_text(completion), repair.files, repair.files, repair.entry_file
+                )
             except ExtractionError:
                 rewards.append(0.0)
                 continue
@@ -55,6 +60,15 @@ def grpo_dataset(tasks: list[Task], eval_fraction: float = 0.0) -> DatasetDict:
         raise SelfRepairError("no tasks to train on")
     repository_tasks = [task.task_id for task in tasks if task.repo]
     if repository_tasks:
-        raise SelfRepairError(f"GRPO takes self-contained tasks, not repository tasks ({', '.join(repository_tasks[:3])})")
-    rows = [{"prompt": chat(solve_messages(task)), "task": task.model_dump_json(), "task_id": task.task_id} for task in tasks]
+        raise SelfRepairError(
+            f"GRPO takes self-contained tasks, not repository tasks ({', '.join(repository_tasks[:3])})"
+        )
+    rows = [
+        {
+            "prompt": chat(solve_messages(task)),
+            "task": task.model_dump_json(),
+            "task_id": task.task_id,
+        }
+        for task in tasks
+    ]
     return split_by_task(rows, eval_fraction)

@@ -45,26 +45,30 @@ import json
 import shutil
 import time
 from collections import Counter
+from collections.abc import Callable
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from selfrepair.agents.adapters import read_card, resolve_base
+from selfrepair.graphs.budget import Budget, Sampling
+from selfrepair.graphs.consensus import STRATEGY as LABEL_FREE
+from selfrepair.graphs.consensus import label_steps
+from selfrepair.graphs.jobs import RepairJob, Rollout
+from selfrepair.graphs.run import open_checkpointer
+from selfrepair.sandbox.choose import open_sandbox
+from selfrepair.sandbox.testing import run_tests
+from selfrepair.training.datasets import Sources, dpo_dataset, read_runs, sft_dataset
+from selfrepair.training.evaluate import STRATEGY as EVAL_STRATEGY
+from selfrepair.training.evaluate import Evaluation, write_comparison
+from selfrepair.training.train import Method, default_lora, train_adapter
+
 from selfrepair.errors import SelfRepairError
 from selfrepair.executor.core import Executor
 from selfrepair.files import make_directory, write_atomically
-from selfrepair.graphs.budget import Budget, Sampling
-from selfrepair.graphs.consensus import STRATEGY as LABEL_FREE, label_steps
-from selfrepair.graphs.jobs import RepairJob, Rollout
-from selfrepair.graphs.run import open_checkpointer
 from selfrepair.rundir import hold_run_dir, is_empty, prepare_run_dir, write_results
-from selfrepair.sandbox.choose import open_sandbox
-from selfrepair.sandbox.testing import run_tests
 from selfrepair.store import TrajectoryStore
-from selfrepair.training.datasets import Sources, dpo_dataset, read_runs, sft_dataset
-from selfrepair.training.evaluate import STRATEGY as EVAL_STRATEGY, Evaluation, write_comparison
-from selfrepair.training.train import Method, default_lora, train_adapter
 from selfrepair.types import Task, Trajectory
 
 SETTINGS = "settings.json"
@@ -103,33 +107,54 @@ class ImproveSettings:
     def eval_phase(self) -> ImproveSettings:
         """The settings every evaluation runs with (training.evaluate)."""
         return dataclasses.replace(
-            self, strategy=EVAL_STRATEGY, budget=self.evaluation.budget(self.budget),
+            self,
+            strategy=EVAL_STRATEGY,
+            budget=self.evaluation.budget(self.budget),
             sampling=self.evaluation.sampling(self.sampling, self.seed),
-        )  # fmt: skip
+        )
 
 
 def repair_run(
-    tasks: list[Task], model_spec: str, executor: Executor, settings: ImproveSettings, run_dir: Path, phase: str,
+    tasks: list[Task],
+    model_spec: str,
+    executor: Executor,
+    settings: ImproveSettings,
+    run_dir: Path,
+    phase: str,
     report: Report,
 ) -> dict[str, Any]:
     """Repair every task with one model into a run directory (resumed when it holds this
     phase already), wherever `executor` runs them; returns its summary."""
     config = {
-        "command": "improve", "phase": phase, "model": model_spec, "strategy": settings.strategy,
-        "budget": dataclasses.asdict(settings.budget), "sampling": json_safe(dataclasses.asdict(settings.sampling)),
+        "command": "improve",
+        "phase": phase,
+        "model": model_spec,
+        "strategy": settings.strategy,
+        "budget": dataclasses.asdict(settings.budget),
+        "sampling": json_safe(dataclasses.asdict(settings.sampling)),
         "tasks": [t.task_id for t in tasks],
-    }  # fmt: skip
+    }
     executor.load(model_spec)
     store = prepare_run_dir(run_dir, config)
     checkpointer = open_checkpointer(run_dir)
-    job = RepairJob(Rollout(settings.strategy, model_spec, settings.budget, settings.sampling), store, checkpointer)
+    job = RepairJob(
+        Rollout(settings.strategy, model_spec, settings.budget, settings.sampling),
+        store,
+        checkpointer,
+    )
     trajectories: list[Trajectory] = []
 
     def progress() -> None:
-        report({
-            "event": "repair", "phase": phase, "done": len(trajectories), "total": len(tasks),
-            "solved": sum(t.solved for t in trajectories), "tokens": sum(t.tokens for t in trajectories),
-        })  # fmt: skip
+        report(
+            {
+                "event": "repair",
+                "phase": phase,
+                "done": len(trajectories),
+                "total": len(tasks),
+                "solved": sum(t.solved for t in trajectories),
+                "tokens": sum(t.tokens for t in trajectories),
+            }
+        )
 
     try:
         progress()
@@ -137,7 +162,9 @@ def repair_run(
         with closing(executor.run(job, tasks, lambda trajectory: None)) as results:
             for trajectory in results:
                 trajectories.append(trajectory)
-                summary = write_results(run_dir, trajectories, config | {"executor": executor.describe()})
+                summary = write_results(
+                    run_dir, trajectories, config | {"executor": executor.describe()}
+                )
                 progress()
     finally:
         store.close()
@@ -151,24 +178,36 @@ def json_safe(value: Any) -> Any:
     return json.loads(json.dumps(value))
 
 
-def open_out(out: Path, settings: ImproveSettings, train_tasks: list[Task], eval_sets: dict[str, list[Task]]) -> None:
+def open_out(
+    out: Path, settings: ImproveSettings, train_tasks: list[Task], eval_sets: dict[str, list[Task]]
+) -> None:
     """Make OUT for this run, or check that it holds this run already (to resume it)."""
     recorded = {
-        "settings": json_safe({k: v for k, v in dataclasses.asdict(settings).items() if k != "rounds"}),
+        "settings": json_safe(
+            {k: v for k, v in dataclasses.asdict(settings).items() if k != "rounds"}
+        ),
         "train_tasks": [t.task_id for t in train_tasks],
         **{f"{name}_tasks": [t.task_id for t in tasks] for name, tasks in eval_sets.items()},
     }
     if out.exists() and not out.is_dir():
         raise SelfRepairError(f"--out {out} is a file, not a directory")
     if not is_empty(out) and not (out / SETTINGS).is_file():
-        raise SelfRepairError(f"--out {out} is not empty and holds no improve run: choose another --out")
+        raise SelfRepairError(
+            f"--out {out} is not empty and holds no improve run: choose another --out"
+        )
     make_directory(out)
     hold_run_dir(out)  # one process at a time, as for a run directory; held before it is read
     if (out / SETTINGS).is_file():
         before = json.loads((out / SETTINGS).read_text(encoding="utf-8"))
         if before != recorded:
-            different = sorted(k for k in recorded["settings"] if before["settings"].get(k) != recorded["settings"][k])
-            different += [k for k in recorded if k.endswith("_tasks") and before.get(k) != recorded[k]]
+            different = sorted(
+                k
+                for k in recorded["settings"]
+                if before["settings"].get(k) != recorded["settings"][k]
+            )
+            different += [
+                k for k in recorded if k.endswith("_tasks") and before.get(k) != recorded[k]
+            ]
             raise SelfRepairError(
                 f"{out} holds an improve run with other settings ({', '.join(different)}); "
                 "choose another --out to start a new run"
@@ -214,12 +253,25 @@ def improve(
             record = json.loads((folder / "table.json").read_text(encoding="utf-8"))
         else:
             record = run_round(
-                number, folder, model_spec, base_path, train_tasks, eval_sets, settings, executor, out, train_runs, report
+                number,
+                folder,
+                model_spec,
+                base_path,
+                train_tasks,
+                eval_sets,
+                settings,
+                executor,
+                out,
+                train_runs,
+                report,
             )
         if "stopped" not in record:  # every round before it finished too
             record["comparison"] = write_comparison(
-                out, evaluations(out, eval_sets, number), settings.seed, [without_comparison(r) for r in rounds + [record]]
-            )  # fmt: skip
+                out,
+                evaluations(out, eval_sets, number),
+                settings.seed,
+                [without_comparison(r) for r in rounds + [record]],
+            )
         rounds.append(record)
         write_atomically(out / "improve.json", json.dumps(rounds, indent=2) + "\n")
         report({"event": "round", "record": record})
@@ -229,10 +281,13 @@ def improve(
     return rounds
 
 
-def evaluations(out: Path, eval_sets: dict[str, list[Task]], rounds: int) -> dict[str, list[tuple[str, Path]]]:
+def evaluations(
+    out: Path, eval_sets: dict[str, list[Task]], rounds: int
+) -> dict[str, list[tuple[str, Path]]]:
     """Each eval set's run directories: the base's, then each round's."""
     return {
-        name: [("base", out / f"{name}-base")] + [(f"round {k}", out / f"round-{k}" / f"{name}-trained") for k in range(1, rounds + 1)]
+        name: [("base", out / f"{name}-base")]
+        + [(f"round {k}", out / f"round-{k}" / f"{name}-trained") for k in range(1, rounds + 1)]
         for name in eval_sets
     }
 
@@ -271,11 +326,19 @@ def run_round(
     record: dict[str, Any] = {"round": number, "model": model_spec, "seconds": {}}
     what = "label train tasks (no tests)" if settings.unlabeled else "repair train tasks"
     train_summary = repair_run(
-        train_tasks, model_spec, executor, settings.train_phase(number), folder / "train-run", f"round {number}: {what}", report
-    )  # fmt: skip
+        train_tasks,
+        model_spec,
+        executor,
+        settings.train_phase(number),
+        folder / "train-run",
+        f"round {number}: {what}",
+        report,
+    )
     record["seconds"]["train_phase"] = train_summary["wall_seconds"]
     sources = read_runs(train_runs, keep_suspicious=settings.keep_suspicious)
-    this_round = [t for t in sources.trajectories if t.trajectory_id in round_ids(folder / "train-run")]
+    this_round = [
+        t for t in sources.trajectories if t.trajectory_id in round_ids(folder / "train-run")
+    ]
     if settings.unlabeled:
         labelled = [t for t in this_round if label_steps(t)]
         record["pseudo_labelled"] = len(labelled)
@@ -286,12 +349,18 @@ def run_round(
         found = train_summary["solved"]
     if found == 0:
         what = "the vote labelled none" if settings.unlabeled else "the repair loop solved none"
-        record["stopped"] = f"round {number}: {what} of the {len(train_tasks)} train tasks; nothing to learn from, stopping"
+        record["stopped"] = (
+            f"round {number}: {what} of the {len(train_tasks)} train tasks; nothing to learn from, stopping"
+        )
         return record
 
     card, examples = learn(number, folder, base_path, sources, settings, report)
     record["seconds"]["train"] = card["seconds"]
-    record["training"] = {"examples": examples, "steps": card["steps"], "train_loss": card["train_loss"]}
+    record["training"] = {
+        "examples": examples,
+        "steps": card["steps"],
+        "train_loss": card["train_loss"],
+    }
     if settings.unlabeled:
         # After training, so nothing here can reach it: how often the vote was right by the tests.
         started = time.perf_counter()
@@ -301,13 +370,26 @@ def run_round(
     eval_settings = settings.eval_phase()
     for name, tasks in eval_sets.items():
         base_dir = out / f"{name}-base"
-        base_eval = repair_run(tasks, base_spec(settings, base_path), executor, eval_settings, base_dir, f"{name}: base", report)
+        base_eval = repair_run(
+            tasks,
+            base_spec(settings, base_path),
+            executor,
+            eval_settings,
+            base_dir,
+            f"{name}: base",
+            report,
+        )
         if number == 1:  # the base is the same in every round: its cost is counted once
             record["seconds"][f"{name}_base"] = base_eval["wall_seconds"]
         trained = repair_run(
-            tasks, trained_spec(settings, base_path, folder), executor, eval_settings, folder / f"{name}-trained",
-            f"{name}: round {number}", report,
-        )  # fmt: skip
+            tasks,
+            trained_spec(settings, base_path, folder),
+            executor,
+            eval_settings,
+            folder / f"{name}-trained",
+            f"{name}: round {number}",
+            report,
+        )
         record["seconds"][f"{name}_trained"] = trained["wall_seconds"]
     write_atomically(folder / "table.json", json.dumps(record, indent=2) + "\n")
     return record
@@ -319,7 +401,12 @@ def round_ids(run_dir: Path) -> set[str]:
 
 
 def learn(
-    number: int, folder: Path, base_path: str, sources: Sources, settings: ImproveSettings, report: Report
+    number: int,
+    folder: Path,
+    base_path: str,
+    sources: Sources,
+    settings: ImproveSettings,
+    report: Report,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Round `number`'s adapter, trained from the base on every round's data so far (or the one
     a killed run finished); its card and what its examples were."""
@@ -328,16 +415,24 @@ def learn(
     data = build(sources, eval_fraction=0.0, labels=labels)  # the eval sets are the held-out data
     train = data["train"]
     examples = {
-        "count": len(train), "tasks": len(set(train["task_id"])), "labels": labels,
+        "count": len(train),
+        "tasks": len(set(train["task_id"])),
+        "labels": labels,
         # where the examples come from: first replies ("sample"/"solve") or refinements (CYCLE)
         "by_step_kind": dict(sorted(Counter(train["kind"]).items())),
-    }  # fmt: skip
+    }
     adapter = folder / "adapter"
     card = read_card(adapter)  # an adapter is renamed into place whole: with its card, it is done
     if card is None:
         for leftover in folder.glob(f".{adapter.name}.partial-*"):  # what a killed training left
             shutil.rmtree(leftover)
-        report({"event": "train", "phase": f"round {number}: train ({settings.method})", "examples": len(train)})
+        report(
+            {
+                "event": "train",
+                "phase": f"round {number}: train ({settings.method})",
+                "examples": len(train),
+            }
+        )
         provenance = {
             "improve_round": number,
             "initialised_from": "base",
@@ -346,10 +441,16 @@ def learn(
             "the latest adapter only generates the next round's data",
         }
         card = train_adapter(
-            settings.method, data, base_path, adapter,
-            settings=settings.train_settings, lora=default_lora(settings.lora_r), run_dirs=sources.run_dirs,
-            suspicious_left_out=sources.suspicious_left_out, provenance=provenance,
-        )  # fmt: skip
+            settings.method,
+            data,
+            base_path,
+            adapter,
+            settings=settings.train_settings,
+            lora=default_lora(settings.lora_r),
+            run_dirs=sources.run_dirs,
+            suspicious_left_out=sources.suspicious_left_out,
+            provenance=provenance,
+        )
     return card, examples
 
 
@@ -362,4 +463,8 @@ def audit_labels(labelled: list[Trajectory], sandbox_kind: str) -> dict[str, Any
         for trajectory in labelled:
             chosen = label_steps(trajectory)[0]
             correct += run_tests(sandbox, trajectory.task, chosen.candidate).passed
-    return {"labelled": len(labelled), "correct": correct, "precision": correct / len(labelled) if labelled else None}
+    return {
+        "labelled": len(labelled),
+        "correct": correct,
+        "precision": correct / len(labelled) if labelled else None,
+    }

@@ -21,13 +21,14 @@ import json
 import shutil
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
-from selfrepair import config
 from selfrepair.agents import local_server
 from selfrepair.agents.adapters import base_fingerprint, check_adapter, resolve_base
+
+from selfrepair import config
 from selfrepair.errors import SelfRepairError
 
 ENGINES = ("vllm", "transformers")
@@ -66,7 +67,9 @@ def merged_dir(base_path: str, adapter_dir: Path) -> Path:
         path = adapter_dir / name
         if path.is_file():
             digest.update(path.read_bytes())
-    target = config.cache_dir() / "merged" / f"{adapter_dir.resolve().name}-{digest.hexdigest()[:16]}"
+    target = (
+        config.cache_dir() / "merged" / f"{adapter_dir.resolve().name}-{digest.hexdigest()[:16]}"
+    )
     if (target / "config.json").is_file():
         return target
 
@@ -89,7 +92,11 @@ def merged_dir(base_path: str, adapter_dir: Path) -> Path:
 
 
 def plan_server(
-    base: str, adapter: Path | None, engine: str, port: int, on_step: Callable[[str], None] = lambda step: None
+    base: str,
+    adapter: Path | None,
+    engine: str,
+    port: int,
+    on_step: Callable[[str], None] = lambda step: None,
 ) -> ServerPlan:
     """The command line to start and the model name to ask for; for vllm its environment
     is made first where there is none, for transformers the adapter is merged."""
@@ -105,12 +112,24 @@ def plan_server(
         from selfrepair.agents.vllm_server import VLLMServer
 
         name = adapter.resolve().name if adapter is not None else base_path
-        server = VLLMServer(base_path, adapters={name: adapter} if adapter is not None else None, port=port)
+        server = VLLMServer(
+            base_path, adapters={name: adapter} if adapter is not None else None, port=port
+        )
         python = ensure_environment(server.engine, on_step=on_step)
         return ServerPlan(server.argv(python), name, port, server.environment())
     folder = str(merged_dir(base_path, adapter)) if adapter is not None else base_path
     # The server is pinned to one model (the folder): a request must name it exactly.
-    argv = [sys.executable, "-m", "transformers.cli.transformers", "serve", folder, "--host", HOST, "--port", str(port)]
+    argv = [
+        sys.executable,
+        "-m",
+        "transformers.cli.transformers",
+        "serve",
+        folder,
+        "--host",
+        HOST,
+        "--port",
+        str(port),
+    ]
     return ServerPlan(argv, folder, port)
 
 

@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from datasets import Dataset, DatasetDict
-
 from selfrepair.agents.adapters import base_fingerprint, resolve_base, write_card
+
 from selfrepair.errors import SelfRepairError
 
 Method = Literal["sft", "dpo", "grpo"]
@@ -31,7 +31,13 @@ DEFAULTS: dict[Method, dict[str, Any]] = {
     "sft": {"learning_rate": 2e-4, "max_steps": -1, "num_train_epochs": 1.0},
     "dpo": {"learning_rate": 5e-5, "max_steps": -1, "num_train_epochs": 1.0, "beta": 0.1},
     # Two completions per prompt is the least GRPO can compare; short ones keep a CPU run short.
-    "grpo": {"learning_rate": 1e-5, "max_steps": -1, "num_train_epochs": 1.0, "num_generations": 2, "max_completion_length": 128},
+    "grpo": {
+        "learning_rate": 1e-5,
+        "max_steps": -1,
+        "num_train_epochs": 1.0,
+        "num_generations": 2,
+        "max_completion_length": 128,
+    },
 }
 SHARED_DEFAULTS: dict[str, Any] = {
     "per_device_train_batch_size": 2,
@@ -52,7 +58,9 @@ DATA_COLUMNS: dict[Method, tuple[str, ...]] = {
 def default_lora(r: int = 16) -> Any:
     from peft import LoraConfig
 
-    return LoraConfig(r=r, lora_alpha=2 * r, lora_dropout=0.05, target_modules="all-linear", task_type="CAUSAL_LM")
+    return LoraConfig(
+        r=r, lora_alpha=2 * r, lora_dropout=0.05, target_modules="all-linear", task_type="CAUSAL_LM"
+    )
 
 
 def accelerator() -> tuple[str, Any, bool]:
@@ -71,7 +79,14 @@ def trl_config(method: Method, output_dir: Path, settings: dict[str, Any] | None
 
     _, _, bf16 = accelerator()
     lengths = {} if method == "grpo" else {"max_length": MAX_LENGTH}
-    values = {**SHARED_DEFAULTS, **lengths, **DEFAULTS[method], "bf16": bf16, **(settings or {}), "output_dir": str(output_dir)}
+    values = {
+        **SHARED_DEFAULTS,
+        **lengths,
+        **DEFAULTS[method],
+        "bf16": bf16,
+        **(settings or {}),
+        "output_dir": str(output_dir),
+    }
     config_class = {"sft": SFTConfig, "dpo": DPOConfig, "grpo": GRPOConfig}[method]
     try:
         return config_class(**values)
@@ -144,7 +159,13 @@ def train_adapter(
         prepared = prepare(method, data)
         # GRPO's evaluation would generate and run tests for every held-out prompt: left out.
         eval_split = prepared["test"] if len(prepared["test"]) and method != "grpo" else None
-        common = dict(model=model, args=config, train_dataset=prepared["train"], processing_class=tokenizer, peft_config=lora)
+        common = dict(
+            model=model,
+            args=config,
+            train_dataset=prepared["train"],
+            processing_class=tokenizer,
+            peft_config=lora,
+        )
         if method == "grpo":
             trainer = GRPOTrainer(reward_funcs=reward_funcs, **common)
         else:
@@ -154,14 +175,18 @@ def train_adapter(
         result = trainer.train()
         losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
         if not losses or not all(math.isfinite(loss) for loss in losses):
-            raise SelfRepairError(f"{method} training diverged: losses {losses} (lower the learning rate)")
+            raise SelfRepairError(
+                f"{method} training diverged: losses {losses} (lower the learning rate)"
+            )
         eval_loss = trainer.evaluate()["eval_loss"] if eval_split is not None else None
         seconds = time.perf_counter() - started
 
         shutil.rmtree(partial / "trainer", ignore_errors=True)
         trainer.model.save_pretrained(partial)
         dumped = config.to_dict()  # JSON-safe: enums as their values
-        chosen_keys = (set(SHARED_DEFAULTS) | {"max_length"} | set(DEFAULTS[method]) | set(settings or {})) - {"output_dir", "report_to"}
+        chosen_keys = (
+            set(SHARED_DEFAULTS) | {"max_length"} | set(DEFAULTS[method]) | set(settings or {})
+        ) - {"output_dir", "report_to"}
         card = {
             "method": method,
             "base": base,
@@ -172,8 +197,12 @@ def train_adapter(
                 "suspicious_steps_left_out": suspicious_left_out,
                 "train_examples": len(data["train"]),
                 "eval_examples": len(data["test"]),
-                "train_tasks": len(set(data["train"]["task_id"])) if "task_id" in data["train"].column_names else None,
-                "eval_tasks": len(set(data["test"]["task_id"])) if "task_id" in data["test"].column_names else None,
+                "train_tasks": len(set(data["train"]["task_id"]))
+                if "task_id" in data["train"].column_names
+                else None,
+                "eval_tasks": len(set(data["test"]["task_id"]))
+                if "task_id" in data["test"].column_names
+                else None,
             },
             "steps": result.global_step,
             "losses": losses,
@@ -183,7 +212,13 @@ def train_adapter(
             "device": device,
             "trl_config": {key: dumped[key] for key in sorted(chosen_keys) if key in dumped},
             **({"provenance": provenance} if provenance else {}),
-            "lora": {"r": lora.r, "lora_alpha": lora.lora_alpha, "target_modules": lora.target_modules if isinstance(lora.target_modules, str) else sorted(lora.target_modules)},
+            "lora": {
+                "r": lora.r,
+                "lora_alpha": lora.lora_alpha,
+                "target_modules": lora.target_modules
+                if isinstance(lora.target_modules, str)
+                else sorted(lora.target_modules),
+            },
         }
         write_card(partial, card)
         if out.exists():

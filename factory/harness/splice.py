@@ -47,12 +47,18 @@ def _replacement(candidate_tree, name):
     """The candidate's function called `name`: top level, or a method of a top-level class
     (a model may answer with the class around it). Also the statements that are not it."""
     for statement in candidate_tree.body:
-        if isinstance(statement, (ast.FunctionDef, ast.AsyncFunctionDef)) and statement.name == name:
+        if (
+            isinstance(statement, (ast.FunctionDef, ast.AsyncFunctionDef))
+            and statement.name == name
+        ):
             return statement, [s for s in candidate_tree.body if s is not statement]
     for statement in candidate_tree.body:
         if isinstance(statement, ast.ClassDef):
             for inner in statement.body:
-                if isinstance(inner, (ast.FunctionDef, ast.AsyncFunctionDef)) and inner.name == name:
+                if (
+                    isinstance(inner, (ast.FunctionDef, ast.AsyncFunctionDef))
+                    and inner.name == name
+                ):
                     return inner, [s for s in candidate_tree.body if s is not statement]
     raise SpliceError(f"the code defines no function named {name!r}")
 
@@ -90,7 +96,11 @@ def splice(module_source, def_line, candidate_source):
     holder_start = _span(holder)[0] if hasattr(holder, "decorator_list") else holder.lineno
     inserted = []
     for statement in extras:
-        low, high = _span(statement) if hasattr(statement, "decorator_list") else (statement.lineno, statement.end_lineno)
+        low, high = (
+            _span(statement)
+            if hasattr(statement, "decorator_list")
+            else (statement.lineno, statement.end_lineno)
+        )
         inserted += _lines(candidate_source, low, high, "") + [""]
     result = module_lines[: start - 1] + new + module_lines[end:]
     if inserted:

@@ -50,7 +50,11 @@ def pytest_runtest_protocol(item, nextitem):
             codes = _current or set()
             _current = None
             _calls[item.nodeid] = sorted(
-                {(c.co_filename[len(ROOT):], c.co_firstlineno) for c in codes if c.co_filename.startswith(ROOT)}
+                {
+                    (c.co_filename[len(ROOT) :], c.co_firstlineno)
+                    for c in codes
+                    if c.co_filename.startswith(ROOT)
+                }
             )
 
 
@@ -59,7 +63,9 @@ class _TestTimeout(Exception):
 
 
 def _alarm(signum, frame):
-    raise _TestTimeout(f"selfrepair synth: the test ran longer than {os.environ.get('SELFREPAIR_SYNTH_TEST_SECONDS')} s")
+    raise _TestTimeout(
+        f"selfrepair synth: the test ran longer than {os.environ.get('SELFREPAIR_SYNTH_TEST_SECONDS')} s"
+    )
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -29,10 +29,18 @@ import sys
 import threading
 
 CHANNEL_ENV = "SELFREPAIR_CHANNEL"  # the report channel's descriptor number
-SUSPECTS_ENV = "SELFREPAIR_SUSPECTS"  # the candidate's files, os.pathsep-separated, workspace-relative
+SUSPECTS_ENV = (
+    "SELFREPAIR_SUSPECTS"  # the candidate's files, os.pathsep-separated, workspace-relative
+)
 PROTECTED = ("_pytest", "pytest", "pluggy", "unittest", "selfrepair_harness")
-SENSITIVE = ("gc.get_objects", "gc.get_referrers", "gc.get_referents", "sys.settrace", "sys.setprofile",
-             "sys._current_frames")  # fmt: skip
+SENSITIVE = (
+    "gc.get_objects",
+    "gc.get_referrers",
+    "gc.get_referents",
+    "sys.settrace",
+    "sys.setprofile",
+    "sys._current_frames",
+)
 LINE_BYTES = 4000  # below PIPE_BUF: a line is written whole even when processes share the pipe
 
 
@@ -43,7 +51,9 @@ def emit(record: dict) -> None:
 def arm_from_environment(argv: list[str] | None = None) -> None:
     channel = os.environ.get(CHANNEL_ENV, "")
     workspace = os.environ.get("SELFREPAIR_WORKSPACE", ".")
-    suspects = [os.path.join(workspace, p) for p in os.environ.get(SUSPECTS_ENV, "").split(os.pathsep) if p]
+    suspects = [
+        os.path.join(workspace, p) for p in os.environ.get(SUSPECTS_ENV, "").split(os.pathsep) if p
+    ]
     arm(int(channel) if channel.isdigit() else None, suspects, argv)
 
 
@@ -87,7 +97,11 @@ def arm(channel_fd: int | None, suspects: list[str], argv: list[str] | None = No
     if channel_fd is not None:
         try:
             command = list(argv if argv is not None else getattr(sys, "orig_argv", sys.argv))
-            hello = {"hello": key.hex(), "pid": os.getpid(), "argv": [str(a)[:200] for a in command[:20]]}
+            hello = {
+                "hello": key.hex(),
+                "pid": os.getpid(),
+                "argv": [str(a)[:200] for a in command[:20]],
+            }
             os.write(channel_fd, (json.dumps(hello) + "\n").encode())
         except OSError:
             channel_fd = None
@@ -143,7 +157,13 @@ def _watch_exits(signed, suspect_files: frozenset) -> None:
 
     def exit_by_raising(code=None):
         if called_by_candidate():
-            signed({"type": "exit", "how": "sys.exit", "code": code if type(code) is int else (0 if code is None else 1)})
+            signed(
+                {
+                    "type": "exit",
+                    "how": "sys.exit",
+                    "code": code if type(code) is int else (0 if code is None else 1),
+                }
+            )
         real_sys_exit(code)
 
     os._exit = posix._exit = exit_now
@@ -180,7 +200,7 @@ def _secret_path(path: str, channel_fd) -> bool:
     if path.startswith("/proc/") and path.endswith(("/mem", "/environ")):
         return True
     for prefix in ("/proc/self/fd/", "/dev/fd/", f"/proc/{os.getpid()}/fd/"):
-        if path.startswith(prefix) and path[len(prefix):] == str(channel_fd):
+        if path.startswith(prefix) and path[len(prefix) :] == str(channel_fd):
             return True
     return False
 
@@ -200,6 +220,6 @@ def _fit(record: dict) -> str:
             break
         if isinstance(record.get(name), str):
             excess = len(body) - (LINE_BYTES - 200)
-            record[name] = "..." + record[name][excess + 3:]
+            record[name] = "..." + record[name][excess + 3 :]
             body = json.dumps(record, separators=(",", ":"))
     return body

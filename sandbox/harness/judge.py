@@ -50,7 +50,9 @@ class Link:
         self.callbacks: dict[int, object] = {}
         self.callback_ids: dict[int, int] = {}
         self.shared: dict = {}  # name -> the tests' class, for objects that cross by attributes
-        self.notes: list[str] = []  # what the candidate did that looks like reaching for the harness
+        self.notes: list[
+            str
+        ] = []  # what the candidate did that looks like reaching for the harness
         self.ended = False
 
     # -- requests -------------------------------------------------------------------------
@@ -121,7 +123,11 @@ class Link:
                 reply["value"] = codec.encode(function(*args, **kwargs))
             except Exception as error:
                 reply["raise"] = f"{type(error).__name__}: {error}"
-            reply["back"] = [[n, codec.state(obj)] for n, obj in received.items() if isinstance(obj, wire.MUTABLE)]
+            reply["back"] = [
+                [n, codec.state(obj)]
+                for n, obj in received.items()
+                if isinstance(obj, wire.MUTABLE)
+            ]
         except wire.WireError as error:
             self.note(f"the candidate sent a malformed callback ({error})")
             reply = {"reply": True, "raise": "malformed callback"}
@@ -166,11 +172,15 @@ class Link:
         if kind == "function":
             proxy = RemoteFunction(self, handle, name, _text(node.get("doc")))
         elif kind == "class":
-            proxy = standard_class(_text(node.get("module")), name) or remote_class(self, handle, name)
+            proxy = standard_class(_text(node.get("module")), name) or remote_class(
+                self, handle, name
+            )
         elif kind == "exception_class":
             proxy = exception_class(handle, name, _text(node.get("module")), node.get("bases"))
         elif kind == "module":
-            proxy = remote_module(self, handle, name, bool(node.get("package")), _text(node.get("file")))
+            proxy = remote_module(
+                self, handle, name, bool(node.get("package")), _text(node.get("file"))
+            )
         else:
             proxy = Remote._make(self, handle, _text(node.get("type")) or "object", _text(kind))
         self.proxies[handle] = proxy
@@ -208,12 +218,19 @@ class Remote:
     @classmethod
     def _make(cls, link: Link, handle: int, type_name: str, kind: str) -> Remote:
         proxy = object.__new__(cls)
-        for slot, value in (("_link", link), ("_handle", handle), ("_type", type_name), ("_kind", kind)):
+        for slot, value in (
+            ("_link", link),
+            ("_handle", handle),
+            ("_type", type_name),
+            ("_kind", kind),
+        ):
             object.__setattr__(proxy, slot, value)
         return proxy
 
     def _op(self, op: str, *args):
-        return object.__getattribute__(self, "_link").call(object.__getattribute__(self, "_handle"), args, {}, op=op)
+        return object.__getattribute__(self, "_link").call(
+            object.__getattribute__(self, "_handle"), args, {}, op=op
+        )
 
     def __getattr__(self, name: str):
         if name.startswith("__") and name.endswith("__"):
@@ -241,7 +258,11 @@ class Remote:
             text = self._op("repr")
         except Exception:
             text = None
-        return text if type(text) is str else f"<candidate {object.__getattribute__(self, '_type')} object>"
+        return (
+            text
+            if type(text) is str
+            else f"<candidate {object.__getattribute__(self, '_type')} object>"
+        )
 
     def __str__(self) -> str:
         text = self._op("str")
@@ -296,9 +317,25 @@ def _compare(op: str):
 
 for _name in ("eq", "ne", "lt", "le", "gt", "ge"):
     setattr(Remote, f"__{_name}__", _compare(_name))
-for _name in ("add", "sub", "mul", "truediv", "floordiv", "mod", "pow", "matmul", "and", "or", "xor", "lshift", "rshift"):
+for _name in (
+    "add",
+    "sub",
+    "mul",
+    "truediv",
+    "floordiv",
+    "mod",
+    "pow",
+    "matmul",
+    "and",
+    "or",
+    "xor",
+    "lshift",
+    "rshift",
+):
     setattr(Remote, f"__{_name}__", (lambda op: lambda self, other: self._op(op, other))(_name))
-    setattr(Remote, f"__r{_name}__", (lambda op: lambda self, other: self._op("r" + op, other))(_name))
+    setattr(
+        Remote, f"__r{_name}__", (lambda op: lambda self, other: self._op("r" + op, other))(_name)
+    )
 for _name in ("neg", "pos", "abs", "invert", "int", "float"):
     setattr(Remote, f"__{_name}__", (lambda op: lambda self: self._op(op))(_name))
 
@@ -339,7 +376,9 @@ def remote_class(link: Link, handle: int, name: str) -> type:
             return f"<candidate class {name}>"
 
     short = name.rsplit(".", 1)[-1]
-    return RemoteType(short if short.isidentifier() else "CandidateClass", (), {"_remote_handle": handle})
+    return RemoteType(
+        short if short.isidentifier() else "CandidateClass", (), {"_remote_handle": handle}
+    )
 
 
 _EXCEPTION_CLASSES: dict = {}
@@ -349,10 +388,21 @@ def exception_class(handle: int, name: str, module: str, bases) -> type:
     """A candidate exception class, made here as a real exception class so that tests can
     raise and catch it (`pytest.raises(mod.Error)`); it keeps its place among the builtins."""
     if handle not in _EXCEPTION_CLASSES:
-        base = next((getattr(builtins, b) for b in bases or [] if isinstance(getattr(builtins, b, None), type)
-                     and issubclass(getattr(builtins, b), Exception)), Exception)  # fmt: skip
+        base = next(
+            (
+                getattr(builtins, b)
+                for b in bases or []
+                if isinstance(getattr(builtins, b, None), type)
+                and issubclass(getattr(builtins, b), Exception)
+            ),
+            Exception,
+        )
         short = name.rsplit(".", 1)[-1]
-        cls = type(short if short.isidentifier() else "CandidateError", (base,), {"__module__": module or "candidate"})
+        cls = type(
+            short if short.isidentifier() else "CandidateError",
+            (base,),
+            {"__module__": module or "candidate"},
+        )
         cls._remote_handle = handle
         _EXCEPTION_CLASSES[handle] = cls
     return _EXCEPTION_CLASSES[handle]
@@ -380,7 +430,9 @@ def raise_mirror(link: Link, described, codec: wire.Codec):
     else:
         cls = codec.decode(described["class"]) if isinstance(described.get("class"), dict) else None
         if not (isinstance(cls, type) and issubclass(cls, Exception)):
-            cls = exception_class(-len(_EXCEPTION_CLASSES) - 1, name, module, described.get("bases"))
+            cls = exception_class(
+                -len(_EXCEPTION_CLASSES) - 1, name, module, described.get("bases")
+            )
         try:
             error = cls(*args)
         except Exception:
@@ -487,8 +539,16 @@ def run_script(link: Link, config: dict) -> dict:
                 namespace[name] = codec.decode(node)
         exec(compile(test_source, test_path, "exec"), namespace)
     except BaseException as error:
-        return {"tests": [case(config["name"], error, time.monotonic() - started)], "finished": True}
-    return {"tests": [{"name": config["name"], "outcome": "passed", "seconds": time.monotonic() - started}], "finished": True}
+        return {
+            "tests": [case(config["name"], error, time.monotonic() - started)],
+            "finished": True,
+        }
+    return {
+        "tests": [
+            {"name": config["name"], "outcome": "passed", "seconds": time.monotonic() - started}
+        ],
+        "finished": True,
+    }
 
 
 class SharedClasses:
@@ -529,7 +589,9 @@ class Recorder:
         self.finished = False
 
     def pytest_runtest_logreport(self, report) -> None:
-        entry = self.by_id.setdefault(report.nodeid, {"name": report.nodeid, "outcome": "passed", "seconds": 0.0})
+        entry = self.by_id.setdefault(
+            report.nodeid, {"name": report.nodeid, "outcome": "passed", "seconds": 0.0}
+        )
         entry["seconds"] += getattr(report, "duration", 0.0) or 0.0
         if report.when == "call" and report.skipped or (report.when == "setup" and report.skipped):
             entry["outcome"] = "skipped"
@@ -542,8 +604,14 @@ class Recorder:
 
     def pytest_collectreport(self, report) -> None:
         if report.failed:
-            self.tests.append({"name": report.nodeid or "<collection>", "outcome": "error",
-                               "message": _last_line(report.longreprtext), "traceback": report.longreprtext[-8000:]})
+            self.tests.append(
+                {
+                    "name": report.nodeid or "<collection>",
+                    "outcome": "error",
+                    "message": _last_line(report.longreprtext),
+                    "traceback": report.longreprtext[-8000:],
+                }
+            )
 
     def pytest_sessionfinish(self, session, exitstatus) -> None:
         self.finished = True
@@ -554,13 +622,18 @@ class Recorder:
 
 def case(name: str, error: BaseException, seconds: float) -> dict:
     own = os.path.dirname(os.path.abspath(__file__))
-    frames = [f for f in traceback.extract_tb(error.__traceback__) if not f.filename.startswith(own)]
+    frames = [
+        f for f in traceback.extract_tb(error.__traceback__) if not f.filename.startswith(own)
+    ]
     text = "".join(traceback.StackSummary.from_list(frames).format())
     text += "".join(traceback.format_exception_only(type(error), error))
     return {
-        "name": name, "outcome": "failed" if isinstance(error, AssertionError) else "error",
-        "message": _last_line(text), "traceback": text[-8000:], "seconds": seconds,
-    }  # fmt: skip
+        "name": name,
+        "outcome": "failed" if isinstance(error, AssertionError) else "error",
+        "message": _last_line(text),
+        "traceback": text[-8000:],
+        "seconds": seconds,
+    }
 
 
 def _last_line(text: str) -> str:

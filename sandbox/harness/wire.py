@@ -31,9 +31,28 @@ MAX_DEPTH = 2000  # nesting beyond this is refused rather than risk the judge's 
 # Builtin types that cross by name (a test passing `key=str`, a candidate returning `int`).
 BUILTIN_TYPES = {
     t.__name__: t
-    for t in (int, float, complex, str, bytes, bytearray, bool, list, tuple, dict, set, frozenset,
-              object, type, range, slice, memoryview, BaseException, Exception)
-}  # fmt: skip
+    for t in (
+        int,
+        float,
+        complex,
+        str,
+        bytes,
+        bytearray,
+        bool,
+        list,
+        tuple,
+        dict,
+        set,
+        frozenset,
+        object,
+        type,
+        range,
+        slice,
+        memoryview,
+        BaseException,
+        Exception,
+    )
+}
 BUILTIN_TYPES["NoneType"] = type(None)
 
 
@@ -91,12 +110,15 @@ def items(value) -> list:
     return value
 
 
-def arguments(codec: "Codec", args, kwargs) -> dict:
+def arguments(codec: Codec, args, kwargs) -> dict:
     """A call's arguments as message fields."""
-    return {"args": [codec.encode(a) for a in args], "kwargs": [[k, codec.encode(v)] for k, v in kwargs.items()]}
+    return {
+        "args": [codec.encode(a) for a in args],
+        "kwargs": [[k, codec.encode(v)] for k, v in kwargs.items()],
+    }
 
 
-def called_with(codec: "Codec", message: dict) -> tuple[list, dict]:
+def called_with(codec: Codec, message: dict) -> tuple[list, dict]:
     """The arguments a call message carries, decoded."""
     args = [codec.decode(a) for a in items(message.get("args"))]
     kwargs = {}
@@ -154,7 +176,10 @@ class Codec:
             return {"$": "bytes", "v": base64.b64encode(value).decode()}
         if isinstance(value, (range, slice)):
             kind_name = "range" if isinstance(value, range) else "slice"
-            return {"$": kind_name, "v": [self.encode(value.start), self.encode(value.stop), self.encode(value.step)]}
+            return {
+                "$": kind_name,
+                "v": [self.encode(value.start), self.encode(value.stop), self.encode(value.step)],
+            }
         if value is Ellipsis:
             return {"$": "ellipsis"}
         if isinstance(value, decimal.Decimal):
@@ -164,7 +189,9 @@ class Codec:
         if isinstance(value, (datetime.datetime, datetime.date, datetime.time, datetime.timedelta)):
             return self._encode_time(value)
         shared = self.shared.get(getattr(kind, "__name__", None))
-        is_container = isinstance(value, (list, tuple, dict, set, frozenset, bytearray, collections.deque))
+        is_container = isinstance(
+            value, (list, tuple, dict, set, frozenset, bytearray, collections.deque)
+        )
         if not is_container and (shared is None or shared is not kind):
             return self.export(value)
         number = self._number(value)
@@ -186,7 +213,12 @@ class Codec:
         """A container's or shared object's contents (its tag and "v"), without its number."""
         items = lambda seq: [self.encode(item, depth + 1) for item in seq]  # noqa: E731
         if isinstance(value, tuple) and hasattr(type(value), "_fields"):
-            return {"$": "namedtuple", "cls": type(value).__name__, "fields": list(type(value)._fields), "v": items(value)}
+            return {
+                "$": "namedtuple",
+                "cls": type(value).__name__,
+                "fields": list(type(value)._fields),
+                "v": items(value),
+            }
         if isinstance(value, tuple):
             return {"$": "tuple", "v": items(value)}
         if isinstance(value, list):
@@ -198,7 +230,9 @@ class Codec:
         if isinstance(value, (set, frozenset)):
             return {"$": "frozenset" if isinstance(value, frozenset) else "set", "v": items(value)}
         if isinstance(value, dict):
-            pairs = [[self.encode(k, depth + 1), self.encode(v, depth + 1)] for k, v in dict.items(value)]
+            pairs = [
+                [self.encode(k, depth + 1), self.encode(v, depth + 1)] for k, v in dict.items(value)
+            ]
             tag = "dict"
             extra = {}
             if isinstance(value, collections.Counter):
@@ -211,7 +245,11 @@ class Codec:
                 tag = "ordereddict"
             return {"$": tag, "v": pairs, **extra}
         attributes = object.__getattribute__(value, "__dict__")
-        pairs = [[name, self.encode(item, depth + 1)] for name, item in dict.items(attributes) if type(name) is str]
+        pairs = [
+            [name, self.encode(item, depth + 1)]
+            for name, item in dict.items(attributes)
+            if type(name) is str
+        ]
         return {"$": "obj", "cls": type(value).__name__, "v": pairs}
 
     def _encode_time(self, value) -> dict:
@@ -219,7 +257,13 @@ class Codec:
             return {"$": "timedelta", "v": [value.days, value.seconds, value.microseconds]}
         if getattr(value, "tzinfo", None) is not None:
             return self.export(value)  # a time zone is an object of its own
-        tag = "datetime" if isinstance(value, datetime.datetime) else "date" if isinstance(value, datetime.date) else "time"
+        tag = (
+            "datetime"
+            if isinstance(value, datetime.datetime)
+            else "date"
+            if isinstance(value, datetime.date)
+            else "time"
+        )
         return {"$": tag, "v": value.isoformat()}
 
     # decoding ---------------------------------------------------------------------------
@@ -340,11 +384,19 @@ def _decode_tuple(codec, node, depth):
 
 def _decode_namedtuple(codec, node, depth):
     name, fields = node.get("cls"), node.get("fields")
-    if type(name) is not str or type(fields) is not list or not all(type(f) is str and f.isidentifier() for f in fields):
+    if (
+        type(name) is not str
+        or type(fields) is not list
+        or not all(type(f) is str and f.isidentifier() for f in fields)
+    ):
         raise WireError("namedtuple: bad class")
     items = codec._items(node, depth)
     local = codec.shared.get(name)
-    if not (isinstance(local, type) and issubclass(local, tuple) and getattr(local, "_fields", None) == tuple(fields)):
+    if not (
+        isinstance(local, type)
+        and issubclass(local, tuple)
+        and getattr(local, "_fields", None) == tuple(fields)
+    ):
         local = _namedtuple(name if name.isidentifier() else "namedtuple", tuple(fields))
     if len(items) != len(fields):
         raise WireError("namedtuple: wrong number of items")
@@ -407,7 +459,9 @@ _PLAIN_CLASSES: dict = {}
 def plain_class(name: str):
     """A bare class for objects of a class this side does not know: attributes, nothing else."""
     if name not in _PLAIN_CLASSES:
-        _PLAIN_CLASSES[name] = type(name if name.isidentifier() else "Object", (), {"__module__": "sandboxed"})
+        _PLAIN_CLASSES[name] = type(
+            name if name.isidentifier() else "Object", (), {"__module__": "sandboxed"}
+        )
     return _PLAIN_CLASSES[name]
 
 
@@ -438,7 +492,12 @@ def _decode_range(make):
 
 def _decode_fraction(codec, node, depth):
     parts = node.get("v")
-    if type(parts) is not list or len(parts) != 2 or any(type(p) is not int for p in parts) or parts[1] == 0:
+    if (
+        type(parts) is not list
+        or len(parts) != 2
+        or any(type(p) is not int for p in parts)
+        or parts[1] == 0
+    ):
         raise WireError("fraction: two integers")
     return fractions.Fraction(*parts)
 
@@ -500,4 +559,3 @@ _DECODERS = {
     "defaultdict": _decode_dict(_defaultdict),
     "obj": _decode_obj,
 }
-

@@ -25,24 +25,71 @@ from . import wire
 
 # Operations the judge may ask for on a handle, by name (the judge never runs them itself).
 OPERATIONS = {
-    "len": len, "bool": bool, "repr": repr, "str": str, "hash": hash, "iter": iter,
-    "int": int, "float": float, "index": operator.index, "abs": abs,
-    "neg": operator.neg, "pos": operator.pos, "invert": operator.invert,
-    "getitem": operator.getitem, "setitem": operator.setitem, "delitem": operator.delitem,
-    "contains": operator.contains, "eq": operator.eq, "ne": operator.ne, "lt": operator.lt,
-    "le": operator.le, "gt": operator.gt, "ge": operator.ge, "add": operator.add,
-    "sub": operator.sub, "mul": operator.mul, "truediv": operator.truediv,
-    "floordiv": operator.floordiv, "mod": operator.mod, "pow": operator.pow,
-    "matmul": operator.matmul, "and": operator.and_, "or": operator.or_, "xor": operator.xor,
-    "lshift": operator.lshift, "rshift": operator.rshift, "isinstance": isinstance,
-    "issubclass": issubclass, "getattr": getattr, "setattr": setattr, "delattr": delattr,
-    "next": next, "enter": lambda obj: type(obj).__enter__(obj),
+    "len": len,
+    "bool": bool,
+    "repr": repr,
+    "str": str,
+    "hash": hash,
+    "iter": iter,
+    "int": int,
+    "float": float,
+    "index": operator.index,
+    "abs": abs,
+    "neg": operator.neg,
+    "pos": operator.pos,
+    "invert": operator.invert,
+    "getitem": operator.getitem,
+    "setitem": operator.setitem,
+    "delitem": operator.delitem,
+    "contains": operator.contains,
+    "eq": operator.eq,
+    "ne": operator.ne,
+    "lt": operator.lt,
+    "le": operator.le,
+    "gt": operator.gt,
+    "ge": operator.ge,
+    "add": operator.add,
+    "sub": operator.sub,
+    "mul": operator.mul,
+    "truediv": operator.truediv,
+    "floordiv": operator.floordiv,
+    "mod": operator.mod,
+    "pow": operator.pow,
+    "matmul": operator.matmul,
+    "and": operator.and_,
+    "or": operator.or_,
+    "xor": operator.xor,
+    "lshift": operator.lshift,
+    "rshift": operator.rshift,
+    "isinstance": isinstance,
+    "issubclass": issubclass,
+    "getattr": getattr,
+    "setattr": setattr,
+    "delattr": delattr,
+    "next": next,
+    "enter": lambda obj: type(obj).__enter__(obj),
     "exit": lambda obj, *exc: type(obj).__exit__(obj, *exc),
-}  # fmt: skip
-OPERATIONS.update({
-    "r" + name: (lambda op: lambda obj, other: op(other, obj))(OPERATIONS[name])
-    for name in ("add", "sub", "mul", "truediv", "floordiv", "mod", "pow", "matmul", "and", "or", "xor", "lshift", "rshift")
-})
+}
+OPERATIONS.update(
+    {
+        "r" + name: (lambda op: lambda obj, other: op(other, obj))(OPERATIONS[name])
+        for name in (
+            "add",
+            "sub",
+            "mul",
+            "truediv",
+            "floordiv",
+            "mod",
+            "pow",
+            "matmul",
+            "and",
+            "or",
+            "xor",
+            "lshift",
+            "rshift",
+        )
+    }
+)
 REFUSED_PREFIXES = ("ctypes.",)
 SECRET_PATHS = ("/proc/self/mem", "/proc/self/fd", "/dev/fd", "/proc/self/environ")
 
@@ -94,7 +141,10 @@ class Worker:
                 return self.load_main(message, codec)
             if op == "import":
                 module = importlib.import_module(str(message.get("name")))
-                return {"value": codec.encode(module), "file": getattr(module, "__file__", None) or ""}
+                return {
+                    "value": codec.encode(module),
+                    "file": getattr(module, "__file__", None) or "",
+                }
             if op == "names":
                 target = self.target(message)
                 names = getattr(target, "__all__", None)
@@ -109,8 +159,15 @@ class Worker:
                     return {"value": codec.encode(OPERATIONS[op](*args))}
                 except StopIteration:
                     return {"stop": True}
-            return {"raise": {"type": "RuntimeError", "module": "builtins", "bases": ["RuntimeError"],
-                              "args": [f"unknown operation {op!r}"], "message": f"unknown operation {op!r}"}}
+            return {
+                "raise": {
+                    "type": "RuntimeError",
+                    "module": "builtins",
+                    "bases": ["RuntimeError"],
+                    "args": [f"unknown operation {op!r}"],
+                    "message": f"unknown operation {op!r}",
+                }
+            }
         except BaseException as error:  # the candidate's exception, whatever it is, goes back
             return {"raise": self.describe(error, codec)}
 
@@ -135,7 +192,11 @@ class Worker:
                 continue  # a class the tests build from their own names; it crosses as attributes
             if name is not None and isinstance(module.__dict__.get(name), type):
                 self.shared[name] = module.__dict__[name]
-        names = {n: codec.encode(v) for n, v in vars(module).items() if not (n.startswith("__") and n.endswith("__"))}
+        names = {
+            n: codec.encode(v)
+            for n, v in vars(module).items()
+            if not (n.startswith("__") and n.endswith("__"))
+        }
         return {"names": names}
 
     def call(self, message: dict, codec: wire.Codec) -> dict:
@@ -147,7 +208,9 @@ class Worker:
             outcome = None
         except BaseException as error:
             result, outcome = None, error
-        reply = {"back": [[n, codec.state(obj)] for n, obj in received.items() if self.mutable(obj)]}
+        reply = {
+            "back": [[n, codec.state(obj)] for n, obj in received.items() if self.mutable(obj)]
+        }
         if outcome is not None:
             reply["raise"] = self.describe(outcome, codec)
         else:
@@ -228,7 +291,9 @@ class Worker:
 
         def call_judge(*args, **kwargs):
             codec = self.codec()
-            wire.send(self.sock, {"op": "callback", "id": number, **wire.arguments(codec, args, kwargs)})
+            wire.send(
+                self.sock, {"op": "callback", "id": number, **wire.arguments(codec, args, kwargs)}
+            )
             reply = self.wait_reply()
             back = wire.Codec(self.shared, self.export, self.resolve, numbered=codec.by_number)
             for number_, state in wire.items(reply.get("back")):
@@ -252,12 +317,18 @@ class Worker:
             message = f"<{kind.__name__}>"
         frames = traceback.extract_tb(error.__traceback__)
         own = os.path.dirname(os.path.abspath(__file__))
-        shown = traceback.StackSummary.from_list([f for f in frames if not f.filename.startswith(own)])
+        shown = traceback.StackSummary.from_list(
+            [f for f in frames if not f.filename.startswith(own)]
+        )
         text = "".join(shown.format()) + "".join(traceback.format_exception_only(kind, error))
         described = {
-            "type": kind.__name__, "module": kind.__module__, "bases": _builtin_bases(kind),
-            "args": args, "message": message[:2000], "traceback": text[-6000:],
-        }  # fmt: skip
+            "type": kind.__name__,
+            "module": kind.__module__,
+            "bases": _builtin_bases(kind),
+            "args": args,
+            "message": message[:2000],
+            "traceback": text[-6000:],
+        }
         if kind.__module__ != "builtins":
             described["class"] = codec.encode(kind)
         return described
@@ -274,7 +345,9 @@ class Worker:
                 raise PermissionError(f"refused by the sandbox: {event}")
             if event in ("open", "os.listdir", "os.scandir") and args and type(args[0]) is str:
                 path = args[0]
-                if path.startswith(SECRET_PATHS) or (path.startswith("/proc/") and path.endswith(("/mem", "/environ"))):
+                if path.startswith(SECRET_PATHS) or (
+                    path.startswith("/proc/") and path.endswith(("/mem", "/environ"))
+                ):
                     refused.append(f"{event} {path}")
                     raise PermissionError(f"refused by the sandbox: {event} {path}")
 
@@ -297,7 +370,11 @@ def shared_statements(source: str):
 
 
 def _builtin_bases(kind: type) -> list[str]:
-    return [c.__name__ for c in kind.__mro__ if c.__module__ == "builtins" and issubclass(c, BaseException)]
+    return [
+        c.__name__
+        for c in kind.__mro__
+        if c.__module__ == "builtins" and issubclass(c, BaseException)
+    ]
 
 
 def main(sock_fd: int, front: list[str]) -> None:

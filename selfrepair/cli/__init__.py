@@ -88,5 +88,8 @@ def main() -> None:
         # Every step and checkpoint is committed as it lands, so a run stopped anywhere
         # resumes; nothing it started is left running.
         name = signal.Signals(stopped.signum).name
-        typer.echo(f"selfrepair: stopped by {name}; a run resumes when the same command is run again", err=True)
+        typer.echo(
+            f"selfrepair: stopped by {name}; a run resumes when the same command is run again",
+            err=True,
+        )
         sys.exit(128 + stopped.signum)

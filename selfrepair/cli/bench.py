@@ -12,7 +12,7 @@ import json
 import re
 from enum import Enum
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -20,16 +20,28 @@ from rich.table import Table
 
 from selfrepair.agents.repo import open_repository, resolve_commit
 from selfrepair.cli.common import (
-    BUDGET_HELP, JSON_HELP, MODEL_HELP, QUIET_HELP, SANDBOX_HELP, Display, ExecutorOption, MaxSeconds, MaxTokens,
-    SandboxKind, Strategy, budget_config, command_line, executor_line,
-)  # fmt: skip
+    BUDGET_HELP,
+    JSON_HELP,
+    MODEL_HELP,
+    QUIET_HELP,
+    SANDBOX_HELP,
+    Display,
+    ExecutorOption,
+    MaxSeconds,
+    MaxTokens,
+    SandboxKind,
+    Strategy,
+    budget_config,
+    command_line,
+    executor_line,
+)
 from selfrepair.errors import SelfRepairError
 from selfrepair.executor import open_executor
+from selfrepair.files import write_atomically
 from selfrepair.graphs.budget import Budget
 from selfrepair.graphs.jobs import RepairJob, Rollout
 from selfrepair.graphs.run import open_checkpointer
 from selfrepair.loaders import load_tasks
-from selfrepair.files import write_atomically
 from selfrepair.rundir import PREDICTIONS, check_run_dir, prepare_run_dir, write_results
 from selfrepair.types import Task, Trajectory
 
@@ -50,25 +62,42 @@ STRATEGY_HELP = (
 
 
 def bench(
-    benchmark: Benchmark = typer.Argument(..., help="Which benchmark: quixbugs, humanevalfix (HumanEvalPack JSONL), humaneval, swebench (instances JSON, with --repos), or synth (function-level tasks from `selfrepair synth`: DIR/functions*.jsonl)."),
-    data: Optional[Path] = typer.Option(None, "--data", help="The benchmark's data file (not for humaneval)."),
-    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Run only the first N tasks."),
+    benchmark: Benchmark = typer.Argument(
+        ...,
+        help="Which benchmark: quixbugs, humanevalfix (HumanEvalPack JSONL), humaneval, swebench (instances JSON, with --repos), or synth (function-level tasks from `selfrepair synth`: DIR/functions*.jsonl).",
+    ),
+    data: Path | None = typer.Option(
+        None, "--data", help="The benchmark's data file (not for humaneval)."
+    ),
+    limit: int | None = typer.Option(None, "--limit", min=1, help="Run only the first N tasks."),
     model: str = typer.Option("smollm2", "--model", help=MODEL_HELP),
-    strategy: Optional[Strategy] = typer.Option(None, "--strategy", help=STRATEGY_HELP, show_default=False),
+    strategy: Strategy | None = typer.Option(
+        None, "--strategy", help=STRATEGY_HELP, show_default=False
+    ),
     budget: int = typer.Option(8, "--budget", min=1, help=BUDGET_HELP),
     max_tokens: int = MaxTokens,
     max_seconds: float = MaxSeconds,
-    jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Tasks to run in parallel (on each node, with --executor ray)."),
+    jobs: int = typer.Option(
+        1,
+        "--jobs",
+        "-j",
+        min=1,
+        help="Tasks to run in parallel (on each node, with --executor ray).",
+    ),
     sandbox: SandboxKind = typer.Option(SandboxKind.auto, "--sandbox", help=SANDBOX_HELP),
     executor_spec: str = ExecutorOption,
-    out: Optional[Path] = typer.Option(
-        None, "--out", help="Run directory. Default: runs/bench-BENCHMARK-STRATEGY-MODEL-bBUDGET[-nLIMIT]; "
-        "running the same command again resumes it."
+    out: Path | None = typer.Option(
+        None,
+        "--out",
+        help="Run directory. Default: runs/bench-BENCHMARK-STRATEGY-MODEL-bBUDGET[-nLIMIT]; "
+        "running the same command again resumes it.",
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help=QUIET_HELP),
     json_output: bool = typer.Option(False, "--json", help=JSON_HELP),
-    repos: Optional[Path] = typer.Option(
-        None, "--repos", help="swebench: the directory of local repository mirrors (OWNER__NAME, OWNER/NAME or NAME)."
+    repos: Path | None = typer.Option(
+        None,
+        "--repos",
+        help="swebench: the directory of local repository mirrors (OWNER__NAME, OWNER/NAME or NAME).",
     ),
 ) -> None:
     """Run a benchmark's tasks through the repair loop; write results.jsonl and summary.json
@@ -82,7 +111,9 @@ def bench(
         strategy_name = "issue"
     else:
         if data is not None and not data.is_file():
-            raise SelfRepairError(f"--data {data}: {'a directory, not a file' if data.is_dir() else 'no such file'}")
+            raise SelfRepairError(
+                f"--data {data}: {'a directory, not a file' if data.is_dir() else 'no such file'}"
+            )
         tasks = load_tasks(benchmark.value, data)[:limit]
         if not tasks:
             raise SelfRepairError(f"{data or benchmark.value}: no tasks")
@@ -96,7 +127,9 @@ def bench(
         "model": model,
         "budget": budget_config(limits),
     } | ({"repos": str(repos.resolve())} if repos is not None else {})
-    name = f"bench-{benchmark.value}-{strategy_name}-{slug(model)}-b{budget}" + (f"-n{limit}" if limit else "")
+    name = f"bench-{benchmark.value}-{strategy_name}-{slug(model)}-b{budget}" + (
+        f"-n{limit}" if limit else ""
+    )
     run_dir = out or Path("runs") / name
     check_run_dir(run_dir, config)
     executor = open_executor(executor_spec, sandbox=sandbox.value, jobs=jobs)
@@ -106,8 +139,14 @@ def bench(
         tokens: dict[str, int] = {}
         finished: list[Trajectory] = []
         nodes = executor.describe()["nodes"]
-        where = "" if executor.name == "local" else f" on {executor.name}, {nodes} node{'s' if nodes > 1 else ''}"
-        with Display(not (quiet or json_output), f"{benchmark.value} ({strategy_name}){where}", len(tasks)) as display:
+        where = (
+            ""
+            if executor.name == "local"
+            else f" on {executor.name}, {nodes} node{'s' if nodes > 1 else ''}"
+        )
+        with Display(
+            not (quiet or json_output), f"{benchmark.value} ({strategy_name}){where}", len(tasks)
+        ) as display:
 
             def on_step(trajectory: Trajectory) -> None:
                 tokens[trajectory.task.task_id] = trajectory.tokens
@@ -117,14 +156,21 @@ def bench(
                 finished.append(trajectory)
                 tokens[trajectory.task.task_id] = trajectory.tokens
                 display.update(
-                    completed=len(finished), solved=sum(t.solved for t in finished), tokens=sum(tokens.values())
+                    completed=len(finished),
+                    solved=sum(t.solved for t in finished),
+                    tokens=sum(tokens.values()),
                 )
 
-            job = RepairJob(Rollout(strategy_name, model, limits), store, open_checkpointer(run_dir), on_step)
+            job = RepairJob(
+                Rollout(strategy_name, model, limits), store, open_checkpointer(run_dir), on_step
+            )
             trajectories = []
             for trajectory in executor.run(job, tasks, done):
                 trajectories.append(trajectory)
-                summary_config = config | {"command_line": command_line(), "executor": executor.describe()}
+                summary_config = config | {
+                    "command_line": command_line(),
+                    "executor": executor.describe(),
+                }
                 summary = write_results(run_dir, trajectories, summary_config)
                 if benchmark is Benchmark.swebench:
                     lines = [json.dumps(prediction(t, model)) + "\n" for t in trajectories]
@@ -158,7 +204,9 @@ def print_summary(summary: dict[str, Any], run_dir: Path, quiet: bool) -> None:
             f"pass@1 {summary['pass@1']:.3f}, {summary['tokens']:,} tokens ({run_dir})"
         )
         return
-    table = Table(title=f"{summary['config']['benchmark']}: {summary['config']['strategy']}, {summary['config']['model']}")
+    table = Table(
+        title=f"{summary['config']['benchmark']}: {summary['config']['strategy']}, {summary['config']['model']}"
+    )
     table.add_column("measure")
     table.add_column("value", justify="right")
     table.add_row("tasks", str(summary["tasks"]))
@@ -175,8 +223,10 @@ def print_summary(summary: dict[str, Any], run_dir: Path, quiet: bool) -> None:
     table.add_row("tokens per solved task", "-" if per is None else f"{per:,.0f}")
     table.add_row("replies cut at the token limit", str(summary["truncated_replies"]))
     table.add_row("suspicious runs (attempts on the verdict)", str(summary["suspicious"]))
-    for key, label in (("lines_beyond_reference", "lines changed beyond the reference fix (fixes)"),
-                       ("candidate_lines_beyond_reference", "lines changed beyond the reference fix (candidates)")):
+    for key, label in (
+        ("lines_beyond_reference", "lines changed beyond the reference fix (fixes)"),
+        ("candidate_lines_beyond_reference", "lines changed beyond the reference fix (candidates)"),
+    ):
         if summary.get(key) is not None:
             table.add_row(label, f"{summary[key]:.2f}")
     table.add_row("sandbox seconds", f"{summary['sandbox_seconds']:.1f}")
@@ -195,9 +245,13 @@ def print_summary(summary: dict[str, Any], run_dir: Path, quiet: bool) -> None:
 def swebench_tasks(data: Path | None, repos: Path | None, limit: int | None) -> list[Task]:
     """SWE-bench instances, each pointed at its local mirror (a stale mirror is refused now)."""
     if data is None or not data.is_file():
-        raise SelfRepairError(f"--data: give the SWE-bench instances file (JSON or JSONL){f'; no such file: {data}' if data else ''}")
+        raise SelfRepairError(
+            f"--data: give the SWE-bench instances file (JSON or JSONL){f'; no such file: {data}' if data else ''}"
+        )
     if repos is None or not repos.is_dir():
-        raise SelfRepairError("--repos: give the directory of local repository mirrors (nothing is cloned from the internet)")
+        raise SelfRepairError(
+            "--repos: give the directory of local repository mirrors (nothing is cloned from the internet)"
+        )
     tasks = load_tasks("swebench", data)[:limit]
     if not tasks:
         raise SelfRepairError(f"{data}: no instances")
@@ -212,7 +266,9 @@ def swebench_tasks(data: Path | None, repos: Path | None, limit: int | None) -> 
 def find_mirror(repos: Path, task: Task) -> Path:
     """The local mirror of a SWE-bench task's repository under `repos`: OWNER__NAME (the
     harness's own naming), OWNER/NAME or NAME, each with or without a .git suffix."""
-    github = task.metadata.get("github_repo") or re.sub(r"^.*github\.com[/:]", "", task.repo or "").removesuffix(".git")
+    github = task.metadata.get("github_repo") or re.sub(
+        r"^.*github\.com[/:]", "", task.repo or ""
+    ).removesuffix(".git")
     owner, _, name = github.partition("/")
     tried = []
     for relative in (f"{owner}__{name}", f"{owner}/{name}", name):
@@ -222,7 +278,8 @@ def find_mirror(repos: Path, task: Task) -> Path:
                 return candidate
     raise SelfRepairError(
         f"{task.task_id}: no local mirror of {github} under {repos} (looked for "
-        + ", ".join(str(p.relative_to(repos)) for p in tried) + ")"
+        + ", ".join(str(p.relative_to(repos)) for p in tried)
+        + ")"
     )
 
 
@@ -234,4 +291,8 @@ def prediction(trajectory: Trajectory, model_name: str) -> dict[str, str]:
     if not patch:
         tested = trajectory.candidates
         patch = tested[-1].candidate.diff if tested else ""
-    return {"instance_id": trajectory.task.task_id, "model_name_or_path": model_name, "model_patch": patch}
+    return {
+        "instance_id": trajectory.task.task_id,
+        "model_name_or_path": model_name,
+        "model_patch": patch,
+    }

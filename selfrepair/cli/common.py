@@ -11,7 +11,14 @@ from typing import Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
 from selfrepair.agents.backends import SPECS, check_reachable  # noqa: F401 (fix imports it from here)
 from selfrepair.graphs.budget import Budget
@@ -29,7 +36,9 @@ class SandboxKind(str, Enum):
     local = "local"
 
 
-MODEL_HELP = f"Model spec, one of: {SPECS}. Default: smollm2. `selfrepair models list` explains each."
+MODEL_HELP = (
+    f"Model spec, one of: {SPECS}. Default: smollm2. `selfrepair models list` explains each."
+)
 BUDGET_HELP = "Most candidates (model replies) to try per task."
 SANDBOX_HELP = "Where tests run: auto (Docker when a daemon answers and the image is built, else local), docker, local."
 EXECUTOR_HELP = (
@@ -42,13 +51,17 @@ JSON_HELP = "Print one JSON object with the result on stdout (no progress displa
 
 # The rest of the per-task budget, beside --budget (typer reads them from each signature).
 MaxTokens = typer.Option(
-    Budget.max_tokens, "--max-tokens", min=1,
+    Budget.max_tokens,
+    "--max-tokens",
+    min=1,
     help="Most tokens (prompts and replies, the reviewer's included) to spend per task.",
-)  # fmt: skip
+)
 MaxSeconds = typer.Option(
-    Budget.max_seconds, "--max-seconds", min=1.0,
+    Budget.max_seconds,
+    "--max-seconds",
+    min=1.0,
     help="Most wall-clock seconds to spend per task (kept across a resume).",
-)  # fmt: skip
+)
 
 
 def budget_config(budget: Budget) -> dict[str, Any]:
@@ -62,7 +75,11 @@ ExecutorOption = typer.Option("local", "--executor", help=EXECUTOR_HELP)
 def executor_line(executor: dict[str, Any]) -> str:
     """An executor's description (Executor.describe) in a few words."""
     nodes = f"{executor['nodes']} node{'s' if executor['nodes'] != 1 else ''}"
-    retries = f", {executor['retries']} task(s) sent again after a worker died" if executor["retries"] else ""
+    retries = (
+        f", {executor['retries']} task(s) sent again after a worker died"
+        if executor["retries"]
+        else ""
+    )
     return f"{executor['name']}, {nodes} x {executor['jobs_per_node']} job(s), {executor['sandbox']} sandbox{retries}"
 
 

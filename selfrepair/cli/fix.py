@@ -15,22 +15,39 @@ import difflib
 import json
 import time
 from pathlib import Path
-from typing import Optional
 
 import typer
 
 from selfrepair.agents.backends import load_model
-from selfrepair.agents.repo import check_new_branch, checkout, commit_to_branch, open_repository, require_clean, resolve_commit
+from selfrepair.agents.repo import (
+    check_new_branch,
+    checkout,
+    commit_to_branch,
+    open_repository,
+    require_clean,
+    resolve_commit,
+)
 from selfrepair.cli.common import (
-    BUDGET_HELP, JSON_HELP, MODEL_HELP, QUIET_HELP, SANDBOX_HELP, Display, MaxSeconds, MaxTokens, SandboxKind,
-    Strategy, budget_config, check_reachable, command_line,
-)  # fmt: skip
+    BUDGET_HELP,
+    JSON_HELP,
+    MODEL_HELP,
+    QUIET_HELP,
+    SANDBOX_HELP,
+    Display,
+    MaxSeconds,
+    MaxTokens,
+    SandboxKind,
+    Strategy,
+    budget_config,
+    check_reachable,
+    command_line,
+)
 from selfrepair.errors import SelfRepairError
+from selfrepair.files import write_atomically
 from selfrepair.graphs.budget import Budget
 from selfrepair.graphs.issue import repair_issue, run_candidate_tests
 from selfrepair.graphs.run import open_checkpointer, repair_task
 from selfrepair.metrics import result_row
-from selfrepair.files import write_atomically
 from selfrepair.rundir import PATCH, check_run_dir, prepare_run_dir, write_results
 from selfrepair.sandbox.choose import open_sandbox
 from selfrepair.sandbox.testing import run_tests, untestable
@@ -42,37 +59,53 @@ REPOSITORY_TEST_TIMEOUT_S = 600.0  # a repository's suite takes longer than one 
 def fix(
     path: Path = typer.Argument(..., help="The file or directory to repair.", show_default=False),
     test_cmd: str = typer.Option(
-        ..., "--test-cmd", help="Shell command that runs the tests in PATH's directory, e.g. 'pytest -q'."
+        ...,
+        "--test-cmd",
+        help="Shell command that runs the tests in PATH's directory, e.g. 'pytest -q'.",
     ),
-    spec: Optional[str] = typer.Option(
-        None, "--spec", help="What the code should do: the text, or a file holding it. Default: from the code. "
-        "Not with --issue (the issue is the specification)."
+    spec: str | None = typer.Option(
+        None,
+        "--spec",
+        help="What the code should do: the text, or a file holding it. Default: from the code. "
+        "Not with --issue (the issue is the specification).",
     ),
     model: str = typer.Option("smollm2", "--model", help=MODEL_HELP),
-    strategy: Optional[Strategy] = typer.Option(
-        None, "--strategy", help="How to search for a repair: refine, best-of-n (the default) or tree. "
-        "Not with --issue (the issue graph has a strategy of its own)."
+    strategy: Strategy | None = typer.Option(
+        None,
+        "--strategy",
+        help="How to search for a repair: refine, best-of-n (the default) or tree. "
+        "Not with --issue (the issue graph has a strategy of its own).",
     ),
     budget: int = typer.Option(8, "--budget", min=1, help=BUDGET_HELP),
     max_tokens: int = MaxTokens,
     max_seconds: float = MaxSeconds,
     sandbox: SandboxKind = typer.Option(SandboxKind.auto, "--sandbox", help=SANDBOX_HELP),
-    out: Optional[Path] = typer.Option(
-        None, "--out", help="Run directory (trajectories, results, summary). Default: runs/fix-TIMESTAMP. "
-        "Give an existing one to resume a cut-off run."
+    out: Path | None = typer.Option(
+        None,
+        "--out",
+        help="Run directory (trajectories, results, summary). Default: runs/fix-TIMESTAMP. "
+        "Give an existing one to resume a cut-off run.",
     ),
-    patch: bool = typer.Option(False, "--patch", help="Print the fix as a unified diff instead of writing the files."),
+    patch: bool = typer.Option(
+        False, "--patch", help="Print the fix as a unified diff instead of writing the files."
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help=QUIET_HELP),
     json_output: bool = typer.Option(False, "--json", help=JSON_HELP),
-    issue: Optional[str] = typer.Option(
-        None, "--issue", help="Repository mode: the issue to resolve (its text, or a file holding it). PATH is then "
-        "a git repository, repaired in a private checkout by the issue graph."
+    issue: str | None = typer.Option(
+        None,
+        "--issue",
+        help="Repository mode: the issue to resolve (its text, or a file holding it). PATH is then "
+        "a git repository, repaired in a private checkout by the issue graph.",
     ),
-    base: Optional[str] = typer.Option(
-        None, "--base", help="Repository mode: the commit to repair. Default: HEAD, which needs a clean working tree."
+    base: str | None = typer.Option(
+        None,
+        "--base",
+        help="Repository mode: the commit to repair. Default: HEAD, which needs a clean working tree.",
     ),
-    branch: Optional[str] = typer.Option(
-        None, "--branch", help="Repository mode: commit the fix on this new branch (your checkout is not touched)."
+    branch: str | None = typer.Option(
+        None,
+        "--branch",
+        help="Repository mode: commit the fix on this new branch (your checkout is not touched).",
     ),
 ) -> None:
     """Repair PATH until --test-cmd passes. Exit 0: fixed (files written, or the patch printed);
@@ -84,11 +117,23 @@ def fix(
     if issue is not None or base is not None or branch is not None:
         for option, value in (("--spec", spec), ("--strategy", strategy)):
             if value is not None:
-                raise SelfRepairError(f"{option} does not apply to repository mode (--issue, --base, --branch)")
+                raise SelfRepairError(
+                    f"{option} does not apply to repository mode (--issue, --base, --branch)"
+                )
         return fix_repository(
-            path, issue, test_cmd, base=base, branch=branch, model=model, limits=limits, sandbox=sandbox.value,
-            out=out, patch=patch, quiet=quiet, json_output=json_output,
-        )  # fmt: skip
+            path,
+            issue,
+            test_cmd,
+            base=base,
+            branch=branch,
+            model=model,
+            limits=limits,
+            sandbox=sandbox.value,
+            out=out,
+            patch=patch,
+            quiet=quiet,
+            json_output=json_output,
+        )
     if not path.exists():
         raise SelfRepairError(f"{path}: no such file or directory")
     strategy = strategy or Strategy.best_of_n
@@ -115,9 +160,16 @@ def fix(
         store = prepare_run_dir(run_dir, config)
         with Display(not (quiet or json_output), f"fixing {path.name}", budget) as display:
             trajectory = repair_task(
-                task, loaded, box, strategy.value, limits, store, checkpointer=open_checkpointer(run_dir),
-                baseline=baseline, on_step=lambda t: show_step(display, t),
-            )  # fmt: skip
+                task,
+                loaded,
+                box,
+                strategy.value,
+                limits,
+                store,
+                checkpointer=open_checkpointer(run_dir),
+                baseline=baseline,
+                on_step=lambda t: show_step(display, t),
+            )
         write_results(run_dir, [trajectory], config | {"command_line": command_line()})
         store.close()
     finally:
@@ -130,7 +182,16 @@ def fix(
         for relative, text in files.items():
             write_atomically(root / relative, text)
     written = f"wrote {', '.join(sorted(files))} (patch in {run_dir / PATCH})"
-    report_fix(trajectory, run_dir, diff, written, patch, quiet, json_output, files=sorted(files) if not patch else [])
+    report_fix(
+        trajectory,
+        run_dir,
+        diff,
+        written,
+        patch,
+        quiet,
+        json_output,
+        files=sorted(files) if not patch else [],
+    )
 
 
 def fix_repository(
@@ -179,19 +240,35 @@ def fix_repository(
                     "add a test that shows the issue"
                 )
             config = {
-                "command": "fix", "mode": "issue", "path": str(root), "base": commit, "test_cmd": test_cmd,
-                "issue": issue_text, "strategy": "issue", "model": model, "budget": budget_config(limits),
-            }  # fmt: skip
+                "command": "fix",
+                "mode": "issue",
+                "path": str(root),
+                "base": commit,
+                "test_cmd": test_cmd,
+                "issue": issue_text,
+                "strategy": "issue",
+                "model": model,
+                "budget": budget_config(limits),
+            }
             run_dir = out or default_run_dir()
             check_run_dir(run_dir, config)
             loaded = load_model(model)
             check_reachable(loaded)
             store = prepare_run_dir(run_dir, config)
-            with Display(not (quiet or json_output), f"fixing {root.name}", limits.max_candidates) as display:
+            with Display(
+                not (quiet or json_output), f"fixing {root.name}", limits.max_candidates
+            ) as display:
                 trajectory = repair_issue(
-                    task, loaded, box, limits, store, checkpointer=open_checkpointer(run_dir),
-                    work=work, baseline=baseline, on_step=lambda t: show_step(display, t),
-                )  # fmt: skip
+                    task,
+                    loaded,
+                    box,
+                    limits,
+                    store,
+                    checkpointer=open_checkpointer(run_dir),
+                    work=work,
+                    baseline=baseline,
+                    on_step=lambda t: show_step(display, t),
+                )
             write_results(run_dir, [trajectory], config | {"command_line": command_line()})
             store.close()
     finally:
@@ -201,13 +278,26 @@ def fix_repository(
     branch_commit = None
     if diff and branch is not None:
         title = issue_text.splitlines()[0].lstrip("# ").strip()[:60]
-        branch_commit = commit_to_branch(repository, commit, diff, branch, f"Fix: {title}\n\nMade by selfrepair.")
-    where = f"committed on branch {branch} ({branch_commit[:12]})" if branch_commit else (
-        f"apply it with: git -C {root} apply {(run_dir / PATCH).resolve()}")  # fmt: skip
+        branch_commit = commit_to_branch(
+            repository, commit, diff, branch, f"Fix: {title}\n\nMade by selfrepair."
+        )
+    where = (
+        f"committed on branch {branch} ({branch_commit[:12]})"
+        if branch_commit
+        else (f"apply it with: git -C {root} apply {(run_dir / PATCH).resolve()}")
+    )
     report_fix(
-        trajectory, run_dir, diff, f"patch in {run_dir / PATCH}; {where}", patch, quiet, json_output,
-        base=commit, branch=branch if branch_commit else None, commit=branch_commit,
-    )  # fmt: skip
+        trajectory,
+        run_dir,
+        diff,
+        f"patch in {run_dir / PATCH}; {where}",
+        patch,
+        quiet,
+        json_output,
+        base=commit,
+        branch=branch if branch_commit else None,
+        commit=branch_commit,
+    )
 
 
 def check_baseline(baseline: TestReport, test_cmd: str, where: str) -> None:
@@ -215,7 +305,9 @@ def check_baseline(baseline: TestReport, test_cmd: str, where: str) -> None:
     be told from the bug by it. Refused on the code as given, before any model call."""
     problem = untestable(baseline)
     if problem:
-        raise SelfRepairError(f"--test-cmd `{test_cmd}` cannot test {where} in the sandbox: {problem}")
+        raise SelfRepairError(
+            f"--test-cmd `{test_cmd}` cannot test {where} in the sandbox: {problem}"
+        )
 
 
 def default_run_dir() -> Path:
@@ -223,7 +315,9 @@ def default_run_dir() -> Path:
 
 
 def show_step(display: Display, trajectory: Trajectory) -> None:
-    display.update(completed=len(trajectory.steps), solved=int(trajectory.solved), tokens=trajectory.tokens)
+    display.update(
+        completed=len(trajectory.steps), solved=int(trajectory.solved), tokens=trajectory.tokens
+    )
 
 
 def read_spec(spec: str | None) -> str | None:
@@ -260,14 +354,21 @@ def fix_task(path: Path, test_cmd: str, spec: str | None) -> tuple[Task, Path]:
     if path.is_file():
         entry = path.name
         if entry not in code:
-            raise SelfRepairError(f"{path} is not a source file to repair (a test file, or not text)")
+            raise SelfRepairError(
+                f"{path} is not a source file to repair (a test file, or not text)"
+            )
     else:
         sources = [name for name in code if name.endswith(".py")]
         if not sources:
             raise SelfRepairError(f"{path} holds no Python source outside its tests")
         entry = sources[0] if len(sources) == 1 else None
     # The files are laid out from the task itself, not a checkout, so it is no repository task.
-    fields = task.model_dump() | {"files": code, "entry_file": entry, "repo": None, "base_commit": None}
+    fields = task.model_dump() | {
+        "files": code,
+        "entry_file": entry,
+        "repo": None,
+        "base_commit": None,
+    }
     fields["tests"] = task.tests.model_dump() | {"files": tests}
     return Task.model_validate(fields), root
 
@@ -278,7 +379,10 @@ def unified_patch(task: Task, files: dict[str, str]) -> str:
         old = task.files.get(path, "")
         chunks.extend(
             difflib.unified_diff(
-                old.splitlines(keepends=True), new.splitlines(keepends=True), f"a/{path}", f"b/{path}"
+                old.splitlines(keepends=True),
+                new.splitlines(keepends=True),
+                f"a/{path}",
+                f"b/{path}",
             )
         )
     return "".join(chunks)
@@ -301,10 +405,15 @@ def report_fix(
         write_atomically(run_dir / PATCH, diff)
     if json_output:
         answer = {
-            "solved": trajectory.solved, "outcome": trajectory.outcome, "error": trajectory.error,
-            "run_dir": str(run_dir), **details, "patch": diff,
-            "steps": [describe_step(step).strip() for step in trajectory.steps], "result": result_row(trajectory),
-        }  # fmt: skip
+            "solved": trajectory.solved,
+            "outcome": trajectory.outcome,
+            "error": trajectory.error,
+            "run_dir": str(run_dir),
+            **details,
+            "patch": diff,
+            "steps": [describe_step(step).strip() for step in trajectory.steps],
+            "result": result_row(trajectory),
+        }
         typer.echo(json.dumps(answer))
     elif diff and patch:
         typer.echo(diff, nl=False)
@@ -328,7 +437,9 @@ def describe_step(step: Step) -> str:
         outcome = "tests pass"
     else:
         outcome = step.report.reason or "tests fail"
-    line = f"  #{step.index} {step.kind}" + (f" (from #{step.parent})" if step.parent is not None else "")
+    line = f"  #{step.index} {step.kind}" + (
+        f" (from #{step.parent})" if step.parent is not None else ""
+    )
     if step.finish_reason == "length":
         line += " [reply cut at the token limit]"
     line += f": {outcome}"
@@ -343,7 +454,11 @@ def describe_step(step: Step) -> str:
 
 def not_fixed_report(trajectory: Trajectory, run_dir: Path) -> str:
     """What an unsuccessful fix tried: why it stopped, its cost, and each step's outcome."""
-    lines = [f"not fixed ({trajectory.outcome}: {trajectory.error or trajectory.metadata.get('stop_reason', '')})"]
-    lines.append(f"tried {len(trajectory.steps)} candidates, {trajectory.tokens:,} tokens; run directory {run_dir}")
+    lines = [
+        f"not fixed ({trajectory.outcome}: {trajectory.error or trajectory.metadata.get('stop_reason', '')})"
+    ]
+    lines.append(
+        f"tried {len(trajectory.steps)} candidates, {trajectory.tokens:,} tokens; run directory {run_dir}"
+    )
     lines.extend(describe_step(step) for step in trajectory.steps)
     return "\n".join(lines)

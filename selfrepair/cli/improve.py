@@ -6,19 +6,36 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from selfrepair.cli.common import (
-    BUDGET_HELP, QUIET_HELP, SANDBOX_HELP, Display, ExecutorOption, MaxSeconds, MaxTokens, SandboxKind, Strategy,
-)  # fmt: skip
+    BUDGET_HELP,
+    QUIET_HELP,
+    SANDBOX_HELP,
+    Display,
+    ExecutorOption,
+    MaxSeconds,
+    MaxTokens,
+    SandboxKind,
+    Strategy,
+)
 from selfrepair.cli.train import (
-    BASE_HELP, BatchSize, Epochs, KeepSuspicious, LearningRate, LoraRank, MaxLength, MaxSteps,
-    Method, TrlConfig, trl_settings,
-)  # fmt: skip
+    BASE_HELP,
+    BatchSize,
+    Epochs,
+    KeepSuspicious,
+    LearningRate,
+    LoraRank,
+    MaxLength,
+    MaxSteps,
+    Method,
+    TrlConfig,
+    trl_settings,
+)
 from selfrepair.errors import SelfRepairError
 from selfrepair.loaders import LOADERS
 
@@ -31,55 +48,100 @@ class Engine(str, Enum):
 
 
 def improve(
-    train: Path = typer.Option(..., "--train", help="Task file whose tasks the model repairs and learns from."),
-    eval_data: Path = typer.Option(..., "--eval", help="Task file of held-out tasks (none shared with --train) to measure on."),
-    benchmark: str = typer.Option("quixbugs", "--format", help=f"Format of --train and --eval: {FORMATS}."),
-    ood: Optional[Path] = typer.Option(
-        None, "--ood", help="Task file of an out-of-distribution check (e.g. QuixBugs when training on synthesized "
+    train: Path = typer.Option(
+        ..., "--train", help="Task file whose tasks the model repairs and learns from."
+    ),
+    eval_data: Path = typer.Option(
+        ..., "--eval", help="Task file of held-out tasks (none shared with --train) to measure on."
+    ),
+    benchmark: str = typer.Option(
+        "quixbugs", "--format", help=f"Format of --train and --eval: {FORMATS}."
+    ),
+    ood: Path | None = typer.Option(
+        None,
+        "--ood",
+        help="Task file of an out-of-distribution check (e.g. QuixBugs when training on synthesized "
         "bugs), evaluated and compared like --eval.",
     ),
     ood_format: str = typer.Option("quixbugs", "--ood-format", help=f"Format of --ood: {FORMATS}."),
     base: str = typer.Option("smollm2", "--base", help=BASE_HELP),
-    rounds: int = typer.Option(1, "--rounds", min=1, help="Repair-train-evaluate rounds (more than a finished run had extend it)."),
-    out: Path = typer.Option(
-        ..., "--out", help="Folder for every round's runs, adapters and tables. Give the folder of a killed run "
-        "(same settings) to resume it."
+    rounds: int = typer.Option(
+        1,
+        "--rounds",
+        min=1,
+        help="Repair-train-evaluate rounds (more than a finished run had extend it).",
     ),
-    method: Method = typer.Option(Method.sft, "--method", help="How to learn from the repairs: sft or dpo."),
+    out: Path = typer.Option(
+        ...,
+        "--out",
+        help="Folder for every round's runs, adapters and tables. Give the folder of a killed run "
+        "(same settings) to resume it.",
+    ),
+    method: Method = typer.Option(
+        Method.sft, "--method", help="How to learn from the repairs: sft or dpo."
+    ),
     strategy: Strategy = typer.Option(
-        Strategy.best_of_n, "--strategy", help="Repair strategy on the train tasks: refine, best-of-n or tree "
+        Strategy.best_of_n,
+        "--strategy",
+        help="Repair strategy on the train tasks: refine, best-of-n or tree "
         "(not with --unlabeled).",
     ),
     unlabeled: bool = typer.Option(
-        False, "--unlabeled", help="Label-free (LMSI): the train tasks' tests never run; the model writes calls of "
+        False,
+        "--unlabeled",
+        help="Label-free (LMSI): the train tasks' tests never run; the model writes calls of "
         "the function, candidates that behave alike on them vote, and a confident majority is the label.",
     ),
-    budget: int = typer.Option(4, "--budget", min=1, help=BUDGET_HELP + " On train tasks; with --unlabeled, the samples that vote."),
+    budget: int = typer.Option(
+        4,
+        "--budget",
+        min=1,
+        help=BUDGET_HELP + " On train tasks; with --unlabeled, the samples that vote.",
+    ),
     max_tokens: int = MaxTokens,
     max_seconds: float = MaxSeconds,
-    samples: int = typer.Option(4, "--samples", min=1, help="Best-of-n: candidates per batched model call."),
+    samples: int = typer.Option(
+        4, "--samples", min=1, help="Best-of-n: candidates per batched model call."
+    ),
     temperature: float = typer.Option(0.8, "--temperature", min=0.0, help="Sampling temperature."),
     reply_tokens: int = typer.Option(384, "--reply-tokens", min=8, help="Longest reply in tokens."),
     eval_samples: int = typer.Option(
-        4, "--eval-samples", min=1, help="k: independent samples per eval task (pass@1, pass@k, repair rate within k).",
+        4,
+        "--eval-samples",
+        min=1,
+        help="k: independent samples per eval task (pass@1, pass@k, repair rate within k).",
     ),
-    eval_temperature: float = typer.Option(0.8, "--eval-temperature", min=0.0, help="Sampling temperature of evaluation."),
-    seed: int = typer.Option(0, "--seed", help="Sampling seed: evaluation draws with it, round K's train phase with seed+K."),
-    max_steps: Optional[int] = MaxSteps,
-    epochs: Optional[float] = Epochs,
-    learning_rate: Optional[float] = LearningRate,
-    batch_size: Optional[int] = BatchSize,
-    max_length: Optional[int] = MaxLength,
+    eval_temperature: float = typer.Option(
+        0.8, "--eval-temperature", min=0.0, help="Sampling temperature of evaluation."
+    ),
+    seed: int = typer.Option(
+        0,
+        "--seed",
+        help="Sampling seed: evaluation draws with it, round K's train phase with seed+K.",
+    ),
+    max_steps: int | None = MaxSteps,
+    epochs: float | None = Epochs,
+    learning_rate: float | None = LearningRate,
+    batch_size: int | None = BatchSize,
+    max_length: int | None = MaxLength,
     lora_r: int = LoraRank,
     sandbox: SandboxKind = typer.Option(SandboxKind.auto, "--sandbox", help=SANDBOX_HELP),
     executor_spec: str = ExecutorOption,
-    jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Repair phases: tasks to run in parallel (on each node, with --executor ray)."),
-    engine: Engine = typer.Option(
-        Engine.hf, "--engine", help="What generates the repairs: hf (transformers in process) or vllm (one vLLM "
-        "server for the run, from its own environment, made on first use; base and each round's adapter, loaded "
-        "as a LoRA module, are asked of it)."
+    jobs: int = typer.Option(
+        1,
+        "--jobs",
+        "-j",
+        min=1,
+        help="Repair phases: tasks to run in parallel (on each node, with --executor ray).",
     ),
-    trl_config: Optional[Path] = TrlConfig,
+    engine: Engine = typer.Option(
+        Engine.hf,
+        "--engine",
+        help="What generates the repairs: hf (transformers in process) or vllm (one vLLM "
+        "server for the run, from its own environment, made on first use; base and each round's adapter, loaded "
+        "as a LoRA module, are asked of it).",
+    ),
+    trl_config: Path | None = TrlConfig,
     keep_suspicious: bool = KeepSuspicious,
     quiet: bool = typer.Option(False, "--quiet", "-q", help=QUIET_HELP),
 ) -> None:
@@ -92,13 +154,16 @@ def improve(
     from selfrepair.graphs.budget import Budget, Sampling
     from selfrepair.loaders import load_tasks
     from selfrepair.training.evaluate import Evaluation
-    from selfrepair.training.improve import ImproveSettings, improve as run_improve
+    from selfrepair.training.improve import ImproveSettings
+    from selfrepair.training.improve import improve as run_improve
 
     for path in (train, eval_data, *([ood] if ood else [])):
         if not path.is_file():
             raise SelfRepairError(f"{path}: no such file")
     if unlabeled and strategy != Strategy.best_of_n:
-        raise SelfRepairError("--unlabeled has its own train phase (self-consistency): --strategy does not apply")
+        raise SelfRepairError(
+            "--unlabeled has its own train phase (self-consistency): --strategy does not apply"
+        )
     train_tasks, eval_tasks = load_tasks(benchmark, train), load_tasks(benchmark, eval_data)
     ood_tasks = load_tasks(ood_format, ood) if ood else None
     settings = ImproveSettings(
@@ -109,9 +174,13 @@ def improve(
         budget=Budget(max_candidates=budget, max_tokens=max_tokens, max_seconds=max_seconds),
         sampling=Sampling(samples=samples, temperature=temperature, max_tokens=reply_tokens),
         train_settings=trl_settings(
-            trl_config, max_steps=max_steps, epochs=epochs, learning_rate=learning_rate,
-            batch_size=batch_size, max_length=max_length,
-        ),  # fmt: skip
+            trl_config,
+            max_steps=max_steps,
+            epochs=epochs,
+            learning_rate=learning_rate,
+            batch_size=batch_size,
+            max_length=max_length,
+        ),
         lora_r=lora_r,
         keep_suspicious=keep_suspicious,
         unlabeled=unlabeled,
@@ -120,14 +189,18 @@ def improve(
         engine=engine.value,
     )
     executor = open_executor(executor_spec, sandbox=sandbox.value, jobs=jobs)
-    if engine is Engine.vllm:  # made once, in minutes: shown here rather than inside the first phase
+    if (
+        engine is Engine.vllm
+    ):  # made once, in minutes: shown here rather than inside the first phase
         from selfrepair.agents.vllm_env import ensure_environment
 
         with Console(stderr=True, quiet=quiet).status("vLLM's environment") as status:
             ensure_environment(on_step=status.update)
     shown = Shown(not quiet)
     try:
-        run_improve(train_tasks, eval_tasks, settings, executor, out, shown.report, ood_tasks=ood_tasks)
+        run_improve(
+            train_tasks, eval_tasks, settings, executor, out, shown.report, ood_tasks=ood_tasks
+        )
     finally:
         shown.end_phase()
         executor.close()
@@ -154,7 +227,9 @@ class Shown:
                 self.end_phase()
                 self.phase = event["phase"]
                 self.display = Display(self.progress, event["phase"], event["total"]).__enter__()
-            self.display.update(completed=event["done"], solved=event["solved"], tokens=event["tokens"])
+            self.display.update(
+                completed=event["done"], solved=event["solved"], tokens=event["tokens"]
+            )
         elif event["event"] == "train":
             self.end_phase()
             if self.progress:
@@ -179,11 +254,18 @@ def print_round(record: dict[str, Any]) -> None:
     facts = [f"{learnt['count']} examples from {learnt['tasks']} tasks ({learnt['labels']} labels)"]
     if "pseudo_label_audit" in record:
         audit = record["pseudo_label_audit"]
-        facts.append(f"pseudo-labels right by the hidden tests: {audit['correct']} of {audit['labelled']}")
-    facts.append("seconds: " + ", ".join(f"{phase} {seconds:.0f}" for phase, seconds in record["seconds"].items()))
+        facts.append(
+            f"pseudo-labels right by the hidden tests: {audit['correct']} of {audit['labelled']}"
+        )
+    facts.append(
+        "seconds: "
+        + ", ".join(f"{phase} {seconds:.0f}" for phase, seconds in record["seconds"].items())
+    )
     typer.echo(f"round {record['round']}: " + "; ".join(facts))
     for eval_set, result in record["comparison"].items():
-        table = Table(title=f"{eval_set}: {result['tasks']} tasks, {result['samples']} samples each, after round {record['round']}")
+        table = Table(
+            title=f"{eval_set}: {result['tasks']} tasks, {result['samples']} samples each, after round {record['round']}"
+        )
         for column in COLUMNS:
             table.add_column(column, justify="left" if column == "model" else "right")
         for row in rows(result):

@@ -14,7 +14,12 @@ app = typer.Typer(help="Get and list the embedded models.", no_args_is_help=True
 
 # name -> (description, where it is once pulled, whether it is pulled, pull function)
 EMBEDDED = {
-    smollm2.NAME: (smollm2.DESCRIPTION, smollm2.smollm2_dir, smollm2.is_pulled, smollm2.pull_smollm2),
+    smollm2.NAME: (
+        smollm2.DESCRIPTION,
+        smollm2.smollm2_dir,
+        smollm2.is_pulled,
+        smollm2.pull_smollm2,
+    ),
 }
 
 
@@ -44,7 +49,10 @@ def list_models() -> None:
     for name, (description, folder, is_pulled, _) in EMBEDDED.items():
         pulled = is_pulled()
         models.add_row(
-            name, description, "yes" if pulled else f"no (selfrepair models pull {name})", str(folder())
+            name,
+            description,
+            "yes" if pulled else f"no (selfrepair models pull {name})",
+            str(folder()),
         )
     console.print(models, soft_wrap=True)
     specs = Table(title="Model specs (--model)", title_justify="left")

@@ -4,7 +4,6 @@ as JSONL): what a finished run directory shows."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -20,8 +19,11 @@ def report(
         show_default=False,
         metavar="RUN_DIR",
     ),
-    out: Optional[Path] = typer.Option(
-        None, "--out", "-o", help="Where to write the HTML page. Default: FIRST_RUN_DIR/report.html."
+    out: Path | None = typer.Option(
+        None,
+        "--out",
+        "-o",
+        help="Where to write the HTML page. Default: FIRST_RUN_DIR/report.html.",
     ),
 ) -> None:
     """Write an HTML report of runs: summary table, repair-rate plots, each task's trajectory;
@@ -31,8 +33,12 @@ def report(
 
 
 def export(
-    run_dir: Path = typer.Argument(..., help="A run directory (holding run.sqlite).", show_default=False),
-    out: Path = typer.Option(..., "--out", "-o", help="The JSONL file to write, one trajectory a line."),
+    run_dir: Path = typer.Argument(
+        ..., help="A run directory (holding run.sqlite).", show_default=False
+    ),
+    out: Path = typer.Option(
+        ..., "--out", "-o", help="The JSONL file to write, one trajectory a line."
+    ),
 ) -> None:
     """Export a run's trajectories (every step: messages, candidate, test report, review,
     tokens, seconds; and the outcome) as JSONL, the format training reads."""

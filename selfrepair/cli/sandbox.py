@@ -7,15 +7,28 @@ from rich.console import Console
 
 from selfrepair.errors import SelfRepairError
 
-app = typer.Typer(help="The sandbox where candidates run: build its image, check it, clean up.", no_args_is_help=True)
+app = typer.Typer(
+    help="The sandbox where candidates run: build its image, check it, clean up.",
+    no_args_is_help=True,
+)
 console = Console(stderr=True)
 
 
 @app.command()
 def build(
-    offline: bool = typer.Option(False, "--offline", help="Force the offline recipe: debootstrap + docker import (needs root and a Debian mirror)."),
-    dockerfile: bool = typer.Option(False, "--dockerfile", help="Force the Dockerfile recipe (its base image debian:bookworm-slim must be present or pullable)."),
-    mirror: str = typer.Option(None, help="Debian mirror for the offline recipe (default: this machine's apt mirror)."),
+    offline: bool = typer.Option(
+        False,
+        "--offline",
+        help="Force the offline recipe: debootstrap + docker import (needs root and a Debian mirror).",
+    ),
+    dockerfile: bool = typer.Option(
+        False,
+        "--dockerfile",
+        help="Force the Dockerfile recipe (its base image debian:bookworm-slim must be present or pullable).",
+    ),
+    mirror: str = typer.Option(
+        None, help="Debian mirror for the offline recipe (default: this machine's apt mirror)."
+    ),
 ) -> None:
     """Build the sandbox image locally (never pulled); a no-op when it is up to date.
 
@@ -29,7 +42,12 @@ def build(
     recipe = "offline" if offline else "dockerfile" if dockerfile else "auto"
     client = docker_client()
     with console.status("building the sandbox image") as status:
-        done = build_image(client, recipe, say=lambda line: status.update(line) or console.print(line), mirror=mirror)
+        done = build_image(
+            client,
+            recipe,
+            say=lambda line: status.update(line) or console.print(line),
+            mirror=mirror,
+        )
     typer.echo(done)
 
 
@@ -46,10 +64,18 @@ def check(
         typer.echo("sandbox: docker" if reason is None else f"sandbox: local (fell back: {reason})")
     sandbox = open_sandbox(kind, pool_size=1)
     try:
-        probe = sandbox.execute({"probe.py": "import os\nprint(os.getuid())\n"}, ["python", "probe.py"], limits=Limits(wall_seconds=30))
+        probe = sandbox.execute(
+            {"probe.py": "import os\nprint(os.getuid())\n"},
+            ["python", "probe.py"],
+            limits=Limits(wall_seconds=30),
+        )
         if probe.exit_code != 0:
-            raise SelfRepairError(f"the {sandbox.name} sandbox could not run a probe: {probe.stderr.strip()[-300:]}")
-        typer.echo(f"probe: ran in {probe.wall_seconds * 1000:.0f} ms as uid {probe.stdout.strip()}")
+            raise SelfRepairError(
+                f"the {sandbox.name} sandbox could not run a probe: {probe.stderr.strip()[-300:]}"
+            )
+        typer.echo(
+            f"probe: ran in {probe.wall_seconds * 1000:.0f} ms as uid {probe.stdout.strip()}"
+        )
         for line in sandbox.isolation():
             typer.echo(f"  {line}")
     finally:
@@ -58,7 +84,9 @@ def check(
 
 @app.command()
 def clean(
-    all_containers: bool = typer.Option(False, "--all", help="Also remove containers whose owner process still runs."),
+    all_containers: bool = typer.Option(
+        False, "--all", help="Also remove containers whose owner process still runs."
+    ),
 ) -> None:
     """Remove sandbox containers left behind by runs that ended without cleaning up."""
     from selfrepair.sandbox.container import docker_client, remove_orphans

@@ -7,11 +7,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
 from selfrepair.cli.common import JSON_HELP, QUIET_HELP, SANDBOX_HELP, SandboxKind
 
@@ -28,22 +34,36 @@ class SynthDisplay:
     def __init__(self, enabled: bool) -> None:
         console = Console(stderr=True)
         self.progress = Progress(
-            SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("{task.fields[bugs]} bugs / {task.fields[tried]} mutants"), TimeElapsedColumn(),
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[bugs]} bugs / {task.fields[tried]} mutants"),
+            TimeElapsedColumn(),
             # not on a pipe: rich would draw it only once, at the end
-            console=console, disable=not (enabled and console.is_terminal),
-        )  # fmt: skip
+            console=console,
+            disable=not (enabled and console.is_terminal),
+        )
         self.bars: dict[str, int] = {}
 
     def __call__(self, event) -> None:
-        label = {"fetch": "fetching", "baseline": "baseline suite x2", "mutate": "mutating", "write": "writing"}[event.phase]
+        label = {
+            "fetch": "fetching",
+            "baseline": "baseline suite x2",
+            "mutate": "mutating",
+            "write": "writing",
+        }[event.phase]
         description = f"{event.source}: {label}"
         if event.source not in self.bars:
-            self.bars[event.source] = self.progress.add_task(description, total=None, bugs=0, tried=0)
+            self.bars[event.source] = self.progress.add_task(
+                description, total=None, bugs=0, tried=0
+            )
         bar = self.bars[event.source]
         fields: dict = {"description": description}
         if event.phase == "mutate":
-            fields.update(total=event.total, completed=event.done, bugs=event.bugs, tried=event.tried)
+            fields.update(
+                total=event.total, completed=event.done, bugs=event.bugs, tried=event.tried
+            )
         self.progress.update(bar, **fields)
 
     def __enter__(self) -> SynthDisplay:
@@ -60,27 +80,49 @@ class SynthDisplay:
 
 def synth(
     sources: list[str] = typer.Argument(
-        ..., help="Packages to put bugs in: PyPI requirements whose sdist carries tests (toolz==1.0.0), local sdists, "
-        "git repositories (their HEAD) or directories.", show_default=False,
+        ...,
+        help="Packages to put bugs in: PyPI requirements whose sdist carries tests (toolz==1.0.0), local sdists, "
+        "git repositories (their HEAD) or directories.",
+        show_default=False,
     ),
-    out: Path = typer.Option(..., "--out", "-o", help="Output folder; running the same command again resumes it."),
-    jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Functions validated at once (one sandbox container each)."),
-    per_function: int = typer.Option(2, "--per-function", min=1, help="Bugs kept per function at most."),
-    attempts: int = typer.Option(6, "--attempts", min=1, help="Mutants tried per function at most."),
-    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Bugs kept per source at most."),
-    families: Optional[str] = typer.Option(None, "--families", help=FAMILIES_HELP),
-    model: Optional[str] = typer.Option(
-        None, "--model", help="Also let this model (a model spec, e.g. smollm2 or hf:PATH) rewrite functions from their "
+    out: Path = typer.Option(
+        ..., "--out", "-o", help="Output folder; running the same command again resumes it."
+    ),
+    jobs: int = typer.Option(
+        1, "--jobs", "-j", min=1, help="Functions validated at once (one sandbox container each)."
+    ),
+    per_function: int = typer.Option(
+        2, "--per-function", min=1, help="Bugs kept per function at most."
+    ),
+    attempts: int = typer.Option(
+        6, "--attempts", min=1, help="Mutants tried per function at most."
+    ),
+    limit: int | None = typer.Option(None, "--limit", min=1, help="Bugs kept per source at most."),
+    families: str | None = typer.Option(None, "--families", help=FAMILIES_HELP),
+    model: str | None = typer.Option(
+        None,
+        "--model",
+        help="Also let this model (a model spec, e.g. smollm2 or hf:PATH) rewrite functions from their "
         "signature and docstring (SWE-smith's LM rewrite) and write each bug's issue from its failing tests.",
     ),
-    rewrites: int = typer.Option(1, "--rewrites", min=0, help="With --model: rewrites tried per function."),
-    split: str = typer.Option("module", "--split", help="Train/eval split unit: module or package."),
-    eval_fraction: float = typer.Option(0.2, "--eval-fraction", help="Share of the bugs held out for eval."),
-    eval_package: Optional[list[str]] = typer.Option(
-        None, "--eval-package", help="Hold out this package (its repo name, e.g. pypi/toolz-1.0.0) for eval; repeatable. "
-        "Everything else is train."
+    rewrites: int = typer.Option(
+        1, "--rewrites", min=0, help="With --model: rewrites tried per function."
     ),
-    seed: int = typer.Option(0, "--seed", help="Seed for the order of functions and mutants and for the split."),
+    split: str = typer.Option(
+        "module", "--split", help="Train/eval split unit: module or package."
+    ),
+    eval_fraction: float = typer.Option(
+        0.2, "--eval-fraction", help="Share of the bugs held out for eval."
+    ),
+    eval_package: list[str] | None = typer.Option(
+        None,
+        "--eval-package",
+        help="Hold out this package (its repo name, e.g. pypi/toolz-1.0.0) for eval; repeatable. "
+        "Everything else is train.",
+    ),
+    seed: int = typer.Option(
+        0, "--seed", help="Seed for the order of functions and mutants and for the split."
+    ),
     sandbox: SandboxKind = typer.Option(SandboxKind.auto, "--sandbox", help=SANDBOX_HELP),
     quiet: bool = typer.Option(False, "--quiet", "-q", help=QUIET_HELP),
     json_output: bool = typer.Option(False, "--json", help=JSON_HELP),
@@ -96,12 +138,25 @@ def synth(
     from selfrepair.factory.mutations import FAMILIES
     from selfrepair.factory.pipeline import Settings, synthesize
 
-    chosen = tuple(f.strip() for f in families.split(",") if f.strip()) if families is not None else FAMILIES
+    chosen = (
+        tuple(f.strip() for f in families.split(",") if f.strip())
+        if families is not None
+        else FAMILIES
+    )
     settings = Settings(
-        per_function=per_function, attempts=attempts, limit=limit, families=chosen, model=model, rewrites=rewrites,
-        eval_fraction=eval_fraction, split=split, eval_packages=list(eval_package or []), seed=seed,
-        sandbox=sandbox.value, jobs=jobs,
-    )  # fmt: skip
+        per_function=per_function,
+        attempts=attempts,
+        limit=limit,
+        families=chosen,
+        model=model,
+        rewrites=rewrites,
+        eval_fraction=eval_fraction,
+        split=split,
+        eval_packages=list(eval_package or []),
+        seed=seed,
+        sandbox=sandbox.value,
+        jobs=jobs,
+    )
     with SynthDisplay(not (quiet or json_output)) as display:
         manifest = synthesize(list(sources), out, settings, display)
     if json_output:
@@ -116,7 +171,11 @@ def synth(
     if not quiet:
         for family, counts in manifest["families"].items():
             fraction = counts["validated_fraction"]
-            typer.echo(f"  {family:18} {counts['bugs']:4} of {counts['tried']:4} mutants"
-                       + (f" ({fraction:.0%})" if fraction is not None else ""))
+            typer.echo(
+                f"  {family:18} {counts['bugs']:4} of {counts['tried']:4} mutants"
+                + (f" ({fraction:.0%})" if fraction is not None else "")
+            )
         typer.echo(f"SWE-bench instances: {out / 'instances.jsonl'} (mirrors in {out / 'repos'})")
-        typer.echo(f"function-level tasks: {out / 'functions.jsonl'}; manifest: {out / 'manifest.json'}")
+        typer.echo(
+            f"function-level tasks: {out / 'functions.jsonl'}; manifest: {out / 'manifest.json'}"
+        )

@@ -31,6 +31,8 @@ def open_executor(spec: str, *, sandbox: str = "auto", jobs: int = 1) -> Executo
         except ImportError as error:
             if error.name != "ray":
                 raise
-            raise SelfRepairError('--executor ray needs Ray: .venv/bin/pip install -e ".[ray]"') from None
+            raise SelfRepairError(
+                '--executor ray needs Ray: .venv/bin/pip install -e ".[ray]"'
+            ) from None
         return RayExecutor(address or None, sandbox=sandbox, jobs=jobs)
     raise SelfRepairError(f"--executor {spec!r}: expected {EXECUTOR_FORMS}")

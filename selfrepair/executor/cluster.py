@@ -19,8 +19,9 @@ import logging
 import os
 import socket
 from collections import deque
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 import ray
 from ray.exceptions import RayActorError, RayTaskError
@@ -100,7 +101,9 @@ class RayExecutor:
         if self.owns_ray:
             connect(address)
         self.workers: list[Worker] = []
-        self.revivals: dict[Any, Worker] = {}  # a dead worker's first answer -> the worker (across runs)
+        self.revivals: dict[
+            Any, Worker
+        ] = {}  # a dead worker's first answer -> the worker (across runs)
         try:
             self._start_workers(sandbox)
         except BaseException:
@@ -114,13 +117,19 @@ class RayExecutor:
             raise SelfRepairError("the Ray cluster has no live node with CPUs to run tasks on")
         for node in nodes:
             placement = NodeAffinitySchedulingStrategy(node["NodeID"], soft=False)
-            actor = NodeWorker.options(scheduling_strategy=placement, max_concurrency=self.jobs).remote(sandbox, self.jobs)
+            actor = NodeWorker.options(
+                scheduling_strategy=placement, max_concurrency=self.jobs
+            ).remote(sandbox, self.jobs)
             self.workers.append(Worker(actor, node["NodeManagerHostname"]))
         for worker, ref in [(w, w.actor.start.remote()) for w in self.workers]:
             try:
                 info = ray.get(ref)
-            except RayActorError as error:  # its constructor failed, e.g. selfrepair is not installed there
-                raise SelfRepairError(f"node {worker.host}: the worker did not start: {first_line(error)}") from None
+            except (
+                RayActorError
+            ) as error:  # its constructor failed, e.g. selfrepair is not installed there
+                raise SelfRepairError(
+                    f"node {worker.host}: the worker did not start: {first_line(error)}"
+                ) from None
             except RayTaskError as error:
                 raise node_error(worker, error) from None
             worker.host, worker.pid, worker.sandbox = info["host"], info["pid"], info["sandbox"]
@@ -134,14 +143,18 @@ class RayExecutor:
     def load(self, model: str) -> None:
         self._each(lambda worker: worker.actor.load.remote(model))
 
-    def run(self, job: Job[Item, Result], items: Sequence[Item], done: Callable[[Result], None]) -> Iterator[Result]:
+    def run(
+        self, job: Job[Item, Result], items: Sequence[Item], done: Callable[[Result], None]
+    ) -> Iterator[Result]:
         self.load(job.model)
         try:
             yield from self._run(job, items, done)
         finally:
             self._each(lambda worker: worker.actor.release.remote())
 
-    def _run(self, job: Job[Item, Result], items: Sequence[Item], done: Callable[[Result], None]) -> Iterator[Result]:
+    def _run(
+        self, job: Job[Item, Result], items: Sequence[Item], done: Callable[[Result], None]
+    ) -> Iterator[Result]:
         remote = ray.put(job.remote)  # shipped once, not with every task
         results: dict[int, Result] = {}
         waiting: deque[int] = deque()
@@ -164,7 +177,10 @@ class RayExecutor:
             for worker in self.workers:
                 while worker.ready and not worker.gone and worker.running < self.jobs and waiting:
                     index = waiting.popleft()
-                    flights[worker.actor.run.remote(remote, job.send(items[index]))] = (index, worker)
+                    flights[worker.actor.run.remote(remote, job.send(items[index]))] = (
+                        index,
+                        worker,
+                    )
                     worker.running += 1
             while shown in results:
                 yield results.pop(shown)
@@ -173,7 +189,9 @@ class RayExecutor:
                 return
             if not flights and not self.revivals:
                 reasons = "; ".join(f"{w.host}: {w.gone}" for w in self.workers)
-                raise SelfRepairError(f"no Ray worker is left to run the remaining {len(waiting)} task(s) ({reasons})")
+                raise SelfRepairError(
+                    f"no Ray worker is left to run the remaining {len(waiting)} task(s) ({reasons})"
+                )
             (ref,), _ = ray.wait([*flights, *self.revivals], num_returns=1)
             if ref in self.revivals:
                 self._revived(self.revivals.pop(ref), ref)
@@ -239,7 +257,9 @@ class RayExecutor:
         for ref in closing:
             try:
                 ray.get(ref, timeout=CLOSE_SECONDS)
-            except Exception:  # a worker that cannot close leaves containers its node's next start removes
+            except (
+                Exception
+            ):  # a worker that cannot close leaves containers its node's next start removes
                 pass
         for worker in self.workers:
             ray.kill(worker.actor, no_restart=True)
@@ -262,12 +282,21 @@ def connect(address: str | None) -> None:
         try:  # ray.init waits minutes at an address where nothing listens
             socket.create_connection((host, int(port)), timeout=CONNECT_SECONDS).close()
         except OSError as error:
-            raise SelfRepairError(f"--executor ray:{address}: nothing answers there ({error})") from None
+            raise SelfRepairError(
+                f"--executor ray:{address}: nothing answers there ({error})"
+            ) from None
     try:
-        ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+        ray.init(
+            address=address,
+            include_dashboard=False,
+            log_to_driver=False,
+            logging_level=logging.WARNING,
+        )
     except (ConnectionError, RuntimeError, ValueError) as error:
         where = f"ray:{address}" if address else "ray"
-        raise SelfRepairError(f"--executor {where}: cannot join the Ray cluster: {first_line(error)}") from None
+        raise SelfRepairError(
+            f"--executor {where}: cannot join the Ray cluster: {first_line(error)}"
+        ) from None
 
 
 def node_error(worker: Worker, error: RayTaskError) -> BaseException:

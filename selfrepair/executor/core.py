@@ -4,7 +4,8 @@ sandbox pool and models) that a job's tasks run on."""
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable, Iterator, Protocol, Sequence, TypeVar
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, Protocol, TypeVar
 
 from selfrepair.agents.backends import check_reachable, load_model
 from selfrepair.agents.models import Model
@@ -73,7 +74,9 @@ class Executor(Protocol):
         that cannot load it is a SelfRepairError before any work starts."""
         ...
 
-    def run(self, job: Job[Item, Result], items: Sequence[Item], done: Callable[[Result], None]) -> Iterator[Result]:
+    def run(
+        self, job: Job[Item, Result], items: Sequence[Item], done: Callable[[Result], None]
+    ) -> Iterator[Result]:
         """Every item's result, in the items' order; `done` hears each as it finishes. The
         job's model is held on the nodes while the run lasts."""
         ...
@@ -84,5 +87,3 @@ class Executor(Protocol):
         ...
 
     def close(self) -> None: ...
-
-

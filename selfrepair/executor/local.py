@@ -3,8 +3,9 @@ this machine's sandbox pool and one copy of the model."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 from selfrepair.executor.core import Item, Job, Node, Result
 from selfrepair.sandbox.core import Sandbox
@@ -21,13 +22,17 @@ class LocalExecutor:
     def load(self, model: str) -> None:
         self.node.model(model)
 
-    def run(self, job: Job[Item, Result], items: Sequence[Item], done: Callable[[Result], None]) -> Iterator[Result]:
+    def run(
+        self, job: Job[Item, Result], items: Sequence[Item], done: Callable[[Result], None]
+    ) -> Iterator[Result]:
         try:
             yield from self._run(job, items, done)
         finally:
             self.node.release_models()
 
-    def _run(self, job: Job[Item, Result], items: Sequence[Item], done: Callable[[Result], None]) -> Iterator[Result]:
+    def _run(
+        self, job: Job[Item, Result], items: Sequence[Item], done: Callable[[Result], None]
+    ) -> Iterator[Result]:
         if self.jobs == 1:
             for item in items:
                 result = job.here(item, self.node)
@@ -38,7 +43,11 @@ class LocalExecutor:
         try:
             futures = [pool.submit(job.here, item, self.node) for item in items]
             for future in futures:
-                future.add_done_callback(lambda f: done(f.result()) if not f.cancelled() and f.exception() is None else None)
+                future.add_done_callback(
+                    lambda f: (
+                        done(f.result()) if not f.cancelled() and f.exception() is None else None
+                    )
+                )
             for future in futures:
                 yield future.result()
         finally:
@@ -47,7 +56,13 @@ class LocalExecutor:
             pool.shutdown(wait=False, cancel_futures=True)
 
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "nodes": 1, "jobs_per_node": self.jobs, "sandbox": self.node.sandbox.name, "retries": 0}
+        return {
+            "name": self.name,
+            "nodes": 1,
+            "jobs_per_node": self.jobs,
+            "sandbox": self.node.sandbox.name,
+            "retries": 0,
+        }
 
     def close(self) -> None:
         self.node.close()
