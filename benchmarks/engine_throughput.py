@@ -23,8 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from selfrepair.agents.backends import load_model
-from selfrepair.agents.smollm2 import ensure_smollm2
+from selfrepair.agents.models.backends import load_model
+from selfrepair.agents.models.smollm2 import ensure_smollm2
 from selfrepair.graphs.budget import Budget, Sampling
 from selfrepair.graphs.run import repair_task
 from selfrepair.sandbox.choose import open_sandbox

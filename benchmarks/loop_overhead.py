@@ -31,7 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from selfrepair.agents.backends import load_model
+from selfrepair.agents.models.backends import load_model
 from selfrepair.graphs.budget import Budget
 from selfrepair.graphs.run import open_checkpointer, repair_task
 from selfrepair.sandbox.choose import open_sandbox

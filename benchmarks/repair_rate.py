@@ -22,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-from selfrepair.agents.backends import load_model
+from selfrepair.agents.models.backends import load_model
 from selfrepair.graphs.budget import Budget, Sampling
 from selfrepair.graphs.run import repair_task
 from selfrepair.sandbox.choose import open_sandbox
@@ -34,7 +34,7 @@ from selfrepair.types import Trajectory
 
 def converted(gguf: Path) -> Path:
     """A plain transformers folder for a GGUF file, made once."""
-    from selfrepair.agents.smollm2 import convert_gguf
+    from selfrepair.agents.models.smollm2 import convert_gguf
 
     folder = models_dir() / gguf.stem
     if not (folder / "config.json").exists():

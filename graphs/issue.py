@@ -1,7 +1,7 @@
 """The issue graph: localise -> edit -> execute -> review -> refine -> ... -> finish.
 
 A repository task (an issue, a repository, a base commit, a test command) is repaired in a
-private checkout of the base commit (agents.repo), never in the user's working tree:
+private checkout of the base commit (agents.code.repo), never in the user's working tree:
 
   localise  ranks the repository's definitions against the issue and its traceback
   edit      the model sees the issue, the repository map and the top candidates' code, and
@@ -31,9 +31,9 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 from pydantic.json_schema import SkipJsonSchema
 from selfrepair.agents import editor
-from selfrepair.agents import localise as localisation
-from selfrepair.agents.models import Model
-from selfrepair.agents.repo import Checkout, checkout, mirror_repository
+from selfrepair.agents.code import localise as localisation
+from selfrepair.agents.code.repo import Checkout, checkout, mirror_repository
+from selfrepair.agents.models.protocol import Model
 from selfrepair.agents.reviewer import review_diff
 from selfrepair.graphs.budget import Budget, Sampling
 from selfrepair.graphs.nodes import RepairContext, RepairState, route_generated, run_pending

@@ -7,7 +7,7 @@ import json
 
 import pytest
 from conftest import operator_reply, operator_task
-from selfrepair.agents.backends import load_model
+from selfrepair.agents.models.backends import load_model
 from selfrepair.agents.tester import (
     calls_in,
     function_name,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import git
 import pytest
-from selfrepair.agents.scripted_model import ScriptedModel
+from selfrepair.agents.models.scripted import ScriptedModel
 from selfrepair.graphs import issue
 from selfrepair.graphs.budget import Budget, Sampling
 from selfrepair.graphs.run import open_checkpointer

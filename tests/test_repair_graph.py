@@ -10,7 +10,7 @@ import typing
 from pathlib import Path
 
 import pytest
-from selfrepair.agents.backends import load_model
+from selfrepair.agents.models.backends import load_model
 from selfrepair.graphs import issue, repair, search
 from selfrepair.graphs.budget import Budget, Sampling
 from selfrepair.graphs.nodes import RepairState

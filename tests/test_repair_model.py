@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from selfrepair.agents.backends import load_model
+from selfrepair.agents.models.backends import load_model
 from selfrepair.graphs.budget import Budget
 from selfrepair.graphs.run import repair_task
 from selfrepair.sandbox.choose import open_sandbox

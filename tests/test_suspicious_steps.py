@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 import pytest
-from selfrepair.agents.backends import load_model
+from selfrepair.agents.models.backends import load_model
 from selfrepair.graphs.budget import Budget, Sampling
 from selfrepair.graphs.run import repair_task
 from selfrepair.sandbox.local import LocalSandbox

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from conftest import TINY_TRAINING, operator_reply, operator_task
-from selfrepair.agents.adapters import read_card
+from selfrepair.agents.models.adapters import read_card
 from selfrepair.graphs.budget import Budget, Sampling
 from selfrepair.sandbox.choose import open_sandbox
 from selfrepair.training.evaluate import Evaluation

@@ -51,7 +51,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from selfrepair.agents.adapters import read_card, resolve_base
+from selfrepair.agents.models.adapters import read_card, resolve_base
 from selfrepair.graphs.budget import Budget, Sampling
 from selfrepair.graphs.consensus import STRATEGY as LABEL_FREE
 from selfrepair.graphs.consensus import label_steps

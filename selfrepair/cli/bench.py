@@ -18,7 +18,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from selfrepair.agents.repo import open_repository, resolve_commit
+from selfrepair.agents.code.repo import open_repository, resolve_commit
 from selfrepair.cli.common import (
     BUDGET_HELP,
     JSON_HELP,

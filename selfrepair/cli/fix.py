@@ -18,8 +18,7 @@ from pathlib import Path
 
 import typer
 
-from selfrepair.agents.backends import load_model
-from selfrepair.agents.repo import (
+from selfrepair.agents.code.repo import (
     check_new_branch,
     checkout,
     commit_to_branch,
@@ -27,6 +26,7 @@ from selfrepair.agents.repo import (
     require_clean,
     resolve_commit,
 )
+from selfrepair.agents.models.backends import load_model
 from selfrepair.cli.common import (
     BUDGET_HELP,
     JSON_HELP,

@@ -192,7 +192,7 @@ def improve(
     if (
         engine is Engine.vllm
     ):  # made once, in minutes: shown here rather than inside the first phase
-        from selfrepair.agents.vllm_env import ensure_environment
+        from selfrepair.agents.models.vllm_env import ensure_environment
 
         with Console(stderr=True, quiet=quiet).status("vLLM's environment") as status:
             ensure_environment(on_step=status.update)
@@ -205,7 +205,7 @@ def improve(
         shown.end_phase()
         executor.close()
         if engine is Engine.vllm:
-            from selfrepair.agents.vllm_server import stop_shared_servers
+            from selfrepair.agents.models.vllm_server import stop_shared_servers
 
             stop_shared_servers()
     typer.echo(f"tables and runs in {out} (comparison.md; `selfrepair report {out}` draws them)")
