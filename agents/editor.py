@@ -21,6 +21,7 @@ from selfrepair.agents.feedback import describe_report, shorten_diff
 from selfrepair.agents.models.protocol import Model
 from selfrepair.agents.prompts import render
 
+from selfrepair.paths import diff_paths
 from selfrepair.types import Candidate, Message, Step, StepKind, TestReport, Trajectory
 
 REPLY_TOKENS = 1024  # edits with their context lines need more room than a one-function fix
@@ -39,7 +40,7 @@ class RepositoryMap:
         """The map with `diff` applied; the checkout must hold it."""
         if self.base is None:
             self.base = localise.repository_map(self.work.path)
-        touched = {line[6:] for line in diff.splitlines() if line.startswith("+++ b/")}
+        touched = set(diff_paths(diff))
         if not touched:
             return self.base
         fresh = [

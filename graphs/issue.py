@@ -43,6 +43,7 @@ from selfrepair.sandbox.core import Sandbox
 from selfrepair.sandbox.testing import run_tests
 
 from selfrepair.errors import SelfRepairError
+from selfrepair.paths import diff_paths
 from selfrepair.store import TrajectoryStore
 from selfrepair.types import Candidate, StepKind, Task, TestCase, TestReport, Trajectory
 
@@ -139,13 +140,7 @@ def workspace_tests(task: Task) -> Task:
     if spec.kind != "pytest" or spec.files:
         return task
     patch = task.metadata.get("test_patch") or ""
-    files = sorted(
-        {
-            line[6:]
-            for line in patch.splitlines()
-            if line.startswith("+++ b/") and line.endswith(".py")
-        }
-    )
+    files = [path for path in diff_paths(patch) if path.endswith(".py")]
     command = "python -m pytest -q -rA " + " ".join(shlex.quote(f) for f in files)
     return task.model_copy(
         update={"tests": spec.model_copy(update={"kind": "command", "command": command})}

@@ -36,6 +36,7 @@ CORE = {
         "report",
         "config",
         "errors",
+        "paths",
     )
 }
 CORE.add("selfrepair")

@@ -48,6 +48,7 @@ from selfrepair.graphs.budget import Budget
 from selfrepair.graphs.issue import repair_issue, run_candidate_tests
 from selfrepair.graphs.run import open_checkpointer, repair_task
 from selfrepair.metrics import result_row
+from selfrepair.paths import is_test_file
 from selfrepair.rundir import PATCH, check_run_dir, prepare_run_dir, write_results
 from selfrepair.sandbox.choose import open_sandbox
 from selfrepair.sandbox.testing import run_tests, untestable
@@ -328,17 +329,6 @@ def read_spec(spec: str | None) -> str | None:
     if len(spec) < 4096 and "\n" not in spec and path.is_file():
         return path.read_text(encoding="utf-8")
     return spec
-
-
-def is_test_file(path: str) -> bool:
-    parts = Path(path).parts
-    name = parts[-1]
-    return (
-        name == "conftest.py"
-        or (name.startswith("test_") and name.endswith(".py"))
-        or name.endswith("_test.py")
-        or any(part in ("tests", "test") for part in parts[:-1])
-    )
 
 
 def fix_task(path: Path, test_cmd: str, spec: str | None) -> tuple[Task, Path]:
