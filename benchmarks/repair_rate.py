@@ -23,12 +23,12 @@ import time
 from pathlib import Path
 
 from selfrepair.agents.models.backends import load_model
-from selfrepair.graphs.budget import Budget, Sampling
 from selfrepair.graphs.run import repair_task
 from selfrepair.sandbox.choose import open_sandbox
 
 from selfrepair.config import models_dir
 from selfrepair.loaders import load_quixbugs
+from selfrepair.settings import Budget, Sampling
 from selfrepair.types import Trajectory
 
 

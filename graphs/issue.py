@@ -35,7 +35,6 @@ from selfrepair.agents.code import localise as localisation
 from selfrepair.agents.code.repo import Checkout, checkout, mirror_repository
 from selfrepair.agents.models.protocol import Model
 from selfrepair.agents.reviewer import review_diff
-from selfrepair.graphs.budget import Budget, Sampling
 from selfrepair.graphs.nodes import RepairContext, RepairState, route_generated, run_pending
 from selfrepair.graphs.repair import route_executed, route_reviewed
 from selfrepair.graphs.run import run_graph
@@ -44,6 +43,7 @@ from selfrepair.sandbox.testing import run_tests
 
 from selfrepair.errors import SelfRepairError
 from selfrepair.paths import diff_paths
+from selfrepair.settings import Budget, Sampling
 from selfrepair.store import TrajectoryStore
 from selfrepair.types import Candidate, StepKind, Task, TestCase, TestReport, Trajectory
 

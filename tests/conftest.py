@@ -85,10 +85,10 @@ def scripted_run(tmp_path_factory) -> Path:
     import json
 
     from selfrepair.agents.models.backends import load_model
-    from selfrepair.graphs.budget import Budget, Sampling
     from selfrepair.graphs.run import repair_task
     from selfrepair.sandbox.choose import open_sandbox
 
+    from selfrepair.settings import Budget, Sampling
     from selfrepair.store import TrajectoryStore
 
     run_dir = tmp_path_factory.mktemp("scripted-run")

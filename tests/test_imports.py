@@ -37,6 +37,7 @@ CORE = {
         "config",
         "errors",
         "paths",
+        "settings",
     )
 }
 CORE.add("selfrepair")

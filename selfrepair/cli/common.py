@@ -21,7 +21,7 @@ from rich.progress import (
 )
 
 from selfrepair.agents.models.backends import SPECS, check_reachable  # noqa: F401 (fix imports it from here)
-from selfrepair.graphs.budget import Budget
+from selfrepair.settings import Budget
 
 
 class Strategy(str, Enum):

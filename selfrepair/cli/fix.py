@@ -44,7 +44,6 @@ from selfrepair.cli.common import (
 )
 from selfrepair.errors import SelfRepairError
 from selfrepair.files import write_atomically
-from selfrepair.graphs.budget import Budget
 from selfrepair.graphs.issue import repair_issue, run_candidate_tests
 from selfrepair.graphs.run import open_checkpointer, repair_task
 from selfrepair.metrics import result_row
@@ -52,6 +51,7 @@ from selfrepair.paths import is_test_file
 from selfrepair.rundir import PATCH, check_run_dir, prepare_run_dir, write_results
 from selfrepair.sandbox.choose import open_sandbox
 from selfrepair.sandbox.testing import run_tests, untestable
+from selfrepair.settings import Budget
 from selfrepair.types import Step, Task, TestReport, TestSpec, Trajectory
 
 REPOSITORY_TEST_TIMEOUT_S = 600.0  # a repository's suite takes longer than one function's tests

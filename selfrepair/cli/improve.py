@@ -151,8 +151,8 @@ def improve(
     95% paired bootstrap intervals of each difference and exact sign (McNemar) tests. The repair
     phases run wherever --executor says; training runs here."""
     from selfrepair.executor import open_executor
-    from selfrepair.graphs.budget import Budget, Sampling
     from selfrepair.loaders import load_tasks
+    from selfrepair.settings import Budget, Sampling
     from selfrepair.training.evaluate import Evaluation
     from selfrepair.training.improve import ImproveSettings
     from selfrepair.training.improve import improve as run_improve
