@@ -182,6 +182,20 @@ def test_no_module_imports_across_a_wall(name, applies, forbidden) -> None:
     assert not crossing, f"{name} may not import {', '.join(forbidden)}: " + "; ".join(crossing)
 
 
+def test_commands_share_through_common_only() -> None:
+    """A command module takes what it shares with another from cli/common.py, never from a
+    sibling: a sibling's options move with its command's needs."""
+    siblings = [
+        f"{module} imports {target}"
+        for module, targets in IMPORTS.items()
+        if in_area(module, "selfrepair.cli") and module != "selfrepair.cli"
+        for target in targets
+        if in_area(target, "selfrepair.cli")
+        and target not in ("selfrepair.cli", "selfrepair.cli.common", module)
+    ]
+    assert not siblings, "; ".join(siblings)
+
+
 def test_graphs_never_print() -> None:
     """A graph runs under the CLI's progress display, in LangGraph Studio's server and in
     tests: what it has to say goes into the trajectory, and the caller shows it."""

@@ -1,12 +1,14 @@
 """What the commands share: option choices and help texts, the per-task budget options, the
-progress display, and the checks made before a run directory exists."""
+training options and TRL settings, the progress display, and the checks made before a run directory exists."""
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import shlex
 import sys
 from enum import Enum
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -20,7 +22,8 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from selfrepair.agents.models.backends import SPECS, check_reachable  # noqa: F401 (fix imports it from here)
+from selfrepair.agents.models.backends import SPECS
+from selfrepair.errors import SelfRepairError
 from selfrepair.settings import Budget
 
 
@@ -67,6 +70,78 @@ MaxSeconds = typer.Option(
 def budget_config(budget: Budget) -> dict[str, Any]:
     """The budget as a run directory's configuration records it."""
     return dataclasses.asdict(budget)
+
+
+# The training commands' options and settings, shared by `train` and `improve`.
+BASE_HELP = "Base model: smollm2 (the embedded default), hf:PATH_OR_ID, or a model folder."
+
+
+class Method(str, Enum):
+    sft = "sft"
+    dpo = "dpo"
+
+
+def trl_settings(
+    config_file: Path | None,
+    *,
+    max_steps: int | None = None,
+    epochs: float | None = None,
+    learning_rate: float | None = None,
+    batch_size: int | None = None,
+    max_length: int | None = None,
+    **more: Any,
+) -> dict[str, Any]:
+    """TRL config values: --trl-config's file first, then the options given on the line."""
+    settings: dict[str, Any] = {}
+    if config_file is not None:
+        try:
+            settings = json.loads(config_file.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise SelfRepairError(f"--trl-config {config_file}: no such file") from None
+        except json.JSONDecodeError as error:
+            raise SelfRepairError(
+                f"--trl-config {config_file}: not valid JSON ({error.msg}, line {error.lineno})"
+            ) from None
+        if not isinstance(settings, dict):
+            raise SelfRepairError(
+                f"--trl-config {config_file}: must hold a JSON object of TRL config values"
+            )
+    given = {
+        "max_steps": max_steps,
+        "num_train_epochs": epochs,
+        "learning_rate": learning_rate,
+        "per_device_train_batch_size": batch_size,
+        "max_length": max_length,
+        **more,
+    }
+    return settings | {key: value for key, value in given.items() if value is not None}
+
+
+MaxSteps = typer.Option(
+    None, "--max-steps", min=1, help="Stop after this many optimizer steps (default: one epoch)."
+)
+Epochs = typer.Option(
+    None, "--epochs", min=0.0, help="Passes over the data (TRL's num_train_epochs; default 1)."
+)
+LearningRate = typer.Option(
+    None, "--learning-rate", help="Learning rate (default: 2e-4 SFT, 5e-5 DPO, 1e-5 GRPO)."
+)
+BatchSize = typer.Option(
+    None, "--batch-size", min=1, help="Examples per device and step (default 2)."
+)
+MaxLength = typer.Option(
+    None, "--max-length", min=16, help="Longest prompt + reply in tokens (SFT, DPO; default 1024)."
+)
+LoraRank = typer.Option(16, "--lora-r", min=1, help="LoRA rank (alpha is twice the rank).")
+TrlConfig = typer.Option(
+    None, "--trl-config", help="JSON file of further TRL config values, by TRL's names."
+)
+KeepSuspicious = typer.Option(
+    False,
+    "--keep-suspicious",
+    help="Also learn from steps whose test run looked like an attempt on the verdict "
+    "(left out by default; for studying reward hacks).",
+)
 
 
 ExecutorOption = typer.Option("local", "--executor", help=EXECUTOR_HELP)

@@ -26,7 +26,7 @@ from selfrepair.agents.code.repo import (
     require_clean,
     resolve_commit,
 )
-from selfrepair.agents.models.backends import load_model
+from selfrepair.agents.models.backends import check_reachable, load_model
 from selfrepair.cli.common import (
     BUDGET_HELP,
     JSON_HELP,
@@ -39,7 +39,6 @@ from selfrepair.cli.common import (
     SandboxKind,
     Strategy,
     budget_config,
-    check_reachable,
     command_line,
 )
 from selfrepair.errors import SelfRepairError

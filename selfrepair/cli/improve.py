@@ -13,26 +13,24 @@ from rich.console import Console
 from rich.table import Table
 
 from selfrepair.cli.common import (
+    BASE_HELP,
     BUDGET_HELP,
     QUIET_HELP,
     SANDBOX_HELP,
-    Display,
-    ExecutorOption,
-    MaxSeconds,
-    MaxTokens,
-    SandboxKind,
-    Strategy,
-)
-from selfrepair.cli.train import (
-    BASE_HELP,
     BatchSize,
+    Display,
     Epochs,
+    ExecutorOption,
     KeepSuspicious,
     LearningRate,
     LoraRank,
     MaxLength,
+    MaxSeconds,
     MaxSteps,
+    MaxTokens,
     Method,
+    SandboxKind,
+    Strategy,
     TrlConfig,
     trl_settings,
 )

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from selfrepair.cli.train import BASE_HELP
+from selfrepair.cli.common import BASE_HELP
 from selfrepair.errors import SelfRepairError
 
 console = Console(stderr=True)

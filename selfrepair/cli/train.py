@@ -1,27 +1,37 @@
 """`selfrepair train sft|dpo|grpo`: fine-tune a LoRA adapter with TRL.
 
 Training settings are TRL's (SFTConfig / DPOConfig / GRPOConfig): the common ones are
-options here (shared with `improve`), and `--trl-config FILE.json` passes any others under
+options (cli/common.py, shared with `improve`), and `--trl-config FILE.json` passes any others under
 TRL's own names.
 """
 
 from __future__ import annotations
 
-import json
-from enum import Enum
 from pathlib import Path
 from typing import Any
 
 import typer
 
-from selfrepair.cli.common import SANDBOX_HELP, SandboxKind
+from selfrepair.cli.common import (
+    BASE_HELP,
+    SANDBOX_HELP,
+    BatchSize,
+    Epochs,
+    KeepSuspicious,
+    LearningRate,
+    LoraRank,
+    MaxLength,
+    MaxSteps,
+    SandboxKind,
+    TrlConfig,
+    trl_settings,
+)
 from selfrepair.errors import SelfRepairError
 
 train_app = typer.Typer(
     help="Fine-tune a model (LoRA adapter) on recorded repairs with TRL.", no_args_is_help=True
 )
 
-BASE_HELP = "Base model: smollm2 (the embedded default), hf:PATH_OR_ID, or a model folder."
 RUNS_HELP = "A run directory (from fix, bench or improve) to learn from; repeat for several."
 OUT_HELP = "Folder for the adapter and its card.json (must not exist or be empty)."
 BENCHMARK_HELP = (
@@ -29,79 +39,12 @@ BENCHMARK_HELP = (
 )
 
 
-class Method(str, Enum):
-    sft = "sft"
-    dpo = "dpo"
-
-
-def trl_settings(
-    config_file: Path | None,
-    *,
-    max_steps: int | None = None,
-    epochs: float | None = None,
-    learning_rate: float | None = None,
-    batch_size: int | None = None,
-    max_length: int | None = None,
-    **more: Any,
-) -> dict[str, Any]:
-    """TRL config values: --trl-config's file first, then the options given on the line."""
-    settings: dict[str, Any] = {}
-    if config_file is not None:
-        try:
-            settings = json.loads(config_file.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise SelfRepairError(f"--trl-config {config_file}: no such file") from None
-        except json.JSONDecodeError as error:
-            raise SelfRepairError(
-                f"--trl-config {config_file}: not valid JSON ({error.msg}, line {error.lineno})"
-            ) from None
-        if not isinstance(settings, dict):
-            raise SelfRepairError(
-                f"--trl-config {config_file}: must hold a JSON object of TRL config values"
-            )
-    given = {
-        "max_steps": max_steps,
-        "num_train_epochs": epochs,
-        "learning_rate": learning_rate,
-        "per_device_train_batch_size": batch_size,
-        "max_length": max_length,
-        **more,
-    }
-    return settings | {key: value for key, value in given.items() if value is not None}
-
-
-# Options shared by the training commands (typer reads them from each signature).
-MaxSteps = typer.Option(
-    None, "--max-steps", min=1, help="Stop after this many optimizer steps (default: one epoch)."
-)
-Epochs = typer.Option(
-    None, "--epochs", min=0.0, help="Passes over the data (TRL's num_train_epochs; default 1)."
-)
-LearningRate = typer.Option(
-    None, "--learning-rate", help="Learning rate (default: 2e-4 SFT, 5e-5 DPO, 1e-5 GRPO)."
-)
-BatchSize = typer.Option(
-    None, "--batch-size", min=1, help="Examples per device and step (default 2)."
-)
-MaxLength = typer.Option(
-    None, "--max-length", min=16, help="Longest prompt + reply in tokens (SFT, DPO; default 1024)."
-)
-LoraRank = typer.Option(16, "--lora-r", min=1, help="LoRA rank (alpha is twice the rank).")
 EvalFraction = typer.Option(
     0.1,
     "--eval-fraction",
     min=0.0,
     max=0.9,
     help="Share of tasks held out for the eval loss (split by task).",
-)
-TrlConfig = typer.Option(
-    None, "--trl-config", help="JSON file of further TRL config values, by TRL's names."
-)
-KeepSuspicious = typer.Option(
-    False,
-    "--keep-suspicious",
-    help="Also learn from steps whose test run looked like an attempt on the verdict "
-    "(left out by default; for studying reward hacks).",
 )
 
 
