@@ -41,7 +41,7 @@ def record(trajectory: Trajectory) -> dict[str, Any]:
 
 def sample(state: RepairState, runtime: Runtime[RepairContext]) -> dict:
     context = runtime.context
-    with context.updating(state, strategy=STRATEGY) as trajectory:
+    with context.entering(state, strategy=STRATEGY) as trajectory:
         trajectory.steps += context.solve(
             trajectory, n=context.budget.max_candidates, kind="sample"
         )

@@ -150,7 +150,7 @@ def workspace_tests(task: Task) -> Task:
 def localise(state: RepairState, runtime: Runtime[IssueContext]) -> dict:
     """Rank the repository against the issue; the ranking is recorded, the prompts use it."""
     context = runtime.context
-    with context.updating(state, strategy=STRATEGY) as trajectory:
+    with context.entering(state, strategy=STRATEGY) as trajectory:
         context.work(trajectory.task)
         ranked = localisation.rank(context.repository.current(""), trajectory.task.spec)
         trajectory.metadata["localisation"] = [

@@ -8,7 +8,8 @@ which then carries the node's wall time and is saved to the store as it lands, a
 as its update: the trajectory is the unit that is checkpointed, saved and resumed. A route
 runs right after a node, on the Trajectory object that node returned.
 
-How the graphs also run from LangGraph Studio is in graphs.studio.
+A graph's entry node uses `context.entering` instead: what a run from LangGraph Studio needs
+(graphs.studio) happens there, once per run, and no later node pays for it.
 """
 
 from __future__ import annotations
@@ -73,26 +74,42 @@ class RepairContext:
         self.sampling = studio.settings(self.sampling, Sampling)
 
     @contextmanager
-    def updating(self, state: RepairState, *, strategy: str = "") -> Iterator[Trajectory]:
-        """A copy of the state's trajectory to change; afterwards it carries the node's wall
-        time and is saved, so every step is in the store as soon as it exists. A graph's first
-        node names its `strategy`: with only a task in the input, the trajectory starts there."""
+    def entering(self, state: RepairState, *, strategy: str) -> Iterator[Trajectory]:
+        """`updating` for a graph's entry node, which also does, once per run, what a run
+        from LangGraph Studio needs (graphs.studio): the context's model and sandbox arrive
+        as a spec and a kind, made live here; the input arrives as JSON, read here, and with
+        only a task in it the trajectory of `strategy` starts here. The nodes after it find
+        live objects in the context and typed ones in the state."""
         started = time.perf_counter()
         self.model = studio.live_model(self.model)
         self.sandbox = studio.live_sandbox(self.sandbox)
         if "trajectory" in state:
-            trajectory = editable_copy(studio.trajectory_of(state))
+            trajectory = studio.trajectory_of(state)
         else:
             trajectory = Trajectory(
                 task=studio.task_of(state), strategy=strategy, model=self.model.spec
             )
-        yield trajectory
-        trajectory.wall_seconds += time.perf_counter() - started
-        self.latest = trajectory
+        with self._node(trajectory, started) as copy:
+            yield copy
+
+    @contextmanager
+    def updating(self, state: RepairState) -> Iterator[Trajectory]:
+        """A copy of the state's trajectory for a node to change; afterwards it carries the
+        node's wall time, is saved (so every step is in the store as soon as it exists) and
+        goes to the progress display."""
+        with self._node(state["trajectory"], time.perf_counter()) as copy:
+            yield copy
+
+    @contextmanager
+    def _node(self, trajectory: Trajectory, started: float) -> Iterator[Trajectory]:
+        copy = editable_copy(trajectory)
+        yield copy
+        copy.wall_seconds += time.perf_counter() - started
+        self.latest = copy
         if self.store is not None:
-            self.store.save(trajectory)
+            self.store.save(copy)
         if self.on_step is not None:
-            self.on_step(trajectory)
+            self.on_step(copy)
 
     def solve(
         self, trajectory: Trajectory, *, n: int = 1, greedy: bool = False, kind: StepKind = "solve"
@@ -174,7 +191,7 @@ def solve(strategy: str) -> Node:
     single-shot answer."""
 
     def solve(state: RepairState, runtime: Runtime[RepairContext]) -> dict:
-        with runtime.context.updating(state, strategy=strategy) as trajectory:
+        with runtime.context.entering(state, strategy=strategy) as trajectory:
             trajectory.steps += runtime.context.solve(trajectory, greedy=True)
         return {"trajectory": trajectory}
 

@@ -45,7 +45,7 @@ def rank(step: Step) -> tuple[bool, float, float, int]:
 def sample(state: RepairState, runtime: Runtime[RepairContext]) -> dict:
     """n candidates from one batched call, n as many as the budget leaves (at most `samples`)."""
     context = runtime.context
-    with context.updating(state, strategy="best-of-n") as trajectory:
+    with context.entering(state, strategy="best-of-n") as trajectory:
         n = min(context.sampling.samples, context.budget.candidates_left(trajectory))
         trajectory.steps += context.solve(trajectory, n=n, kind="sample")
     return {"trajectory": trajectory}

@@ -1,10 +1,12 @@
 """What the graphs need to run from LangGraph Studio / `langgraph dev` as well as from Python.
 
-There, input and context arrive as JSON. The state's pydantic values may then come as plain
+There, input and context arrive as JSON. The input's pydantic values may then come as plain
 dicts (`task_of`, `trajectory_of` read them either way). The context's live objects come as
-strings: the model as a model spec, loaded once per run by the first node (never while
-LangGraph's server builds the context on its event loop, where it would hold up every other
-request); the sandbox as a kind, opened once per process and shared by its runs. The
+strings: the model as a model spec, loaded once per run by the graph's entry node
+(`RepairContext.entering`; never while LangGraph's server builds the context on its event
+loop, where it would hold up every other request); the sandbox as a kind, opened once per
+process and shared by its runs. Everything here happens at the entry: the nodes after it work
+on live objects, so a run from Python pays nothing for Studio. The
 context's settings come as objects of numbers (`settings`). The JSON schemas below are what
 Studio's context form shows for the live fields.
 """

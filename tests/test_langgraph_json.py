@@ -92,3 +92,41 @@ def test_the_repair_graph_runs_from_plain_json_input_and_context(tmp_path) -> No
     assert trajectory.strategy == "refine" and trajectory.model == f"scripted:{replies}"
     assert [s.kind for s in trajectory.steps] == ["solve", "refine"]
     assert not trajectory.steps[0].report.passed and trajectory.steps[0].review.verdict == "refine"
+
+
+def test_studio_plumbing_happens_once_per_run_at_the_entry(tmp_path, monkeypatch) -> None:
+    """The model spec is loaded, the sandbox kind opened and the JSON input read by the entry
+    node alone; the five nodes after it (execute, review, refine, execute, finish) find live
+    objects and typed state."""
+    from selfrepair.graphs import studio
+
+    calls = {"live_model": 0, "live_sandbox": 0, "task_of": 0, "trajectory_of": 0}
+    for name in calls:
+        real = getattr(studio, name)
+
+        def counted(value, _real=real, _name=name):
+            calls[_name] += 1
+            return _real(value)
+
+        monkeypatch.setattr(studio, name, counted)
+    replies = tmp_path / "replies.json"
+    replies.write_text(
+        json.dumps(
+            [
+                "```python\ndef add(a, b):\n    return a * b\n```",
+                "VERDICT: refine\nCONFIDENCE: 0.8\nCRITIQUE: line 2 multiplies",
+                "```python\ndef add(a, b):\n    return a + b\n```",
+            ]
+        )
+    )
+    task = {
+        "task_id": "add",
+        "spec": "Return the sum of a and b.",
+        "files": {"add.py": "def add(a, b):\n    return a - b\n"},
+        "entry_file": "add.py",
+        "tests": {"kind": "script", "files": {"test_add.py": "assert add(1, 2) == 3\n"}},
+    }
+    context = {"model": f"scripted:{replies}", "sandbox": "local"}
+    final = compiled_graph("repair").invoke({"task": task}, context=context)
+    assert final["trajectory"].outcome == "solved" and len(final["trajectory"].steps) == 2
+    assert calls == {"live_model": 1, "live_sandbox": 1, "task_of": 1, "trajectory_of": 0}
