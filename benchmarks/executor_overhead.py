@@ -130,13 +130,12 @@ def timed_run(executor: Executor | InProcess, tasks: list[Task], model: str, fol
     """Seconds to repair `tasks` into a fresh run directory; every task must be solved."""
     with tempfile.TemporaryDirectory(dir=folder) as run_dir:
         store = prepare_run_dir(Path(run_dir), {"benchmark": "executor_overhead"})
-        checkpointer = open_checkpointer(Path(run_dir))
+        checkpointer = open_checkpointer(store)
         job = RepairJob(Rollout("refine", model, Budget(max_candidates=4)), store, checkpointer)
         started = time.perf_counter()
         solved = sum(t.solved for t in executor.run(job, tasks, lambda trajectory: None))
         seconds = time.perf_counter() - started
         store.close()
-        checkpointer.conn.close()
     if solved != len(tasks):
         raise SystemExit(
             f"only {solved} of {len(tasks)} tasks solved: the figures would not compare"

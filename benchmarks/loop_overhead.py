@@ -5,7 +5,7 @@ The model is the scripted backend (its replies cost next to nothing), so what re
 LangGraph, the SQLite checkpointer and trajectory store, prompt rendering and code
 extraction. Each QuixBugs task gets a wrong candidate, a review and the reference solution
 through the refine loop, exactly as `selfrepair bench` runs it (checkpointed with
-durability "sync", every step saved to the store).
+durability "async", every step saved to the store).
 
 What counts as what:
   model seconds   each model call, as the model backend measures it
@@ -60,7 +60,7 @@ def measure(tasks: list[Task], sandbox: Sandbox) -> dict:
         model = load_model(f"scripted:{run_dir / 'replies.json'}")
         started = time.perf_counter()
         store = TrajectoryStore(run_dir)
-        checkpointer = open_checkpointer(run_dir)
+        checkpointer = open_checkpointer(store)
         trajectories = [
             repair_task(
                 task,
@@ -75,7 +75,6 @@ def measure(tasks: list[Task], sandbox: Sandbox) -> dict:
         ]
         wall = time.perf_counter() - started
         store.close()
-        checkpointer.conn.close()
 
     steps = [s for t in trajectories for s in t.steps]
     model_seconds = sum(s.model_seconds for s in steps)

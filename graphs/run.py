@@ -15,7 +15,6 @@ from __future__ import annotations
 import functools
 import sqlite3
 from collections.abc import Callable
-from pathlib import Path
 
 from langgraph.checkpoint.base import BaseCheckpointSaver, CheckpointTuple, uuid6
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
@@ -29,7 +28,7 @@ from selfrepair.sandbox.core import Sandbox
 
 from selfrepair.errors import SelfRepairError
 from selfrepair.settings import Budget, Sampling
-from selfrepair.store import TrajectoryStore, store_path
+from selfrepair.store import TrajectoryStore
 from selfrepair.types import Task, TestReport, Trajectory
 
 STRATEGIES: dict[str, StateGraph] = {
@@ -47,16 +46,17 @@ STRATEGIES: dict[str, StateGraph] = {
 CHECKPOINTED_TYPES = [(kind.__module__, kind.__name__) for kind in (Task, Trajectory)]
 
 
-def open_checkpointer(run_dir: Path) -> SqliteSaver:
-    """LangGraph's SQLite checkpointer over RUN_DIR/run.sqlite."""
-    connection = sqlite3.connect(store_path(run_dir), check_same_thread=False, timeout=30)
-    # WAL with NORMAL sync: a commit survives a killed process (all resuming needs) without
-    # an fsync per node.
-    connection.execute("PRAGMA journal_mode=WAL")
-    connection.execute("PRAGMA synchronous=NORMAL")
-    return SqliteSaver(
-        connection, serde=JsonPlusSerializer(allowed_msgpack_modules=CHECKPOINTED_TYPES)
+def open_checkpointer(store: TrajectoryStore) -> SqliteSaver:
+    """LangGraph's SQLite checkpointer in the store's file (RUN_DIR/run.sqlite), on the
+    store's own connection and lock. The checkpointer writes from LangGraph's thread while a
+    node saves its trajectory from the run's: on two connections those writes met at SQLite's
+    file lock, and the one that lost slept in SQLite's busy handler (a millisecond and more,
+    one save in eight); on one they take turns at a lock that wakes the next at once."""
+    saver = SqliteSaver(
+        store.connection, serde=JsonPlusSerializer(allowed_msgpack_modules=CHECKPOINTED_TYPES)
     )
+    saver.lock = store.lock  # SqliteSaver holds its `lock` for each statement and its commit
+    return saver
 
 
 @functools.cache
@@ -160,6 +160,10 @@ def run_graph(
     config = {
         "configurable": {"thread_id": task.task_id},
         "recursion_limit": 16 + 4 * context.budget.max_candidates,
+        # One node runs at a time in every graph here, in this thread; LangGraph's pool only
+        # writes checkpoints, in order. One thread does that, where a pool of up to six
+        # (started afresh for every task) cost more thread starts than writes.
+        "max_concurrency": 1,
     }
 
     state_in: dict | None = {
@@ -180,9 +184,13 @@ def run_graph(
     context.latest = context.latest or state_in["trajectory"]
 
     try:
-        # "sync": each node's checkpoint is on disk before the next node starts, so a kill
-        # loses at most the node that was running. (Without a checkpointer it must be unset.)
-        durability = "sync" if checkpointer is not None else None
+        # "async": a node's checkpoint is written in the background while the next node runs
+        # (waiting for it cost more than the rest of the loop: two thread hand-offs a node).
+        # A kill loses the node that was running and, in the millisecond its write takes, the
+        # node before; the store already holds that node's steps (saved as it ended), and the
+        # resumed run redoes it. Every write is done when invoke returns or raises.
+        # (Without a checkpointer it must be unset.)
+        durability = "async" if checkpointer is not None else None
         final = graph.invoke(state_in, config, context=context, durability=durability)
     except SelfRepairError as error:
         trajectory = context.latest.model_copy(update={"outcome": "error", "error": str(error)})

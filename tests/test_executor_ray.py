@@ -206,7 +206,7 @@ def operator_replies(*names: str) -> dict[str, list[str]]:
 def repair_job(run_dir: Path, model: str) -> RepairJob:
     store = prepare_run_dir(run_dir, {"command": "test"})
     return RepairJob(
-        Rollout("refine", model, Budget(max_candidates=4)), store, open_checkpointer(run_dir)
+        Rollout("refine", model, Budget(max_candidates=4)), store, open_checkpointer(store)
     )
 
 

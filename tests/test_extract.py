@@ -182,3 +182,31 @@ def test_a_method_keeps_its_docstring_and_the_whole_reply_can_still_be_asked_for
         merge_code(original, reply, keep_original=False)
         == "class Box:\n    def size(self):\n        return len(self.items)\n"
     )
+
+
+def test_merging_a_reply_parses_each_text_once(monkeypatch):
+    """Merging parses the original, the reply and each definition's lines for several checks;
+    each distinct text is parsed once (parsing was most of what extraction cost the loop)."""
+    import ast
+    from collections import Counter
+
+    from selfrepair.agents.code import extract
+
+    extract._parse.cache_clear()
+    extract._line_keys.cache_clear()
+    extract._string_value.cache_clear()
+    parsed = Counter()
+    real = ast.parse
+
+    def counting(source, *args, **kwargs):
+        parsed[source] += 1
+        return real(source, *args, **kwargs)
+
+    monkeypatch.setattr(ast, "parse", counting)
+    reply = "```python\ndef add(a, b):\n    '''Return the sum of a and b.'''\n    total = a+b\n    return (total)\n```"
+    files = {"add.py": DOCUMENTED}
+    new = extract_candidate(reply, files, files, "add.py").files["add.py"]
+    assert new == DOCUMENTED.replace("a - b  # the bug", "a+b").replace(
+        "return total", "return (total)"
+    )
+    assert parsed and max(parsed.values()) == 1, parsed.most_common(3)

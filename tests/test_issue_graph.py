@@ -109,7 +109,7 @@ def test_issue_repaired_end_to_end(issue_repo: Path, tmp_path: Path) -> None:
             sandbox,
             Budget(max_candidates=5),
             store,
-            checkpointer=open_checkpointer(run_dir),
+            checkpointer=open_checkpointer(store),
             sampling=Sampling(max_tokens=512),
         )
         assert store.get(trajectory.trajectory_id).outcome == "solved", trajectory.error

@@ -283,7 +283,7 @@ def test_every_step_is_saved_as_it_lands(task, sandbox, scripted, tmp_path):
 
 def test_the_trajectory_round_trips_through_the_checkpointer(task, sandbox, scripted, tmp_path):
     model = scripted(WRONG, REFINE, GOOD)
-    checkpointer = open_checkpointer(tmp_path)
+    checkpointer = open_checkpointer(TrajectoryStore(tmp_path))
     trajectory = repair_task(task, model, sandbox, "refine", checkpointer=checkpointer)
     graph = repair.builder.compile(checkpointer=checkpointer)
     state = graph.get_state({"configurable": {"thread_id": "add"}}).values
@@ -343,3 +343,13 @@ def test_results_count_the_lines_a_candidate_changes_beyond_the_reference_fix(
         summary["lines_beyond_reference"] == 1
         and summary["candidate_lines_beyond_reference"] == 0.5
     )
+
+
+def test_the_checkpointer_writes_through_the_stores_connection_and_lock(tmp_path):
+    """Two connections to run.sqlite met at SQLite's file lock, where the loser sleeps in the
+    busy handler; one connection and one lock make the node's save and LangGraph's checkpoint
+    write take turns."""
+    with TrajectoryStore(tmp_path) as store:
+        checkpointer = open_checkpointer(store)
+        assert checkpointer.conn is store.connection and checkpointer.lock is store.lock
+        assert checkpointer.get_tuple({"configurable": {"thread_id": "none"}}) is None

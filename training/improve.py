@@ -136,7 +136,7 @@ def repair_run(
     }
     executor.load(model_spec)
     store = prepare_run_dir(run_dir, config)
-    checkpointer = open_checkpointer(run_dir)
+    checkpointer = open_checkpointer(store)
     job = RepairJob(
         Rollout(settings.strategy, model_spec, settings.budget, settings.sampling),
         store,
@@ -168,7 +168,6 @@ def repair_run(
                 progress()
     finally:
         store.close()
-        checkpointer.conn.close()
     return summary | {"model": model_spec}
 
 

@@ -26,10 +26,12 @@ from __future__ import annotations
 
 import ast
 import difflib
+import functools
 import io
 import re
 import textwrap
 import tokenize
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from selfrepair.types import Candidate
@@ -100,9 +102,17 @@ def bare_code(reply: str) -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=32)  # a task's files, its reply and their definitions
+def _parse(code: str) -> ast.Module:
+    """The code's syntax tree, parsed once: merging one reply parses the same original, the
+    same reply and the same definitions several times over, and parsing was most of what
+    extraction cost. The trees are shared, so nothing here may change one."""
+    return ast.parse(code)
+
+
 def _parses(code: str) -> bool:
     try:
-        ast.parse(code)
+        _parse(code)
     except (SyntaxError, ValueError):
         return False
     return True
@@ -167,7 +177,7 @@ def _target_file(block: CodeBlock, files: dict[str, str], entry_file: str | None
 
 def _defined_names(code: str, with_methods: bool = False) -> set[str]:
     try:
-        tree = ast.parse(code)
+        tree = _parse(code)
     except (SyntaxError, ValueError):
         return set()
     names = set()
@@ -183,8 +193,8 @@ def merge_code(original: str, reply_code: str, *, keep_original: bool = True) ->
     """The original file with the reply's definitions, imports and constants merged in by
     name; a replaced definition keeps what the reply did not change (see keep_unchanged)."""
     try:
-        reply_tree = ast.parse(reply_code)
-        original_tree = ast.parse(original)
+        reply_tree = _parse(reply_code)
+        original_tree = _parse(original)
     except (SyntaxError, ValueError):
         return reply_code  # whole-file replacement; the tests will say what is wrong
     definitions = [n for n in reply_tree.body if isinstance(n, Definition)]
@@ -364,7 +374,7 @@ def keep_unchanged(old: list[str], new: list[str]) -> list[str]:
 def _definition(lines: list[str]) -> Definition | None:
     """The definition the lines hold, parsed (None when they do not parse as one)."""
     try:
-        tree = ast.parse(textwrap.dedent("\n".join(lines)))
+        tree = _parse(textwrap.dedent("\n".join(lines)))
     except (SyntaxError, ValueError):
         return None
     return tree.body[0] if len(tree.body) == 1 and isinstance(tree.body[0], Definition) else None
@@ -402,7 +412,7 @@ def _with_docstring(old: list[str], new: list[str]) -> list[str]:
 def _with_original_lines(old: list[str], new: list[str]) -> list[str]:
     """`new`, line by line against `old`: a line of the same code is taken as `old` wrote it
     (its comment, its spacing), and comment or blank lines `new` dropped come back."""
-    old_keys, new_keys = _line_keys(old), _line_keys(new)
+    old_keys, new_keys = _line_keys(tuple(old)), _line_keys(tuple(new))
     if old_keys is None or new_keys is None:
         return new
     merged: list[str] = []
@@ -424,7 +434,7 @@ def _with_original_lines(old: list[str], new: list[str]) -> list[str]:
 
 
 def _comments_among(
-    old: list[str], old_keys: list[tuple], new: list[str], new_keys: list[tuple]
+    old: list[str], old_keys: Sequence[tuple], new: list[str], new_keys: Sequence[tuple]
 ) -> list[str]:
     """Lines `new` rewrote, with the original's comments among them kept where they stood:
     the two are lined up by kind of line (code, comment, blank) alone."""
@@ -442,11 +452,13 @@ def _comments_among(
     return merged
 
 
-def _line_keys(lines: list[str]) -> list[tuple] | None:
+@functools.lru_cache(maxsize=32)
+def _line_keys(lines: tuple[str, ...]) -> tuple[tuple, ...] | None:
     """What each line says, for comparing two versions of a definition: ("blank",),
     ("comment", text) for a line holding only a comment, ("code", indentation, tokens) for a
     line where code starts (its comment left out), ("inside", line) for the later lines of a
-    string or expression that started above. None when the lines do not tokenize."""
+    string or expression that started above. None when the lines do not tokenize. (Cached:
+    the original definition is compared again with every reply.)"""
     text = "\n".join(lines) + "\n"
     tokens: dict[int, list[str]] = {}
     comments: dict[int, str] = {}
@@ -469,18 +481,21 @@ def _line_keys(lines: list[str]) -> list[tuple] | None:
             keys.append(("blank",))
         else:
             keys.append(("inside", line))
-    return keys
+    return tuple(keys)
 
 
 def _token_text(token: tokenize.TokenInfo) -> str:
     """A token as the code means it: a string literal by its value, so that a reply that only
     changed the quotes of a string has not changed its line."""
-    if token.type == tokenize.STRING:
-        try:
-            return repr(ast.literal_eval(token.string))
-        except (ValueError, SyntaxError):  # an f-string on an older Python, say
-            return token.string
-    return token.string
+    return _string_value(token.string) if token.type == tokenize.STRING else token.string
+
+
+@functools.lru_cache(maxsize=1024)
+def _string_value(literal: str) -> str:
+    try:
+        return repr(ast.literal_eval(literal))
+    except (ValueError, SyntaxError):  # an f-string on an older Python, say
+        return literal
 
 
 def _same_code(merged: list[str], new: list[str], old: list[str]) -> bool:

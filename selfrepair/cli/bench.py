@@ -162,7 +162,7 @@ def bench(
                 )
 
             job = RepairJob(
-                Rollout(strategy_name, model, limits), store, open_checkpointer(run_dir), on_step
+                Rollout(strategy_name, model, limits), store, open_checkpointer(store), on_step
             )
             trajectories = []
             for trajectory in executor.run(job, tasks, done):

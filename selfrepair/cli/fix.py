@@ -166,7 +166,7 @@ def fix(
                 strategy.value,
                 limits,
                 store,
-                checkpointer=open_checkpointer(run_dir),
+                checkpointer=open_checkpointer(store),
                 baseline=baseline,
                 on_step=lambda t: show_step(display, t),
             )
@@ -264,7 +264,7 @@ def fix_repository(
                     box,
                     limits,
                     store,
-                    checkpointer=open_checkpointer(run_dir),
+                    checkpointer=open_checkpointer(store),
                     work=work,
                     baseline=baseline,
                     on_step=lambda t: show_step(display, t),
