@@ -4,8 +4,9 @@ same in each.
 The state is only what must survive a kill: the task and the Trajectory. The model, the
 sandbox, the store and the baseline test report are the run's, passed as LangGraph's runtime
 context and never checkpointed. A node works on a copy of the trajectory (`context.updating`),
-which then carries the node's wall time and is saved to the store as it lands, and returns it
-as its update: the trajectory is the unit that is checkpointed, saved and resumed. A route
+which then carries the node's wall time, and returns it as its update: the trajectory is the
+unit that is checkpointed, saved and resumed. A run's checkpointer (graphs.run) saves it to
+the store with the node's checkpoint; with no such checkpointer, the node saves it itself. A route
 runs right after a node, on the Trajectory object that node returned.
 
 A graph's entry node uses `context.entering` instead: what a run from LangGraph Studio needs
@@ -95,8 +96,8 @@ class RepairContext:
     @contextmanager
     def updating(self, state: RepairState) -> Iterator[Trajectory]:
         """A copy of the state's trajectory for a node to change; afterwards it carries the
-        node's wall time, is saved (so every step is in the store as soon as it exists) and
-        goes to the progress display."""
+        node's wall time, is saved to `store` when the context has one (run_graph leaves that
+        to a run's checkpointer) and goes to the progress display."""
         with self._node(state["trajectory"], time.perf_counter()) as copy:
             yield copy
 

@@ -12,11 +12,20 @@ driver puts into the run directory (`latest_checkpoint`, `restore_checkpoint`).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import sqlite3
 from collections.abc import Callable
 
-from langgraph.checkpoint.base import BaseCheckpointSaver, CheckpointTuple, uuid6
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import (
+    BaseCheckpointSaver,
+    ChannelVersions,
+    Checkpoint,
+    CheckpointMetadata,
+    CheckpointTuple,
+    uuid6,
+)
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.graph import StateGraph
@@ -46,17 +55,41 @@ STRATEGIES: dict[str, StateGraph] = {
 CHECKPOINTED_TYPES = [(kind.__module__, kind.__name__) for kind in (Task, Trajectory)]
 
 
-def open_checkpointer(store: TrajectoryStore) -> SqliteSaver:
-    """LangGraph's SQLite checkpointer in the store's file (RUN_DIR/run.sqlite), on the
-    store's own connection and lock. The checkpointer writes from LangGraph's thread while a
-    node saves its trajectory from the run's: on two connections those writes met at SQLite's
-    file lock, and the one that lost slept in SQLite's busy handler (a millisecond and more,
-    one save in eight); on one they take turns at a lock that wakes the next at once."""
-    saver = SqliteSaver(
-        store.connection, serde=JsonPlusSerializer(allowed_msgpack_modules=CHECKPOINTED_TYPES)
-    )
-    saver.lock = store.lock  # SqliteSaver holds its `lock` for each statement and its commit
-    return saver
+class RunCheckpointer(SqliteSaver):
+    """LangGraph's SQLite checkpointer in a run's store: in its file (RUN_DIR/run.sqlite), on
+    its connection and lock, and saving each node's trajectory to the store with the node's
+    checkpoint, in LangGraph's writer thread and in order. The nodes then write nothing
+    themselves: a save of their own, on the run's thread, met LangGraph's writes at the lock
+    (at SQLite's file lock, when it had a connection of its own, sleeping a millisecond and
+    more in SQLite's busy handler), one save in eight in a fast loop, and the store and the
+    checkpoint could disagree after a kill; now both hold a node or neither does."""
+
+    def __init__(self, store: TrajectoryStore) -> None:
+        super().__init__(
+            store.connection, serde=JsonPlusSerializer(allowed_msgpack_modules=CHECKPOINTED_TYPES)
+        )
+        self.lock = store.lock  # SqliteSaver holds its `lock` for each statement and its commit
+        self.store = store
+
+    def put(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        saved = super().put(config, checkpoint, metadata, new_versions)
+        trajectory = checkpoint["channel_values"].get("trajectory")
+        # Step 1 on is written after a node; -1 and 0 hold the input, before any node ran.
+        if metadata.get("step", 0) > 0 and "trajectory" in new_versions:
+            if trajectory is not None:
+                self.store.save(trajectory)
+        return saved
+
+
+def open_checkpointer(store: TrajectoryStore) -> RunCheckpointer:
+    """The checkpointer of the run whose store this is (RunCheckpointer)."""
+    return RunCheckpointer(store)
 
 
 @functools.cache
@@ -155,6 +188,8 @@ def run_graph(
     """Run one task through `builder`'s graph with `context` (resumed from its checkpoint
     when there is one); the part of `repair_task` that other graphs (graphs.issue) share."""
     store = context.store
+    if isinstance(checkpointer, RunCheckpointer) and checkpointer.store is store:
+        context = dataclasses.replace(context, store=None)  # the checkpointer saves each node
     graph = compiled(builder, checkpointer, strategy)
     # Each candidate takes at most four nodes (generate, execute, review, route back).
     config = {
@@ -184,11 +219,11 @@ def run_graph(
     context.latest = context.latest or state_in["trajectory"]
 
     try:
-        # "async": a node's checkpoint is written in the background while the next node runs
-        # (waiting for it cost more than the rest of the loop: two thread hand-offs a node).
-        # A kill loses the node that was running and, in the millisecond its write takes, the
-        # node before; the store already holds that node's steps (saved as it ended), and the
-        # resumed run redoes it. Every write is done when invoke returns or raises.
+        # "async": a node's checkpoint (and, with a RunCheckpointer, its store row) is written
+        # in the background while the next node runs (waiting for it cost more than the rest
+        # of the loop: two thread hand-offs a node). A kill loses the node that was running
+        # and, in the millisecond its write takes, the node before, which the resumed run
+        # redoes. Every write is done when invoke returns or raises.
         # (Without a checkpointer it must be unset.)
         durability = "async" if checkpointer is not None else None
         final = graph.invoke(state_in, config, context=context, durability=durability)

@@ -353,3 +353,35 @@ def test_the_checkpointer_writes_through_the_stores_connection_and_lock(tmp_path
         checkpointer = open_checkpointer(store)
         assert checkpointer.conn is store.connection and checkpointer.lock is store.lock
         assert checkpointer.get_tuple({"configurable": {"thread_id": "none"}}) is None
+
+
+def test_a_runs_checkpointer_saves_each_node_to_the_store_with_its_checkpoint(
+    task, sandbox, scripted, tmp_path, monkeypatch
+):
+    """Each node's trajectory reaches the store once, written with the node's checkpoint in
+    LangGraph's writer thread: the run's own thread saves nothing, so its saves never wait on
+    the checkpoint writes, and after a kill the store and the checkpoint hold the same nodes."""
+    import threading
+
+    saves = []
+    real = TrajectoryStore.save
+
+    def recorded(self, trajectory):
+        saves.append((threading.current_thread() is threading.main_thread(), trajectory))
+        real(self, trajectory)
+
+    monkeypatch.setattr(TrajectoryStore, "save", recorded)
+    with TrajectoryStore(tmp_path) as store:
+        checkpointer = open_checkpointer(store)
+        trajectory = repair_task(
+            task,
+            scripted(WRONG, REFINE, GOOD),
+            sandbox,
+            "refine",
+            store=store,
+            checkpointer=checkpointer,
+        )
+        assert trajectory.solved and store.get(trajectory.trajectory_id) == trajectory
+    # solve, execute, review, refine, execute, finish: one save each, none on the run's thread
+    assert [len(t.steps) for _, t in saves] == [1, 1, 1, 2, 2, 2]
+    assert not any(on_main for on_main, _ in saves)
