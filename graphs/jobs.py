@@ -12,7 +12,8 @@ task is skipped when the run resumes, a task that ended in an error is retried f
 node that failed, and from its first checkpoint on a task keeps its one trajectory however
 often it is run. A worker that dies mid-task has written nothing; the task is sent again from
 the checkpoint it carried, so nothing is written twice. What a driver killed mid-task loses is that task's progress since it
-was sent (with the local executor: the node that was running).
+was sent (with the local executor: the node that was running, and the one before it when the
+kill came while its checkpoint was being written).
 """
 
 from __future__ import annotations
