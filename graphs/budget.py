@@ -2,7 +2,8 @@
 
 Every strategy stops at the first of: a candidate that passes the tests, `max_candidates`
 model replies, `max_tokens` tokens (prompt and completion, reviewer included), or
-`max_seconds` of wall time spent on the task (kept across a resume).
+`max_seconds` of wall time spent on the task (kept across a resume). What is left of
+`max_seconds` also cuts each test run, so a hanging test cannot outlast it.
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ class Budget:
 
     def candidates_left(self, trajectory: Trajectory) -> int:
         return max(self.max_candidates - len(trajectory.steps), 0)
+
+    def seconds_left(self, trajectory: Trajectory) -> float:
+        return self.max_seconds - trajectory.wall_seconds
 
     def exhausted(self, trajectory: Trajectory) -> str:
         """Why no further candidate may be asked for, or "" while budget is left."""

@@ -50,6 +50,12 @@ STRATEGY = "issue"
 LOCALISED_SHOWN = 10  # definitions recorded in the trajectory's metadata
 
 
+def issue_sampling(seed: int | None = None) -> Sampling:
+    """The issue graph's sampling: replies get editor.REPLY_TOKENS (edits are longer than a
+    function)."""
+    return Sampling(max_tokens=editor.REPLY_TOKENS, seed=seed)
+
+
 @dataclass(kw_only=True)
 class IssueContext(RepairContext):
     # The private checkout every node works in, and its repository map; live, never
@@ -60,7 +66,7 @@ class IssueContext(RepairContext):
     context_tokens: int = (
         editor.CONTEXT_TOKENS
     )  # the budget for the repository map and code in a prompt
-    sampling: Sampling = field(default_factory=lambda: Sampling(max_tokens=editor.REPLY_TOKENS))
+    sampling: Sampling = field(default_factory=issue_sampling)
 
     def work(self, task: Task) -> Checkout:
         if self.checkout is None:
@@ -118,13 +124,20 @@ def run_candidate_tests(
     task: Task,
     candidate: Candidate | None,
     expect: Sequence[str] = (),
+    seconds: float | None = None,
 ) -> TestReport:
     """The task's tests on the base with the candidate's diff (None: the base as it is);
-    `expect`: the tests that ran on the base, which the candidate's run must report too."""
+    `expect`: the tests that ran on the base, which the candidate's run must report too;
+    `seconds`: at most this long (sandbox.testing.run_tests)."""
     try:
         prepare(work, task, candidate.diff if candidate else "")
         report = run_tests(
-            sandbox, workspace_tests(task), candidate, workspace=work.path, expect=expect
+            sandbox,
+            workspace_tests(task),
+            candidate,
+            workspace=work.path,
+            expect=expect,
+            seconds=seconds,
         )
     finally:
         work.reset()
@@ -203,10 +216,11 @@ def execute(state: RepairState, runtime: Runtime[IssueContext]) -> dict:
     with context.updating(state) as trajectory:
         work = context.work(trajectory.task)
         expect = context.expected_tests()
+        seconds = context.test_seconds(trajectory)
         run_pending(
             trajectory,
             lambda candidate: run_candidate_tests(
-                context.sandbox, work, trajectory.task, candidate, expect
+                context.sandbox, work, trajectory.task, candidate, expect, seconds
             ),
         )
     return {"trajectory": trajectory}
