@@ -1,2 +1,3 @@
-"""Models (one protocol, several backends, the factory), adapters, prompts, and the agents:
-solver, reviewer, refiner and editor."""
+"""The agents (solver, reviewer, refiner, editor, tester) and their prompts. What they stand on
+lives beside them: `agents.models` (the Model protocol, the backends, adapters, serving) and
+`agents.code` (extraction, edits, localisation, repository access)."""

@@ -1,9 +1,9 @@
 """The editor: the agent that resolves an issue in a repository.
 
-It works in a private checkout of the base commit (agents.repo). Each turn it ranks the
-repository's definitions against the issue and its traceback (agents.localise), shows the
+It works in a private checkout of the base commit (agents.code.repo). Each turn it ranks the
+repository's definitions against the issue and its traceback (agents.code.localise), shows the
 model the issue, the repository map and the most relevant code, and turns the SEARCH/REPLACE
-edits of the reply (agents.edits) into a candidate diff against the base. Edits that do not
+edits of the reply (agents.code.edits) into a candidate diff against the base. Edits that do not
 apply exactly, break the syntax or undo every change become the step's error instead, and
 the next turn shows the model what went wrong, untested.
 
@@ -14,13 +14,14 @@ feedback and the reviewer's critique, or with the problems of the edits that did
 
 from __future__ import annotations
 
-from selfrepair.agents import localise
-from selfrepair.agents.edits import FORMAT_HELP, apply_edits
+from selfrepair.agents.code import localise
+from selfrepair.agents.code.edits import FORMAT_HELP, apply_edits
+from selfrepair.agents.code.repo import Checkout
 from selfrepair.agents.feedback import describe_report, shorten_diff
-from selfrepair.agents.models import Model
+from selfrepair.agents.models.protocol import Model
 from selfrepair.agents.prompts import render
-from selfrepair.agents.repo import Checkout
 
+from selfrepair.paths import diff_paths
 from selfrepair.types import Candidate, Message, Step, StepKind, TestReport, Trajectory
 
 REPLY_TOKENS = 1024  # edits with their context lines need more room than a one-function fix
@@ -39,7 +40,7 @@ class RepositoryMap:
         """The map with `diff` applied; the checkout must hold it."""
         if self.base is None:
             self.base = localise.repository_map(self.work.path)
-        touched = {line[6:] for line in diff.splitlines() if line.startswith("+++ b/")}
+        touched = set(diff_paths(diff))
         if not touched:
             return self.base
         fresh = [

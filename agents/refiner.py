@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from selfrepair.agents.feedback import describe_report
-from selfrepair.agents.models import Model
+from selfrepair.agents.models.protocol import Model
 from selfrepair.agents.prompts import render
 from selfrepair.agents.solver import shown_code, steps_from_generation, system_message
 

@@ -13,7 +13,7 @@ import json
 import re
 
 from selfrepair.agents.feedback import describe_report, shorten_diff
-from selfrepair.agents.models import Model
+from selfrepair.agents.models.protocol import Model
 from selfrepair.agents.prompts import render
 from selfrepair.agents.solver import shown_code
 

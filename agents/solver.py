@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from selfrepair.agents.extract import ExtractionError, extract_candidate
+from selfrepair.agents.code.extract import ExtractionError, extract_candidate
 from selfrepair.agents.feedback import describe_report
-from selfrepair.agents.models import Generation, Model
+from selfrepair.agents.models.protocol import Generation, Model
 from selfrepair.agents.prompts import render
 
 from selfrepair.types import Candidate, Message, Step, StepKind, Task, TestReport

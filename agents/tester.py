@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import ast
 
-from selfrepair.agents.extract import code_blocks
-from selfrepair.agents.models import Model
+from selfrepair.agents.code.extract import code_blocks
+from selfrepair.agents.models.protocol import Model
 from selfrepair.agents.prompts import render
 
 from selfrepair.types import Message, Step, Task

@@ -23,13 +23,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from selfrepair.agents.backends import load_model
-from selfrepair.agents.smollm2 import ensure_smollm2
-from selfrepair.graphs.budget import Budget, Sampling
+from selfrepair.agents.models.backends import load_model
+from selfrepair.agents.models.smollm2 import ensure_smollm2
 from selfrepair.graphs.run import repair_task
 from selfrepair.sandbox.choose import open_sandbox
 
 from selfrepair.loaders import load_quixbugs
+from selfrepair.settings import Budget, Sampling
 from selfrepair.store import TrajectoryStore
 
 

@@ -41,7 +41,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import ray
-from selfrepair.graphs.budget import Budget
 from selfrepair.graphs.jobs import RepairJob, Rollout
 from selfrepair.graphs.run import open_checkpointer
 from selfrepair.sandbox.choose import open_sandbox
@@ -51,6 +50,7 @@ from selfrepair.executor.core import Executor, Node
 from selfrepair.executor.local import LocalExecutor
 from selfrepair.loaders import load_quixbugs
 from selfrepair.rundir import prepare_run_dir
+from selfrepair.settings import Budget
 from selfrepair.types import Task
 
 WRONG = "```python\ndef {name}(*args, **kwargs):\n    return None\n```"

@@ -31,13 +31,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from selfrepair.agents.backends import load_model
-from selfrepair.graphs.budget import Budget
+from selfrepair.agents.models.backends import load_model
 from selfrepair.graphs.run import open_checkpointer, repair_task
 from selfrepair.sandbox.choose import open_sandbox
 from selfrepair.sandbox.core import Sandbox
 
 from selfrepair.loaders import load_quixbugs
+from selfrepair.settings import Budget
 from selfrepair.store import TrajectoryStore
 from selfrepair.types import Task
 

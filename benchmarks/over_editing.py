@@ -1,6 +1,6 @@
 """Over-editing on QuixBugs: how many lines a candidate changes beyond the reference fix,
 with the reply's definitions taken whole (as the merge did before) and with what the reply
-did not mean to change kept (docstrings, comments, lines of the same code; agents/extract.py).
+did not mean to change kept (docstrings, comments, lines of the same code; agents/code/extract.py).
 Prints one JSON line.
 
 The candidates are those a real model wrote: the replies recorded in a run directory of
@@ -21,7 +21,7 @@ import json
 from pathlib import Path
 from statistics import mean
 
-from selfrepair.agents.extract import ExtractionError, extract_candidate
+from selfrepair.agents.code.extract import ExtractionError, extract_candidate
 
 from selfrepair.loaders import load_quixbugs
 from selfrepair.metrics import lines_beyond_reference

@@ -22,19 +22,19 @@ import sys
 import time
 from pathlib import Path
 
-from selfrepair.agents.backends import load_model
-from selfrepair.graphs.budget import Budget, Sampling
+from selfrepair.agents.models.backends import load_model
 from selfrepair.graphs.run import repair_task
 from selfrepair.sandbox.choose import open_sandbox
 
 from selfrepair.config import models_dir
 from selfrepair.loaders import load_quixbugs
+from selfrepair.settings import Budget, Sampling
 from selfrepair.types import Trajectory
 
 
 def converted(gguf: Path) -> Path:
     """A plain transformers folder for a GGUF file, made once."""
-    from selfrepair.agents.smollm2 import convert_gguf
+    from selfrepair.agents.models.smollm2 import convert_gguf
 
     folder = models_dir() / gguf.stem
     if not (folder / "config.json").exists():

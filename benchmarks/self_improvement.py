@@ -31,13 +31,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from operator_bugs import write_split  # noqa: E402
-from selfrepair.graphs.budget import Budget, Sampling  # noqa: E402
 from selfrepair.sandbox.choose import open_sandbox  # noqa: E402
 from selfrepair.training.evaluate import Evaluation  # noqa: E402
 from selfrepair.training.improve import ImproveSettings, improve  # noqa: E402
 
 from selfrepair.executor.local import LocalExecutor  # noqa: E402
 from selfrepair.loaders import load_tasks  # noqa: E402
+from selfrepair.settings import Budget, Sampling  # noqa: E402
 
 MODES = ("labelled", "unlabeled")
 

@@ -33,7 +33,7 @@ TIMING = "yield_timing.json"
 
 def converted(gguf: Path) -> Path:
     """A plain transformers folder for a GGUF file, made once (as repair_rate.py does)."""
-    from selfrepair.agents.smollm2 import convert_gguf
+    from selfrepair.agents.models.smollm2 import convert_gguf
 
     from selfrepair.config import models_dir
 

@@ -33,7 +33,7 @@ import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from selfrepair.agents.localise import parse
+from selfrepair.agents.code.localise import parse
 from tree_sitter import Node
 
 FAMILIES = (

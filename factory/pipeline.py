@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from selfrepair.agents.localise import parse
+from selfrepair.agents.code.localise import parse
 from selfrepair.factory import output, problem
 from selfrepair.factory.mutations import (
     FAMILIES,
@@ -122,7 +122,7 @@ def synthesize(
         )
     model = None
     if settings.model:  # a model spec that does not load is bad input too
-        from selfrepair.agents.backends import load_model
+        from selfrepair.agents.models.backends import load_model
 
         model = load_model(settings.model)
     scratch = Path(tempfile.mkdtemp(prefix="selfrepair-envs-"))

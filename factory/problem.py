@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from selfrepair.agents.models import Model
+from selfrepair.agents.models.protocol import Model
 
 from selfrepair.types import Message
 

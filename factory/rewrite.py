@@ -11,8 +11,8 @@ from __future__ import annotations
 import ast
 import textwrap
 
-from selfrepair.agents.extract import code_blocks
-from selfrepair.agents.models import Model
+from selfrepair.agents.code.extract import code_blocks
+from selfrepair.agents.models.protocol import Model
 from selfrepair.factory.mutations import LM_REWRITE, Function, Mutation, dedent
 
 from selfrepair.types import Message

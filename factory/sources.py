@@ -31,6 +31,7 @@ from typing import Literal
 
 from selfrepair.errors import SelfRepairError
 from selfrepair.loaders import SKIPPED_DIRS
+from selfrepair.paths import is_test_file
 
 MAX_FILE_BYTES = 4_000_000  # a bigger file is data, not code or tests (test_more.py is 256 kB)
 ARCHIVES = (".tar.gz", ".tgz", ".tar.bz2", ".tar.xz", ".tar", ".zip")
@@ -85,19 +86,6 @@ class Source:
 
 def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-.") or "x"
-
-
-def is_test_file(path: str) -> bool:
-    """pytest's default discovery (test_*.py, *_test.py), conftest.py and anything under a
-    tests/ or test/ folder."""
-    parts = PurePosixPath(path).parts
-    name = parts[-1]
-    return (
-        name == "conftest.py"
-        or (name.startswith("test_") and name.endswith(".py"))
-        or name.endswith("_test.py")
-        or any(part in ("tests", "test", "testing") for part in parts[:-1])
-    )
 
 
 def is_tooling(path: str) -> bool:

@@ -24,10 +24,10 @@ from typing import Any
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 from selfrepair.agents.tester import under_repair, write_inputs
-from selfrepair.graphs.budget import Voting
 from selfrepair.graphs.nodes import RepairContext, RepairState
 from selfrepair.sandbox.behaviour import observe
 
+from selfrepair.settings import Voting
 from selfrepair.types import Step, Trajectory
 
 STRATEGY = "self-consistency"

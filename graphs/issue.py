@@ -1,7 +1,7 @@
 """The issue graph: localise -> edit -> execute -> review -> refine -> ... -> finish.
 
 A repository task (an issue, a repository, a base commit, a test command) is repaired in a
-private checkout of the base commit (agents.repo), never in the user's working tree:
+private checkout of the base commit (agents.code.repo), never in the user's working tree:
 
   localise  ranks the repository's definitions against the issue and its traceback
   edit      the model sees the issue, the repository map and the top candidates' code, and
@@ -31,11 +31,10 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 from pydantic.json_schema import SkipJsonSchema
 from selfrepair.agents import editor
-from selfrepair.agents import localise as localisation
-from selfrepair.agents.models import Model
-from selfrepair.agents.repo import Checkout, checkout, mirror_repository
+from selfrepair.agents.code import localise as localisation
+from selfrepair.agents.code.repo import Checkout, checkout, mirror_repository
+from selfrepair.agents.models.protocol import Model
 from selfrepair.agents.reviewer import review_diff
-from selfrepair.graphs.budget import Budget, Sampling
 from selfrepair.graphs.nodes import RepairContext, RepairState, route_generated, run_pending
 from selfrepair.graphs.repair import route_executed, route_reviewed
 from selfrepair.graphs.run import run_graph
@@ -43,6 +42,8 @@ from selfrepair.sandbox.core import Sandbox
 from selfrepair.sandbox.testing import run_tests
 
 from selfrepair.errors import SelfRepairError
+from selfrepair.paths import diff_paths
+from selfrepair.settings import Budget, Sampling
 from selfrepair.store import TrajectoryStore
 from selfrepair.types import Candidate, StepKind, Task, TestCase, TestReport, Trajectory
 
@@ -152,13 +153,7 @@ def workspace_tests(task: Task) -> Task:
     if spec.kind != "pytest" or spec.files:
         return task
     patch = task.metadata.get("test_patch") or ""
-    files = sorted(
-        {
-            line[6:]
-            for line in patch.splitlines()
-            if line.startswith("+++ b/") and line.endswith(".py")
-        }
-    )
+    files = [path for path in diff_paths(patch) if path.endswith(".py")]
     command = "python -m pytest -q -rA " + " ".join(shlex.quote(f) for f in files)
     return task.model_copy(
         update={"tests": spec.model_copy(update={"kind": "command", "command": command})}

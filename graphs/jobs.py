@@ -21,7 +21,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from langgraph.checkpoint.base import BaseCheckpointSaver, CheckpointTuple
-from selfrepair.graphs.budget import Budget, Sampling
 from selfrepair.graphs.issue import repair_issue
 from selfrepair.graphs.run import (
     checkpointed_trajectory,
@@ -33,6 +32,7 @@ from selfrepair.graphs.run import (
 
 from selfrepair.errors import SelfRepairError
 from selfrepair.executor.core import Node
+from selfrepair.settings import Budget, Sampling
 from selfrepair.store import TrajectoryStore
 from selfrepair.types import Task, Trajectory
 

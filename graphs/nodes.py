@@ -24,13 +24,13 @@ from pydantic import ConfigDict
 from pydantic.json_schema import SkipJsonSchema
 from selfrepair.agents import refiner, reviewer, solver
 from selfrepair.graphs import studio
-from selfrepair.graphs.budget import Budget, Sampling
 from selfrepair.sandbox.testing import run_tests
 from typing_extensions import (
     NotRequired,
     TypedDict,
 )  # pydantic reads typing's TypedDict only on 3.12+
 
+from selfrepair.settings import Budget, Sampling
 from selfrepair.store import TrajectoryStore
 from selfrepair.types import Candidate, Step, StepKind, Task, TestReport, Trajectory
 

@@ -22,13 +22,13 @@ from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.graph import StateGraph
 from langgraph.graph.state import CompiledStateGraph
-from selfrepair.agents.models import Model
+from selfrepair.agents.models.protocol import Model
 from selfrepair.graphs import consensus, repair, search
-from selfrepair.graphs.budget import Budget, Sampling
 from selfrepair.graphs.nodes import RepairContext
 from selfrepair.sandbox.core import Sandbox
 
 from selfrepair.errors import SelfRepairError
+from selfrepair.settings import Budget, Sampling
 from selfrepair.store import TrajectoryStore, store_path
 from selfrepair.types import Task, TestReport, Trajectory
 

@@ -17,9 +17,9 @@ from typing import Literal
 
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
-from selfrepair.graphs.budget import Sampling
 from selfrepair.graphs.nodes import RepairContext, RepairState, execute, route_generated, solve
 
+from selfrepair.settings import Sampling
 from selfrepair.types import Step, Trajectory
 
 

@@ -17,8 +17,8 @@ from collections.abc import Mapping
 from typing import Any, TypeVar
 
 from pydantic import TypeAdapter, WithJsonSchema
-from selfrepair.agents.backends import SPECS, load_model
-from selfrepair.agents.models import Model
+from selfrepair.agents.models.backends import SPECS, load_model
+from selfrepair.agents.models.protocol import Model
 from selfrepair.sandbox.choose import open_sandbox
 from selfrepair.sandbox.core import Sandbox
 

@@ -84,11 +84,11 @@ def operator_reply(operator: str) -> str:
 def scripted_run(tmp_path_factory) -> Path:
     import json
 
-    from selfrepair.agents.backends import load_model
-    from selfrepair.graphs.budget import Budget, Sampling
+    from selfrepair.agents.models.backends import load_model
     from selfrepair.graphs.run import repair_task
     from selfrepair.sandbox.choose import open_sandbox
 
+    from selfrepair.settings import Budget, Sampling
     from selfrepair.store import TrajectoryStore
 
     run_dir = tmp_path_factory.mktemp("scripted-run")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from selfrepair.agents.repo import checkout, open_repository
+from selfrepair.agents.code.repo import checkout, open_repository
 from selfrepair.graphs.issue import run_candidate_tests
 from selfrepair.sandbox.testing import run_tests
 

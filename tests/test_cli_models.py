@@ -47,7 +47,7 @@ def test_models_list_shows_embedded_models_and_spec_forms(tmp_path: Path) -> Non
 
 @pytest.mark.model
 def test_models_pull_finds_the_pulled_model_and_prints_where() -> None:
-    from selfrepair.agents.smollm2 import ensure_smollm2
+    from selfrepair.agents.models.smollm2 import ensure_smollm2
 
     folder = ensure_smollm2()
     result = selfrepair("models", "pull", "smollm2")

@@ -7,7 +7,7 @@ import json
 
 import pytest
 from conftest import operator_reply, operator_task
-from selfrepair.agents.backends import load_model
+from selfrepair.agents.models.backends import load_model
 from selfrepair.agents.tester import (
     calls_in,
     function_name,
@@ -15,13 +15,13 @@ from selfrepair.agents.tester import (
     signature,
     under_repair,
 )
-from selfrepair.graphs.budget import Budget, Sampling, Voting
 from selfrepair.graphs.consensus import ORIGINAL, choose, label_steps
 from selfrepair.graphs.run import repair_task
 from selfrepair.sandbox.choose import open_sandbox
 from selfrepair.training.datasets import Sources, dpo_rows, sft_rows
 
 from selfrepair.metrics import result_row
+from selfrepair.settings import Budget, Sampling, Voting
 from selfrepair.types import Task, TestSpec
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from selfrepair.agents.edits import apply_edits, parse_edits
+from selfrepair.agents.code.edits import apply_edits, parse_edits
 
 PROJECT = Path(__file__).resolve().parent.parent / "examples" / "issue_repo" / "project"
 

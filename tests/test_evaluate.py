@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 from conftest import operator_reply, operator_task
-from selfrepair.graphs.budget import Budget, Sampling
 from selfrepair.sandbox.choose import open_sandbox
 from selfrepair.training.evaluate import COMPARISON_MD, Evaluation, write_comparison
 from selfrepair.training.improve import ImproveSettings, repair_run
@@ -19,6 +18,7 @@ from selfrepair.errors import SelfRepairError
 from selfrepair.executor.local import LocalExecutor
 from selfrepair.report import write_report
 from selfrepair.rundir import read_results
+from selfrepair.settings import Budget, Sampling
 from selfrepair.store import TrajectoryStore
 
 TASKS = ["add", "sub", "mul"]

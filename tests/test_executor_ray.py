@@ -16,13 +16,13 @@ from pathlib import Path
 
 import pytest
 from conftest import OPERATOR_TASKS, operator_reply, operator_task
-from selfrepair.graphs.budget import Budget, Sampling
 from selfrepair.graphs.jobs import RepairJob, Rollout
 from selfrepair.graphs.run import latest_checkpoint, open_checkpointer
 
 from selfrepair.errors import SelfRepairError
 from selfrepair.loaders import load_quixbugs
 from selfrepair.rundir import prepare_run_dir
+from selfrepair.settings import Budget, Sampling
 from selfrepair.store import TrajectoryStore
 from selfrepair.types import TestSpec
 

@@ -1,5 +1,10 @@
 import pytest
-from selfrepair.agents.extract import ExtractionError, code_blocks, extract_candidate, merge_code
+from selfrepair.agents.code.extract import (
+    ExtractionError,
+    code_blocks,
+    extract_candidate,
+    merge_code,
+)
 
 ORIGINAL = '''"""Arithmetic."""
 import math

@@ -1,7 +1,9 @@
 """The rooms and the doors between them, read from every module's imports (those inside
 functions too): the core knows no CLI, graphs or training; the sandbox knows no agents or
-graphs; agents know no graphs, sandbox or training; nothing but the CLI imports the CLI; graphs
-never print; and no two modules import each other, however indirectly."""
+graphs; agents know no graphs, sandbox or training; inside agents/, models and code tools know
+no agent and not each other, and outside it nothing but the graphs that run the agents imports
+one (a model comes from agents.models, a parser from agents.code); nothing but the CLI imports
+the CLI; graphs never print; and no two modules import each other, however indirectly."""
 
 from __future__ import annotations
 
@@ -34,9 +36,19 @@ CORE = {
         "report",
         "config",
         "errors",
+        "paths",
+        "settings",
     )
 }
 CORE.add("selfrepair")
+# The agents and what only they use (their prompts, their feedback): agents/ less its rooms.
+AGENT_MODULES = tuple(
+    f"selfrepair.agents.{path.stem}"
+    for path in sorted((ROOT / "agents").glob("*.py"))
+    if path.stem != "__init__"
+)
+# GRPO trains the solver on exactly the prompt the solver sends, so it asks the solver for it.
+TRAINS_ON_AGENT_PROMPTS = {"selfrepair.training.grpo"}
 # Where a module may not import from: (the modules it applies to, the forbidden areas).
 RULES = [
     (
@@ -53,6 +65,27 @@ RULES = [
         "agents",
         lambda m: in_area(m, "selfrepair.agents"),
         ("selfrepair.graphs", "selfrepair.sandbox", "selfrepair.training"),
+    ),
+    # the rooms inside agents/: models and code tools stand below the agents, side by side
+    (
+        "model backends and serving",
+        lambda m: in_area(m, "selfrepair.agents.models"),
+        ("selfrepair.agents.code", *AGENT_MODULES),
+    ),
+    (
+        "code tools",
+        lambda m: in_area(m, "selfrepair.agents.code"),
+        ("selfrepair.agents.models", *AGENT_MODULES),
+    ),
+    # a model or a parser comes from its own room; only the graphs run the agents themselves
+    (
+        "all but agents/ and the graphs",
+        lambda m: (
+            not in_area(m, "selfrepair.agents")
+            and not in_area(m, "selfrepair.graphs")
+            and m not in TRAINS_ON_AGENT_PROMPTS
+        ),
+        AGENT_MODULES,
     ),
     ("everything but the CLI", lambda m: not in_area(m, "selfrepair.cli"), ("selfrepair.cli",)),
     ("graphs", lambda m: in_area(m, "selfrepair.graphs"), ("selfrepair.training",)),
@@ -125,7 +158,9 @@ def test_every_area_is_found() -> None:
         "selfrepair.store",
         "selfrepair.rundir",
         "selfrepair.agents.editor",
-        "selfrepair.agents.backends",
+        "selfrepair.agents.models.backends",
+        "selfrepair.agents.models.protocol",
+        "selfrepair.agents.code.localise",
         "selfrepair.graphs.studio",
         "selfrepair.sandbox.core",
         "selfrepair.training.improve",

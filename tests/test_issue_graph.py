@@ -8,14 +8,14 @@ from pathlib import Path
 
 import git
 import pytest
-from selfrepair.agents.scripted_model import ScriptedModel
+from selfrepair.agents.models.scripted import ScriptedModel
 from selfrepair.graphs import issue
-from selfrepair.graphs.budget import Budget, Sampling
 from selfrepair.graphs.run import open_checkpointer
 from selfrepair.sandbox.local import LocalSandbox
 
 from selfrepair import types
 from selfrepair.errors import SelfRepairError
+from selfrepair.settings import Budget, Sampling
 from selfrepair.store import TrajectoryStore
 
 ISSUE = (

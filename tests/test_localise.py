@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from selfrepair.agents import localise
+from selfrepair.agents.code import localise
 
 ISSUE = (
     Path(__file__).resolve().parent.parent / "examples" / "issue_repo" / "ISSUE.md"

@@ -14,8 +14,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from selfrepair.agents.backends import SPEC_FORMS, load_model
-from selfrepair.agents.scripted_model import ScriptedModel
+from selfrepair.agents.models.backends import SPEC_FORMS, load_model
+from selfrepair.agents.models.scripted import ScriptedModel
 
 from selfrepair.errors import SelfRepairError
 from selfrepair.types import Message
@@ -126,7 +126,7 @@ def test_readme_lists_the_spec_forms_the_factory_takes() -> None:
 
 
 def test_importing_the_factory_stays_light() -> None:
-    code = "import sys, selfrepair.agents.backends; print(sorted({'torch', 'transformers', 'openai', 'vllm'} & set(sys.modules)))"
+    code = "import sys, selfrepair.agents.models.backends; print(sorted({'torch', 'transformers', 'openai', 'vllm'} & set(sys.modules)))"
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
@@ -138,7 +138,7 @@ def test_importing_the_factory_stays_light() -> None:
 
 @pytest.fixture(scope="session")
 def smollm2_folder() -> Path:
-    from selfrepair.agents.smollm2 import ensure_smollm2
+    from selfrepair.agents.models.smollm2 import ensure_smollm2
 
     return ensure_smollm2()
 

@@ -10,9 +10,8 @@ import typing
 from pathlib import Path
 
 import pytest
-from selfrepair.agents.backends import load_model
+from selfrepair.agents.models.backends import load_model
 from selfrepair.graphs import issue, repair, search
-from selfrepair.graphs.budget import Budget, Sampling
 from selfrepair.graphs.nodes import RepairState
 from selfrepair.graphs.run import CHECKPOINTED_TYPES, open_checkpointer, repair_task
 from selfrepair.sandbox.choose import open_sandbox
@@ -20,6 +19,7 @@ from selfrepair.sandbox.choose import open_sandbox
 from selfrepair import types
 from selfrepair.cli.fix import describe_step
 from selfrepair.metrics import result_row, summarize
+from selfrepair.settings import Budget, Sampling
 from selfrepair.store import TrajectoryStore
 from selfrepair.types import Task
 

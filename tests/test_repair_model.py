@@ -7,13 +7,13 @@ import shutil
 from pathlib import Path
 
 import pytest
-from selfrepair.agents.backends import load_model
-from selfrepair.graphs.budget import Budget
+from selfrepair.agents.models.backends import load_model
 from selfrepair.graphs.run import repair_task
 from selfrepair.sandbox.choose import open_sandbox
 from selfrepair.sandbox.testing import run_tests
 
 from selfrepair.cli.fix import fix_task
+from selfrepair.settings import Budget
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import git
 import pytest
-from selfrepair.agents import repo as repos
+from selfrepair.agents.code import repo as repos
 
 from selfrepair.errors import SelfRepairError
 

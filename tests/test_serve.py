@@ -15,8 +15,8 @@ import psutil
 import pytest
 from conftest import operator_task
 from safetensors.torch import load_file
-from selfrepair.agents.backends import load_model
-from selfrepair.agents.smollm2 import ensure_smollm2
+from selfrepair.agents.models.backends import load_model
+from selfrepair.agents.models.smollm2 import ensure_smollm2
 from selfrepair.agents.solver import solve_messages
 
 pytestmark = [pytest.mark.model, pytest.mark.slow]

@@ -10,8 +10,7 @@ import json
 from pathlib import Path
 
 import pytest
-from selfrepair.agents.backends import load_model
-from selfrepair.graphs.budget import Budget, Sampling
+from selfrepair.agents.models.backends import load_model
 from selfrepair.graphs.run import repair_task
 from selfrepair.sandbox.local import LocalSandbox
 from selfrepair.sandbox.testing import run_tests
@@ -19,6 +18,7 @@ from selfrepair.training.datasets import dpo_dataset, read_runs
 
 from selfrepair.metrics import result_row, summarize
 from selfrepair.report import write_report
+from selfrepair.settings import Budget, Sampling
 from selfrepair.store import TrajectoryStore
 from selfrepair.types import Task, TestCase, TestReport, TestSpec
 

@@ -188,8 +188,6 @@ def test_sources_from_a_directory_and_their_test_files(tmp_path):
     )
     assert source.code_files() == ["minicalc/__init__.py", "minicalc/core.py"]
     assert source.test_files() == ["tests/test_core.py"]
-    assert sources.is_test_file("pkg/tests/helpers.py") and sources.is_test_file("conftest.py")
-    assert not sources.is_test_file("pkg/testing_utils.py")
 
 
 def test_bad_sources_are_refused_in_one_line(tmp_path):

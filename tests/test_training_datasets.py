@@ -77,11 +77,12 @@ def test_dpo_pairs_siblings_in_tree_search(tmp_path):
     """Two children of one node (one expansion, n=2): the passing one is preferred to the
     failing one, with the parent's refinement prompt; the root has no sibling to pair with."""
     from conftest import operator_reply, operator_task
-    from selfrepair.agents.backends import load_model
-    from selfrepair.graphs.budget import Budget, Sampling
+    from selfrepair.agents.models.backends import load_model
     from selfrepair.graphs.run import repair_task
     from selfrepair.sandbox.choose import open_sandbox
     from selfrepair.training.datasets import dpo_rows
+
+    from selfrepair.settings import Budget, Sampling
 
     replies = tmp_path / "replies.json"
     critique = "VERDICT: refine\nCONFIDENCE: 0.8\nCRITIQUE: wrong operator"

@@ -6,7 +6,7 @@ import math
 
 import pytest
 from conftest import TINY_TRAINING, operator_reply, operator_task
-from selfrepair.agents.adapters import read_card
+from selfrepair.agents.models.adapters import read_card
 from selfrepair.sandbox.choose import open_sandbox
 from selfrepair.training.grpo import execution_reward, grpo_dataset
 from selfrepair.training.train import train_adapter

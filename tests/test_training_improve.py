@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 from conftest import TINY_TRAINING, operator_reply, operator_task
-from selfrepair.agents.adapters import read_card
-from selfrepair.graphs.budget import Budget, Sampling
+from selfrepair.agents.models.adapters import read_card
 from selfrepair.sandbox.choose import open_sandbox
 from selfrepair.training.evaluate import Evaluation
 from selfrepair.training.improve import ImproveSettings, improve, repair_run
@@ -20,6 +19,7 @@ from selfrepair.comparison import COMPARISON, read_comparison
 from selfrepair.errors import SelfRepairError
 from selfrepair.executor.local import LocalExecutor
 from selfrepair.report import write_report
+from selfrepair.settings import Budget, Sampling
 from selfrepair.store import TrajectoryStore
 
 SELFREPAIR = str(Path(sys.executable).parent / "selfrepair")

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from conftest import TINY_TRAINING, operator_task
 from safetensors.torch import load_file
-from selfrepair.agents.adapters import read_card
-from selfrepair.agents.backends import load_model
-from selfrepair.agents.smollm2 import ensure_smollm2
+from selfrepair.agents.models.adapters import read_card
+from selfrepair.agents.models.backends import load_model
+from selfrepair.agents.models.smollm2 import ensure_smollm2
 from selfrepair.agents.solver import solve_messages
 from selfrepair.training.datasets import dpo_dataset, read_runs
 from selfrepair.training.train import train_adapter

@@ -17,11 +17,11 @@ from pathlib import Path
 
 import pytest
 from conftest import operator_task
-from selfrepair.agents import local_server, vllm_env, vllm_server
-from selfrepair.agents.backends import load_model
-from selfrepair.agents.smollm2 import ensure_smollm2
+from selfrepair.agents.models import local_server, vllm_env, vllm_server
+from selfrepair.agents.models.backends import load_model
+from selfrepair.agents.models.smollm2 import ensure_smollm2
+from selfrepair.agents.models.vllm_backend import in_process
 from selfrepair.agents.solver import solve_messages
-from selfrepair.agents.vllm_model import in_process
 from selfrepair.training.improve import ImproveSettings, base_spec, trained_spec
 
 from selfrepair.errors import SelfRepairError

@@ -2,7 +2,7 @@
 
 Every eval task is answered with k independent samples (best-of-n: all k from one batched
 call, every one tested, no reviewer), at the evaluation temperature, each call seeded from
-the run's seed and the task (graphs.budget.Sampling.call_seed): the base and each round draw
+the run's seed and the task (selfrepair.settings.Sampling.call_seed): the base and each round draw
 with the same seeds, and a rerun draws what the first run drew. From each task's n samples and
 c passes come pass@1, pass@k and the repair rate within the budget of k; the comparison
 (selfrepair.comparison) pairs the models task by task.
@@ -16,10 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from selfrepair.graphs.budget import Budget, Sampling
-
 from selfrepair.comparison import COMPARISON, compare, describe_difference
 from selfrepair.rundir import read_results, write_atomically
+from selfrepair.settings import Budget, Sampling
 
 STRATEGY = "best-of-n"  # independent samples: what the unbiased estimators assume
 COMPARISON_MD = "comparison.md"

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from datasets import DatasetDict
-from selfrepair.agents.extract import ExtractionError, extract_candidate
+from selfrepair.agents.code.extract import ExtractionError, extract_candidate
 from selfrepair.agents.solver import solve_messages
 from selfrepair.sandbox.core import Sandbox
 from selfrepair.sandbox.testing import run_tests

@@ -51,8 +51,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from selfrepair.agents.adapters import read_card, resolve_base
-from selfrepair.graphs.budget import Budget, Sampling
+from selfrepair.agents.models.adapters import read_card, resolve_base
 from selfrepair.graphs.consensus import STRATEGY as LABEL_FREE
 from selfrepair.graphs.consensus import label_steps
 from selfrepair.graphs.jobs import RepairJob, Rollout
@@ -68,6 +67,7 @@ from selfrepair.errors import SelfRepairError
 from selfrepair.executor.core import Executor
 from selfrepair.files import make_directory, write_atomically
 from selfrepair.rundir import hold_run_dir, is_empty, prepare_run_dir, write_results
+from selfrepair.settings import Budget, Sampling
 from selfrepair.store import TrajectoryStore
 from selfrepair.types import Task, Trajectory
 

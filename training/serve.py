@@ -1,7 +1,7 @@
 """Serve a base model, with a trained adapter, behind an OpenAI-compatible API.
 
   vllm          vLLM's OpenAI-compatible server (a CUDA GPU, or the CPU), run from vLLM's own
-                environment, made on first use (selfrepair.agents.vllm_env): the adapter is a
+                environment, made on first use (selfrepair.agents.models.vllm_env): the adapter is a
                 LoRA module applied per request, under its own model name; the base answers
                 under its path.
   transformers  `transformers serve FOLDER` (CPU or GPU). It loads plain model folders and
@@ -25,8 +25,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from selfrepair.agents import local_server
-from selfrepair.agents.adapters import base_fingerprint, check_adapter, resolve_base
+from selfrepair.agents.models import local_server
+from selfrepair.agents.models.adapters import base_fingerprint, check_adapter, resolve_base
 
 from selfrepair import config
 from selfrepair.errors import SelfRepairError
@@ -54,7 +54,7 @@ class ServerPlan:
 def default_engine() -> str:
     """vLLM where there is a CUDA GPU; transformers everywhere else (vLLM serves on a CPU
     too, when asked for: its environment costs minutes and gigabytes to make)."""
-    from selfrepair.agents.vllm_env import has_cuda_gpu
+    from selfrepair.agents.models.vllm_env import has_cuda_gpu
 
     return "vllm" if has_cuda_gpu() else "transformers"
 
@@ -108,8 +108,8 @@ def plan_server(
             raise SelfRepairError(f"--adapter {adapter}: no such folder")
         check_adapter(adapter, base_path)
     if engine == "vllm":
-        from selfrepair.agents.vllm_env import ensure_environment
-        from selfrepair.agents.vllm_server import VLLMServer
+        from selfrepair.agents.models.vllm_env import ensure_environment
+        from selfrepair.agents.models.vllm_server import VLLMServer
 
         name = adapter.resolve().name if adapter is not None else base_path
         server = VLLMServer(

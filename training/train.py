@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from datasets import Dataset, DatasetDict
-from selfrepair.agents.adapters import base_fingerprint, resolve_base, write_card
+from selfrepair.agents.models.adapters import base_fingerprint, resolve_base, write_card
 
 from selfrepair.errors import SelfRepairError
 

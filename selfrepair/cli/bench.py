@@ -18,7 +18,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from selfrepair.agents.repo import open_repository, resolve_commit
+from selfrepair.agents.code.repo import open_repository, resolve_commit
 from selfrepair.cli.common import (
     BUDGET_HELP,
     JSON_HELP,
@@ -38,11 +38,11 @@ from selfrepair.cli.common import (
 from selfrepair.errors import SelfRepairError
 from selfrepair.executor import open_executor
 from selfrepair.files import write_atomically
-from selfrepair.graphs.budget import Budget
 from selfrepair.graphs.jobs import RepairJob, Rollout
 from selfrepair.graphs.run import open_checkpointer
 from selfrepair.loaders import load_tasks
 from selfrepair.rundir import PREDICTIONS, check_run_dir, prepare_run_dir, write_results
+from selfrepair.settings import Budget
 from selfrepair.types import Task, Trajectory
 
 

@@ -20,8 +20,8 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from selfrepair.agents.backends import SPECS, check_reachable  # noqa: F401 (fix imports it from here)
-from selfrepair.graphs.budget import Budget
+from selfrepair.agents.models.backends import SPECS, check_reachable  # noqa: F401 (fix imports it from here)
+from selfrepair.settings import Budget
 
 
 class Strategy(str, Enum):

@@ -22,9 +22,7 @@ from typing import Any
 
 import typer
 
-from selfrepair.agents.backends import load_model
-from selfrepair.agents.models import Model
-from selfrepair.agents.repo import (
+from selfrepair.agents.code.repo import (
     check_new_branch,
     checkout,
     commit_to_branch,
@@ -32,6 +30,8 @@ from selfrepair.agents.repo import (
     require_clean,
     resolve_commit,
 )
+from selfrepair.agents.models.backends import load_model
+from selfrepair.agents.models.protocol import Model
 from selfrepair.cli.common import (
     BUDGET_HELP,
     JSON_HELP,
@@ -50,14 +50,15 @@ from selfrepair.cli.common import (
 )
 from selfrepair.errors import SelfRepairError
 from selfrepair.files import write_atomically
-from selfrepair.graphs.budget import Budget, Sampling
 from selfrepair.graphs.issue import issue_sampling, repair_issue, run_candidate_tests
 from selfrepair.graphs.run import open_checkpointer, repair_task
 from selfrepair.metrics import result_row
+from selfrepair.paths import is_test_file
 from selfrepair.rundir import PATCH, check_run_dir, prepare_run_dir, write_results
 from selfrepair.sandbox.choose import open_sandbox
 from selfrepair.sandbox.core import Sandbox
 from selfrepair.sandbox.testing import run_tests, untestable
+from selfrepair.settings import Budget, Sampling
 from selfrepair.types import Step, Task, TestReport, TestSpec, Trajectory
 
 REPOSITORY_TEST_TIMEOUT_S = 600.0  # a repository's suite takes longer than one function's tests
@@ -336,17 +337,6 @@ def read_spec(spec: str | None) -> str | None:
     if len(spec) < 4096 and "\n" not in spec and path.is_file():
         return path.read_text(encoding="utf-8")
     return spec
-
-
-def is_test_file(path: str) -> bool:
-    parts = Path(path).parts
-    name = parts[-1]
-    return (
-        name == "conftest.py"
-        or (name.startswith("test_") and name.endswith(".py"))
-        or name.endswith("_test.py")
-        or any(part in ("tests", "test") for part in parts[:-1])
-    )
 
 
 def fix_task(path: Path, test_cmd: str, spec: str | None) -> tuple[Task, Path]:

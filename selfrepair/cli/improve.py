@@ -151,8 +151,8 @@ def improve(
     95% paired bootstrap intervals of each difference and exact sign (McNemar) tests. The repair
     phases run wherever --executor says; training runs here."""
     from selfrepair.executor import open_executor
-    from selfrepair.graphs.budget import Budget, Sampling
     from selfrepair.loaders import load_tasks
+    from selfrepair.settings import Budget, Sampling
     from selfrepair.training.evaluate import Evaluation
     from selfrepair.training.improve import ImproveSettings
     from selfrepair.training.improve import improve as run_improve
@@ -192,7 +192,7 @@ def improve(
     if (
         engine is Engine.vllm
     ):  # made once, in minutes: shown here rather than inside the first phase
-        from selfrepair.agents.vllm_env import ensure_environment
+        from selfrepair.agents.models.vllm_env import ensure_environment
 
         with Console(stderr=True, quiet=quiet).status("vLLM's environment") as status:
             ensure_environment(on_step=status.update)
@@ -205,7 +205,7 @@ def improve(
         shown.end_phase()
         executor.close()
         if engine is Engine.vllm:
-            from selfrepair.agents.vllm_server import stop_shared_servers
+            from selfrepair.agents.models.vllm_server import stop_shared_servers
 
             stop_shared_servers()
     typer.echo(f"tables and runs in {out} (comparison.md; `selfrepair report {out}` draws them)")

@@ -6,8 +6,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from selfrepair.agents import smollm2
-from selfrepair.agents.backends import SPEC_FORMS
+from selfrepair.agents.models import smollm2
+from selfrepair.agents.models.backends import SPEC_FORMS
 from selfrepair.errors import SelfRepairError
 
 app = typer.Typer(help="Get and list the embedded models.", no_args_is_help=True)

@@ -61,7 +61,7 @@ def serve(
             raise SelfRepairError(
                 "--prepare is for --engine vllm (transformers needs no environment of its own)"
             )
-        from selfrepair.agents.vllm_env import ensure_environment
+        from selfrepair.agents.models.vllm_env import ensure_environment
 
         with console.status("checking vLLM's environment") as status:
             python = ensure_environment(verify=True, on_step=status.update)

@@ -7,8 +7,8 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol, TypeVar
 
-from selfrepair.agents.backends import check_reachable, load_model
-from selfrepair.agents.models import Model
+from selfrepair.agents.models.backends import check_reachable, load_model
+from selfrepair.agents.models.protocol import Model
 from selfrepair.sandbox.core import Sandbox
 
 Item = TypeVar("Item")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from selfrepair.agents.models import Model
+from selfrepair.agents.models.protocol import Model
 
 from selfrepair.errors import SelfRepairError
 from selfrepair.types import Message
@@ -48,14 +48,14 @@ def load_model(spec: str) -> Model:
     """Make the model a spec string names."""
     prefix, colon, rest = spec.strip().partition(":")
     if prefix == "smollm2" and not colon:
-        from selfrepair.agents.hf_model import HFModel
-        from selfrepair.agents.smollm2 import ensure_smollm2
+        from selfrepair.agents.models.hf import HFModel
+        from selfrepair.agents.models.smollm2 import ensure_smollm2
 
         return HFModel(str(ensure_smollm2()), spec=spec)
     if not colon or not rest:
         raise SelfRepairError(f"bad model spec {spec!r}: expected one of {SPECS}")
     if prefix == "hf":
-        from selfrepair.agents.hf_model import HFModel
+        from selfrepair.agents.models.hf import HFModel
 
         base, adapter = split_adapter(spec, rest)
         return HFModel(base, adapter=adapter, spec=spec)
@@ -63,16 +63,16 @@ def load_model(spec: str) -> Model:
         name, at, base_url = rest.partition("@")
         if not at or not name or not base_url:
             raise SelfRepairError(f"model spec {spec!r}: expected openai:NAME@BASE_URL")
-        from selfrepair.agents.openai_model import OpenAIModel
+        from selfrepair.agents.models.openai_compatible import OpenAIModel
 
         return OpenAIModel(name, base_url, spec=spec)
     if prefix == "vllm":
-        from selfrepair.agents.vllm_model import VLLMModel
+        from selfrepair.agents.models.vllm_backend import VLLMModel
 
         base, adapter = split_adapter(spec, rest)
         return VLLMModel(base, adapter=adapter, spec=spec)
     if prefix == "scripted":
-        from selfrepair.agents.scripted_model import ScriptedModel
+        from selfrepair.agents.models.scripted import ScriptedModel
 
         return ScriptedModel(rest, spec=spec)
     raise SelfRepairError(f"bad model spec {spec!r}: unknown backend {prefix!r} (known: {SPECS})")

@@ -21,6 +21,8 @@ from typing import Literal
 import tree_sitter_python
 from tree_sitter import Language, Node, Parser, Tree
 
+from selfrepair.paths import is_test_file
+
 # Directories that hold no code of the project's own.
 _SKIP_DIRS = {
     ".git",
@@ -284,17 +286,6 @@ def _words(text: str) -> list[str]:
     return words
 
 
-def _is_test_file(path: str) -> bool:
-    parts = path.split("/")
-    name = parts[-1]
-    return (
-        "tests" in parts[:-1]
-        or "test" in parts[:-1]
-        or name.startswith("test_")
-        or name.endswith("_test.py")
-    )
-
-
 @dataclass(frozen=True)
 class Ranked:
     definition: Definition
@@ -338,7 +329,7 @@ def rank(defs: list[Definition], issue: str) -> list[Ranked]:
             score += math.log(1 + len(defs) / document_frequency[word])
         if overlap:
             reasons.append("shares " + ", ".join(sorted(overlap)))
-        if _is_test_file(d.path):
+        if is_test_file(d.path):
             score *= 0.5  # tests show the bug; the fix belongs in the code they test
         ranked.append(Ranked(d, round(score, 3), tuple(reasons)))
     order = sorted(range(len(ranked)), key=lambda i: -ranked[i].score)

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import openai
-from selfrepair.agents.models import Completion, Generation, cut_at_stop
+from selfrepair.agents.models.protocol import Completion, Generation, cut_at_stop
 
 from selfrepair.errors import SelfRepairError
 from selfrepair.types import Message

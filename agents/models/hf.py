@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from selfrepair.agents.models import Completion, Generation, cut_at_stop
+from selfrepair.agents.models.protocol import Completion, Generation, cut_at_stop
 
 from selfrepair.errors import SelfRepairError
 from selfrepair.types import Message
@@ -43,7 +43,7 @@ def load_pretrained(name_or_path: str, adapter: str | None) -> tuple[Any, Any]:
         ) from None
     if adapter is not None:
         from peft import PeftModel
-        from selfrepair.agents.adapters import check_adapter
+        from selfrepair.agents.models.adapters import check_adapter
 
         check_adapter(Path(adapter), name_or_path)  # an adapter trained on another base is refused
         try:

@@ -1,4 +1,5 @@
-"""What a repair may spend, and how it samples: the loop's configuration, with its defaults.
+"""How a repair is configured, with its defaults: what it may spend (Budget), how it samples
+(Sampling) and how the label-free graph votes (Voting).
 
 Every strategy stops at the first of: a candidate that passes the tests, `max_candidates`
 model replies, `max_tokens` tokens (prompt and completion, reviewer included), or

@@ -17,7 +17,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from selfrepair.agents.models import Completion, Generation, cut_at_stop
+from selfrepair.agents.models.protocol import Completion, Generation, cut_at_stop
 
 from selfrepair.errors import SelfRepairError
 from selfrepair.types import Message

@@ -37,7 +37,7 @@ def resolve_base(spec: str) -> str:
     `hf:PATH_OR_ID`, or a bare folder or model id."""
     spec = spec.strip()
     if spec == "smollm2":
-        from selfrepair.agents.smollm2 import ensure_smollm2
+        from selfrepair.agents.models.smollm2 import ensure_smollm2
 
         return str(ensure_smollm2())
     prefix, colon, rest = spec.partition(":")

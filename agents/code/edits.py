@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
-from selfrepair.agents.localise import definitions, python_syntax_error, syntax_errors
+from selfrepair.agents.code.localise import definitions, python_syntax_error, syntax_errors
 
 _SEARCH = re.compile(r"^\s*<{5,9} ?SEARCH\b.*$")
 _DIVIDER = re.compile(r"^\s*={5,9}\s*$")

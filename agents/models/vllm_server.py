@@ -27,8 +27,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO
 
-from selfrepair.agents import local_server
-from selfrepair.agents.vllm_env import Flavour, ensure_environment, flavour
+from selfrepair.agents.models import local_server
+from selfrepair.agents.models.vllm_env import Flavour, ensure_environment, flavour
 
 from selfrepair import config
 from selfrepair.errors import SelfRepairError

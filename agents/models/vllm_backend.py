@@ -21,8 +21,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from selfrepair.agents.adapters import resolve_base
-from selfrepair.agents.models import Completion, Generation
+from selfrepair.agents.models.adapters import resolve_base
+from selfrepair.agents.models.protocol import Completion, Generation
 
 from selfrepair.errors import SelfRepairError
 from selfrepair.types import Message
@@ -49,7 +49,7 @@ class VLLMModel:
     def __init__(
         self, name_or_path: str, adapter: str | Path | None = None, spec: str | None = None
     ) -> None:
-        from selfrepair.agents.vllm_server import adapter_name, lora_rank
+        from selfrepair.agents.models.vllm_server import adapter_name, lora_rank
 
         self.name_or_path = resolve_base(name_or_path)  # `smollm2` names the embedded default
         self.adapter = Path(adapter) if adapter is not None else None
@@ -74,8 +74,8 @@ class VLLMModel:
     def server_model(self) -> Any:
         """An `openai` model asking this process's server for the base with the adapter
         (a new one where the server was replaced by one with room for a larger LoRA rank)."""
-        from selfrepair.agents.openai_model import OpenAIModel
-        from selfrepair.agents.vllm_server import shared_server
+        from selfrepair.agents.models.openai_compatible import OpenAIModel
+        from selfrepair.agents.models.vllm_server import shared_server
 
         server = shared_server(self.name_or_path, self.rank or 0)
         if self.served is None or self.served[0] is not server:

@@ -1,7 +1,7 @@
 """The Model protocol: every backend turns chat messages into n completions with token counts.
 
 Each backend is a module of its own that imports this one (never the other way round);
-`agents.backends` makes one from a model spec string.
+`agents.models.backends` makes one from a model spec string.
 """
 
 from __future__ import annotations
