@@ -193,6 +193,7 @@ def propose(state: RepairState, context: IssueContext, kind: StepKind) -> dict:
             temperature=context.sampling.temperature if trajectory.steps else 0.0,
             max_tokens=context.sampling.max_tokens,
             context_tokens=context.context_tokens,
+            seed=context.sampling.call_seed(trajectory.task.task_id, len(trajectory.steps)),
         )
         trajectory.steps.append(step)
     return {"trajectory": trajectory}
@@ -228,7 +229,11 @@ def review(state: RepairState, runtime: Runtime[IssueContext]) -> dict:
     with context.updating(state) as trajectory:
         step = trajectory.executed()[-1]
         review_diff(
-            context.model, trajectory.task, step, max_tokens=context.sampling.review_max_tokens
+            context.model,
+            trajectory.task,
+            step,
+            max_tokens=context.sampling.review_max_tokens,
+            seed=context.sampling.call_seed(trajectory.task.task_id, step.index, "review"),
         )
     return {"trajectory": trajectory}
 

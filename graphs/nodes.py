@@ -111,7 +111,7 @@ class RepairContext:
             stop=self.sampling.stop,
             baseline=self.baseline,
             kind=kind,
-            seed=None if greedy else self.sampling.call_seed(trajectory.task.task_id, first),
+            seed=self.sampling.call_seed(trajectory.task.task_id, first),
         )
 
     def refine(
@@ -145,7 +145,11 @@ class RepairContext:
 
     def review(self, trajectory: Trajectory, step: Step) -> None:
         reviewer.review(
-            self.model, trajectory.task, step, max_tokens=self.sampling.review_max_tokens
+            self.model,
+            trajectory.task,
+            step,
+            max_tokens=self.sampling.review_max_tokens,
+            seed=self.sampling.call_seed(trajectory.task.task_id, step.index, "review"),
         )
 
     def close(self, trajectory: Trajectory, solution: Step | None) -> None:

@@ -81,13 +81,16 @@ class Sampling:
     # passing samples needs no ranking, and saves the reviewer's tokens.
     review_ties: bool = True
     # A run's sampling seed: each model call is seeded from it, the task and the call's first
-    # step (`call_seed`), so a rerun draws the same samples. None: unseeded.
+    # step (`call_seed`), never from the order calls happen in, so a rerun draws the same
+    # samples however many tasks run at once. None: unseeded (bench and fix always seed).
     seed: int | None = None
     voting: Voting = field(default_factory=Voting)  # self-consistency: the label-free vote
 
-    def call_seed(self, task_id: str, first_index: int) -> int | None:
-        """The seed of the model call whose first reply becomes step `first_index` of the task."""
+    def call_seed(self, task_id: str, first_index: int, purpose: str = "") -> int | None:
+        """The seed of the model call whose first reply becomes step `first_index` of the
+        task; a `purpose` ("review") names another call made for that step."""
         if self.seed is None:
             return None
-        digest = hashlib.sha256(f"{self.seed}:{task_id}:{first_index}".encode()).digest()
+        key = f"{self.seed}:{task_id}:{first_index}" + (f":{purpose}" if purpose else "")
+        digest = hashlib.sha256(key.encode()).digest()
         return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
