@@ -1,8 +1,11 @@
 """The generate contract (agents/models/protocol.py), held against every backend: the scripted
 replies, the real SmolLM2 in process (hf), behind a real `transformers serve` (openai) and
 behind vLLM's server (vllm, where its environment is made: CI). A seed repeats a sampled call
-even while other calls run beside it; a stop string ends a completion before it; `n` gives n
-completions; none is longer than `max_tokens`; tokens are counted."""
+even while other calls run beside it, and another seed draws otherwise (before, hf's seed was
+lost to a parallel call, vllm's server was never sent it, and `transformers serve` drew
+greedily at every temperature); a stop string ends a completion before it; `n` gives n
+completions; none is longer than `max_tokens` (the scripted replies were never cut there);
+tokens are counted."""
 
 from __future__ import annotations
 
@@ -34,8 +37,8 @@ class Backend:
 @pytest.fixture(
     params=[
         "scripted",
-        pytest.param("hf", marks=pytest.mark.model),
-        pytest.param("openai", marks=pytest.mark.model),
+        pytest.param("hf", marks=[pytest.mark.model, pytest.mark.slow]),
+        pytest.param("openai", marks=[pytest.mark.model, pytest.mark.slow]),
         pytest.param("vllm", marks=[pytest.mark.vllm, pytest.mark.model, pytest.mark.slow]),
     ]
 )

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from chat_stub import ChatStub
 from conftest import free_port
 from selfrepair.agents.models.backends import SPEC_FORMS, load_model
 from selfrepair.agents.models.scripted import ScriptedModel
@@ -287,3 +288,14 @@ def test_openai_backend_unreachable_server_is_one_line() -> None:
         load_model(f"openai:any@{url}").generate(PROMPT, max_tokens=2)
     assert str(error.value).startswith(f"cannot reach the model server at {url}")
     assert "\n" not in str(error.value)
+
+
+def test_openai_backend_asks_to_sample_until_a_server_refuses_the_field() -> None:
+    """`transformers serve` draws greedily at any temperature unless the request asks it to
+    sample; OpenAI's API refuses the field that asks, so it is asked again without it."""
+    with ChatStub(["a", "b", "c"], refuses=["generation_config"]) as stub:
+        model = load_model(stub.spec)
+        assert model.generate(PROMPT, n=2, temperature=0.8, seed=5).texts == ["a", "b"]
+        assert model.generate(PROMPT, temperature=0.8, seed=6).texts == ["c"]
+    asked = [("generation_config" in body, body["seed"]) for body in stub.bodies]
+    assert asked == [(True, 5), (False, 5), (False, 6)]
