@@ -36,6 +36,7 @@ from selfrepair.types import Candidate, Task, TestCase, TestReport
 PYTHON_FLAGS = ("-B", "-u", "-P", "-s", "-E")
 SHELL_SYNTAX = set(";&|<>()`$\n")
 NO_TESTS = "no tests ran"  # a report's reason when the run collected no test at all
+NO_PYTHON = "no Python process ran"  # said of a failed command that ran no Python at all
 # What Python and pytest print when the command itself cannot start: no such module or
 # script (`python -m nosuchmodule`, `python nosuch.py`), or arguments pytest (or any argparse
 # program) refuses: "usage: PROG ..." then "PROG: error: ...", whatever PROG is called (pytest
@@ -96,22 +97,20 @@ def run_tests(
 
 def untestable(report: TestReport) -> str:
     """Why a run shows that its test command tests nothing, or "" when it tested: it ran no
-    tests, or the command could not start (the shell found no such command, or Python no
-    such module or script, or pytest refused its arguments). Read on the code as given,
-    before any repair: against such a command every candidate fails, or passes, alike."""
+    tests (or failed without running Python at all), or the command could not start (the
+    shell found no such command, or Python no such module or script, or pytest, or any
+    argparse program, refused its arguments). Read on the code as given, before any repair:
+    against such a command every candidate fails, or passes, alike."""
     if report.suspicious or report.timed_out or report.out_of_memory:
         return ""
     said = _last_line(report.stderr)
     if report.exit_code in (126, 127):  # the shell's "cannot execute" and "not found"
         return f"it cannot start: {said or report.reason}"
     if report.reason == NO_TESTS:
-        return "it ran no tests" + (
-            f" ({said})"
-            if said
-            else f" (exit status {report.exit_code}, no output)"
-            if report.exit_code
-            else ""
-        )
+        return "it ran no tests" + (f" ({said})" if said else "")
+    if report.verdict == "exit status" and report.reason.endswith(f"({NO_PYTHON})"):
+        # No Python ran, so none of the code under repair did (`false`, `exit 1`).
+        return f"it ran no tests ({NO_PYTHON}; exit status {report.exit_code})"
     # A command that got as far as running tests reported them; one that could not start
     # reported only itself (judged by its exit status) or pytest's stand-in for the run.
     itemised = (
@@ -125,7 +124,8 @@ def untestable(report: TestReport) -> str:
     failure = START_FAILURE.search(opening)
     if failure and not itemised:
         refusal = failure.group("refusal")
-        return f"it cannot start: {f'its arguments are refused: {refusal}' if refusal else failure.group(0)}".strip()
+        said = f"its arguments are refused: {refusal}" if refusal else failure.group(0)
+        return f"it cannot start: {said.strip()}"
     return ""
 
 
@@ -291,12 +291,11 @@ def _guarded(
     ran_pytest = any(p.runs_pytest for p in guard.processes.values()) or guard.sessions
     if not ran_pytest:
         suspicious += guard.problems + guard.early_exits
-        if trouble or run.exit_code == 0:
-            reason = trouble
-        elif not guard.processes:
-            reason = NO_TESTS  # not one Python process ran, so no code under test did (`false`)
-        else:
-            reason = _exit_reason(spec.command or "the command", run)
+        reason = trouble or (
+            "" if run.exit_code == 0 else _exit_reason(spec.command or "the command", run)
+        )
+        if reason and not trouble and not guard.processes:
+            reason += f" ({NO_PYTHON})"
         name = spec.command or "command"
         case = TestCase(
             name=name,

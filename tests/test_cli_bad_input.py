@@ -176,7 +176,11 @@ def sandbox(request) -> str:
             "it cannot start: its arguments are refused: unrecognized arguments: --no-such-option",
         ),
         ({"test_calc.py": None}, "no-such-test-runner", "it cannot start: "),
-        ({"test_calc.py": None}, "false", "it ran no tests (exit status 1, no output)"),
+        (
+            {"test_calc.py": None},
+            "false",
+            "it ran no tests (no Python process ran; exit status 1)",
+        ),
     ],
 )
 def test_a_test_command_that_tests_nothing_is_refused_before_any_model_call(
