@@ -140,8 +140,9 @@ class RepairContext:
 
     def test_seconds(self, trajectory: Trajectory) -> float:
         """How long the next test run may take: what is left of the time budget (a second at
-        least, so a run the budget reaches mid-way is cut and counted as a timeout)."""
-        return max(self.budget.seconds_left(trajectory), MIN_TEST_SECONDS)
+        least, so a run the budget reaches mid-way is cut and counted as a timeout), to a tenth
+        of a second, as its report says it."""
+        return round(max(self.budget.seconds_left(trajectory), MIN_TEST_SECONDS), 1)
 
     def review(self, trajectory: Trajectory, step: Step) -> None:
         reviewer.review(
