@@ -62,9 +62,10 @@ def edit(
     temperature: float = 0.0,
     max_tokens: int = REPLY_TOKENS,
     context_tokens: int = CONTEXT_TOKENS,
+    seed: int | None = None,
 ) -> Step:
-    """The next step of `trajectory`: one model reply turned into a candidate diff, or into
-    the reason it is none. The checkout is back at the base afterwards."""
+    """The next step of `trajectory`: one model reply (sampled with `seed`) turned into a
+    candidate diff, or into the reason it is none. The checkout is back at the base afterwards."""
     task = trajectory.task
     runs = trajectory.executed()
     parent = runs[-1] if runs else None
@@ -104,7 +105,9 @@ def edit(
             Message(role="system", content=render("issue_system", format_help=FORMAT_HELP)),
             Message(role="user", content=prompt),
         ]
-        generation = model.generate(messages, n=1, temperature=temperature, max_tokens=max_tokens)
+        generation = model.generate(
+            messages, n=1, temperature=temperature, max_tokens=max_tokens, seed=seed
+        )
         completion = generation.completions[0]
         step = Step(
             index=len(trajectory.steps),
@@ -113,6 +116,7 @@ def edit(
             messages=messages,
             completion=completion.text,
             finish_reason=completion.finish_reason,
+            seed=seed,
             prompt_tokens=generation.prompt_tokens,
             completion_tokens=generation.completion_tokens,
             model_seconds=generation.seconds,

@@ -31,7 +31,9 @@ _CRITIQUE = re.compile(r"critique\s*[:=-]\s*(.*)", re.IGNORECASE | re.DOTALL)
 _JSON_OBJECT = re.compile(r"\{.*?\}", re.DOTALL)
 
 
-def review(model: Model, task: Task, step: Step, *, max_tokens: int = 128) -> None:
+def review(
+    model: Model, task: Task, step: Step, *, max_tokens: int = 128, seed: int | None = None
+) -> None:
     """Review an executed step: its code against the specification and its test report. The
     verdict, the exchange and its cost are recorded on the step."""
     base = task.files | step.candidate.files
@@ -43,10 +45,12 @@ def review(model: Model, task: Task, step: Step, *, max_tokens: int = 128) -> No
         code=code,
         feedback=describe_report(step.report),
     )
-    ask(model, step, prompt, max_tokens)
+    ask(model, step, prompt, max_tokens, seed)
 
 
-def review_diff(model: Model, task: Task, step: Step, *, max_tokens: int = 128) -> None:
+def review_diff(
+    model: Model, task: Task, step: Step, *, max_tokens: int = 128, seed: int | None = None
+) -> None:
     """Review an executed step of a repository task: its diff against the issue and its test
     report. Recorded on the step as `review` records it."""
     prompt = render(
@@ -55,15 +59,15 @@ def review_diff(model: Model, task: Task, step: Step, *, max_tokens: int = 128) 
         diff=shorten_diff(step.candidate.diff),
         feedback=describe_report(step.report),
     )
-    ask(model, step, prompt, max_tokens)
+    ask(model, step, prompt, max_tokens, seed)
 
 
-def ask(model: Model, step: Step, prompt: str, max_tokens: int) -> None:
+def ask(model: Model, step: Step, prompt: str, max_tokens: int, seed: int | None) -> None:
     messages = [
         Message(role="system", content=render("review_system")),
         Message(role="user", content=prompt),
     ]
-    generation = model.generate(messages, n=1, temperature=0.0, max_tokens=max_tokens)
+    generation = model.generate(messages, n=1, temperature=0.0, max_tokens=max_tokens, seed=seed)
     completion = generation.completions[0]
     step.review = parse_review(completion.text)
     step.review_messages = messages

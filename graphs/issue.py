@@ -51,6 +51,12 @@ STRATEGY = "issue"
 LOCALISED_SHOWN = 10  # definitions recorded in the trajectory's metadata
 
 
+def issue_sampling(seed: int | None = None) -> Sampling:
+    """The issue graph's sampling: replies get editor.REPLY_TOKENS (edits are longer than a
+    function)."""
+    return Sampling(max_tokens=editor.REPLY_TOKENS, seed=seed)
+
+
 @dataclass(kw_only=True)
 class IssueContext(RepairContext):
     # The private checkout every node works in, and its repository map; live, never
@@ -61,7 +67,7 @@ class IssueContext(RepairContext):
     context_tokens: int = (
         editor.CONTEXT_TOKENS
     )  # the budget for the repository map and code in a prompt
-    sampling: Sampling = field(default_factory=lambda: Sampling(max_tokens=editor.REPLY_TOKENS))
+    sampling: Sampling = field(default_factory=issue_sampling)
 
     def work(self, task: Task) -> Checkout:
         if self.checkout is None:
@@ -119,13 +125,20 @@ def run_candidate_tests(
     task: Task,
     candidate: Candidate | None,
     expect: Sequence[str] = (),
+    seconds: float | None = None,
 ) -> TestReport:
     """The task's tests on the base with the candidate's diff (None: the base as it is);
-    `expect`: the tests that ran on the base, which the candidate's run must report too."""
+    `expect`: the tests that ran on the base, which the candidate's run must report too;
+    `seconds`: at most this long (sandbox.testing.run_tests)."""
     try:
         prepare(work, task, candidate.diff if candidate else "")
         report = run_tests(
-            sandbox, workspace_tests(task), candidate, workspace=work.path, expect=expect
+            sandbox,
+            workspace_tests(task),
+            candidate,
+            workspace=work.path,
+            expect=expect,
+            seconds=seconds,
         )
     finally:
         work.reset()
@@ -180,6 +193,7 @@ def propose(state: RepairState, context: IssueContext, kind: StepKind) -> dict:
             temperature=context.sampling.temperature if trajectory.steps else 0.0,
             max_tokens=context.sampling.max_tokens,
             context_tokens=context.context_tokens,
+            seed=context.sampling.call_seed(trajectory.task.task_id, len(trajectory.steps)),
         )
         trajectory.steps.append(step)
     return {"trajectory": trajectory}
@@ -198,10 +212,11 @@ def execute(state: RepairState, runtime: Runtime[IssueContext]) -> dict:
     with context.updating(state) as trajectory:
         work = context.work(trajectory.task)
         expect = context.expected_tests()
+        seconds = context.test_seconds(trajectory)
         run_pending(
             trajectory,
             lambda candidate: run_candidate_tests(
-                context.sandbox, work, trajectory.task, candidate, expect
+                context.sandbox, work, trajectory.task, candidate, expect, seconds
             ),
         )
     return {"trajectory": trajectory}
@@ -214,7 +229,11 @@ def review(state: RepairState, runtime: Runtime[IssueContext]) -> dict:
     with context.updating(state) as trajectory:
         step = trajectory.executed()[-1]
         review_diff(
-            context.model, trajectory.task, step, max_tokens=context.sampling.review_max_tokens
+            context.model,
+            trajectory.task,
+            step,
+            max_tokens=context.sampling.review_max_tokens,
+            seed=context.sampling.call_seed(trajectory.task.task_id, step.index, "review"),
         )
     return {"trajectory": trajectory}
 

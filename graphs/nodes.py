@@ -36,6 +36,8 @@ from selfrepair.settings import Budget, Sampling
 from selfrepair.store import TrajectoryStore
 from selfrepair.types import Candidate, Step, StepKind, Task, TestReport, Trajectory
 
+MIN_TEST_SECONDS = 1.0
+
 
 class RepairState(TypedDict):
     task: Task
@@ -127,7 +129,7 @@ class RepairContext:
             stop=self.sampling.stop,
             baseline=self.baseline,
             kind=kind,
-            seed=None if greedy else self.sampling.call_seed(trajectory.task.task_id, first),
+            seed=self.sampling.call_seed(trajectory.task.task_id, first),
         )
 
     def refine(
@@ -154,9 +156,19 @@ class RepairContext:
             return []
         return [case.name for case in self.baseline.tests if not case.name.startswith("<")]
 
+    def test_seconds(self, trajectory: Trajectory) -> float:
+        """How long the next test run may take: what is left of the time budget (a second at
+        least, so a run the budget reaches mid-way is cut and counted as a timeout), to a tenth
+        of a second, as its report says it."""
+        return round(max(self.budget.seconds_left(trajectory), MIN_TEST_SECONDS), 1)
+
     def review(self, trajectory: Trajectory, step: Step) -> None:
         reviewer.review(
-            self.model, trajectory.task, step, max_tokens=self.sampling.review_max_tokens
+            self.model,
+            trajectory.task,
+            step,
+            max_tokens=self.sampling.review_max_tokens,
+            seed=self.sampling.call_seed(trajectory.task.task_id, step.index, "review"),
         )
 
     def close(self, trajectory: Trajectory, solution: Step | None) -> None:
@@ -214,9 +226,12 @@ def execute(state: RepairState, runtime: Runtime[RepairContext]) -> dict:
     context = runtime.context
     with context.updating(state) as trajectory:
         expect = context.expected_tests()
+        seconds = context.test_seconds(trajectory)
         run_pending(
             trajectory,
-            lambda candidate: run_tests(context.sandbox, trajectory.task, candidate, expect=expect),
+            lambda candidate: run_tests(
+                context.sandbox, trajectory.task, candidate, expect=expect, seconds=seconds
+            ),
         )
     return {"trajectory": trajectory}
 

@@ -36,11 +36,14 @@ from selfrepair.types import Candidate, Task, TestCase, TestReport
 PYTHON_FLAGS = ("-B", "-u", "-P", "-s", "-E")
 SHELL_SYNTAX = set(";&|<>()`$\n")
 NO_TESTS = "no tests ran"  # a report's reason when the run collected no test at all
+NO_PYTHON = "no Python process ran"  # said of a failed command that ran no Python at all
 # What Python and pytest print when the command itself cannot start: no such module or
-# script (`python -m nosuchmodule`, `python nosuch.py`), or arguments pytest refuses.
+# script (`python -m nosuchmodule`, `python nosuch.py`), or arguments pytest (or any argparse
+# program) refuses: "usage: PROG ..." then "PROG: error: ...", whatever PROG is called (pytest
+# in the judge under Docker calls itself "-c").
 START_FAILURE = re.compile(
-    r"^(\S*python[\d.]*: (No module named |can't open file |Error while finding module specification )"
-    r"|(pytest|py\.test|pytest\.main\(\)): error: ).*$",
+    r"^\S*python[\d.]*: (No module named |can't open file |Error while finding module specification ).*$"
+    r"|^(?:ERROR: )?usage: (?P<prog>\S+) .*\n(?P=prog): error: (?P<refusal>.*)$",
     re.MULTILINE,
 )
 
@@ -51,6 +54,7 @@ def run_tests(
     candidate: Candidate | None = None,
     workspace: Path | None = None,
     expect: Sequence[str] = (),
+    seconds: float | None = None,
 ) -> TestReport:
     """Test `candidate` (or the task's code as given) and return what the sandbox saw.
 
@@ -58,12 +62,12 @@ def run_tests(
     after its patch); without it the workspace is the task's files with the candidate's
     files over them (or its diff applied). `expect` names tests that must be among those
     reported (the tests that ran on the code as given): a run that loses one is not a pass.
-    A candidate that cannot be laid out (a bad path, a diff that does not apply) comes back
-    as a failed report, not an exception.
+    `seconds` cuts the run sooner than the task's own timeout (what is left of a time
+    budget); a cut run is a timeout. A candidate that cannot be laid out (a bad path, a diff
+    that does not apply) comes back as a failed report, not an exception.
     """
-    limits = dataclasses.replace(
-        getattr(sandbox, "limits", None) or Limits(), wall_seconds=task.tests.timeout_s
-    )
+    wall = task.tests.timeout_s if seconds is None else min(seconds, task.tests.timeout_s)
+    limits = dataclasses.replace(getattr(sandbox, "limits", None) or Limits(), wall_seconds=wall)
     if task.repo and workspace is None:
         raise SelfRepairError(
             f"task {task.task_id}: a repository task is tested in a prepared workspace directory"
@@ -93,16 +97,20 @@ def run_tests(
 
 def untestable(report: TestReport) -> str:
     """Why a run shows that its test command tests nothing, or "" when it tested: it ran no
-    tests, or the command could not start (the shell found no such command, or Python no
-    such module or script, or pytest refused its arguments). Read on the code as given,
-    before any repair: against such a command every candidate fails, or passes, alike."""
+    tests (or failed without running Python at all), or the command could not start (the
+    shell found no such command, or Python no such module or script, or pytest, or any
+    argparse program, refused its arguments). Read on the code as given, before any repair:
+    against such a command every candidate fails, or passes, alike."""
     if report.suspicious or report.timed_out or report.out_of_memory:
         return ""
     said = _last_line(report.stderr)
-    if report.reason == NO_TESTS:
-        return "it ran no tests" + (f" ({said})" if said else "")
     if report.exit_code in (126, 127):  # the shell's "cannot execute" and "not found"
         return f"it cannot start: {said or report.reason}"
+    if report.reason == NO_TESTS:
+        return "it ran no tests" + (f" ({said})" if said else "")
+    if report.verdict == "exit status" and report.reason.endswith(f"({NO_PYTHON})"):
+        # No Python ran, so none of the code under repair did (`false`, `exit 1`).
+        return f"it ran no tests ({NO_PYTHON}; exit status {report.exit_code})"
     # A command that got as far as running tests reported them; one that could not start
     # reported only itself (judged by its exit status) or pytest's stand-in for the run.
     itemised = (
@@ -115,7 +123,9 @@ def untestable(report: TestReport) -> str:
     )  # where it says so
     failure = START_FAILURE.search(opening)
     if failure and not itemised:
-        return f"it cannot start: {failure.group(0).strip()}"
+        refusal = failure.group("refusal")
+        said = f"its arguments are refused: {refusal}" if refusal else failure.group(0)
+        return f"it cannot start: {said.strip()}"
     return ""
 
 
@@ -284,6 +294,8 @@ def _guarded(
         reason = trouble or (
             "" if run.exit_code == 0 else _exit_reason(spec.command or "the command", run)
         )
+        if reason and not trouble and not guard.processes:
+            reason += f" ({NO_PYTHON})"
         name = spec.command or "command"
         case = TestCase(
             name=name,

@@ -3,7 +3,8 @@
 
 Every strategy stops at the first of: a candidate that passes the tests, `max_candidates`
 model replies, `max_tokens` tokens (prompt and completion, reviewer included), or
-`max_seconds` of wall time spent on the task (kept across a resume).
+`max_seconds` of wall time spent on the task (kept across a resume). What is left of
+`max_seconds` also cuts each test run, so a hanging test cannot outlast it.
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ class Budget:
 
     def candidates_left(self, trajectory: Trajectory) -> int:
         return max(self.max_candidates - len(trajectory.steps), 0)
+
+    def seconds_left(self, trajectory: Trajectory) -> float:
+        return self.max_seconds - trajectory.wall_seconds
 
     def exhausted(self, trajectory: Trajectory) -> str:
         """Why no further candidate may be asked for, or "" while budget is left."""
@@ -77,13 +81,16 @@ class Sampling:
     # passing samples needs no ranking, and saves the reviewer's tokens.
     review_ties: bool = True
     # A run's sampling seed: each model call is seeded from it, the task and the call's first
-    # step (`call_seed`), so a rerun draws the same samples. None: unseeded.
+    # step (`call_seed`), never from the order calls happen in, so a rerun draws the same
+    # samples however many tasks run at once. None: unseeded (bench and fix always seed).
     seed: int | None = None
     voting: Voting = field(default_factory=Voting)  # self-consistency: the label-free vote
 
-    def call_seed(self, task_id: str, first_index: int) -> int | None:
-        """The seed of the model call whose first reply becomes step `first_index` of the task."""
+    def call_seed(self, task_id: str, first_index: int, purpose: str = "") -> int | None:
+        """The seed of the model call whose first reply becomes step `first_index` of the
+        task; a `purpose` ("review") names another call made for that step."""
         if self.seed is None:
             return None
-        digest = hashlib.sha256(f"{self.seed}:{task_id}:{first_index}".encode()).digest()
+        key = f"{self.seed}:{task_id}:{first_index}" + (f":{purpose}" if purpose else "")
+        digest = hashlib.sha256(key.encode()).digest()
         return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF

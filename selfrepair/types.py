@@ -171,8 +171,8 @@ class Step(Record):
     # "length" (cut at max_tokens: a truncated reply, not the model's whole answer); "" in
     # trajectories recorded before it was.
     finish_reason: FinishReason = ""
-    # The sampling seed of the model call this reply came from (None: unseeded or greedy); the
-    # replies of one call are its samples in step order, so (seed, position) names a sample.
+    # The sampling seed of the model call this reply came from (None: unseeded); the replies
+    # of one call are its samples in step order, so (seed, position) names a sample.
     seed: int | None = None
     candidate: Candidate | None = None
     report: TestReport | None = None

@@ -15,10 +15,14 @@ REACHABLE_PROBE = "Say OK."  # what the CLI asks a server before a run (check_re
 
 
 class ChatStub:
-    def __init__(self, replies: Sequence[str], hold_at: int | None = None) -> None:
+    def __init__(
+        self, replies: Sequence[str], hold_at: int | None = None, refuses: Sequence[str] = ()
+    ) -> None:
         self.replies = list(replies)
         self.next = 0
         self.hold_at = hold_at  # the index of the reply whose request is held
+        self.refuses = set(refuses)  # request fields answered with HTTP 400, as OpenAI's API does
+        self.bodies: list[dict] = []  # every request, as sent
         self.held = threading.Event()  # set once that request has arrived
         self.release = threading.Event()
         self.lock = threading.Lock()
@@ -27,6 +31,14 @@ class ChatStub:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                stub.bodies.append(body)
+                refused = sorted(stub.refuses & set(body))
+                if refused:
+                    message = f"Unrecognized request argument supplied: {', '.join(refused)}"
+                    self.answer(
+                        400, {"error": {"message": message, "type": "invalid_request_error"}}
+                    )
+                    return
                 texts = stub.take(body)
                 if texts is None:  # held until the test is done; the client is gone by then
                     stub.release.wait()
@@ -53,8 +65,11 @@ class ChatStub:
                         "total_tokens": 10 + sum(len(t.split()) for t in texts),
                     },
                 }
+                self.answer(200, answer)
+
+            def answer(self, status: int, answer: dict) -> None:
                 data = json.dumps(answer).encode()
-                self.send_response(200)
+                self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()

@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import importlib.util
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -15,8 +21,6 @@ collect_ignore_glob = ["fixtures/*"]
 
 
 def in_ci() -> bool:
-    import os
-
     return os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
@@ -186,3 +190,71 @@ def sft_adapter(scripted_run, tmp_path_factory) -> Path:
     assert result.returncode == 0, result.stderr[-3000:]
     assert "2 steps" in result.stdout
     return out
+
+
+# ---------------------------------------------------------------- the real SmolLM2
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def smollm2_folder() -> Path:
+    from selfrepair.agents.models.smollm2 import ensure_smollm2
+
+    return ensure_smollm2()
+
+
+@pytest.fixture(scope="session")
+def smollm2(smollm2_folder: Path):
+    from selfrepair.agents.models.backends import load_model
+
+    return load_model("smollm2")
+
+
+@pytest.fixture(scope="session")
+def served_smollm2(smollm2_folder: Path, tmp_path_factory):
+    """`transformers serve` with the SmolLM2 folder on 127.0.0.1: (model name, base URL)."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("serve") / "serve.log"
+    command = [
+        str(Path(sys.executable).parent / "transformers"),
+        "serve",
+        str(smollm2_folder),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--device",
+        "cpu",
+    ]
+    env = os.environ | {"HF_HUB_OFFLINE": "1"}  # nothing from the hub; the folder is local
+    with open(log, "w") as output:
+        server = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env=env)
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            if server.poll() is not None:
+                pytest.fail(
+                    f"transformers serve exited with {server.returncode}:\n{log.read_text()[-2000:]}"
+                )
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    pytest.fail(
+                        f"transformers serve did not answer in 300 s:\n{log.read_text()[-2000:]}"
+                    )
+                time.sleep(0.5)
+        yield str(smollm2_folder), f"http://127.0.0.1:{port}/v1"
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()

@@ -156,6 +156,13 @@ def test_a_corrupt_store_is_one_line(corrupt_run, tmp_path, command):
     assert not (corrupt_run / "run.lock").exists()
 
 
+@pytest.fixture(params=["local", "docker"])
+def sandbox(request) -> str:
+    if request.param == "docker":
+        request.getfixturevalue("docker_sandbox")  # skips without Docker (fails in CI)
+    return request.param
+
+
 @pytest.mark.parametrize(
     "tests, test_cmd, message",
     [
@@ -163,12 +170,21 @@ def test_a_corrupt_store_is_one_line(corrupt_run, tmp_path, command):
         ({"test_calc.py": None}, "python -m pytest -q -k nomatch", "it ran no tests"),
         ({"test_calc.py": None}, "python -m nosuchmodule", "it cannot start: "),
         ({"test_calc.py": None}, "python nosuch.py", "it cannot start: "),
-        ({"test_calc.py": None}, "python -m pytest -q --no-such-option", "it cannot start: "),
+        (
+            {"test_calc.py": None},
+            "python -m pytest -q --no-such-option",
+            "it cannot start: its arguments are refused: unrecognized arguments: --no-such-option",
+        ),
         ({"test_calc.py": None}, "no-such-test-runner", "it cannot start: "),
+        (
+            {"test_calc.py": None},
+            "false",
+            "it ran no tests (no Python process ran; exit status 1)",
+        ),
     ],
 )
 def test_a_test_command_that_tests_nothing_is_refused_before_any_model_call(
-    project, tmp_path, tests, test_cmd, message
+    project, tmp_path, sandbox, tests, test_cmd, message
 ):
     if not tests:
         (project / "test_calc.py").unlink()
@@ -182,11 +198,53 @@ def test_a_test_command_that_tests_nothing_is_refused_before_any_model_call(
         "--model",
         NO_MODEL,
         "--sandbox",
-        "local",
+        sandbox,
         "--out",
         str(out),
     )
     refused(result, f"--test-cmd `{test_cmd}` cannot test {project} in the sandbox: {message}")
+    assert not out.exists()
+
+
+HANGING_TEST = "import time\n\n\ndef test_add():\n    time.sleep(100_000)\n"
+
+
+@pytest.mark.parametrize("mode", ["files", "repository"])
+def test_a_test_command_that_hangs_is_refused_at_max_seconds(
+    project, issue_repo, tmp_path, sandbox, mode
+):
+    """Before, the preflight ran a hanging test to its own timeout (300 s for a folder, 600 s
+    for a repository) and then repaired against it; now --max-seconds cuts it and fix refuses."""
+    out = tmp_path / "run"
+    if mode == "files":
+        (project / "test_calc.py").write_text(HANGING_TEST)
+        where, extra = str(project), []
+    else:
+        (issue_repo / "tests" / "test_hang.py").write_text(HANGING_TEST)
+        subprocess.run(["git", "add", "-A"], cwd=issue_repo, check=True)
+        subprocess.run(
+            ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "hang"],
+            cwd=issue_repo,
+            check=True,
+        )
+        where, extra = f"{issue_repo.name} at ", ["--issue", "Totals are wrong."]
+        project = issue_repo
+    result = run(
+        "fix",
+        str(project),
+        "--test-cmd",
+        "python -m pytest -q",
+        *extra,
+        "--max-seconds",
+        "5",
+        "--model",
+        NO_MODEL,
+        "--sandbox",
+        sandbox,
+        "--out",
+        str(out),
+    )
+    refused(result, f"--test-cmd `python -m pytest -q` did not finish within 5 s on {where}")
     assert not out.exists()
 
 

@@ -4,6 +4,7 @@ subprocess, with the scripted model and the local sandbox."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -130,6 +131,34 @@ def test_fix_that_fails_exits_1_and_says_what_it_tried(example, tmp_path):
     assert not report["solved"] and report["outcome"] == "budget"
     assert "reviewer error" in report["steps"][0] and "no code in the reply" in report["steps"][1]
     assert "return a - b" in (example / "calc.py").read_text()
+
+
+def test_max_seconds_cuts_a_candidates_test_run(example, tmp_path):
+    """A candidate whose tests hang is cut at what is left of --max-seconds and counted as a
+    timeout; before, its run went on to the folder's test timeout (300 s)."""
+    hanging = "```python\nimport time\n\n\ndef add(a, b):\n    time.sleep(100_000)\n```"
+    result = run(
+        "fix",
+        str(example / "calc.py"),
+        "--test-cmd",
+        TEST_CMD,
+        "--model",
+        replies(tmp_path, hanging, "VERDICT: refine\nCONFIDENCE: 0.5\nCRITIQUE: it hangs"),
+        "--sandbox",
+        "local",
+        "--strategy",
+        "refine",
+        "--max-seconds",
+        "10",
+        "--out",
+        str(tmp_path / "run"),
+        "--json",
+    )
+    assert result.returncode == 1, result.stderr
+    report = json.loads(result.stdout)
+    assert report["outcome"] == "budget" and len(report["steps"]) == 1
+    cut = re.search(r"timed out after ([\d.]+) s", report["steps"][0])
+    assert cut and float(cut.group(1)) <= 10, report["steps"]
 
 
 def test_fix_that_fails_prints_each_step_it_tried(example, tmp_path):

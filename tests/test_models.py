@@ -4,16 +4,14 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
+from chat_stub import ChatStub
+from conftest import free_port
 from selfrepair.agents.models.backends import SPEC_FORMS, load_model
 from selfrepair.agents.models.scripted import ScriptedModel
 
@@ -22,12 +20,6 @@ from selfrepair.types import Message
 
 ROOT = Path(__file__).resolve().parent.parent
 PROMPT = [Message(role="user", content="Write a Python function add(a, b) that returns a + b.")]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 # ---------------------------------------------------------------- scripted
@@ -136,18 +128,6 @@ def test_importing_the_factory_stays_light() -> None:
 # ---------------------------------------------------------------- hf (the real SmolLM2)
 
 
-@pytest.fixture(scope="session")
-def smollm2_folder() -> Path:
-    from selfrepair.agents.models.smollm2 import ensure_smollm2
-
-    return ensure_smollm2()
-
-
-@pytest.fixture(scope="session")
-def smollm2(smollm2_folder: Path):
-    return load_model("smollm2")
-
-
 class CountingGenerate:
     """Wraps a transformers model's generate to count the calls (the samples must come from one)."""
 
@@ -245,51 +225,6 @@ def test_hf_loads_a_peft_adapter(smollm2_folder: Path, smollm2, tmp_path: Path) 
 # ---------------------------------------------------------------- openai (a real `transformers serve`)
 
 
-@pytest.fixture(scope="session")
-def served_smollm2(smollm2_folder: Path, tmp_path_factory):
-    """`transformers serve` with the SmolLM2 folder on 127.0.0.1: (model name, base URL)."""
-    port = free_port()
-    log = tmp_path_factory.mktemp("serve") / "serve.log"
-    command = [
-        str(Path(sys.executable).parent / "transformers"),
-        "serve",
-        str(smollm2_folder),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--device",
-        "cpu",
-    ]
-    env = os.environ | {"HF_HUB_OFFLINE": "1"}  # nothing from the hub; the folder is local
-    with open(log, "w") as output:
-        server = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env=env)
-    try:
-        deadline = time.monotonic() + 300
-        while True:
-            if server.poll() is not None:
-                pytest.fail(
-                    f"transformers serve exited with {server.returncode}:\n{log.read_text()[-2000:]}"
-                )
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2):
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    pytest.fail(
-                        f"transformers serve did not answer in 300 s:\n{log.read_text()[-2000:]}"
-                    )
-                time.sleep(0.5)
-        yield str(smollm2_folder), f"http://127.0.0.1:{port}/v1"
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-
-
 @pytest.mark.model
 def test_openai_backend_generates_with_usage(served_smollm2) -> None:
     name, url = served_smollm2
@@ -353,3 +288,14 @@ def test_openai_backend_unreachable_server_is_one_line() -> None:
         load_model(f"openai:any@{url}").generate(PROMPT, max_tokens=2)
     assert str(error.value).startswith(f"cannot reach the model server at {url}")
     assert "\n" not in str(error.value)
+
+
+def test_openai_backend_asks_to_sample_until_a_server_refuses_the_field() -> None:
+    """`transformers serve` draws greedily at any temperature unless the request asks it to
+    sample; OpenAI's API refuses the field that asks, so it is asked again without it."""
+    with ChatStub(["a", "b", "c"], refuses=["generation_config"]) as stub:
+        model = load_model(stub.spec)
+        assert model.generate(PROMPT, n=2, temperature=0.8, seed=5).texts == ["a", "b"]
+        assert model.generate(PROMPT, temperature=0.8, seed=6).texts == ["c"]
+    asked = [("generation_config" in body, body["seed"]) for body in stub.bodies]
+    assert asked == [(True, 5), (False, 5), (False, 6)]

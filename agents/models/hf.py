@@ -1,6 +1,8 @@
 """The `hf` backend: a transformers model in this process, on a GPU where there is one.
 
-`n` samples come from one batched `generate` call (`num_return_sequences=n`). Temperature 0 is
+`n` samples come from one batched `generate` call (`num_return_sequences=n`), seeded by the
+call's `seed`; calls take turns on torch's generator (GENERATING), so a seeded call draws the
+same samples whatever runs beside it. Temperature 0 is
 greedy decoding, which is deterministic: n > 1 then returns n copies of one greedy completion,
 computed once (what a server returns for the same request, without paying n times for it).
 A PEFT adapter (`hf:BASE+ADAPTER_DIR`) is loaded on top of its base with peft.
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,6 +22,11 @@ from selfrepair.agents.models.protocol import Completion, Generation, cut_at_sto
 
 from selfrepair.errors import SelfRepairError
 from selfrepair.types import Message
+
+# transformers samples from torch's global generator, which every model in the process shares:
+# a seeded call holds this from seeding to its last token, and so does every other call (an
+# unseeded one would draw from the generator in between). Parallel tasks (--jobs) take turns.
+GENERATING = threading.Lock()
 
 
 @functools.lru_cache(maxsize=4)
@@ -129,9 +137,9 @@ class HFModel:
         if settings.pad_token_id is None:
             settings.pad_token_id = min(end_ids) if end_ids else self.tokenizer.eos_token_id
         settings.stop_strings = list(stop) if stop else None
-        if seed is not None and not greedy:
-            torch.manual_seed(seed)  # the n samples of one call come from this seed, in order
-        with torch.inference_mode():
+        with GENERATING, torch.inference_mode():
+            if seed is not None and not greedy:
+                torch.manual_seed(seed)  # the n samples of one call come from this seed, in order
             output = self.model.generate(
                 input_ids=input_ids,
                 attention_mask=torch.ones_like(input_ids),

@@ -4,10 +4,16 @@ It does not trust the server to honour `n`: some (`transformers serve`) return o
 whatever is asked, so when fewer come back it asks again for the rest and adds up the usage.
 Greedy requests (temperature 0) ask for one choice and copy it.
 The key comes from OPENAI_API_KEY; local servers take any.
+
+Sampled requests send `seed`, and ask to sample: `transformers serve` samples only when the
+model's generation config says so (SmolLM2's does not), whatever the temperature, unless the
+request's `generation_config` does. vLLM ignores that field; a server that refuses it (OpenAI's
+API) is asked again without it, and not sent it again.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import time
@@ -19,6 +25,8 @@ from selfrepair.agents.models.protocol import Completion, Generation, cut_at_sto
 
 from selfrepair.errors import SelfRepairError
 from selfrepair.types import Message
+
+SAMPLE = {"generation_config": json.dumps({"do_sample": True})}
 
 
 class OpenAIModel:
@@ -34,6 +42,7 @@ class OpenAIModel:
             timeout=timeout_s,
             max_retries=2,
         )
+        self.asks_to_sample = True  # until the server refuses SAMPLE
 
     def ask(
         self,
@@ -44,6 +53,7 @@ class OpenAIModel:
         stop: Sequence[str] | None,
         seed: int | None = None,
     ) -> Any:
+        extra = SAMPLE if temperature > 0 and self.asks_to_sample else None
         try:
             return self.client.chat.completions.create(
                 model=self.name,
@@ -53,6 +63,7 @@ class OpenAIModel:
                 max_tokens=max_tokens,
                 stop=list(stop) if stop else None,
                 seed=seed,
+                extra_body=extra,
             )
         except openai.APIConnectionError as error:
             raise SelfRepairError(
@@ -63,6 +74,9 @@ class OpenAIModel:
                 f"model {self.name!r} not found at {self.base_url}: {server_detail(error)}"
             ) from None
         except openai.APIStatusError as error:
+            if extra is not None and error.status_code == 400 and "generation_config" in str(error):
+                self.asks_to_sample = False
+                return self.ask(messages, n, temperature, max_tokens, stop, seed)
             raise SelfRepairError(
                 f"the model server at {self.base_url} refused model {self.name!r} "
                 f"(HTTP {error.status_code}): {server_detail(error)}"

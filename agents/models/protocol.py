@@ -41,10 +41,12 @@ class Generation:
 class Model(Protocol):
     """n completions of one chat, with token counts. Temperature 0 is greedy decoding: n > 1
     then gives n copies of the one greedy completion (the in-process backends compute it once).
-    A completion ends before the first stop string, which it does not include. A `seed`
-    makes sampling repeatable: the same seed, prompt, n and model give the same completions
-    (on the same hardware and library versions; a server may ignore it); None leaves the
-    backend's own randomness."""
+    A completion ends before the first stop string, which it does not include, and has at most
+    `max_tokens` tokens (finish reason "length" when it was cut there). A `seed` makes
+    sampling repeatable: the same seed, prompt, n and model give the same completions, whatever
+    other calls run beside it (on the same hardware and library versions; servers are sent the
+    seed, and the ones tested honour it); None leaves the backend's own randomness. Every
+    backend is held to this by tests/test_model_contract.py."""
 
     spec: str  # the spec string it was made from, recorded in trajectories
 

@@ -6,12 +6,15 @@ Or an object of such lists, keyed by a text that names the task (e.g. "def gcd("
 takes its replies from the first key, in the file's order, found in the conversation, so
 each task gets its own replies in whatever order, thread or machine the tasks run.
 Token counts are whitespace-separated words, so budgets behave like they would with a model.
-A reply is cut at the first stop string, as a real backend would cut it.
+A reply is cut at the first stop string, or after max_tokens words, as a real backend would
+cut it. Its replies depend on no randomness: a seed changes nothing, so a fresh model given the
+same calls gives the same replies, as the Model protocol asks of a seeded call.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from collections.abc import Sequence
@@ -51,6 +54,16 @@ def read_replies(path: Path) -> dict[str, list[str]]:
             f"scripted model: {path} must hold a JSON list of strings, or an object of such lists under non-empty keys"
         )
     return keyed
+
+
+def reply(text: str, max_tokens: int, stop: Sequence[str] | None) -> Completion:
+    """The reply as a model would give it: cut at the first stop string, and after
+    `max_tokens` words when it is longer (finish reason "length")."""
+    text = cut_at_stop(text, stop)[0]
+    words = list(re.finditer(r"\S+", text))
+    if len(words) > max_tokens:
+        return Completion(text[: words[max_tokens - 1].end()], max_tokens, "length")
+    return Completion(text=text, completion_tokens=len(words))
 
 
 class ScriptedModel:
@@ -95,8 +108,7 @@ class ScriptedModel:
                     f"asked for {n}, {len(replies) - first} left of {len(replies)}"
                 )
             self.next_index[key] = first + n
-        texts = [cut_at_stop(t, stop)[0] for t in replies[first : first + n]]
-        completions = [Completion(text=t, completion_tokens=count_words(t)) for t in texts]
+        completions = [reply(t, max_tokens, stop) for t in replies[first : first + n]]
         return Generation(
             completions=completions,
             prompt_tokens=sum(count_words(m.content) for m in messages),

@@ -98,7 +98,7 @@ class VLLMModel:
             raise SelfRepairError(f"n must be at least 1, got {n}")
         if self.llm is None:
             return self.server_model().generate(
-                messages, n=n, temperature=temperature, max_tokens=max_tokens, stop=stop
+                messages, n=n, temperature=temperature, max_tokens=max_tokens, stop=stop, seed=seed
             )
         from vllm import SamplingParams
 

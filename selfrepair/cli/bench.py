@@ -30,6 +30,7 @@ from selfrepair.cli.common import (
     MaxSeconds,
     MaxTokens,
     SandboxKind,
+    Seed,
     Strategy,
     budget_config,
     command_line,
@@ -38,11 +39,12 @@ from selfrepair.cli.common import (
 from selfrepair.errors import SelfRepairError
 from selfrepair.executor import open_executor
 from selfrepair.files import write_atomically
+from selfrepair.graphs.issue import issue_sampling
 from selfrepair.graphs.jobs import RepairJob, Rollout
 from selfrepair.graphs.run import open_checkpointer
 from selfrepair.loaders import load_tasks
 from selfrepair.rundir import PREDICTIONS, check_run_dir, prepare_run_dir, write_results
-from selfrepair.settings import Budget
+from selfrepair.settings import Budget, Sampling
 from selfrepair.types import Task, Trajectory
 
 
@@ -77,6 +79,7 @@ def bench(
     budget: int = typer.Option(8, "--budget", min=1, help=BUDGET_HELP),
     max_tokens: int = MaxTokens,
     max_seconds: float = MaxSeconds,
+    seed: int = Seed,
     jobs: int = typer.Option(
         1,
         "--jobs",
@@ -126,6 +129,7 @@ def bench(
         "strategy": strategy_name,
         "model": model,
         "budget": budget_config(limits),
+        "seed": seed,
     } | ({"repos": str(repos.resolve())} if repos is not None else {})
     name = f"bench-{benchmark.value}-{strategy_name}-{slug(model)}-b{budget}" + (
         f"-n{limit}" if limit else ""
@@ -161,8 +165,12 @@ def bench(
                     tokens=sum(tokens.values()),
                 )
 
+            sampling = issue_sampling(seed) if strategy_name == "issue" else Sampling(seed=seed)
             job = RepairJob(
-                Rollout(strategy_name, model, limits), store, open_checkpointer(store), on_step
+                Rollout(strategy_name, model, limits, sampling),
+                store,
+                open_checkpointer(store),
+                on_step,
             )
             trajectories = []
             for trajectory in executor.run(job, tasks, done):

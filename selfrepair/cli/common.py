@@ -66,6 +66,13 @@ MaxSeconds = typer.Option(
     help="Most wall-clock seconds to spend per task (kept across a resume).",
 )
 
+Seed = typer.Option(
+    0,
+    "--seed",
+    help="Sampling seed: each model call is seeded from it, the task and the step, so a rerun "
+    "draws the same samples (with any --jobs).",
+)
+
 
 def budget_config(budget: Budget) -> dict[str, Any]:
     """The budget as a run directory's configuration records it."""

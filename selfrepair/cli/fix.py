@@ -14,7 +14,11 @@ from __future__ import annotations
 import difflib
 import json
 import time
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -27,6 +31,7 @@ from selfrepair.agents.code.repo import (
     resolve_commit,
 )
 from selfrepair.agents.models.backends import check_reachable, load_model
+from selfrepair.agents.models.protocol import Model
 from selfrepair.cli.common import (
     BUDGET_HELP,
     JSON_HELP,
@@ -37,20 +42,22 @@ from selfrepair.cli.common import (
     MaxSeconds,
     MaxTokens,
     SandboxKind,
+    Seed,
     Strategy,
     budget_config,
     command_line,
 )
 from selfrepair.errors import SelfRepairError
 from selfrepair.files import write_atomically
-from selfrepair.graphs.issue import repair_issue, run_candidate_tests
+from selfrepair.graphs.issue import issue_sampling, repair_issue, run_candidate_tests
 from selfrepair.graphs.run import open_checkpointer, repair_task
 from selfrepair.metrics import result_row
 from selfrepair.paths import is_test_file
 from selfrepair.rundir import PATCH, check_run_dir, prepare_run_dir, write_results
 from selfrepair.sandbox.choose import open_sandbox
+from selfrepair.sandbox.core import Sandbox
 from selfrepair.sandbox.testing import run_tests, untestable
-from selfrepair.settings import Budget
+from selfrepair.settings import Budget, Sampling
 from selfrepair.types import Step, Task, TestReport, TestSpec, Trajectory
 
 REPOSITORY_TEST_TIMEOUT_S = 600.0  # a repository's suite takes longer than one function's tests
@@ -79,6 +86,7 @@ def fix(
     budget: int = typer.Option(8, "--budget", min=1, help=BUDGET_HELP),
     max_tokens: int = MaxTokens,
     max_seconds: float = MaxSeconds,
+    seed: int = Seed,
     sandbox: SandboxKind = typer.Option(SandboxKind.auto, "--sandbox", help=SANDBOX_HELP),
     out: Path | None = typer.Option(
         None,
@@ -114,56 +122,39 @@ def fix(
     if not test_cmd.strip():
         raise SelfRepairError("--test-cmd is empty")
     limits = Budget(max_candidates=budget, max_tokens=max_tokens, max_seconds=max_seconds)
-    if issue is not None or base is not None or branch is not None:
-        for option, value in (("--spec", spec), ("--strategy", strategy)):
-            if value is not None:
-                raise SelfRepairError(
-                    f"{option} does not apply to repository mode (--issue, --base, --branch)"
-                )
-        return fix_repository(
-            path,
-            issue,
-            test_cmd,
-            base=base,
-            branch=branch,
-            model=model,
-            limits=limits,
-            sandbox=sandbox.value,
-            out=out,
-            patch=patch,
-            quiet=quiet,
-            json_output=json_output,
-        )
-    if not path.exists():
-        raise SelfRepairError(f"{path}: no such file or directory")
-    strategy = strategy or Strategy.best_of_n
-    task, root = fix_task(path.resolve(), test_cmd, read_spec(spec))
-    box = open_sandbox(sandbox.value)
-    try:
-        baseline = run_tests(box, task)
-        check_baseline(baseline, test_cmd, str(root))
+    with ExitStack() as stack:
+        if issue is not None or base is not None or branch is not None:
+            for option, value in (("--spec", spec), ("--strategy", strategy)):
+                if value is not None:
+                    raise SelfRepairError(
+                        f"{option} does not apply to repository mode (--issue, --base, --branch)"
+                    )
+            target = repository_target(path, issue, test_cmd, base, branch, seed, stack)
+        else:
+            target = files_target(path, test_cmd, spec, strategy or Strategy.best_of_n, seed, patch)
+        box = open_sandbox(sandbox.value)
+        stack.callback(box.close)
+        # The preflight: the tests on the code as given, cut at --max-seconds like every run.
+        seconds = min(limits.max_seconds, target.task.tests.timeout_s)
+        baseline = target.test(box, seconds)
+        check_baseline(baseline, test_cmd, target.where, seconds)
         if baseline.passed:
-            raise SelfRepairError(f"nothing to repair: `{test_cmd}` already passes in {root}")
-        config = {
-            "command": "fix",
-            "path": str(path.resolve()),
+            raise SelfRepairError(f"nothing to repair: `{test_cmd}` already passes {target.passes}")
+        config = target.config | {
             "test_cmd": test_cmd,
-            "spec": task.spec,
-            "strategy": strategy.value,
             "model": model,
             "budget": budget_config(limits),
+            "seed": seed,
         }
         run_dir = out or default_run_dir()
         check_run_dir(run_dir, config)
         loaded = load_model(model)
         check_reachable(loaded)
         store = prepare_run_dir(run_dir, config)
-        with Display(not (quiet or json_output), f"fixing {path.name}", budget) as display:
-            trajectory = repair_task(
-                task,
+        with Display(not (quiet or json_output), f"fixing {target.name}", budget) as display:
+            trajectory = target.repair(
                 loaded,
                 box,
-                strategy.value,
                 limits,
                 store,
                 checkpointer=open_checkpointer(store),
@@ -172,45 +163,83 @@ def fix(
             )
         write_results(run_dir, [trajectory], config | {"command_line": command_line()})
         store.close()
-    finally:
-        box.close()
+    diff, written, details = target.deliver(trajectory, run_dir)
+    report_fix(trajectory, run_dir, diff, written, patch, quiet, json_output, **details)
 
-    solution = trajectory.steps[trajectory.solution_step] if trajectory.solved else None
-    files = solution.candidate.files if solution else {}
-    diff = unified_patch(task, files) if solution else ""
-    if solution and not patch:
-        for relative, text in files.items():
-            write_atomically(root / relative, text)
-    written = f"wrote {', '.join(sorted(files))} (patch in {run_dir / PATCH})"
-    report_fix(
-        trajectory,
-        run_dir,
-        diff,
-        written,
-        patch,
-        quiet,
-        json_output,
-        files=sorted(files) if not patch else [],
+
+Repair = Callable[..., Trajectory]  # (model, sandbox, budget, store, **graph options)
+
+
+@dataclass(frozen=True)
+class Target:
+    """What one mode of `fix` repairs and how: the task's tests on the code as given (cut at
+    a number of seconds), the graph that repairs it, and what becomes of a fix: the diff, the
+    line saying where it went, and the details for --json."""
+
+    task: Task
+    name: str  # shown while it runs: "fixing NAME"
+    where: str  # where its tests run, for a refusal
+    passes: str  # ... for "already passes ..."
+    config: dict[str, Any]  # the run directory's settings, less the ones every mode has
+    test: Callable[[Sandbox, float], TestReport]
+    repair: Repair
+    deliver: Callable[[Trajectory, Path], tuple[str, str, dict[str, Any]]]
+
+
+def files_target(
+    path: Path, test_cmd: str, spec: str | None, strategy: Strategy, seed: int, patch: bool
+) -> Target:
+    """A file or directory, repaired by `strategy`'s graph; its fix is written to the files
+    (or only printed, with --patch)."""
+    if not path.exists():
+        raise SelfRepairError(f"{path}: no such file or directory")
+    task, root = fix_task(path.resolve(), test_cmd, read_spec(spec))
+
+    def repair(model: Model, box: Sandbox, limits: Budget, store, **options) -> Trajectory:
+        sampling = Sampling(seed=seed)
+        return repair_task(
+            task, model, box, strategy.value, limits, store, sampling=sampling, **options
+        )
+
+    def deliver(trajectory: Trajectory, run_dir: Path) -> tuple[str, str, dict[str, Any]]:
+        solution = trajectory.steps[trajectory.solution_step] if trajectory.solved else None
+        files = solution.candidate.files if solution else {}
+        if solution and not patch:
+            for relative, text in files.items():
+                write_atomically(root / relative, text)
+        written = f"wrote {', '.join(sorted(files))} (patch in {run_dir / PATCH})"
+        diff = unified_patch(task, files) if solution else ""
+        return diff, written, {"files": sorted(files) if not patch else []}
+
+    return Target(
+        task=task,
+        name=path.name,
+        where=str(root),
+        passes=f"in {root}",
+        config={
+            "command": "fix",
+            "path": str(path.resolve()),
+            "spec": task.spec,
+            "strategy": strategy.value,
+        },
+        test=lambda box, seconds: run_tests(box, task, seconds=seconds),
+        repair=repair,
+        deliver=deliver,
     )
 
 
-def fix_repository(
+def repository_target(
     path: Path,
     issue: str | None,
     test_cmd: str,
-    *,
     base: str | None,
     branch: str | None,
-    model: str,
-    limits: Budget,
-    sandbox: str,
-    out: Path | None,
-    patch: bool,
-    quiet: bool,
-    json_output: bool,
-) -> None:
-    """Resolve ISSUE in the git repository at PATH until TEST_CMD passes; the fix is written to
-    RUN_DIR/fix.patch (and committed on BRANCH when one is named). Exit 1 when not fixed."""
+    seed: int,
+    stack: ExitStack,
+) -> Target:
+    """ISSUE in the git repository at PATH, repaired by the issue graph in a private checkout
+    of the base commit (held open by `stack`); its fix goes to RUN_DIR/fix.patch, and is
+    committed on BRANCH when one is named."""
     issue_text = (read_spec(issue) or "").strip()
     if not issue_text:
         raise SelfRepairError("--issue is empty: give the issue's text or a file holding it")
@@ -229,80 +258,59 @@ def fix_repository(
         tests=TestSpec(kind="command", command=test_cmd, timeout_s=REPOSITORY_TEST_TIMEOUT_S),
         metadata={"mode": "issue"},
     )
-    box = open_sandbox(sandbox)
-    try:
-        with checkout(repository, commit) as work:
-            baseline = run_candidate_tests(box, work, task, None)
-            check_baseline(baseline, test_cmd, f"{root.name} at {commit[:12]}")
-            if baseline.passed:
-                raise SelfRepairError(
-                    f"nothing to repair: `{test_cmd}` already passes at {commit[:12]}; "
-                    "add a test that shows the issue"
-                )
-            config = {
-                "command": "fix",
-                "mode": "issue",
-                "path": str(root),
-                "base": commit,
-                "test_cmd": test_cmd,
-                "issue": issue_text,
-                "strategy": "issue",
-                "model": model,
-                "budget": budget_config(limits),
-            }
-            run_dir = out or default_run_dir()
-            check_run_dir(run_dir, config)
-            loaded = load_model(model)
-            check_reachable(loaded)
-            store = prepare_run_dir(run_dir, config)
-            with Display(
-                not (quiet or json_output), f"fixing {root.name}", limits.max_candidates
-            ) as display:
-                trajectory = repair_issue(
-                    task,
-                    loaded,
-                    box,
-                    limits,
-                    store,
-                    checkpointer=open_checkpointer(store),
-                    work=work,
-                    baseline=baseline,
-                    on_step=lambda t: show_step(display, t),
-                )
-            write_results(run_dir, [trajectory], config | {"command_line": command_line()})
-            store.close()
-    finally:
-        box.close()
+    work = stack.enter_context(checkout(repository, commit))
 
-    diff = trajectory.metadata.get("patch", "") if trajectory.solved else ""
-    branch_commit = None
-    if diff and branch is not None:
-        title = issue_text.splitlines()[0].lstrip("# ").strip()[:60]
-        branch_commit = commit_to_branch(
-            repository, commit, diff, branch, f"Fix: {title}\n\nMade by selfrepair."
+    def repair(model: Model, box: Sandbox, limits: Budget, store, **options) -> Trajectory:
+        sampling = issue_sampling(seed)
+        return repair_issue(
+            task, model, box, limits, store, work=work, sampling=sampling, **options
         )
-    where = (
-        f"committed on branch {branch} ({branch_commit[:12]})"
-        if branch_commit
-        else (f"apply it with: git -C {root} apply {(run_dir / PATCH).resolve()}")
-    )
-    report_fix(
-        trajectory,
-        run_dir,
-        diff,
-        f"patch in {run_dir / PATCH}; {where}",
-        patch,
-        quiet,
-        json_output,
-        base=commit,
-        branch=branch if branch_commit else None,
-        commit=branch_commit,
+
+    def deliver(trajectory: Trajectory, run_dir: Path) -> tuple[str, str, dict[str, Any]]:
+        diff = trajectory.metadata.get("patch", "") if trajectory.solved else ""
+        made = None
+        if diff and branch is not None:
+            title = issue_text.splitlines()[0].lstrip("# ").strip()[:60]
+            made = commit_to_branch(
+                repository, commit, diff, branch, f"Fix: {title}\n\nMade by selfrepair."
+            )
+        where = (
+            f"committed on branch {branch} ({made[:12]})"
+            if made
+            else f"apply it with: git -C {root} apply {(run_dir / PATCH).resolve()}"
+        )
+        details = {"base": commit, "branch": branch if made else None, "commit": made}
+        return diff, f"patch in {run_dir / PATCH}; {where}", details
+
+    return Target(
+        task=task,
+        name=root.name,
+        where=f"{root.name} at {commit[:12]}",
+        passes=f"at {commit[:12]}; add a test that shows the issue",
+        config={
+            "command": "fix",
+            "mode": "issue",
+            "path": str(root),
+            "base": commit,
+            "issue": issue_text,
+            "strategy": "issue",
+        },
+        test=lambda box, seconds: run_candidate_tests(box, work, task, None, seconds=seconds),
+        repair=repair,
+        deliver=deliver,
     )
 
 
-def check_baseline(baseline: TestReport, test_cmd: str, where: str) -> None:
-    """A test command that runs no tests, or cannot start, is bad input: no candidate could
-    be told from the bug by it. Refused on the code as given, before any model call."""
+def check_baseline(baseline: TestReport, test_cmd: str, where: str, seconds: float) -> None:
+    """A test command that hangs, runs no tests, or cannot start is bad input: no candidate
+    could be told from the bug by it. Refused on the code as given, before any model call;
+    `seconds` is the limit it ran under."""
+    if baseline.timed_out:
+        raise SelfRepairError(
+            f"--test-cmd `{test_cmd}` did not finish within {seconds:g} s on {where} (each test "
+            "run is cut at --max-seconds or the test timeout, whichever is sooner): a test that "
+            "hangs cannot tell a fix from the bug"
+        )
     problem = untestable(baseline)
     if problem:
         raise SelfRepairError(
