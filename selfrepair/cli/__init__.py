@@ -33,7 +33,8 @@ def stop(signum: int, _frame: object) -> None:
 
 
 def main() -> None:
-    """Entry point: a SelfRepairError becomes one line on stderr and exit status 2; SIGINT,
+    """Entry point: a SelfRepairError, or a full disk met anywhere, becomes one line on
+    stderr and exit status 2; SIGINT,
     SIGTERM and SIGHUP stop the command cleanly with one line and exit status 128 + the
     signal's number (130 for Ctrl-C). A SIGINT ignored by whoever started us (a background
     job of a shell) stays ignored."""
@@ -42,6 +43,7 @@ def main() -> None:
             signal.signal(signum, stop)
     try:
         from selfrepair.errors import SelfRepairError
+        from selfrepair.files import storage_failure
 
         try:
             from selfrepair.cli.commands import app
@@ -49,6 +51,17 @@ def main() -> None:
             app()
         except SelfRepairError as error:
             print(f"selfrepair: error: {error}", file=sys.stderr)
+            sys.exit(2)
+        except Exception as error:
+            # A disk that fills (or turns read-only) mid-run: every step so far is committed,
+            # so the run resumes once there is room.
+            problem = storage_failure(error)
+            if problem is None:
+                raise
+            print(
+                f"selfrepair: error: {problem}; once there is room the same command resumes a run",
+                file=sys.stderr,
+            )
             sys.exit(2)
     except Stopped as stopped:
         # Every step and checkpoint is committed as it lands, so a run stopped anywhere

@@ -16,6 +16,7 @@ import typer
 
 from selfrepair.cli.common import SANDBOX_HELP, SandboxKind
 from selfrepair.errors import SelfRepairError
+from selfrepair.files import read_input
 
 train_app = typer.Typer(
     help="Fine-tune a model (LoRA adapter) on recorded repairs with TRL.", no_args_is_help=True
@@ -48,9 +49,7 @@ def trl_settings(
     settings: dict[str, Any] = {}
     if config_file is not None:
         try:
-            settings = json.loads(config_file.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise SelfRepairError(f"--trl-config {config_file}: no such file") from None
+            settings = json.loads(read_input(config_file, f"--trl-config {config_file}"))
         except json.JSONDecodeError as error:
             raise SelfRepairError(
                 f"--trl-config {config_file}: not valid JSON ({error.msg}, line {error.lineno})"
