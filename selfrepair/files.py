@@ -153,14 +153,26 @@ SQLITE_STORAGE = {
 }
 
 
-def storage_failure(error: BaseException) -> str | None:
+def storage_failure(error: BaseException, folder: Path | None = None) -> str | None:
     """What the disk refused, in words, when `error` is a full disk or a read-only place
-    met on the way (a store's commit, a checkpoint, a cache), else None."""
+    met on the way (a store's commit, a checkpoint, a cache), else None. SQLite says only
+    "disk I/O error" when its journal cannot grow: `folder`, where given, tells whether
+    that was a full disk."""
     import sqlite3
 
     if isinstance(error, OSError) and error.errno in STORAGE_ERRNOS:
         where = f" ({error.filename})" if error.filename else ""
         return STORAGE_ERRNOS[error.errno] + where
-    if isinstance(error, sqlite3.OperationalError):
+    if isinstance(error, sqlite3.DatabaseError):
+        if str(error) == "disk I/O error" and folder is not None and nearly_full(folder):
+            return STORAGE_ERRNOS[errno.ENOSPC]
         return SQLITE_STORAGE.get(str(error))
     return None
+
+
+def nearly_full(folder: Path) -> bool:
+    try:
+        stats = os.statvfs(folder)
+    except OSError:
+        return False
+    return stats.f_bavail * stats.f_frsize < 1024 * 1024

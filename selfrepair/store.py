@@ -51,7 +51,7 @@ def readable(path: Path) -> Iterator[None]:
     try:
         yield
     except sqlite3.DatabaseError as error:
-        problem = storage_failure(error)
+        problem = storage_failure(error, path.parent)
         if problem is not None:
             raise SelfRepairError(
                 f"cannot write {path}: {problem}; once there is room the same command resumes a run"

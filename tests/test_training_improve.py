@@ -188,7 +188,13 @@ def test_an_out_folder_of_another_run_is_refused_once_it_holds_a_result(executor
     replies = tmp_path / "replies.json"
     replies.write_text(json.dumps([operator_reply("+")]))
     repair_run(
-        train, f"scripted:{replies}", executor, dpo, out / "round-1" / "train-run", "train", lambda event: None
+        train,
+        f"scripted:{replies}",
+        executor,
+        dpo,
+        out / "round-1" / "train-run",
+        "train",
+        lambda event: None,
     )
     with pytest.raises(
         SelfRepairError, match=r"holds an improve run with other settings \(method\)"
