@@ -426,3 +426,23 @@ def test_report_and_export_read_a_finished_run_on_a_read_only_mount(
     assert reported.returncode == 0, reported.stderr
     assert "plus" in (tmp_path / "report.html").read_text()
     refused(in_place, "read-only")  # its default place is in the run directory
+
+
+@pytest.mark.parametrize("name", ["../../etc/evil", "/etc/evil", "a//b", "tab\there"])
+def test_a_task_id_that_is_no_plain_name_is_refused(tmp_path, name):
+    data = tmp_path / "quixbugs.jsonl"
+    data.write_text(json.dumps(json.loads(quixbugs(tmp_path).read_text()) | {"name": name}) + "\n")
+    result = run(*bench(data, NO_MODEL, tmp_path / "run"))
+    refused(result, f"{data}:1: field 'task_id'")
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_record_over_the_size_limit_is_refused_before_any_work(tmp_path):
+    record = json.loads(quixbugs(tmp_path).read_text())
+    data = tmp_path / "quixbugs.jsonl"
+    data.write_text(
+        json.dumps(record) + "\n" + json.dumps(record | {"docstring": "x" * 5_000_000}) + "\n"
+    )
+    result = run(*bench(data, NO_MODEL, tmp_path / "run"))
+    refused(result, f"{data}:2: a record of 5,000,")
+    assert not (tmp_path / "run").exists()
