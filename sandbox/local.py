@@ -486,6 +486,12 @@ class _RunDirectory:
         if not sandbox.as_root:
             argv += ["--unshare-user"]
         argv += _system_binds()
+        argv += ["--proc", "/proc", "--dev", "/dev"]
+        # The private /tmp comes before the environment's folders: one that lives under /tmp
+        # (a checkout in `mktemp -d`, a .pth reaching into one) is bound read-only into it,
+        # not hidden by it.
+        for private in ("/tmp", "/var/tmp", "/dev/shm"):
+            argv += ["--perms", "1777", "--size", str(TMPFS_BYTES), "--tmpfs", private]
         if sys.prefix != sys.base_prefix:
             argv += ["--ro-bind", sys.prefix, VENV]
         for folder in _python_folders():
@@ -497,9 +503,6 @@ class _RunDirectory:
             argv += ["--perms", "0755", "--dir", "/deps"]
         for index, folder in enumerate(sandbox.python_path):
             argv += ["--ro-bind", str(folder), f"/deps/{index}"]
-        argv += ["--proc", "/proc", "--dev", "/dev"]
-        for private in ("/tmp", "/var/tmp", "/dev/shm"):
-            argv += ["--perms", "1777", "--size", str(TMPFS_BYTES), "--tmpfs", private]
         argv += [
             "--perms",
             "0755",
