@@ -12,10 +12,10 @@ exit, on SIGTERM, and, after a crash, at the next start (their owner process is 
 with `selfrepair sandbox clean`.
 
 Nothing can be lost to a stop at a bad moment: every container carries its sandbox's own
-label from the moment Docker creates it, Docker is only ever called from threads made for it
-(a stop signal, raised in the main thread, interrupts a wait, never a call half-sent), and
-close() waits for the containers being made and then removes everything with that label,
-whether or not it was ever handed back to the pool.
+label from the moment Docker creates it, containers are made only in threads made for it
+(a stop signal, raised in the main thread, interrupts a wait, never a request half-sent),
+and close() waits for the containers being made and then removes everything with that
+label, whether or not it was ever handed back to the pool.
 """
 
 from __future__ import annotations
@@ -517,8 +517,13 @@ def _owner() -> str:
 
 
 def remove_labelled(client, label: str) -> None:
-    """Remove every container (running or not) with `label` (KEY=VALUE)."""
-    for container in client.containers.list(all=True, filters={"label": label}):
+    """Remove every container (running or not) with `label` (KEY=VALUE). Sparse: the
+    listing alone, so a container removed meanwhile is no error."""
+    try:
+        found = client.containers.list(all=True, sparse=True, filters={"label": label})
+    except Exception:  # the daemon went away: the next start removes them as orphans
+        return
+    for container in found:
         try:
             container.remove(force=True)
         except Exception:  # removed meanwhile (a replaced container's own removal)
@@ -528,8 +533,8 @@ def remove_labelled(client, label: str) -> None:
 def remove_orphans(client, everything: bool = False) -> int:
     """Remove sandbox containers whose owner process is gone (or all of them); how many."""
     removed = 0
-    for container in client.containers.list(all=True, filters={"label": LABEL}):
-        owner = container.labels.get(OWNER_LABEL, "")
+    for container in client.containers.list(all=True, sparse=True, filters={"label": LABEL}):
+        owner = (container.attrs.get("Labels") or {}).get(OWNER_LABEL, "")
         if everything or not _owner_alive(owner):
             try:
                 container.remove(force=True)

@@ -54,7 +54,7 @@ def readable(path: Path) -> Iterator[None]:
         problem = storage_failure(error, path.parent)
         if problem is not None:
             raise SelfRepairError(
-                f"cannot write {path}: {problem}; once there is room the same command resumes a run"
+                f"cannot write {path}: {problem}; a run resumes when the same command is run again"
             ) from None
         raise SelfRepairError(f"{path} is not a readable trajectory store: {error}") from None
     except ValidationError as error:

@@ -34,10 +34,9 @@ def stop(signum: int, _frame: object) -> None:
 
 def main() -> None:
     """Entry point: a SelfRepairError, or a full disk met anywhere, becomes one line on
-    stderr and exit status 2; SIGINT,
-    SIGTERM and SIGHUP stop the command cleanly with one line and exit status 128 + the
-    signal's number (130 for Ctrl-C). A SIGINT ignored by whoever started us (a background
-    job of a shell) stays ignored."""
+    stderr and exit status 2; SIGINT, SIGTERM and SIGHUP stop the command cleanly with one
+    line and exit status 128 + the signal's number (130 for Ctrl-C). A stop signal ignored
+    by whoever started us (nohup, a shell's background job) stays ignored."""
     for signum in STOP_SIGNALS:
         if signal.getsignal(signum) is not signal.SIG_IGN:
             signal.signal(signum, stop)
@@ -59,7 +58,7 @@ def main() -> None:
             if problem is None:
                 raise
             print(
-                f"selfrepair: error: {problem}; once there is room the same command resumes a run",
+                f"selfrepair: error: {problem}; a run resumes when the same command is run again",
                 file=sys.stderr,
             )
             sys.exit(2)
