@@ -10,6 +10,12 @@ ran out of memory, left processes, wrote outside its workspace or touched the te
 removed and a fresh one takes its place. Containers go away on close(), at interpreter
 exit, on SIGTERM, and, after a crash, at the next start (their owner process is gone) or
 with `selfrepair sandbox clean`.
+
+Nothing can be lost to a stop at a bad moment: every container carries its sandbox's own
+label from the moment Docker creates it, containers are made only in threads made for it
+(a stop signal, raised in the main thread, interrupts a wait, never a request half-sent),
+and close() waits for the containers being made and then removes everything with that
+label, whether or not it was ever handed back to the pool.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import base64
 import io
 import json
 import os
+import secrets
 import signal
 import socket
 import struct
@@ -41,6 +48,7 @@ from selfrepair.sandbox.core import (
 from selfrepair.errors import SelfRepairError
 
 OWNER_LABEL = "selfrepair.sandbox.owner"
+SESSION_LABEL = "selfrepair.sandbox.session"  # one DockerSandbox's containers
 PATHS = {"workspace": "/work", "tests": "/tests", "out": "/out"}
 HARNESS = "/harness"
 # The supervisor's capabilities; the child drops all of them when it becomes uid 1000.
@@ -52,6 +60,7 @@ HARNESS_MB = 4
 SHM_MB = 16
 SERVER_GRACE_SECONDS = 30  # beyond the run's own limit, before the host gives up on a container
 CONNECT_TIMEOUT = 5
+START_TIMEOUT = 120  # how long close() waits for containers being made before it sweeps
 
 
 def docker_unavailable() -> str | None:
@@ -95,7 +104,9 @@ def server_launcher() -> str:
 class Worker:
     """One warm container and the attached stream to its fork server."""
 
-    def __init__(self, client, limits: Limits, launcher: str, python_path: list[Path]) -> None:
+    def __init__(
+        self, client, limits: Limits, launcher: str, python_path: list[Path], session: str
+    ) -> None:
         memory = f"{limits.memory_mb}m"
         self.limits_key = _pool_key(limits)
         self.container = client.containers.run(
@@ -125,17 +136,22 @@ class Worker:
             cap_add=SUPERVISOR_CAPS,
             security_opt=["no-new-privileges"],
             user="0:0",
-            labels={LABEL: "1", OWNER_LABEL: _owner()},
+            labels={LABEL: "1", OWNER_LABEL: _owner(), SESSION_LABEL: session},
         )
-        attached = self.container.attach_socket(
-            params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1}
-        )
-        self.sock: socket.socket = attached._sock
-        self._keep = attached  # the SDK's wrapper closes the socket when collected
-        self.buffer = b""
-        self.server_errors = b""
-        # The server's first line: the harness it writes under /harness and imports once.
-        self.sock.sendall(json.dumps({"harness": harness_files()}).encode() + b"\n")
+        self.sock: socket.socket | None = None
+        try:
+            attached = self.container.attach_socket(
+                params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1}
+            )
+            self.sock = attached._sock
+            self._keep = attached  # the SDK's wrapper closes the socket when collected
+            self.buffer = b""
+            self.server_errors = b""
+            # The server's first line: the harness it writes under /harness and imports once.
+            self.sock.sendall(json.dumps({"harness": harness_files()}).encode() + b"\n")
+        except BaseException:
+            self.remove()
+            raise
 
     def request(self, payload: dict, timeout: float) -> dict:
         self.sock.settimeout(timeout)
@@ -168,7 +184,8 @@ class Worker:
 
     def remove(self) -> None:
         try:
-            self.sock.close()
+            if self.sock is not None:
+                self.sock.close()
         except OSError:
             pass
         try:
@@ -200,7 +217,9 @@ class DockerSandbox:
         self.launcher = server_launcher()
         self.idle: dict[tuple, list[Worker]] = {}
         self.busy = 0
+        self.starting = 0  # containers being made, in threads of their own
         self.closed = False
+        self.session = secrets.token_hex(8)
         self.lock = threading.Condition()
         remove_orphans(self.client)
         _register_cleanup(self)
@@ -235,19 +254,28 @@ class DockerSandbox:
         key = _pool_key(limits)
         with self.lock:
             missing = min(count, self.pool_size) - len(self.idle.get(key, []))
-        started: list[Worker] = []
-
-        def start() -> None:
-            started.append(Worker(self.client, limits, self.launcher, self.python_path))
-
-        threads = [threading.Thread(target=start) for _ in range(max(0, missing))]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        starts = [self._start(limits) for _ in range(max(0, missing))]
+        started = [start.result() for start in starts]
         with self.lock:
             self.idle.setdefault(key, []).extend(started)
             self._trim()
+
+    def _start(self, limits: Limits) -> _Start:
+        """Begin making one container, in a thread of its own; counted as being made until
+        that thread ends, so close() can wait for it."""
+        with self.lock:
+            if self.closed:
+                raise SelfRepairError("the Docker sandbox is closed")
+            self.starting += 1
+        return _Start(
+            lambda: Worker(self.client, limits, self.launcher, self.python_path, self.session),
+            self._started,
+        )
+
+    def _started(self) -> None:
+        with self.lock:
+            self.starting -= 1
+            self.lock.notify_all()
 
     def execute(
         self,
@@ -386,12 +414,12 @@ class DockerSandbox:
                     break
                 self.lock.wait()
         try:
-            return Worker(self.client, limits, self.launcher, self.python_path)
-        except Exception as error:
+            return self._start(limits).result()
+        except BaseException:
             with self.lock:
                 self.busy -= 1
                 self.lock.notify()
-            raise SelfRepairError(f"cannot start a sandbox container: {error}") from error
+            raise
 
     def _release(self, worker: Worker, healthy: bool) -> None:
         with self.lock:
@@ -421,13 +449,46 @@ class DockerSandbox:
                 break
 
     def close(self) -> None:
+        """Remove every container of this sandbox: the pool's, those busy or being replaced,
+        and those still being made (waited for first). Safe to call again."""
         with self.lock:
             self.closed = True
             workers = [worker for workers in self.idle.values() for worker in workers]
             self.idle.clear()
             self.lock.notify_all()
+            self.lock.wait_for(lambda: self.starting == 0, timeout=START_TIMEOUT)
         for worker in workers:
             worker.remove()
+        remove_labelled(self.client, f"{SESSION_LABEL}={self.session}")
+
+
+class _Start:
+    """A container being made in a thread of its own. The thread always runs to its end,
+    so a Docker call is never cut halfway by a stop signal (that would leave a container
+    Docker makes after the sweep that should have removed it)."""
+
+    def __init__(self, make, done) -> None:
+        self.worker: Worker | None = None
+        self.error: BaseException | None = None
+        self.make, self.done = make, done
+        self.thread = threading.Thread(target=self._run, name="selfrepair-container-start")
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.worker = self.make()
+        except BaseException as error:
+            self.error = error
+        finally:
+            self.done()
+
+    def result(self) -> Worker:
+        self.thread.join()
+        if self.error is None:
+            return self.worker
+        if isinstance(self.error, Exception) and not isinstance(self.error, SelfRepairError):
+            raise SelfRepairError(f"cannot start a sandbox container: {self.error}") from self.error
+        raise self.error
 
 
 def _pool_key(limits: Limits) -> tuple:
@@ -455,11 +516,25 @@ def _owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+def remove_labelled(client, label: str) -> None:
+    """Remove every container (running or not) with `label` (KEY=VALUE). Sparse: the
+    listing alone, so a container removed meanwhile is no error."""
+    try:
+        found = client.containers.list(all=True, sparse=True, filters={"label": label})
+    except Exception:  # the daemon went away: the next start removes them as orphans
+        return
+    for container in found:
+        try:
+            container.remove(force=True)
+        except Exception:  # removed meanwhile (a replaced container's own removal)
+            pass
+
+
 def remove_orphans(client, everything: bool = False) -> int:
     """Remove sandbox containers whose owner process is gone (or all of them); how many."""
     removed = 0
-    for container in client.containers.list(all=True, filters={"label": LABEL}):
-        owner = container.labels.get(OWNER_LABEL, "")
+    for container in client.containers.list(all=True, sparse=True, filters={"label": LABEL}):
+        owner = (container.attrs.get("Labels") or {}).get(OWNER_LABEL, "")
         if everything or not _owner_alive(owner):
             try:
                 container.remove(force=True)

@@ -16,6 +16,7 @@ and a scrubbed environment only; `isolation()` says so, line by line.
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import json
 import os
@@ -25,6 +26,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import weakref
 from collections.abc import Mapping, Sequence
@@ -63,6 +65,20 @@ REAPER = (
     'for entry in /proc/[0-9]*; do count=$((count + 1)); done; echo "$count" >&"$fd"; exit $status'
 )
 EXPECTED_PROCESSES = 2  # bubblewrap's init and the reaper shell
+
+# The process groups of runs under way, in any thread: a command stopped while threads of
+# its run are inside test runs ends without waiting for them, and these go with it.
+_running: set[int] = set()
+_running_lock = threading.Lock()
+
+
+@atexit.register
+def _end_running() -> None:
+    with _running_lock:
+        groups = list(_running)
+        _running.clear()
+    for pgid in groups:
+        supervise.kill_group(pgid)
 
 
 class LocalSandbox:
@@ -247,6 +263,8 @@ class LocalSandbox:
                 pass_fds=fds,
                 preexec_fn=prepare,
             )
+            with _running_lock:
+                _running.add(process.pid)
         finally:
             if status_w is not None:
                 os.close(status_w)
@@ -290,6 +308,10 @@ class LocalSandbox:
         wall = time.monotonic() - started
         if supervise.kill_group(main.process.pid) and not seen["timed_out"] and self.bwrap is None:
             notes.append("left processes behind; killed them")
+        with _running_lock:
+            _running.difference_update(
+                [main.process.pid] + ([worker.process.pid] if worker is not None else [])
+            )
         if leftovers and not seen["timed_out"] and not notes:
             notes.append("left processes behind; killed them")
         if run.tests_changed():
@@ -464,6 +486,12 @@ class _RunDirectory:
         if not sandbox.as_root:
             argv += ["--unshare-user"]
         argv += _system_binds()
+        argv += ["--proc", "/proc", "--dev", "/dev"]
+        # The private /tmp comes before the environment's folders: one that lives under /tmp
+        # (a checkout in `mktemp -d`, a .pth reaching into one) is bound read-only into it,
+        # not hidden by it.
+        for private in ("/tmp", "/var/tmp", "/dev/shm"):
+            argv += ["--perms", "1777", "--size", str(TMPFS_BYTES), "--tmpfs", private]
         if sys.prefix != sys.base_prefix:
             argv += ["--ro-bind", sys.prefix, VENV]
         for folder in _python_folders():
@@ -475,9 +503,6 @@ class _RunDirectory:
             argv += ["--perms", "0755", "--dir", "/deps"]
         for index, folder in enumerate(sandbox.python_path):
             argv += ["--ro-bind", str(folder), f"/deps/{index}"]
-        argv += ["--proc", "/proc", "--dev", "/dev"]
-        for private in ("/tmp", "/var/tmp", "/dev/shm"):
-            argv += ["--perms", "1777", "--size", str(TMPFS_BYTES), "--tmpfs", private]
         argv += [
             "--perms",
             "0755",

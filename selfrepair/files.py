@@ -1,5 +1,5 @@
 """Writing what a command promises: a whole file or none, and one clear line when the place
-cannot take it.
+cannot take it; reading a file a user gives, with one clear line when it cannot be read.
 
 Every file a command writes for its user (a run's results, an export, a report, a fixed
 source file) goes through here: it is written beside its place and renamed into it, so a
@@ -20,6 +20,33 @@ from pathlib import Path
 from typing import TextIO
 
 from selfrepair.errors import SelfRepairError
+
+INPUT_BYTES = 16 * 1024 * 1024  # the most a file given as an option's value may hold
+
+
+def read_input(path: Path, what: str, limit: int = INPUT_BYTES) -> str:
+    """The text of a file the user gave (`what` names it: "--spec FILE"); a missing,
+    unreadable, oversized or non-UTF-8 file is one line naming it."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(limit + 1)
+    except FileNotFoundError:
+        raise SelfRepairError(f"{what}: no such file") from None
+    except IsADirectoryError:
+        raise SelfRepairError(f"{what}: a directory, not a file") from None
+    except OSError as error:
+        raise SelfRepairError(
+            f"{what}: cannot read it ({(error.strerror or str(error)).lower()})"
+        ) from None
+    if len(data) > limit:
+        raise SelfRepairError(
+            f"{what}: larger than {limit // (1024 * 1024)} MB, the most it may be"
+        )
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise SelfRepairError(f"{what}: not UTF-8 text (byte {error.start})") from None
 
 
 def check_output_file(path: Path) -> None:
@@ -113,3 +140,39 @@ def describe(error: OSError, where: Path) -> str:
     if error.errno in (errno.ENOENT, errno.EACCES, errno.EPERM, errno.EROFS):
         return f"{where} does not take new files ({reason})"
     return reason
+
+
+STORAGE_ERRNOS = {
+    errno.ENOSPC: "no space left on the device",
+    errno.EDQUOT: "the disk quota is used up",
+    errno.EROFS: "the file system is read-only",
+}
+SQLITE_STORAGE = {
+    "database or disk is full": "no space left on the device",
+    "attempt to write a readonly database": "the file system is read-only",
+}
+
+
+def storage_failure(error: BaseException, folder: Path | None = None) -> str | None:
+    """What the disk refused, in words, when `error` is a full disk or a read-only place
+    met on the way (a store's commit, a checkpoint, a cache), else None. SQLite says only
+    "disk I/O error" when its journal cannot grow: `folder`, where given, tells whether
+    that was a full disk."""
+    import sqlite3
+
+    if isinstance(error, OSError) and error.errno in STORAGE_ERRNOS:
+        where = f" ({error.filename})" if error.filename else ""
+        return STORAGE_ERRNOS[error.errno] + where
+    if isinstance(error, sqlite3.DatabaseError):
+        if str(error) == "disk I/O error" and folder is not None and nearly_full(folder):
+            return STORAGE_ERRNOS[errno.ENOSPC]
+        return SQLITE_STORAGE.get(str(error))
+    return None
+
+
+def nearly_full(folder: Path) -> bool:
+    try:
+        stats = os.statvfs(folder)
+    except OSError:
+        return False
+    return stats.f_bavail * stats.f_frsize < 1024 * 1024

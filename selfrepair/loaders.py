@@ -114,12 +114,26 @@ def read_text(path: Path) -> str:
         raise SelfRepairError(f"{path}: cannot read it: {error}") from None
 
 
+RECORD_CHARS = 4 * 1024 * 1024  # the most one task record may hold: larger is refused
+
+
+def check_record_size(path: Path, line: int, chars: int) -> None:
+    """A record beyond RECORD_CHARS is refused: it would be copied into every step and
+    checkpoint of its run (a 50 MB line once made a 1.37 GB run directory)."""
+    if chars > RECORD_CHARS:
+        raise SelfRepairError(
+            f"{path}:{line}: a record of {chars:,} characters; at most {RECORD_CHARS:,} are taken"
+        )
+
+
 def json_values(path: Path) -> Iterator[tuple[int, Any]]:
     """(line number, value) for each record: a .jsonl file holds one JSON value a line; any
-    other file holds one JSON list of them, one value, or values one after another."""
+    other file holds one JSON list of them, one value, or values one after another. Each
+    record may hold at most RECORD_CHARS characters."""
     text = read_text(path)
     if path.name.endswith((".jsonl", ".jsonl.gz", ".ndjson")):
         for number, line in enumerate(text.splitlines(), start=1):
+            check_record_size(path, number, len(line))
             if line.strip():
                 try:
                     yield number, json.loads(line)
@@ -141,6 +155,7 @@ def json_values(path: Path) -> Iterator[tuple[int, Any]]:
             value, end = decoder.raw_decode(text, index)
         except json.JSONDecodeError as error:
             raise SelfRepairError(f"{path}:{error.lineno}: bad JSON: {error.msg}") from None
+        check_record_size(path, line_of(text, index), end - index)
         yield line_of(text, index), value
         index = skip_space(text, end)
         if in_list and index < len(text):

@@ -138,7 +138,7 @@ def _read_config(path: Path) -> dict[str, Any]:
 def _read_trajectories(directory: Path, rows: list[dict[str, Any]]) -> dict[str, Trajectory]:
     path = store_path(directory)
     trajectories = {}
-    with TrajectoryStore(path, create=False) as store:
+    with TrajectoryStore(path, read_only=True) as store:
         for row in rows:
             trajectory = store.get(row["trajectory_id"])
             if trajectory is None:

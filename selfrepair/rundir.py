@@ -8,7 +8,9 @@
     RUN_DIR/run.lock          held (flock) by the process running it; holds its pid
 
 A run directory belongs to one configuration, recorded in its store when it is made. Giving
-it again resumes that run; a run of other settings there is refused rather than mixed in.
+it again resumes that run; a run of other settings there is refused rather than mixed in,
+unless that run holds nothing yet (no trajectory, no checkpoint): then the new settings
+replace it, so a command corrected after a failed start is not refused.
 It belongs to one process at a time: a second process given it is refused while the first
 runs, and since the operating system drops the lock when its holder ends, however it ends,
 a killed run never leaves it locked. results.jsonl and summary.json are rewritten whole
@@ -76,13 +78,29 @@ def open_run_store(run_dir: Path, config: dict[str, Any]) -> TrajectoryStore:
     """The store of a run of `config` in `run_dir`: made when the folder is empty, else
     reopened when it holds a run of the same configuration."""
     if is_empty(run_dir):
-        store = TrajectoryStore(run_dir)
-        store.set_meta(CONFIG_KEY, json.dumps(config, sort_keys=True))
+        try:
+            store = TrajectoryStore(run_dir)
+            try:
+                store.set_meta(CONFIG_KEY, json.dumps(config, sort_keys=True))
+            except BaseException:
+                store.close()
+                raise
+        except BaseException:
+            # A store without its settings (a full disk, a kill) would stand in the way of
+            # the same command: none is left.
+            for suffix in ("", "-wal", "-shm", "-journal"):
+                Path(f"{store_path(run_dir)}{suffix}").unlink(missing_ok=True)
+            raise
         return store
     if not store_path(run_dir).exists():
         raise SelfRepairError(f"--out {run_dir} is not empty and is not a run directory")
     store = TrajectoryStore(run_dir, create=False)
     recorded = json.loads(store.get_meta(CONFIG_KEY) or "{}")
+    if recorded != config and store.holds_nothing():
+        # A run that never got as far as a result (its model did not load, it was stopped
+        # at once): the corrected command takes its place rather than being refused.
+        store.set_meta(CONFIG_KEY, json.dumps(config, sort_keys=True))
+        recorded = config
     if recorded != config:
         store.close()
         different = sorted(

@@ -7,8 +7,11 @@ keeps its own tables in the same file.
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
+import tempfile
 import threading
+import urllib.parse
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,7 +19,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from selfrepair.errors import SelfRepairError
-from selfrepair.files import atomic_file
+from selfrepair.files import atomic_file, storage_failure
 from selfrepair.types import Trajectory
 
 STORE_NAME = "run.sqlite"
@@ -48,6 +51,11 @@ def readable(path: Path) -> Iterator[None]:
     try:
         yield
     except sqlite3.DatabaseError as error:
+        problem = storage_failure(error, path.parent)
+        if problem is not None:
+            raise SelfRepairError(
+                f"cannot write {path}: {problem}; a run resumes when the same command is run again"
+            ) from None
         raise SelfRepairError(f"{path} is not a readable trajectory store: {error}") from None
     except ValidationError as error:
         first = error.errors()[0]
@@ -60,16 +68,23 @@ def readable(path: Path) -> Iterator[None]:
 class TrajectoryStore:
     """Trajectories of one run. `save` inserts or replaces, so a step can be saved as it lands."""
 
-    def __init__(self, path: Path, *, create: bool = True) -> None:
+    def __init__(self, path: Path, *, create: bool = True, read_only: bool = False) -> None:
+        """`read_only`: for readers of a finished run (report, export, training), which may
+        sit on a read-only mount; nothing is written, not even SQLite's journal files."""
         path = Path(path)
         if path.is_dir():
             path = store_path(path)
-        if not create and not path.exists():
+        if (read_only or not create) and not path.exists():
             raise SelfRepairError(f"no trajectory store at {path} (is this a run directory?)")
         self.path = path
+        self.copy: Path | None = None  # a read-only store's private copy, where one was needed
         # One connection shared by a run's worker threads; writes take turns.
         self.lock = threading.Lock()
         with readable(path):
+            if read_only:
+                self.connection = self._open_read_only(path)
+                self._check_read_only()
+                return
             self.connection = sqlite3.connect(path, check_same_thread=False, timeout=30)
             try:
                 tables = {
@@ -102,6 +117,53 @@ class TrajectoryStore:
         if int(version) != SCHEMA_VERSION:
             raise SelfRepairError(
                 f"{path} is a store of format {version}; this selfrepair reads format {SCHEMA_VERSION}"
+            )
+
+    def _open_read_only(self, path: Path) -> sqlite3.Connection:
+        """SQLite reads a WAL store read-only where it can reach (or finds) the shared-memory
+        file beside it; where it cannot (a read-only mount without run.sqlite-shm), the
+        store and its journal are read from a private copy, so no committed step is missed."""
+        uri = f"file:{urllib.parse.quote(str(path.resolve()))}?mode=ro"
+        connection = sqlite3.connect(uri, uri=True, check_same_thread=False)
+        try:
+            connection.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            return connection
+        except sqlite3.OperationalError:
+            connection.close()
+        self.copy = Path(tempfile.mkdtemp(prefix="selfrepair-store-"))
+        try:
+            for suffix in ("", "-wal"):
+                if path.with_name(path.name + suffix).exists():
+                    shutil.copyfile(
+                        path.with_name(path.name + suffix), self.copy / (STORE_NAME + suffix)
+                    )
+        except OSError as error:
+            shutil.rmtree(self.copy, ignore_errors=True)
+            raise SelfRepairError(f"cannot read {path}: {error.strerror or error}") from None
+        return sqlite3.connect(self.copy / STORE_NAME, check_same_thread=False)
+
+    def _check_read_only(self) -> None:
+        try:
+            tables = {
+                row[0]
+                for row in self.connection.execute(
+                    "SELECT name FROM sqlite_master WHERE type='table'"
+                )
+            }
+            if "trajectories" not in tables or "store_meta" not in tables:
+                raise SelfRepairError(
+                    f"{self.path} is not a trajectory store (it holds no trajectories table)"
+                )
+            row = self.connection.execute(
+                "SELECT value FROM store_meta WHERE key='schema_version'"
+            ).fetchone()
+        except BaseException:
+            self.close()
+            raise
+        if row is None or int(row[0]) != SCHEMA_VERSION:
+            self.close()
+            raise SelfRepairError(
+                f"{self.path} is a store of format {row and row[0]}; this selfrepair reads format {SCHEMA_VERSION}"
             )
 
     def save(self, trajectory: Trajectory) -> None:
@@ -148,6 +210,22 @@ class TrajectoryStore:
         with readable(self.path), self.lock, self.connection:
             self.connection.execute("INSERT OR REPLACE INTO store_meta VALUES (?, ?)", (key, value))
 
+    def holds_nothing(self) -> bool:
+        """No trajectory and no LangGraph checkpoint (its tables share the file): a run that
+        never got as far as a result, whose settings a corrected command may replace."""
+        with readable(self.path), self.lock:
+            tables = {
+                row[0]
+                for row in self.connection.execute(
+                    "SELECT name FROM sqlite_master WHERE type='table'"
+                )
+            }
+            return not any(
+                self.connection.execute(f"SELECT 1 FROM {table} LIMIT 1").fetchone()
+                for table in ("trajectories", "checkpoints", "writes")
+                if table in tables
+            )
+
     def __len__(self) -> int:
         with readable(self.path):
             return self.connection.execute("SELECT count(*) FROM trajectories").fetchone()[0]
@@ -162,6 +240,8 @@ class TrajectoryStore:
 
     def close(self) -> None:
         self.connection.close()
+        if self.copy is not None:
+            shutil.rmtree(self.copy, ignore_errors=True)
 
     def __enter__(self) -> TrajectoryStore:
         return self

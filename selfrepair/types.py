@@ -11,7 +11,7 @@ import time
 import uuid
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class Record(BaseModel):
@@ -51,10 +51,25 @@ class TestSpec(Record):
         return self
 
 
+TASK_ID_CHARS = 200
+
+
+def check_task_id(value: str) -> str:
+    """A task id names folders and rows (`quixbugs/plus`, `django__django-11099`): refused
+    when it could name a place outside them (`../../etc/evil`, `/etc`) or hides characters."""
+    parts = value.split("/")
+    if any(part in ("", ".", "..") for part in parts) or "\\" in value or not value.isprintable():
+        raise ValueError(
+            f"task id {value!r} is not a plain name (segments joined by '/', none empty, "
+            "'.' or '..', printable, no backslash)"
+        )
+    return value
+
+
 class Task(Record):
     """What to repair: a specification, the code, how to test it."""
 
-    task_id: str = Field(min_length=1)
+    task_id: str = Field(min_length=1, max_length=TASK_ID_CHARS)
     spec: str  # docstring or issue text
     files: dict[str, str] = Field(default_factory=dict)  # path -> content of the code to repair
     entry_file: str | None = None  # the file a whole-program candidate replaces
@@ -63,6 +78,11 @@ class Task(Record):
     repo: str | None = None  # a git repository (path or URL) for repository tasks
     base_commit: str | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("task_id")
+    @classmethod
+    def _check_task_id(cls, value: str) -> str:
+        return check_task_id(value)
 
     @model_validator(mode="after")
     def _check_code(self) -> Task:

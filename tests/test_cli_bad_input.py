@@ -5,10 +5,13 @@ line naming the problem, exit 2, no traceback, and nothing half-written."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -352,3 +355,152 @@ def test_an_empty_store_file_is_no_store_and_stays_empty(tmp_path):
         "is not a trajectory store",
     )
     assert (tmp_path / "run.sqlite").read_bytes() == b"" and not (tmp_path / "out.jsonl").exists()
+
+
+@contextmanager
+def mounted_tmpfs(folder: Path, size: str, read_only: bool = False) -> Iterator[Path]:
+    """A real small (or read-only) file system at `folder`; the test is skipped where this
+    user cannot mount one (not root, no CAP_SYS_ADMIN)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    options = f"size={size}" + (",ro" if read_only else "")
+    made = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)], capture_output=True
+    )
+    if made.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {made.stderr.decode().strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=True)
+
+
+def remount(folder: Path, options: str) -> None:
+    subprocess.run(["mount", "-o", f"remount,{options}", str(folder)], check=True)
+
+
+def input_file(tmp_path: Path, kind: str) -> Path:
+    """A file given as an option's value that cannot be read as text."""
+    path = tmp_path / f"input-{kind}"
+    if kind == "directory":
+        path.mkdir()
+    elif kind == "not-utf8":
+        path.write_bytes(b'["\xff\xfe caf\xe9"]')
+    elif kind == "too-large":
+        with path.open("wb") as handle:
+            handle.truncate(17 * 1024 * 1024)  # sparse: costs no disk
+    else:
+        if os.geteuid() == 0:
+            pytest.skip("root reads any file: an unreadable one cannot be made")
+        path.write_text("[]")
+        path.chmod(0)
+    return path
+
+
+@pytest.mark.parametrize("kind", ["directory", "not-utf8", "too-large", "unreadable"])
+@pytest.mark.parametrize("option", ["--model scripted:", "--trl-config", "fix --spec"])
+def test_an_input_file_that_cannot_be_read_is_one_line(
+    finished_run, project, tmp_path, option, kind
+):
+    if option == "fix --spec" and kind == "directory":
+        pytest.skip("--spec is a file when a file of that name exists, else the text itself")
+    path = input_file(tmp_path, kind)
+    if option == "--model scripted:":
+        result = run(*bench(quixbugs(tmp_path), f"scripted:{path}", tmp_path / "run"))
+    elif option == "--trl-config":
+        result = run(
+            "train", "sft", "--runs", str(finished_run), "--out", str(tmp_path / "adapter"),
+            "--trl-config", str(path),
+        )  # fmt: skip
+    else:
+        result = run(
+            "fix", str(project), "--test-cmd", "python -m pytest -q", "--spec", str(path),
+            "--model", NO_MODEL, "--sandbox", "local", "--out", str(tmp_path / "run"),
+        )  # fmt: skip
+    refused(result, str(path))
+    assert not (tmp_path / "adapter").exists()
+    assert "return a - b" in (project / "calc.py").read_text()
+
+
+def test_a_full_disk_during_bench_is_one_line_and_the_run_resumes_once_there_is_room(tmp_path):
+    replies = tmp_path / "replies.json"
+    replies.write_text(json.dumps(["```python\ndef plus(a, b):\n    return a * b\n```", FIXED]))
+    with mounted_tmpfs(tmp_path / "disk", "160k") as disk:
+        command = bench(quixbugs(tmp_path), f"scripted:{replies}", disk / "run")
+        refused(run(*command), "no space left on the device")
+        remount(disk, "size=64m")
+        result = run(*command)
+    assert result.returncode == 0, result.stderr
+    assert "1/1 solved" in result.stdout
+
+
+@pytest.mark.parametrize("size", ["32k", "96k"])
+def test_fix_out_on_a_full_disk_leaves_nothing_that_refuses_the_same_command(
+    project, tmp_path, size
+):
+    replies = tmp_path / "replies.json"
+    replies.write_text(json.dumps(["```python\ndef add(a, b):\n    return a + b\n```"]))
+    with mounted_tmpfs(tmp_path / "disk", size) as disk:
+        command = [
+            "fix", str(project / "calc.py"), "--test-cmd", "python -m pytest -q", "--model",
+            f"scripted:{replies}", "--sandbox", "local", "--strategy", "refine",
+            "--out", str(disk / "run"), "--quiet",
+        ]  # fmt: skip
+        first = run(*command)
+        assert first.returncode == 2 and first.stderr.count("\n") == 1, first.stderr
+        assert "space" in first.stderr, first.stderr
+        remount(disk, "size=64m")
+        result = run(*command)
+    assert result.returncode == 0, result.stderr
+
+
+def test_train_to_a_read_only_mount_is_one_line(finished_run, tmp_path):
+    with mounted_tmpfs(tmp_path / "ro", "1m", read_only=True) as place:
+        result = run("train", "sft", "--runs", str(finished_run), "--out", str(place / "adapter"))
+    refused(result, f"cannot write {place / 'adapter'}")
+
+
+@pytest.mark.parametrize("shared_memory_file", [True, False], ids=["as-left", "without-shm"])
+def test_report_and_export_read_a_finished_run_on_a_read_only_mount(
+    finished_run, tmp_path, shared_memory_file
+):
+    copy = tmp_path / "copy"
+    shutil.copytree(finished_run, copy)
+    if not shared_memory_file:
+        (copy / "run.sqlite-shm").unlink(missing_ok=True)
+    mount = tmp_path / "ro"
+    mount.mkdir()
+    bound = subprocess.run(["mount", "--bind", str(copy), str(mount)], capture_output=True)
+    if bound.returncode != 0:
+        pytest.skip(f"cannot bind-mount here: {bound.stderr.decode().strip()}")
+    try:
+        remount(mount, "ro,bind")
+        exported = run("export", str(mount), "--out", str(tmp_path / "out.jsonl"))
+        reported = run("report", str(mount), "--out", str(tmp_path / "report.html"))
+        in_place = run("report", str(mount))
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=True)
+    assert exported.returncode == 0, exported.stderr
+    assert len((tmp_path / "out.jsonl").read_text().splitlines()) == 1
+    assert reported.returncode == 0, reported.stderr
+    assert "plus" in (tmp_path / "report.html").read_text()
+    refused(in_place, "read-only")  # its default place is in the run directory
+
+
+@pytest.mark.parametrize("name", ["../../etc/evil", "/etc/evil", "a//b", "tab\there"])
+def test_a_task_id_that_is_no_plain_name_is_refused(tmp_path, name):
+    data = tmp_path / "quixbugs.jsonl"
+    data.write_text(json.dumps(json.loads(quixbugs(tmp_path).read_text()) | {"name": name}) + "\n")
+    result = run(*bench(data, NO_MODEL, tmp_path / "run"))
+    refused(result, f"{data}:1: field 'task_id'")
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_record_over_the_size_limit_is_refused_before_any_work(tmp_path):
+    record = json.loads(quixbugs(tmp_path).read_text())
+    data = tmp_path / "quixbugs.jsonl"
+    data.write_text(
+        json.dumps(record) + "\n" + json.dumps(record | {"docstring": "x" * 5_000_000}) + "\n"
+    )
+    result = run(*bench(data, NO_MODEL, tmp_path / "run"))
+    refused(result, f"{data}:2: a record of 5,000,")
+    assert not (tmp_path / "run").exists()

@@ -234,7 +234,7 @@ FULL_FIX = """shop/money.py
 def invoke(*args: str):
     from typer.testing import CliRunner
 
-    from selfrepair.cli import app
+    from selfrepair.cli.commands import app
 
     return CliRunner().invoke(app, list(args))
 

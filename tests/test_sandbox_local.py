@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -154,6 +156,40 @@ def test_an_environment_in_a_private_folder_runs_tests_as_root(tmp_path):
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().endswith("passed"), done.stdout[-2000:]
+
+
+@pytest.mark.skipif(not shutil.which("bwrap"), reason="the private /tmp is bubblewrap's")
+def test_an_environment_that_reaches_into_tmp_runs_tests():
+    # An environment whose .pth adds a folder under /tmp (a checkout in `mktemp -d`, where
+    # `make test` runs): each run has a private /tmp, which must not hide that folder.
+    with tempfile.TemporaryDirectory(dir="/tmp") as folder:
+        root = Path(folder)
+        root.chmod(0o755)  # as root the tests run as nobody, who must read the environment
+        venv = root / "venv"
+        subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+        extra = root / "extra" / "site-packages"
+        extra.mkdir(parents=True)
+        (extra / "probe_under_tmp.py").write_text("VALUE = 41\n")
+        site_packages = next((venv / "lib").glob("python3*/site-packages"))
+        ours = [p for p in sys.path if p.endswith("site-packages") and Path(p).is_dir()]
+        (site_packages / "ours.pth").write_text(
+            "".join(f"import site; site.addsitedir({p!r})\n" for p in [*ours, str(extra)])
+        )
+        program = (
+            "from selfrepair.sandbox.local import LocalSandbox\n"
+            "box = LocalSandbox()\n"
+            "run = box.execute({}, ['python', '-c', 'import probe_under_tmp as p; print(p.VALUE + 1)'])\n"
+            "box.close()\n"
+            "print(run.exit_code, run.stdout.strip(), run.stderr.strip()[-500:])\n"
+        )
+        done = subprocess.run(
+            [str(venv / "bin" / "python"), "-c", program],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1].startswith("0 42"), done.stdout[-2000:]
 
 
 def test_a_sandbox_never_closed_leaves_no_harness_folder():

@@ -99,9 +99,19 @@ def test_serve_answers_with_the_adapter_applied(served, sft_adapter):
     assert reply.texts[0] == with_adapter.texts[0] != without.texts[0]
 
 
-def test_sigterm_stops_serve_and_the_server_it_started(tmp_path):
-    """`kill PID` (a supervisor, systemd) must not leave the model server running, parent 1."""
+def port_open(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+@pytest.mark.parametrize(
+    "signum", [signal.SIGTERM, signal.SIGINT, signal.SIGKILL], ids=lambda s: s.name
+)
+def test_a_stopped_or_killed_serve_leaves_no_server(tmp_path, signum):
+    """`kill PID` (a supervisor, systemd), Ctrl-C, or a SIGKILL that gives selfrepair no way
+    out at all: the model server it started ends too, its port closed."""
     log = (tmp_path / "serve.log").open("w")
+    port = free_port()
     process = subprocess.Popen(
         [
             SELFREPAIR,
@@ -111,7 +121,7 @@ def test_sigterm_stops_serve_and_the_server_it_started(tmp_path):
             "--engine",
             "transformers",
             "--port",
-            str(free_port()),
+            str(port),
             "--ready-timeout",
             "300",
         ],
@@ -119,6 +129,8 @@ def test_sigterm_stops_serve_and_the_server_it_started(tmp_path):
         stderr=log,
         text=True,
         env=os.environ | {"HF_HUB_OFFLINE": "1"},
+        # As from a terminal, whatever started the tests (a background shell ignores SIGINT).
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     server: list[psutil.Process] = []
     try:
@@ -126,17 +138,21 @@ def test_sigterm_stops_serve_and_the_server_it_started(tmp_path):
         assert spec.startswith("openai:"), (tmp_path / "serve.log").read_text()[-3000:]
         server = psutil.Process(process.pid).children(recursive=True)
         assert server, "serve started no server"
-        process.send_signal(signal.SIGTERM)  # to selfrepair alone, as `kill PID` sends it
-        assert process.wait(timeout=60) == 128 + signal.SIGTERM
-        _, alive = psutil.wait_procs(server, timeout=30)
+        assert port_open(port)
+        process.send_signal(signum)  # to selfrepair alone, as `kill PID` sends it
+        assert process.wait(timeout=60) == (-signum if signum == signal.SIGKILL else 128 + signum)
+        _, alive = psutil.wait_procs(server, timeout=60)
         assert not alive, [p.cmdline() for p in alive]
+        assert not port_open(port)
     finally:
         for leftover in server:
             if leftover.is_running():
                 leftover.kill()
         process.kill()
         log.close()
-    assert "selfrepair: stopped by SIGTERM" in (tmp_path / "serve.log").read_text()
+    if signum != signal.SIGKILL:
+        lines = (tmp_path / "serve.log").read_text().strip().splitlines()
+        assert lines[-1].startswith(f"selfrepair: stopped by {signum.name}")
 
 
 def test_serve_refuses_an_adapter_for_another_base(sft_adapter, tmp_path):

@@ -12,7 +12,6 @@ import socket
 import subprocess
 import sys
 import time
-from datetime import datetime
 from pathlib import Path
 
 import psutil
@@ -30,13 +29,11 @@ def containers_of(process: subprocess.Popen, started: float) -> list:
     import docker
 
     owner = f"{socket.gethostname()}:{process.pid}"
-    found = docker.from_env().containers.list(all=True, filters={"label": f"{OWNER_LABEL}={owner}"})
-    return [c for c in found if created(c) >= started]
-
-
-def created(container) -> float:
-    # Docker's ISO time in UTC with nanoseconds, e.g. 2026-11-22T05:05:26.123456789Z
-    return datetime.fromisoformat(container.attrs["Created"][:26] + "+00:00").timestamp()
+    # Sparse: the listing alone, so a container removed while it is read is not an error.
+    found = docker.from_env().containers.list(
+        all=True, sparse=True, filters={"label": f"{OWNER_LABEL}={owner}"}
+    )
+    return [c for c in found if c.attrs["Created"] >= int(started)]
 
 
 @pytest.fixture(params=["local", "docker"])
@@ -186,3 +183,108 @@ def running(process: subprocess.Popen, started: float, sandbox: str) -> str:
         except psutil.Error:
             pass
     return "\n".join(lines)
+
+
+QUIXBUGS_PLUS = {
+    "name": "plus",
+    "buggy_program": "def plus(a, b):\n    return a - b\n",
+    "docstring": "Add a and b.",
+    "solution": "def plus(a, b):\n    return a + b\n",
+    "tests": "assert plus(1, 2) == 3\n",
+}
+
+
+def start_bench(tmp_path: Path, spec: str, sandbox: str, *extra: str) -> subprocess.Popen:
+    tmp_path.mkdir(exist_ok=True)
+    data = tmp_path / "quixbugs.jsonl"
+    data.write_text(json.dumps(QUIXBUGS_PLUS) + "\n")
+    return subprocess.Popen(
+        [
+            SELFREPAIR,
+            "bench",
+            "quixbugs",
+            "--data",
+            str(data),
+            "--model",
+            spec,
+            "--sandbox",
+            sandbox,
+            "--out",
+            str(tmp_path / "run"),
+            "--quiet",
+            *extra,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        # A shell that started the tests in the background ignores SIGINT, and a child would
+        # inherit that: the run gets Ctrl-C's usual handling, as from a terminal.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+
+
+def stopped_cleanly(process: subprocess.Popen, signum: int) -> str:
+    """Stop the process; it exits 128 + the signal with one line and no traceback."""
+    process.send_signal(signum)
+    _, stderr = process.communicate(timeout=180)
+    assert process.returncode == 128 + signum, stderr
+    assert "Traceback" not in stderr, stderr
+    assert stderr.strip().splitlines()[-1].startswith(f"selfrepair: stopped by {signum.name}")
+    return stderr
+
+
+@pytest.mark.docker
+@pytest.mark.parametrize(
+    "signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=lambda s: s.name
+)
+def test_a_signal_during_the_docker_warm_up_leaves_no_container(tmp_path, signum, docker_sandbox):
+    """The pool's containers are made in threads while the main thread waits: a stop at any
+    moment of it (some made, some being made, some not yet asked for) leaves none. The
+    moments are counted from the first container seen; whichever each lands on, the
+    assertion is the same."""
+    with ChatStub([], hold_at=0) as stub:
+        for offset in (0.0, 0.05, 0.2, 0.5, 1.0):
+            started = time.time() - 1
+            process = start_bench(tmp_path / f"at-{offset}", stub.spec, "docker", "--jobs", "4")
+            try:
+                wait_for(lambda p=process, s=started: containers_of(p, s), "a container", process)
+                time.sleep(offset)
+                stopped_cleanly(process, signum)
+            finally:
+                process.kill()
+                process.wait()
+            assert containers_of(process, started) == [], f"left behind when stopped at +{offset}s"
+
+
+def catches_sighup(pid: int) -> bool:
+    """Whether the process has installed selfrepair's stop handlers: Python catches SIGINT
+    by itself from start-up, SIGHUP only once the entry point has asked for it."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    caught = int(
+        next(line.split()[1] for line in status.splitlines() if line.startswith("SigCgt")), 16
+    )
+    return bool(caught & (1 << (signal.SIGHUP - 1)))
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.1, 0.3, 0.6, 1.0, 2.0])
+def test_ctrl_c_at_any_moment_of_start_up_is_one_line_and_exit_130(tmp_path, delay):
+    """Ctrl-C while the command still loads its modules (seconds: torch, transformers) or
+    sets the run up: exit 130, one line, no traceback; nothing is left running. The moments
+    count from the entry point's first lines (before them the interpreter itself starts)."""
+    with ChatStub([], hold_at=0) as stub:
+        process = start_bench(tmp_path, stub.spec, "local")
+        try:
+            wait_for(lambda: catches_sighup(process.pid), "the stop handlers", process)
+            time.sleep(delay)
+            children = descendants(process.pid)
+            if process.poll() is not None:
+                pytest.fail(f"ended before the signal: {process.communicate()}")
+            stopped_cleanly(process, signal.SIGINT)
+            _, alive = psutil.wait_procs(children, timeout=30)
+            assert not alive, [p.cmdline() for p in alive]
+        finally:
+            process.kill()
+            process.wait()

@@ -171,17 +171,35 @@ def test_a_killed_repair_phase_resumes_where_it_stopped(executor, tmp_path):
         assert len(store) == 2
 
 
-def test_an_out_folder_of_another_run_is_refused(executor, tmp_path):
+def test_an_out_folder_of_another_run_is_refused_once_it_holds_a_result(executor, tmp_path):
     out = tmp_path / "out"
     train, held_out = [operator_task("add")], [operator_task("sub")]
     # A base that cannot be loaded stops the first run at its first phase, OUT already made.
     settings = ImproveSettings(base=f"hf:{tmp_path / 'no-model'}")
     with pytest.raises(SelfRepairError, match="hf model folder not found"):
         improve(train, held_out, settings, executor, out)
+    # That run produced nothing: the command corrected (here: another method) is not
+    # refused, and its settings replace the failed run's.
+    dpo = ImproveSettings(base=settings.base, method="dpo")
+    with pytest.raises(SelfRepairError, match="hf model folder not found"):
+        improve(train, held_out, dpo, executor, out)
+    assert json.loads((out / "settings.json").read_text())["settings"]["method"] == "dpo"
+    # Once a phase holds a trajectory, a run of other settings is refused.
+    replies = tmp_path / "replies.json"
+    replies.write_text(json.dumps([operator_reply("+")]))
+    repair_run(
+        train,
+        f"scripted:{replies}",
+        executor,
+        dpo,
+        out / "round-1" / "train-run",
+        "train",
+        lambda event: None,
+    )
     with pytest.raises(
         SelfRepairError, match=r"holds an improve run with other settings \(method\)"
     ):
-        improve(train, held_out, ImproveSettings(base=settings.base, method="dpo"), executor, out)
+        improve(train, held_out, settings, executor, out)
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "notes.txt").write_text("mine")
     with pytest.raises(SelfRepairError, match="holds no improve run"):

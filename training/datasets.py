@@ -64,7 +64,7 @@ def read_runs(run_dirs: Sequence[Path | str], keep_suspicious: bool = False) -> 
         raise SelfRepairError("no run directories given: name at least one RUN_DIR")
     trajectories: list[Trajectory] = []
     for run_dir in run_dirs:
-        with TrajectoryStore(Path(run_dir), create=False) as store:
+        with TrajectoryStore(Path(run_dir), read_only=True) as store:
             trajectories += store.trajectories()
     if not trajectories:
         raise SelfRepairError(

@@ -68,7 +68,7 @@ from selfrepair.executor.core import Executor
 from selfrepair.files import make_directory, write_atomically
 from selfrepair.rundir import hold_run_dir, is_empty, prepare_run_dir, write_results
 from selfrepair.settings import Budget, Sampling
-from selfrepair.store import TrajectoryStore
+from selfrepair.store import STORE_NAME, TrajectoryStore
 from selfrepair.types import Task, Trajectory
 
 SETTINGS = "settings.json"
@@ -198,6 +198,11 @@ def open_out(
     hold_run_dir(out)  # one process at a time, as for a run directory; held before it is read
     if (out / SETTINGS).is_file():
         before = json.loads((out / SETTINGS).read_text(encoding="utf-8"))
+        if before != recorded and not holds_a_result(out):
+            # That run never got as far as a result (its base did not load, it was stopped
+            # at once): the corrected command takes its place rather than being refused.
+            write_atomically(out / SETTINGS, json.dumps(recorded, indent=2) + "\n")
+            return
         if before != recorded:
             different = sorted(
                 k
@@ -213,6 +218,16 @@ def open_out(
             )
         return
     write_atomically(out / SETTINGS, json.dumps(recorded, indent=2) + "\n")
+
+
+def holds_a_result(out: Path) -> bool:
+    """Whether any phase of the improve run in OUT got as far as a trajectory, a checkpoint
+    or an adapter."""
+    for path in out.rglob(STORE_NAME):
+        with TrajectoryStore(path, read_only=True) as store:
+            if not store.holds_nothing():
+                return True
+    return any(out.rglob("adapter_config.json"))
 
 
 def improve(

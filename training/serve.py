@@ -8,8 +8,8 @@
                 takes no adapters, so the adapter is merged into the base once (peft's
                 merge_and_unload) into a cache folder keyed by base and adapter, and that is served.
 
-Either way the server runs in the foreground until Ctrl-C, or until an exception unwinds
-the wait (the CLI raises one on SIGTERM and SIGHUP), and it is stopped with everything it
+Either way the server runs in the foreground until an exception unwinds the wait (the CLI
+raises one on SIGINT, SIGTERM and SIGHUP), and it is stopped with everything it
 started whatever ends the wait. Once it answers, the caller hears the plan, whose spec
 (`openai:NAME@http://HOST:PORT/v1`) is what `fix` / `bench` take.
 """
@@ -134,15 +134,13 @@ def plan_server(
 
 
 def serve(plan: ServerPlan, ready_timeout_s: float, on_ready: Callable[[ServerPlan], None]) -> int:
-    """Start the planned server, tell `on_ready` once it answers, run until it ends or
-    Ctrl-C; returns its exit status (0 after Ctrl-C); any other way out stops it too. Its
-    log goes to stderr: stdout is the command's answer."""
+    """Start the planned server, tell `on_ready` once it answers, run until it ends; returns
+    its exit status. Any way out (Ctrl-C and the CLI's stop signals unwind the wait) stops
+    it. Its log goes to stderr: stdout is the command's answer."""
     process = local_server.start(plan.argv, plan.env, sys.stderr)
     try:
         local_server.wait_until_ready(process, plan.port, ready_timeout_s)
         on_ready(plan)
         return process.wait()
-    except KeyboardInterrupt:
-        return 0
     finally:
         local_server.stop(process)

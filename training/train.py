@@ -24,6 +24,7 @@ from datasets import Dataset, DatasetDict
 from selfrepair.agents.models.adapters import base_fingerprint, resolve_base, write_card
 
 from selfrepair.errors import SelfRepairError
+from selfrepair.files import describe, make_directory
 
 Method = Literal["sft", "dpo", "grpo"]
 
@@ -149,8 +150,11 @@ def train_adapter(
     fingerprint = base_fingerprint(base_path)
     lora = lora or default_lora()
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    partial = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    make_directory(out.parent)
+    try:
+        partial = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    except OSError as error:
+        raise SelfRepairError(f"cannot write {out}: {describe(error, out.parent)}") from None
     try:
         config = trl_config(method, partial / "trainer", settings)
         device, dtype, _ = accelerator()
@@ -182,7 +186,10 @@ def train_adapter(
         seconds = time.perf_counter() - started
 
         shutil.rmtree(partial / "trainer", ignore_errors=True)
-        trainer.model.save_pretrained(partial)
+        try:
+            trainer.model.save_pretrained(partial)
+        except OSError as error:  # a full disk: nothing of the adapter is left behind
+            raise SelfRepairError(f"cannot write {out}: {describe(error, out.parent)}") from None
         dumped = config.to_dict()  # JSON-safe: enums as their values
         chosen_keys = (
             set(SHARED_DEFAULTS) | {"max_length"} | set(DEFAULTS[method]) | set(settings or {})

@@ -1,13 +1,17 @@
 """A model server run as a child process on this machine (vLLM's, `transformers serve`):
 started in a process group of its own, ready once its /health answers, and stopped with
-everything it started, so that no worker outlives it."""
+everything it started, so that no worker outlives it. It also ends when this process dies
+without stopping it (SIGKILL): Linux sends it SIGTERM then (a parent-death signal)."""
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import socket
 import subprocess
+import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -18,6 +22,7 @@ from typing import IO
 from selfrepair.errors import SelfRepairError
 
 HOST = "127.0.0.1"  # never another interface: a served model is for this machine
+PR_SET_PDEATHSIG = 1  # prctl(2)
 
 
 def free_port() -> int:
@@ -38,7 +43,25 @@ def start(
         stdout=log,
         stderr=subprocess.STDOUT if log is not None else None,
         start_new_session=True,
+        preexec_fn=end_with(os.getpid()) if sys.platform == "linux" else None,
     )
+
+
+def end_with(parent: int):
+    """What the child runs before it becomes the server: SIGTERM when its parent dies (the
+    server then stops its own workers, as on a `kill`). Linux ties the signal to the thread
+    that started the child, so a server started from another thread (vLLM's, shared by the
+    run's jobs) is left to its launcher, which watches its parent itself (vllm_launch)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def arm() -> None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before the signal was armed
+            os._exit(1)
+
+    return arm
 
 
 def wait_until_ready(

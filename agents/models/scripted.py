@@ -23,6 +23,7 @@ from pathlib import Path
 from selfrepair.agents.models.protocol import Completion, Generation, cut_at_stop
 
 from selfrepair.errors import SelfRepairError
+from selfrepair.files import read_input
 from selfrepair.types import Message
 
 SHARED = ""  # the key of a plain list's replies
@@ -35,9 +36,7 @@ def count_words(text: str) -> int:
 def read_replies(path: Path) -> dict[str, list[str]]:
     """The file's replies by key (a plain list is the one key SHARED)."""
     try:
-        replies = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise SelfRepairError(f"scripted model: no such file: {path}") from None
+        replies = json.loads(read_input(path, f"scripted model: {path}"))
     except json.JSONDecodeError as error:
         raise SelfRepairError(
             f"scripted model: {path}:{error.lineno}: not valid JSON: {error.msg}"

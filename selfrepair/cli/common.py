@@ -24,6 +24,7 @@ from rich.progress import (
 
 from selfrepair.agents.models.backends import SPECS
 from selfrepair.errors import SelfRepairError
+from selfrepair.files import read_input
 from selfrepair.settings import Budget
 
 
@@ -102,9 +103,7 @@ def trl_settings(
     settings: dict[str, Any] = {}
     if config_file is not None:
         try:
-            settings = json.loads(config_file.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise SelfRepairError(f"--trl-config {config_file}: no such file") from None
+            settings = json.loads(read_input(config_file, f"--trl-config {config_file}"))
         except json.JSONDecodeError as error:
             raise SelfRepairError(
                 f"--trl-config {config_file}: not valid JSON ({error.msg}, line {error.lineno})"

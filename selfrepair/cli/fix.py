@@ -48,7 +48,7 @@ from selfrepair.cli.common import (
     command_line,
 )
 from selfrepair.errors import SelfRepairError
-from selfrepair.files import write_atomically
+from selfrepair.files import read_input, write_atomically
 from selfrepair.graphs.issue import issue_sampling, repair_issue, run_candidate_tests
 from selfrepair.graphs.run import open_checkpointer, repair_task
 from selfrepair.metrics import result_row
@@ -334,7 +334,7 @@ def read_spec(spec: str | None) -> str | None:
         return None
     path = Path(spec)
     if len(spec) < 4096 and "\n" not in spec and path.is_file():
-        return path.read_text(encoding="utf-8")
+        return read_input(path, f"--spec {path}")
     return spec
 
 

@@ -42,6 +42,6 @@ def export(
 ) -> None:
     """Export a run's trajectories (every step: messages, candidate, test report, review,
     tokens, seconds; and the outcome) as JSONL, the format training reads."""
-    with TrajectoryStore(run_dir, create=False) as store:
+    with TrajectoryStore(run_dir, read_only=True) as store:
         count = store.export_jsonl(out)
     typer.echo(f"wrote {count} trajectories to {out}")

@@ -44,8 +44,8 @@ def serve(
 ) -> None:
     """Serve the base model (with --adapter applied) behind an OpenAI-compatible API on
     127.0.0.1, print the model spec for fix/bench (openai:NAME@URL) once it answers, and run
-    until Ctrl-C (exit 0) or SIGTERM / SIGHUP (exit 143 / 129), which stop the server and
-    everything it started."""
+    until Ctrl-C, SIGTERM or SIGHUP (exit 130, 143, 129), which stop the server and
+    everything it started; the server ends too when this process is killed (SIGKILL)."""
     from selfrepair.training.serve import (
         ServerPlan,
         default_engine,
@@ -80,5 +80,5 @@ def serve(
         typer.echo(plan.spec)
         console.print(f"serving {plan.model_name} on {plan.base_url}; Ctrl-C (or SIGTERM) stops it")
 
-    # SIGTERM and SIGHUP unwind the command (selfrepair.cli.main), so the server is stopped on the way out.
+    # SIGINT, SIGTERM and SIGHUP unwind the command (selfrepair.cli.main), so the server is stopped on the way out.
     raise typer.Exit(run_server(plan, ready_timeout, ready))
