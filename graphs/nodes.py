@@ -25,6 +25,7 @@ from pydantic.json_schema import SkipJsonSchema
 from selfrepair.agents import refiner, reviewer, solver
 from selfrepair.graphs import studio
 from selfrepair.graphs.budget import Budget, Sampling
+from selfrepair.sandbox.judging import ran_tests
 from selfrepair.sandbox.testing import run_tests
 from typing_extensions import (
     NotRequired,
@@ -132,9 +133,7 @@ class RepairContext:
 
     def expected_tests(self) -> list[str]:
         """The tests that ran on the code as given: a candidate's run must report them all."""
-        if self.baseline is None:
-            return []
-        return [case.name for case in self.baseline.tests if not case.name.startswith("<")]
+        return ran_tests(self.baseline)
 
     def review(self, trajectory: Trajectory, step: Step) -> None:
         reviewer.review(

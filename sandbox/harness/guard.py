@@ -24,6 +24,7 @@ import hashlib
 import hmac
 import json
 import os
+import random
 import stat
 import sys
 import threading
@@ -41,7 +42,21 @@ SENSITIVE = (
     "sys.setprofile",
     "sys._current_frames",
 )
+CANARY_ENV = "SELFREPAIR_CANARY"  # the host's seed for this run's canaries (see `reporting`)
+CANARY_PAIRS = 2  # real tests that get a pair of twins
 LINE_BYTES = 4000  # below PIPE_BUF: a line is written whole even when processes share the pipe
+
+
+def canary_token(seed: str, nodeid: str, kind: str) -> str:
+    """The id suffix of a twin of `nodeid` (kind "fail" or "pass"); the host recomputes it."""
+    return hmac.new(seed.encode(), f"{nodeid}|{kind}".encode(), hashlib.sha256).hexdigest()[:10]
+
+
+def canary_plan(seed: str, collected: list[tuple[str, bool]]) -> list[str]:
+    """The real tests that get twins: up to CANARY_PAIRS watched, unparametrized ones, drawn
+    by `seed` from `collected` ((node id, watched) pairs) in an order no plugin can change."""
+    eligible = sorted(nodeid for nodeid, watched in collected if watched and "[" not in nodeid)
+    return random.Random(seed).sample(eligible, min(CANARY_PAIRS, len(eligible)))
 
 
 def emit(record: dict) -> None:

@@ -2,19 +2,39 @@
 module): it reports, signed, what was collected, each test's outcome, whether each test
 function's own body ran to its end, and the end of the session. A test reported passed
 whose body never returned (its call was skipped, or its failure swallowed on the way) does
-not count as passed on the host."""
+not count as passed on the host.
+
+It also adds the run's canaries (`guard.canary_plan`): for a few real tests, chosen by the host's
+seed, a twin that must fail (the test with one expected value altered, so a rigged `__eq__`
+that passes any `==` passes it too) and a twin that must pass like the real one (the test
+itself again, so a forger that fails whatever looks like a twin is caught). They are
+collected, run and reported as ordinary tests; the host reads their outcomes.
+"""
 
 from __future__ import annotations
 
+import ast
 import functools
 import inspect
+import os
+import random
+import textwrap
+
+import pytest
 
 from . import guard
 
 IDS_PER_RECORD = 40
 
 
+@pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(session, config, items) -> None:
+    seed = os.environ.get(guard.CANARY_ENV, "")
+    if seed:
+        # Each twin at a place of its own among the real tests, whose order stays as it was.
+        place = random.Random(seed + "|order")
+        for twin in _twins(seed, items):
+            items.insert(place.randrange(len(items) + 1), twin)
     for item in items:
         original = getattr(item, "obj", None)
         if (
@@ -24,6 +44,105 @@ def pytest_collection_modifyitems(session, config, items) -> None:
         ):
             continue
         item.obj = _watched(item.nodeid, original)
+
+
+def _is_watched(item) -> bool:
+    return type(item).__name__ == "Function" and inspect.isfunction(getattr(item, "obj", None))
+
+
+def _twins(seed: str, items: list) -> list:
+    chosen = set(guard.canary_plan(seed, [(item.nodeid, _is_watched(item)) for item in items]))
+    twins = []
+    for item in items:
+        if item.nodeid not in chosen:
+            continue
+        for kind, function in (("pass", item.obj), ("fail", _must_fail(item.obj))):
+            name = f"{item.name}[{guard.canary_token(seed, item.nodeid, kind)}]"
+            twins.append(pytest.Function.from_parent(item.parent, name=name, callobj=function))
+    _twin_ids.update(twin.nodeid for twin in twins)
+    return twins
+
+
+_twin_ids: set[str] = set()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A twin's true outcome goes to the channel only: to pytest (its exit status, its
+    summary, whatever the command does next) every twin passed."""
+    made = yield
+    report = made.get_result()
+    if item.nodeid in _twin_ids and report.when == "call":  # setup's outcome decides the call
+        report.canary_outcome = report.outcome
+        report.outcome, report.longrepr = "passed", None
+
+
+def _must_fail(function):
+    """`function` with the expected value of its first top-level `assert X == constant`
+    altered; without one, `function` followed by a failure."""
+    altered = _altered(function)
+    if altered is not None:
+        return altered
+
+    @functools.wraps(function)
+    def then_fail(*args, **kwargs):
+        function(*args, **kwargs)
+        raise AssertionError("expected to differ")
+
+    return then_fail
+
+
+def _altered(function):
+    if function.__code__.co_freevars:
+        return None
+    try:
+        lines, first = inspect.getsourcelines(function)
+        tree = ast.parse(textwrap.dedent("".join(lines)))
+    except (OSError, TypeError, SyntaxError):
+        return None
+    definition = tree.body[0] if tree.body else None
+    if not isinstance(definition, ast.FunctionDef):
+        return None
+    for statement in definition.body:
+        test = statement.test if isinstance(statement, ast.Assert) else None
+        if not (isinstance(test, ast.Compare) and len(test.ops) == 1):
+            continue
+        if not isinstance(test.ops[0], ast.Eq):
+            continue
+        sides = [test.left, test.comparators[0]]
+        for index, side in enumerate(sides):
+            other = _other_value(side.value) if isinstance(side, ast.Constant) else None
+            if other is not None:
+                sides[index] = ast.copy_location(ast.Constant(other), side)
+                test.left, test.comparators = sides[0], [sides[1]]
+                break
+        else:
+            continue
+        definition.decorator_list = []
+        ast.increment_lineno(tree, first - 1)
+        scratch: dict = {}
+        exec(compile(tree, function.__code__.co_filename, "exec"), function.__globals__, scratch)
+        twin = scratch[definition.name]
+        twin.__dict__.update(function.__dict__)
+        twin.__defaults__, twin.__kwdefaults__ = function.__defaults__, function.__kwdefaults__
+        return twin
+    return None
+
+
+def _other_value(value):
+    """A value of the same type as `value` that is not equal to it, or None."""
+    kind = type(value)
+    if kind is bool:
+        return not value
+    if kind is int:
+        return value + 1
+    if kind is float:
+        return value + 1.0 if value == value and abs(value) < 1e15 else None
+    if kind is str:
+        return value + "x" if value else "x"
+    if kind is bytes:
+        return value + b"x"
+    return None
 
 
 def _watched(nodeid: str, function):
@@ -41,13 +160,7 @@ def _watched(nodeid: str, function):
 
 
 def pytest_collection_finish(session) -> None:
-    ids = [
-        (
-            item.nodeid,
-            type(item).__name__ == "Function" and inspect.isfunction(getattr(item, "obj", None)),
-        )
-        for item in session.items
-    ]
+    ids = [(item.nodeid, _is_watched(item)) for item in session.items]
     for start in range(0, len(ids), IDS_PER_RECORD):
         chunk = ids[start : start + IDS_PER_RECORD]
         guard.emit(
@@ -74,7 +187,7 @@ def pytest_runtest_logreport(report) -> None:
             "type": "test",
             "id": report.nodeid,
             "when": report.when,
-            "outcome": report.outcome,
+            "outcome": getattr(report, "canary_outcome", report.outcome),
             "xfail": hasattr(report, "wasxfail"),
             "duration": getattr(report, "duration", 0.0) or 0.0,
             "message": getattr(crash, "message", "") if report.failed else "",
