@@ -185,20 +185,34 @@ def test_a_candidates_builtins_are_never_the_tests(sandbox):
     assert not report.passed
 
 
-def test_a_candidate_file_cannot_stand_in_for_a_tests_helper_or_a_library(sandbox):
-    tests = (
-        "from add import add\nfrom support import expected\nfrom statistics import mean\n\n\n"
-        "def test_add():\n    assert add(1, 2) == expected(1, 2)\n\n\n"
-        "def test_mean():\n    assert add(1, 2) == mean([2, 4])\n"
-    )
-    helper = {"support/__init__.py": "def expected(a, b):\n    return a + b\n"}
-    task = pytest_task(tests, extra=helper)
-    forged = {
-        "add.py": WRONG,
-        "support.py": "def expected(a, b):\n    return a - b\n",
-        "statistics.py": "def mean(values):\n    return -1\n",
-    }
-    report = run_tests(sandbox, task, Candidate(files=forged))
+EXPECTED_BY_HELPER = (
+    "from add import add\nfrom support import expected\n\n\n"
+    "def test_add():\n    assert add(1, 2) == expected(1, 2)\n"
+)
+STAND_INS = {
+    # (the tests' own files beside test_add.py, the candidate's files beside its add.py)
+    "helper-module-by-a-package": (
+        {"support.py": "def expected(a, b):\n    return a + b\n"},
+        {"support/__init__.py": "def expected(a, b):\n    return a - b\n"},
+    ),
+    "helper-package-by-a-module": (
+        {"support/__init__.py": "def expected(a, b):\n    return a + b\n"},
+        {"support.py": "def expected(a, b):\n    return a - b\n"},
+    ),
+    "a-library": (
+        {
+            "support.py": "from statistics import mean\n\n\ndef expected(a, b):\n    return mean([2 * a, 2 * b])\n"
+        },
+        {"statistics.py": "def mean(values):\n    return -1\n"},
+    ),
+}
+
+
+@pytest.mark.parametrize("stand_in", sorted(STAND_INS))
+def test_a_candidate_file_cannot_stand_in_for_a_tests_helper_or_a_library(sandbox, stand_in):
+    helpers, forged = STAND_INS[stand_in]
+    task = pytest_task(EXPECTED_BY_HELPER, extra=helpers)
+    report = run_tests(sandbox, task, Candidate(files={"add.py": WRONG, **forged}))
     assert not report.passed
     assert all(case.outcome != "passed" for case in report.tests), report.tests
     assert run_tests(sandbox, task, Candidate(files={"add.py": RIGHT})).passed
@@ -305,7 +319,7 @@ def _fresh_docker():
 def test_the_judge_holds_no_descriptor_of_an_earlier_run(sandbox):
     # The tests (the judge's side) leave a file open, and print what the judge holds open.
     tests = (
-        "import os\nLEFT_OPEN = open(__file__)\n"
+        "import os\nLEFT_OPEN = os.dup(0)\n"
         "print('fds', sorted(int(fd) for fd in os.listdir('/proc/self/fd')))\n"
         "assert add(1, 2) == 3\n"
     )
