@@ -185,6 +185,23 @@ def test_a_candidates_builtins_are_never_the_tests(sandbox):
     assert not report.passed
 
 
+def test_a_star_import_never_binds_the_candidates_builtins(sandbox):
+    tests = "from add import *\n\n\ndef test_add():\n    assert abs(add(1, 2) - 3) < 1e-9\n"
+    shadow = "__all__ = ['add', 'abs']\n\n\ndef abs(x):\n    return 0\n\n\n" + WRONG
+    report = run_tests(sandbox, pytest_task(tests), Candidate(files={"add.py": shadow}))
+    assert not report.passed
+    assert run_tests(sandbox, pytest_task(tests), Candidate(files={"add.py": RIGHT})).passed
+
+
+def test_a_stop_iteration_out_of_a_call_does_not_end_the_tests_loop(sandbox):
+    # In plain Python a StopIteration out of `add` would end map() early, and all() of
+    # nothing is True.
+    tests = "assert all(map(lambda i: add(i, 1) == i + 1, range(3)))\n"
+    stops = "def add(a, b):\n    raise StopIteration\n"
+    assert not run_tests(sandbox, script_task(tests), Candidate(files={"add.py": stops})).passed
+    assert run_tests(sandbox, script_task(tests), Candidate(files={"add.py": RIGHT})).passed
+
+
 EXPECTED_BY_HELPER = (
     "from add import add\nfrom support import expected\n\n\n"
     "def test_add():\n    assert add(1, 2) == expected(1, 2)\n"

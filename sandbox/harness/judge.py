@@ -91,9 +91,9 @@ class Link:
     def call(self, handle: int, args: tuple, kwargs: dict, op: str = "call"):
         codec = self.codec()
         reply = self.request({"op": op, "target": handle, **wire.arguments(codec, args, kwargs)})
-        return self.outcome(reply, codec)
+        return self.outcome(reply, codec, op)
 
-    def outcome(self, reply: dict, sent: wire.Codec):
+    def outcome(self, reply: dict, sent: wire.Codec, op: str = "call"):
         """Write back the arguments' new state, then return the value or raise the mirror."""
         back = self.codec(sent.by_number)
         try:
@@ -103,7 +103,7 @@ class Link:
                 back.fill(sent.by_number[pair[0]], pair[1])
             if "raise" in reply:
                 raise_mirror(self, reply["raise"], back)
-            if reply.get("stop"):
+            if reply.get("stop") and op == "next":  # a call's StopIteration would end a map()
                 raise StopIteration
             return back.decode(reply.get("value"))
         except wire.WireError as error:
@@ -338,7 +338,9 @@ def remote_class(link: Link, handle: int, name: str) -> type:
 ALLOWED_EXCEPTIONS = {
     name: value
     for name, value in vars(builtins).items()
-    if isinstance(value, type) and issubclass(value, Exception)
+    if isinstance(value, type)
+    and issubclass(value, Exception)
+    and not issubclass(value, (StopIteration, StopAsyncIteration))
 }
 
 
@@ -383,6 +385,9 @@ def raise_mirror(link: Link, described, codec: wire.Codec):
     if module == "builtins" and name in ENDING:
         link.note(f"early exit: the candidate raised {name} in a call")
         raise CandidateExited(f"the candidate raised {name}{tuple(args)!r}")
+    if module == "builtins" and name in ("StopIteration", "StopAsyncIteration"):
+        # As for a generator (PEP 479): out of a call it would end the test's map() or all().
+        raise RuntimeError(f"the candidate's code raised {name}")
     cls = None
     if isinstance(described.get("class"), dict):
         found = codec.decode(described["class"])
@@ -429,7 +434,14 @@ class RemoteModule(types.ModuleType):
             raise AttributeError(name)
         link, handle = self.__dict__["_remote"]
         if name == "__all__":
-            return link.call(handle, (), {}, op="names")
+            # `from calc import *` never binds a builtin's name (`abs`, `all`) or a dunder.
+            names = link.call(handle, (), {}, op="names")
+            return [
+                n
+                for n in (names if type(names) is list else [])
+                if type(n) is str and n.isidentifier() and not n.startswith("_")
+                if not hasattr(builtins, n)
+            ]
         try:
             value = link.call(handle, (name,), {}, op="getattr")
         except AttributeError:
