@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 
 from selfrepair.sandbox.core import Execution, Limits, Sandbox, safe_relative
-from selfrepair.sandbox.harness.guard import CANARY_ENV
+from selfrepair.sandbox.harness.guard import CANARY_ENV, altered_script
 from selfrepair.sandbox.judging import against_baseline
 from selfrepair.sandbox.verdict import canaries, pytest_outcomes, read_guard, read_judge
 
@@ -313,6 +313,13 @@ def _guarded(
         reason = trouble or (
             "" if run.exit_code == 0 else _exit_reason(spec.command or "the command", run)
         )
+        if not reason and not suspicious and isinstance(place, dict):
+            canary = _command_canary(
+                sandbox, spec, place, command, limits, {"SELFREPAIR_SUSPECTS": suspects}
+            )
+            if canary:
+                reason = canary
+                suspicious.append(canary)
         name = spec.command or "command"
         case = TestCase(
             name=name,
@@ -337,6 +344,32 @@ def _guarded(
             "" if run.exit_code == 0 else _exit_reason("pytest", run)
         )
     return _report(run, cases, reason, suspicious, "guard")
+
+
+def _command_canary(
+    sandbox: Sandbox, spec, place: dict, command: list[str], limits: Limits, env: dict
+) -> str:
+    """A command that passed runs once more with a must-fail twin of the task's test script
+    (its first `assert X == constant` altered, `guard.altered_script`); why the run is
+    suspicious when the twin passes too (a value that equals anything), or ""."""
+    for path, text in spec.files.items():
+        twin = altered_script(text) if path.endswith(".py") else None
+        if twin is None:
+            continue
+        run = sandbox.execute(
+            {**place, path: twin},
+            command,
+            tests={**spec.files, path: twin},
+            limits=limits,
+            env=env,
+        )
+        if run.exit_code == 0 and not run.timed_out:
+            return (
+                f"a must-fail canary ({path} with an expected value altered) passed too: "
+                "the candidate's values equal anything"
+            )
+        return ""
+    return ""
 
 
 def _changed_paths(candidate: Candidate | None) -> list[str]:

@@ -404,3 +404,22 @@ def test_guarded_honest_run_passes_with_its_canaries_hidden(sandbox, tmp_path):
         "tests/test_calc.py::test_add",
         "tests/test_calc.py::test_words",
     ]
+
+
+CHECK = "from add import add\nassert add(1, 2) == 3\nassert add(2, 2) == 4\nprint('checked')\n"
+COMMAND_TASK = Task(
+    task_id="add",
+    spec="Add.",
+    files={"add.py": WRONG, "check.py": CHECK},
+    tests=TestSpec(
+        kind="command", command="python check.py", files={"check.py": CHECK}, timeout_s=60
+    ),
+)
+
+
+@pytest.mark.parametrize("liar", ["rigged-eq", "int-subclass"])
+def test_a_guarded_command_liar_is_caught_by_its_canary(sandbox, liar):
+    report = run_tests(sandbox, COMMAND_TASK, Candidate(files={"add.py": GUARDED_LIARS[liar]}))
+    assert not report.passed and "canary" in report.suspicious, report.reason
+    honest = run_tests(sandbox, COMMAND_TASK, Candidate(files={"add.py": RIGHT}))
+    assert honest.passed and not honest.suspicious, honest.reason

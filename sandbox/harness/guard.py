@@ -20,6 +20,7 @@ test's outcome, whether each test's own body ran to its end, and the session's e
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import hmac
 import json
@@ -57,6 +58,51 @@ def canary_plan(seed: str, collected: list[tuple[str, bool]]) -> list[str]:
     by `seed` from `collected` ((node id, watched) pairs) in an order no plugin can change."""
     eligible = sorted(nodeid for nodeid, watched in collected if watched and "[" not in nodeid)
     return random.Random(seed).sample(eligible, min(CANARY_PAIRS, len(eligible)))
+
+
+def alter_first_assert(statements: list) -> bool:
+    """Alter, in place, the expected value of the first `assert X == constant` among
+    `statements` (top level only: it runs whenever they run to their end) to another value
+    of the same type; False when there is none. A must-fail canary's making."""
+    for statement in statements:
+        test = statement.test if isinstance(statement, ast.Assert) else None
+        if not (isinstance(test, ast.Compare) and len(test.ops) == 1):
+            continue
+        if not isinstance(test.ops[0], ast.Eq):
+            continue
+        sides = [test.left, test.comparators[0]]
+        for index, side in enumerate(sides):
+            other = _other_value(side.value) if isinstance(side, ast.Constant) else None
+            if other is not None and not isinstance(sides[1 - index], ast.Constant):
+                sides[index] = ast.copy_location(ast.Constant(other), side)
+                test.left, test.comparators = sides[0], [sides[1]]
+                return True
+    return False
+
+
+def altered_script(source: str) -> str | None:
+    """`source` with its first top-level `assert X == constant` altered, or None."""
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        return None
+    return ast.unparse(tree) + "\n" if alter_first_assert(tree.body) else None
+
+
+def _other_value(value):
+    """A value of the same type as `value` that is not equal to it, or None."""
+    kind = type(value)
+    if kind is bool:
+        return not value
+    if kind is int:
+        return value + 1
+    if kind is float:
+        return value + 1.0 if value == value and abs(value) < 1e15 else None
+    if kind is str:
+        return value + "x" if value else "x"
+    if kind is bytes:
+        return value + b"x"
+    return None
 
 
 def emit(record: dict) -> None:

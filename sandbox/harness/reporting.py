@@ -103,46 +103,16 @@ def _altered(function):
     definition = tree.body[0] if tree.body else None
     if not isinstance(definition, ast.FunctionDef):
         return None
-    for statement in definition.body:
-        test = statement.test if isinstance(statement, ast.Assert) else None
-        if not (isinstance(test, ast.Compare) and len(test.ops) == 1):
-            continue
-        if not isinstance(test.ops[0], ast.Eq):
-            continue
-        sides = [test.left, test.comparators[0]]
-        for index, side in enumerate(sides):
-            other = _other_value(side.value) if isinstance(side, ast.Constant) else None
-            if other is not None:
-                sides[index] = ast.copy_location(ast.Constant(other), side)
-                test.left, test.comparators = sides[0], [sides[1]]
-                break
-        else:
-            continue
-        definition.decorator_list = []
-        ast.increment_lineno(tree, first - 1)
-        scratch: dict = {}
-        exec(compile(tree, function.__code__.co_filename, "exec"), function.__globals__, scratch)
-        twin = scratch[definition.name]
-        twin.__dict__.update(function.__dict__)
-        twin.__defaults__, twin.__kwdefaults__ = function.__defaults__, function.__kwdefaults__
-        return twin
-    return None
-
-
-def _other_value(value):
-    """A value of the same type as `value` that is not equal to it, or None."""
-    kind = type(value)
-    if kind is bool:
-        return not value
-    if kind is int:
-        return value + 1
-    if kind is float:
-        return value + 1.0 if value == value and abs(value) < 1e15 else None
-    if kind is str:
-        return value + "x" if value else "x"
-    if kind is bytes:
-        return value + b"x"
-    return None
+    if not guard.alter_first_assert(definition.body):
+        return None
+    definition.decorator_list = []
+    ast.increment_lineno(tree, first - 1)
+    scratch: dict = {}
+    exec(compile(tree, function.__code__.co_filename, "exec"), function.__globals__, scratch)
+    twin = scratch[definition.name]
+    twin.__dict__.update(function.__dict__)
+    twin.__defaults__, twin.__kwdefaults__ = function.__defaults__, function.__kwdefaults__
+    return twin
 
 
 def _watched(nodeid: str, function):
