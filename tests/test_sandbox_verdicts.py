@@ -185,6 +185,23 @@ def test_a_candidates_builtins_are_never_the_tests(sandbox):
     assert not report.passed
 
 
+@pytest.mark.parametrize(
+    "fake",
+    [
+        "import types\nmath = types.SimpleNamespace(isclose=lambda a, b, **k: True)\n",
+        "class math:\n    @staticmethod\n    def isclose(a, b, **k):\n        return True\n",
+    ],
+)
+def test_a_script_tests_standard_modules_are_the_judges(sandbox, fake):
+    # HumanEval-style: the tests use `math` as the program imported it.
+    tests = "assert math.isclose(add(1, 2), 3.0)\n"
+    assert not run_tests(
+        sandbox, script_task(tests), Candidate(files={"add.py": fake + WRONG})
+    ).passed
+    honest = "import math\n\n\n" + RIGHT
+    assert run_tests(sandbox, script_task(tests), Candidate(files={"add.py": honest})).passed
+
+
 def test_a_star_import_never_binds_the_candidates_builtins(sandbox):
     tests = "from add import *\n\n\ndef test_add():\n    assert abs(add(1, 2) - 3) < 1e-9\n"
     shadow = "__all__ = ['add', 'abs']\n\n\ndef abs(x):\n    return 0\n\n\n" + WRONG

@@ -411,7 +411,10 @@ def raise_mirror(link: Link, described, codec: wire.Codec):
 ENDING = ("SystemExit", "KeyboardInterrupt", "GeneratorExit", "BaseException")
 # Standard-library modules a candidate's module may stand for in the tests' namespace (the
 # judge's own copy) unless they are test machinery.
-UNSHARED_MODULES = {"unittest", "doctest", "pdb", "bdb", "test", "builtins", "importlib", "sys"}
+UNSHARED_MODULES = {
+    *("unittest", "doctest", "pdb", "bdb", "test", "builtins", "importlib", "sys"),
+    *("antigravity", "this", "webbrowser", "turtle", "tkinter", "idlelib"),
+}
 
 
 def remote_module(link: Link, handle: int, name: str, package: bool, file: str) -> types.ModuleType:
@@ -515,14 +518,24 @@ def run_script(link: Link, config: dict) -> dict:
             raise wire.WireError("bad names")
         for name, node in names.items():
             # A candidate's `list` or `all` must not stand in for the tests' own builtins, nor
-            # its `__builtins__` for their builtins as a whole.
+            # its `__builtins__` for their builtins as a whole, nor anything it calls `math`
+            # for the standard library's (the judge's own, where the tests use it).
             if (
-                type(name) is str
-                and name.isidentifier()
-                and not name.startswith("__")
-                and not hasattr(builtins, name)
+                type(name) is not str
+                or not name.isidentifier()
+                or name.startswith("__")
+                or hasattr(builtins, name)
             ):
-                namespace[name] = codec.decode(node)
+                continue
+            if name in sys.stdlib_module_names:
+                if (
+                    name not in UNSHARED_MODULES
+                    and not name.startswith("_")
+                    and name in test_source
+                ):
+                    namespace[name] = importlib.import_module(name)
+                continue
+            namespace[name] = codec.decode(node)
         exec(compile(test_source, test_path, "exec"), namespace)
     except BaseException as error:
         return {
