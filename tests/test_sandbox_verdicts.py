@@ -370,7 +370,7 @@ def test_the_judge_holds_no_descriptor_of_an_earlier_run(sandbox):
 
 
 def repository(tmp_path: Path, code: str) -> Path:
-    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg").mkdir(parents=True)
     (tmp_path / "pkg" / "__init__.py").write_text("")
     (tmp_path / "pkg" / "calc.py").write_text(code)
     (tmp_path / "tests").mkdir()
@@ -410,6 +410,17 @@ def test_guarded_liars_are_caught_by_canaries_or_the_baseline(sandbox, tmp_path,
     )
     assert not report.passed, f"{liar} passed a guarded run"
     assert report.suspicious, report.reason
+
+
+def test_a_guarded_wrong_candidate_is_failed_not_suspicious(sandbox, tmp_path):
+    # `-x` stops the session at the first failure, before the canaries are reached.
+    for command in ("python -m pytest -q tests", "python -m pytest -q -x tests"):
+        task = REPOSITORY_TASK.model_copy(
+            update={"tests": REPOSITORY_TASK.tests.model_copy(update={"command": command})}
+        )
+        workspace = repository(tmp_path / command.replace(" ", "_"), WRONG)
+        report = run_tests(sandbox, task, Candidate(files={"pkg/calc.py": WRONG}), workspace)
+        assert not report.passed and not report.suspicious, report.suspicious
 
 
 def test_guarded_honest_run_passes_with_its_canaries_hidden(sandbox, tmp_path):

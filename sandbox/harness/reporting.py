@@ -31,10 +31,14 @@ IDS_PER_RECORD = 40
 def pytest_collection_modifyitems(session, config, items) -> None:
     seed = os.environ.get(guard.CANARY_ENV, "")
     if seed:
-        # Each twin at a place of its own among the real tests, whose order stays as it was.
+        # Each pair of twins right after its real test (the state it ran in, for suites whose
+        # tests depend on their order), the two in an order the seed draws.
+        twins = _twins(seed, items)
         place = random.Random(seed + "|order")
-        for twin in _twins(seed, items):
-            items.insert(place.randrange(len(items) + 1), twin)
+        for real, pair in twins.items():
+            place.shuffle(pair)
+            at = items.index(real) + 1
+            items[at:at] = pair
     for item in items:
         original = getattr(item, "obj", None)
         if (
@@ -50,16 +54,22 @@ def _is_watched(item) -> bool:
     return type(item).__name__ == "Function" and inspect.isfunction(getattr(item, "obj", None))
 
 
-def _twins(seed: str, items: list) -> list:
+def _twins(seed: str, items: list) -> dict:
+    """The chosen real tests, each with its pair of twins (must pass, must fail)."""
     chosen = set(guard.canary_plan(seed, [(item.nodeid, _is_watched(item)) for item in items]))
-    twins = []
+    twins = {}
     for item in items:
         if item.nodeid not in chosen:
             continue
-        for kind, function in (("pass", item.obj), ("fail", _must_fail(item.obj))):
-            name = f"{item.name}[{guard.canary_token(seed, item.nodeid, kind)}]"
-            twins.append(pytest.Function.from_parent(item.parent, name=name, callobj=function))
-    _twin_ids.update(twin.nodeid for twin in twins)
+        twins[item] = [
+            pytest.Function.from_parent(
+                item.parent,
+                name=f"{item.name}[{guard.canary_token(seed, item.nodeid, kind)}]",
+                callobj=function,
+            )
+            for kind, function in (("pass", item.obj), ("fail", _must_fail(item.obj)))
+        ]
+        _twin_ids.update(twin.nodeid for twin in twins[item])
     return twins
 
 
