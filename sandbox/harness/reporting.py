@@ -117,9 +117,13 @@ def _altered(function):
         return None
     definition.decorator_list = []
     ast.increment_lineno(tree, first - 1)
+    # The twin is made inside a function that hands it the helper of an altered value.
+    maker = ast.parse(f"def _selfrepair_make({guard.OTHER}):\n    pass\n").body[0]
+    maker.body = [definition, ast.Return(ast.Name(definition.name, ast.Load()))]
+    module = ast.fix_missing_locations(ast.Module([maker], []))
     scratch: dict = {}
-    exec(compile(tree, function.__code__.co_filename, "exec"), function.__globals__, scratch)
-    twin = scratch[definition.name]
+    exec(compile(module, function.__code__.co_filename, "exec"), function.__globals__, scratch)
+    twin = scratch["_selfrepair_make"](guard.other_value)
     twin.__dict__.update(function.__dict__)
     twin.__defaults__, twin.__kwdefaults__ = function.__defaults__, function.__kwdefaults__
     return twin
