@@ -22,7 +22,6 @@ shape after its first node.
 
 from __future__ import annotations
 
-import shlex
 import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -39,13 +38,13 @@ from selfrepair.graphs.nodes import RepairContext, RepairState, route_generated,
 from selfrepair.graphs.repair import route_executed, route_reviewed
 from selfrepair.graphs.run import run_graph
 from selfrepair.sandbox.core import Sandbox
+from selfrepair.sandbox.judging import required, workspace_tests
 from selfrepair.sandbox.testing import run_tests
 
 from selfrepair.errors import SelfRepairError
-from selfrepair.paths import diff_paths
 from selfrepair.settings import Budget, Sampling
 from selfrepair.store import TrajectoryStore
-from selfrepair.types import Candidate, StepKind, Task, TestCase, TestReport, Trajectory
+from selfrepair.types import Candidate, StepKind, Task, TestReport, Trajectory
 
 STRATEGY = "issue"
 LOCALISED_SHOWN = 10  # definitions recorded in the trajectory's metadata
@@ -88,37 +87,6 @@ def prepare(work: Checkout, task: Task, diff: str) -> None:
         work.apply_patch(task.metadata["test_patch"], what="the task's test patch")
 
 
-def judge(task: Task, report: TestReport) -> TestReport:
-    """The report as the task's contract reads it. Where the task names tests (those that must
-    start passing, `select`, and those that must keep passing), only they count, each one that
-    did not run as an error: the suite may hold tests that failed at the base already, so the
-    command's exit status alone would judge the wrong thing. Otherwise the whole run counts."""
-    named = [*task.tests.select, *task.tests.must_keep_passing]
-    if not named:
-        return report
-    cases = []
-    for name in dict.fromkeys(named):
-        found = next((c for c in report.tests if _same_test(c.name, name)), None)
-        cases.append(found or TestCase(name=name, outcome="error", message="this test did not run"))
-    failing = [c for c in cases if c.outcome in ("failed", "error")]
-    trouble = report.timed_out or report.out_of_memory
-    if trouble:
-        reason = report.reason
-    elif failing:
-        names = ", ".join(c.name for c in failing[:5])
-        reason = f"{len(failing)} of {len(cases)} required tests failed: {names}"
-    else:
-        reason = ""
-    exit_code = report.exit_code if trouble or failing else 0
-    return report.model_copy(update={"tests": cases, "exit_code": exit_code, "reason": reason})
-
-
-def _same_test(reported: str, named: str) -> bool:
-    """pytest ids match exactly or by a path suffix (a report's path may be relative to
-    another root than the task's list)."""
-    return reported == named or reported.endswith("/" + named) or named.endswith("/" + reported)
-
-
 def run_candidate_tests(
     sandbox: Sandbox,
     work: Checkout,
@@ -142,22 +110,7 @@ def run_candidate_tests(
         )
     finally:
         work.reset()
-    return judge(task, report)
-
-
-def workspace_tests(task: Task) -> Task:
-    """A pytest spec with no test files of its own (SWE-bench's: the tests arrive with the
-    test patch) runs pytest in the checkout on the files that patch touches, as SWE-bench's
-    harness does; every other spec is used as it is."""
-    spec = task.tests
-    if spec.kind != "pytest" or spec.files:
-        return task
-    patch = task.metadata.get("test_patch") or ""
-    files = [path for path in diff_paths(patch) if path.endswith(".py")]
-    command = "python -m pytest -q -rA " + " ".join(shlex.quote(f) for f in files)
-    return task.model_copy(
-        update={"tests": spec.model_copy(update={"kind": "command", "command": command})}
-    )
+    return required(task, report)
 
 
 def localise(state: RepairState, runtime: Runtime[IssueContext]) -> dict:

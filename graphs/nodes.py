@@ -26,6 +26,7 @@ from pydantic import ConfigDict
 from pydantic.json_schema import SkipJsonSchema
 from selfrepair.agents import refiner, reviewer, solver
 from selfrepair.graphs import studio
+from selfrepair.sandbox.judging import ran_tests
 from selfrepair.sandbox.testing import run_tests
 from typing_extensions import (
     NotRequired,
@@ -152,9 +153,7 @@ class RepairContext:
 
     def expected_tests(self) -> list[str]:
         """The tests that ran on the code as given: a candidate's run must report them all."""
-        if self.baseline is None:
-            return []
-        return [case.name for case in self.baseline.tests if not case.name.startswith("<")]
+        return ran_tests(self.baseline)
 
     def test_seconds(self, trajectory: Trajectory) -> float:
         """How long the next test run may take: what is left of the time budget (a second at

@@ -49,6 +49,8 @@ JUDGE_UID = 1001  # the judge: reads the tests, never runs candidate code
 WORK, TESTS, OUT, TMP, HARNESS = "/work", "/tests", "/out", "/tmp", "/harness"
 JUDGE_TMP = "/tmp/.judge"
 SHM = "/dev/shm"
+MQUEUE = "/dev/mqueue"  # POSIX message queues: the container's IPC namespace outlives a run
+JUDGE_RSS_BYTES = 512 << 20  # a judge grown beyond this is replaced before the next run
 HARNESS_PACKAGE = "selfrepair_harness"
 PYTHON_NAMES = ("python", "python3")
 PYTHON_FLAGS = ("-P", "-u", "-B", "-E", "-s", "-I")
@@ -73,6 +75,8 @@ def main() -> None:
         reply = _serve_one(stdin, Spare(), judge)
         if reply is None:
             return
+        if judge.alive() and _resident_bytes(judge.pid) > JUDGE_RSS_BYTES:
+            judge.stop()  # bounded memory: the next run gets a new judge
         protocol_out.write(json.dumps(reply) + "\n")
         protocol_out.flush()
         del reply
@@ -217,15 +221,42 @@ class Judge:
             return False
         return done == 0
 
+    def stop(self) -> None:
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+            os.waitpid(self.pid, 0)
+        except (ProcessLookupError, ChildProcessError):
+            pass
+        self.control.close()
+
+
+def _resident_bytes(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/statm") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _close_all_but(*kept: int) -> None:
+    """Close every descriptor above 2 but `kept`: nothing of the server's (its protocol
+    stream to the host above all), or of an earlier run, stays open in a process."""
+    low = 3
+    for fd in sorted(kept):
+        os.closerange(low, fd)
+        low = fd + 1
+    os.closerange(low, 1 << 16)
+
 
 def _judge_runs(control: socket.socket) -> None:
     """In the judge: judge each run the server hands over, until it closes the socket."""
     code = 0
     try:
         _become(JUDGE_UID)
+        _close_all_but(control.fileno())
         null = os.open(os.devnull, os.O_RDWR)
         supervise.place_fds({0: null, 1: null, 2: null})
-        sys.stdin = open(os.devnull)
+        sys.stdin = open(0, closefd=False)  # no descriptor of its own: runs close the rest
         sys.path[:] = [entry for entry in sys.path if entry not in ("", ".")]
         import builtins
 
@@ -256,6 +287,7 @@ def _judge_runs(control: socket.socket) -> None:
                 judge.main(message["judge"], verdict_fd=verdict, sock_fd=sock)
             finally:
                 supervise.place_fds({1: null, 2: null})
+                _close_all_but(control.fileno(), null)  # what the run's tests left open
                 _restore(*kept)
     except BaseException:
         code = 1
@@ -271,6 +303,7 @@ def _restore(modules: dict, path: list, meta_path: list, builtin_names: dict) ->
         del sys.modules[name]
     sys.path[:] = path
     sys.meta_path[:] = meta_path
+    sys.path_importer_cache.clear()  # finders of the run's folders, listings cached in them
     builtins.__dict__.clear()
     builtins.__dict__.update(builtin_names)
     gc.collect()
@@ -596,7 +629,9 @@ def _collect(names: list) -> dict:
 
 
 def _wipe(notes: list) -> None:
-    for folder in (WORK, OUT, TMP, TESTS, SHM):
+    for folder in (WORK, OUT, TMP, TESTS, SHM, MQUEUE):
+        if folder == MQUEUE and not os.path.isdir(folder):
+            continue  # a runtime that mounts no message queues leaves none to wipe
         for entry in os.listdir(folder):
             path = os.path.join(folder, entry)
             try:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import secrets
 import shlex
 import subprocess
 import tempfile
@@ -28,9 +29,12 @@ from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 
 from selfrepair.sandbox.core import Execution, Limits, Sandbox, safe_relative
-from selfrepair.sandbox.verdict import pytest_outcomes, read_guard, read_judge
+from selfrepair.sandbox.harness.guard import CANARY_ENV, altered_script
+from selfrepair.sandbox.judging import against_baseline
+from selfrepair.sandbox.verdict import canaries, pytest_outcomes, read_guard, read_judge
 
 from selfrepair.errors import SelfRepairError
+from selfrepair.paths import diff_paths
 from selfrepair.types import Candidate, Task, TestCase, TestReport
 
 PYTHON_FLAGS = ("-B", "-u", "-P", "-s", "-E")
@@ -61,11 +65,29 @@ def run_tests(
     `workspace` is a host directory already holding the code to test (a repository task
     after its patch); without it the workspace is the task's files with the candidate's
     files over them (or its diff applied). `expect` names tests that must be among those
-    reported (the tests that ran on the code as given): a run that loses one is not a pass.
-    `seconds` cuts the run sooner than the task's own timeout (what is left of a time
-    budget); a cut run is a timeout. A candidate that cannot be laid out (a bad path, a diff
-    that does not apply) comes back as a failed report, not an exception.
+    reported (the tests that ran on the code as given): a run that skips or loses one is not
+    a pass, and is suspicious (`judging.against_baseline`). `seconds` cuts the run sooner than
+    the task's own timeout (what is left of a time budget); a cut run is a timeout. A
+    candidate that cannot be laid out (a bad path, a diff that does not apply) comes back as a
+    failed report, not an exception.
     """
+    report = against_baseline(_run(sandbox, task, candidate, workspace, seconds), expect)
+    skipped = [case.name for case in report.tests if case.outcome == "skipped"]
+    if skipped and not report.reason:
+        what = ", ".join(skipped[:5]) + (", ..." if len(skipped) > 5 else "")
+        report = report.model_copy(
+            update={"reason": f"{len(skipped)} test(s) skipped, and skipped is not passed: {what}"}
+        )
+    return report
+
+
+def _run(
+    sandbox: Sandbox,
+    task: Task,
+    candidate: Candidate | None,
+    workspace: Path | None,
+    seconds: float | None,
+) -> TestReport:
     wall = task.tests.timeout_s if seconds is None else min(seconds, task.tests.timeout_s)
     limits = dataclasses.replace(getattr(sandbox, "limits", None) or Limits(), wall_seconds=wall)
     if task.repo and workspace is None:
@@ -90,9 +112,7 @@ def run_tests(
         raise SelfRepairError(
             f"task {task.task_id}: a script task is tested from its files, not a workspace"
         )
-    return _guarded(
-        sandbox, task, files if workspace is None else workspace, candidate, limits, expect
-    )
+    return _guarded(sandbox, task, files if workspace is None else workspace, candidate, limits)
 
 
 def untestable(report: TestReport) -> str:
@@ -212,12 +232,22 @@ def _judged_pytest(
     tests = {path: text for path, text in task.files.items() if not path.endswith(".py")} | dict(
         spec.files
     )
-    modules = {
-        _module_of(path) for path in files if path.endswith(".py") and path not in spec.files
-    }
-    config = {"mode": "pytest", "modules": sorted(modules), "args": arguments}
+    config = {"mode": "pytest", "modules": editable_modules(task), "args": arguments}
     run = sandbox.judge(files, config, tests=tests, limits=limits)
     return _judged_report(run, limits)
+
+
+def editable_modules(task: Task) -> list[str]:
+    """The modules the tests import from the candidate: the task's own code, by top-level name,
+    never a module of the tests (a helper beside them) nor one the candidate adds (which would
+    otherwise shadow a helper or a library the tests import)."""
+    tests = {_module_of(path) for path in task.tests.files if path.endswith(".py")}
+    code = {
+        _module_of(path)
+        for path in task.files
+        if path.endswith(".py") and path not in task.tests.files
+    }
+    return sorted(code - tests - {"conftest"})
 
 
 def _module_of(path: str) -> str:
@@ -255,7 +285,6 @@ def _guarded(
     place,
     candidate: Candidate | None,
     limits: Limits,
-    expect: Sequence[str],
 ) -> TestReport:
     spec = task.tests
     if spec.kind == "pytest":
@@ -280,8 +309,13 @@ def _guarded(
                 **spec.files,
             }  # the task's tests replace any copy the candidate brought
     suspects = ":".join(_changed_paths(candidate))
+    seed = secrets.token_hex(16)  # this run's canaries (`verdict.canaries`)
     run = sandbox.execute(
-        place, command, tests=dict(spec.files), limits=limits, env={"SELFREPAIR_SUSPECTS": suspects}
+        place,
+        command,
+        tests=dict(spec.files),
+        limits=limits,
+        env={"SELFREPAIR_SUSPECTS": suspects, CANARY_ENV: seed},
     )
     guard = read_guard(run.channel)
     trouble = _run_trouble(run, limits)
@@ -296,6 +330,13 @@ def _guarded(
         )
         if reason and not trouble and not guard.processes:
             reason += f" ({NO_PYTHON})"
+        if not reason and not suspicious and isinstance(place, dict):
+            canary = _command_canary(
+                sandbox, spec, place, command, limits, {"SELFREPAIR_SUSPECTS": suspects}
+            )
+            if canary:
+                reason = canary
+                suspicious.append(canary)
         name = spec.command or "command"
         case = TestCase(
             name=name,
@@ -306,18 +347,13 @@ def _guarded(
         )
         return _report(run, [case], reason, suspicious, "exit status")
     cases, problems = pytest_outcomes(guard, run.exit_code)
-    suspicious += [p for p in problems if "forged" in p or "early exit" in p]
-    reported = {case.name for case in cases}
-    missing = [name for name in expect if not any(_same_test(r, name) for r in reported)]
+    cases, warnings = canaries(guard, seed, cases)
+    problems += warnings
+    suspicious += [p for p in problems if "forged" in p or "early exit" in p or "canary" in p]
     if trouble:
         reason = trouble
     elif problems:
         reason = problems[0]
-    elif missing:
-        reason = (
-            f"{len(missing)} test(s) that ran on the original did not run: {', '.join(missing[:5])}"
-        )
-        suspicious.append(reason)
     elif not cases:
         reason = NO_TESTS
     else:
@@ -327,16 +363,36 @@ def _guarded(
     return _report(run, cases, reason, suspicious, "guard")
 
 
+def _command_canary(
+    sandbox: Sandbox, spec, place: dict, command: list[str], limits: Limits, env: dict
+) -> str:
+    """A command that passed runs once more with a must-fail twin of the task's test script
+    (its first `assert X == constant` altered, `guard.altered_script`); why the run is
+    suspicious when the twin passes too (a value that equals anything), or ""."""
+    for path, text in spec.files.items():
+        twin = altered_script(text) if path.endswith(".py") else None
+        if twin is None:
+            continue
+        run = sandbox.execute(
+            {**place, path: twin},
+            command,
+            tests={**spec.files, path: twin},
+            limits=limits,
+            env=env,
+        )
+        if run.exit_code == 0 and not run.timed_out:
+            return (
+                f"a must-fail canary ({path} with an expected value altered) passed too: "
+                "the candidate's values equal anything"
+            )
+        return ""
+    return ""
+
+
 def _changed_paths(candidate: Candidate | None) -> list[str]:
     if candidate is None:
         return []
-    paths = set(candidate.files)
-    paths |= {line[6:] for line in candidate.diff.splitlines() if line.startswith("+++ b/")}
-    return sorted(paths)
-
-
-def _same_test(reported: str, named: str) -> bool:
-    return reported == named or reported.endswith("/" + named) or named.endswith("/" + reported)
+    return sorted(set(candidate.files) | set(diff_paths(candidate.diff)))
 
 
 # -- reports ----------------------------------------------------------------------------------

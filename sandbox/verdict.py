@@ -17,6 +17,8 @@ import hmac
 import json
 from dataclasses import dataclass, field
 
+from selfrepair.sandbox.harness.guard import canary_plan, canary_token
+
 from selfrepair.types import TestCase
 
 OUTCOME_RANK = {"passed": 0, "skipped": 1, "failed": 2, "error": 3}
@@ -226,3 +228,50 @@ def _merge(cases: dict[str, TestCase], case: TestCase) -> None:
         return
     worst = case if OUTCOME_RANK[case.outcome] > OUTCOME_RANK[known.outcome] else known
     cases[case.name] = worst.model_copy(update={"seconds": known.seconds + case.seconds})
+
+
+def canaries(
+    report: GuardReport, seed: str, cases: list[TestCase]
+) -> tuple[list[TestCase], list[str]]:
+    """The real tests' cases without the canaries, and what the canaries say of the run.
+
+    Each pytest session twinned the real tests `canary_plan` draws from what it collected: a
+    twin that must fail (an expected value altered) and one that must pass as the real test
+    does (the test again). When the real test passed, its must-fail twin passing means a
+    value equal to anything, its must-pass twin failing means outcomes chosen by look, and a
+    twin not reported means records made up: each makes the run suspicious.
+    """
+    twins: dict[str, tuple[str, str]] = {}
+    for process in report.sessions:
+        collected = list(_watched(process).items())
+        possible = {
+            f"{nodeid}[{canary_token(seed, nodeid, kind)}]"
+            for nodeid, _ in collected
+            for kind in ("pass", "fail")
+        }
+        real = [(nodeid, watched) for nodeid, watched in collected if nodeid not in possible]
+        for nodeid in canary_plan(seed, real):
+            for kind in ("pass", "fail"):
+                twins[f"{nodeid}[{canary_token(seed, nodeid, kind)}]"] = (nodeid, kind)
+    by_name = {case.name: case for case in cases}
+    # A session cut short by a real failure (`-x`) may not reach a twin: the run fails anyway.
+    failing = any(case.outcome in ("failed", "error") for case in cases if case.name not in twins)
+    problems = []
+    for twin, (nodeid, kind) in twins.items():
+        twin_case, real_case = by_name.get(twin), by_name.get(nodeid)
+        if twin_case is None or real_case is None:
+            if not failing:
+                problems.append(f"{nodeid}: a canary twin of it was not reported (forged)")
+        elif real_case.outcome != "passed":
+            continue  # a failing test explains any twin's outcome
+        elif kind == "fail" and twin_case.outcome == "passed":
+            problems.append(
+                f"{nodeid}: its must-fail canary (an expected value altered) passed too: the "
+                "candidate's values equal anything, or its outcomes are forged"
+            )
+        elif kind == "pass" and twin_case.outcome != "passed":
+            problems.append(
+                f"{nodeid}: passed, but its must-pass canary (the same test again) did not "
+                "(forged outcomes)"
+            )
+    return [case for case in cases if case.name not in twins], problems

@@ -145,9 +145,13 @@ class TestReport(Record):
 
     @property
     def passed(self) -> bool:
+        """Every expected test ran and passed, nothing less: a skipped test is not a pass (the
+        sandbox leaves out of `tests` only those that did not run on the code as given either,
+        see `sandbox/judging.py`), a run that tested nothing is not a pass, and a suspicious
+        run never passes."""
         if self.suspicious or self.timed_out or self.out_of_memory or self.exit_code != 0:
             return False
-        return all(t.outcome in ("passed", "skipped") for t in self.tests)
+        return bool(self.tests) and all(t.outcome == "passed" for t in self.tests)
 
     @property
     def fraction_passed(self) -> float:

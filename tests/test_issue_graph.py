@@ -11,6 +11,7 @@ import pytest
 from selfrepair.agents.models.scripted import ScriptedModel
 from selfrepair.graphs import issue
 from selfrepair.graphs.run import open_checkpointer
+from selfrepair.sandbox import judging
 from selfrepair.sandbox.local import LocalSandbox
 
 from selfrepair import types
@@ -185,7 +186,7 @@ def test_named_tests_decide(issue_repo: Path, tmp_path: Path) -> None:
     ]
 
     missing = types.TestReport(exit_code=0, tests=[])
-    assert issue.judge(task, missing).failing[0].message == "this test did not run"
+    assert judging.required(task, missing).failing[0].message == "this test did not run"
 
 
 def test_bad_input(issue_repo: Path, tmp_path: Path) -> None:

@@ -20,10 +20,12 @@ test's outcome, whether each test's own body ran to its end, and the session's e
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import hmac
 import json
 import os
+import random
 import stat
 import sys
 import threading
@@ -41,7 +43,113 @@ SENSITIVE = (
     "sys.setprofile",
     "sys._current_frames",
 )
+CANARY_ENV = "SELFREPAIR_CANARY"  # the host's seed for this run's canaries (see `reporting`)
+CANARY_PAIRS = 2  # real tests that get a pair of twins
 LINE_BYTES = 4000  # below PIPE_BUF: a line is written whole even when processes share the pipe
+
+
+def canary_token(seed: str, nodeid: str, kind: str) -> str:
+    """The id suffix of a twin of `nodeid` (kind "fail" or "pass"); the host recomputes it."""
+    return hmac.new(seed.encode(), f"{nodeid}|{kind}".encode(), hashlib.sha256).hexdigest()[:10]
+
+
+def canary_plan(seed: str, collected: list[tuple[str, bool]]) -> list[str]:
+    """The real tests that get twins: up to CANARY_PAIRS watched, unparametrized ones, drawn
+    by `seed` from `collected` ((node id, watched) pairs) in an order no plugin can change."""
+    eligible = sorted(nodeid for nodeid, watched in collected if watched and "[" not in nodeid)
+    return random.Random(seed).sample(eligible, min(CANARY_PAIRS, len(eligible)))
+
+
+# A value of the same type as the given one that is not equal to it (for a value no plain
+# type has, a fresh object): what a must-fail twin compares with when its expected value is
+# computed. One source, defined here and written into a twin script that needs it.
+OTHER = "_selfrepair_other"
+OTHER_SOURCE = f"""
+def {OTHER}(value):
+    kind = type(value)
+    if kind is bool:
+        return not value
+    if kind is int:
+        return value + 1
+    if kind is float:
+        if value - value != 0:
+            return 0.0
+        return value + 1.0 if abs(value) < 1e15 else value * 2
+    if kind is str:
+        return value + "x"
+    if kind is bytes:
+        return value + b"x"
+    if kind is list:
+        return value + [None]
+    if kind is tuple:
+        return value + (None,)
+    if kind is set or kind is frozenset:
+        return value | kind([object()])
+    if kind is dict:
+        return {{**value, object(): None}}
+    if value is None:
+        return 0
+    return object()
+"""
+_defined: dict = {}
+exec(OTHER_SOURCE, _defined)
+other_value = _defined[OTHER]
+STATIC = (bool, int, float, str, bytes)  # constants altered in the code itself
+
+
+def alter_first_assert(statements: list) -> bool:
+    """Alter, in place, the expected value of the first `assert X == Y` among `statements`
+    (top level only: it runs whenever they run to their end): a constant becomes another of
+    its type, anything else `_selfrepair_other(Y)` (Y: the side that is not a call, else
+    the right). False when there is none. A must-fail canary's making."""
+    for statement in statements:
+        test = statement.test if isinstance(statement, ast.Assert) else None
+        if not (isinstance(test, ast.Compare) and len(test.ops) == 1):
+            continue
+        if not isinstance(test.ops[0], ast.Eq):
+            continue
+        sides = [test.left, test.comparators[0]]
+        constant = [isinstance(side, ast.Constant) for side in sides]
+        if all(constant):
+            continue
+        if any(constant):
+            index = constant.index(True)
+            value = sides[index].value
+            if type(value) not in STATIC or (type(value) is float and value - value != 0):
+                continue
+            sides[index] = ast.copy_location(ast.Constant(other_value(value)), sides[index])
+        else:
+            calls = [isinstance(side, ast.Call) for side in sides]
+            index = 0 if calls == [False, True] else 1
+            side = sides[index]
+            sides[index] = ast.copy_location(
+                ast.Call(ast.Name(OTHER, ast.Load()), [side], []), side
+            )
+        test.left, test.comparators = sides[0], [sides[1]]
+        ast.fix_missing_locations(statement)
+        return True
+    return False
+
+
+def altered_script(source: str) -> str | None:
+    """`source` with its first top-level `assert X == Y` altered (and the helper it may call
+    defined after its `__future__` imports), or None when it has none."""
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        return None
+    if not alter_first_assert(tree.body):
+        return None
+    at = 0
+    while (
+        at < len(tree.body)
+        and isinstance(tree.body[at], ast.ImportFrom)
+        and (tree.body[at].module == "__future__")
+    ):
+        at += 1
+    if any(isinstance(node, ast.Name) and node.id == OTHER for node in ast.walk(tree)):
+        tree.body[at:at] = ast.parse(OTHER_SOURCE).body
+    return ast.unparse(tree) + "\n"
 
 
 def emit(record: dict) -> None:

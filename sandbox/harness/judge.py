@@ -50,6 +50,7 @@ class Link:
         self.callbacks: dict[int, object] = {}
         self.callback_ids: dict[int, int] = {}
         self.shared: dict = {}  # name -> the tests' class, for objects that cross by attributes
+        self.exception_classes: dict[int, type] = {}  # the candidate's, made for this run only
         self.notes: list[
             str
         ] = []  # what the candidate did that looks like reaching for the harness
@@ -90,9 +91,9 @@ class Link:
     def call(self, handle: int, args: tuple, kwargs: dict, op: str = "call"):
         codec = self.codec()
         reply = self.request({"op": op, "target": handle, **wire.arguments(codec, args, kwargs)})
-        return self.outcome(reply, codec)
+        return self.outcome(reply, codec, op)
 
-    def outcome(self, reply: dict, sent: wire.Codec):
+    def outcome(self, reply: dict, sent: wire.Codec, op: str = "call"):
         """Write back the arguments' new state, then return the value or raise the mirror."""
         back = self.codec(sent.by_number)
         try:
@@ -102,7 +103,7 @@ class Link:
                 back.fill(sent.by_number[pair[0]], pair[1])
             if "raise" in reply:
                 raise_mirror(self, reply["raise"], back)
-            if reply.get("stop"):
+            if reply.get("stop") and op == "next":  # a call's StopIteration would end a map()
                 raise StopIteration
             return back.decode(reply.get("value"))
         except wire.WireError as error:
@@ -176,7 +177,9 @@ class Link:
                 self, handle, name
             )
         elif kind == "exception_class":
-            proxy = exception_class(handle, name, _text(node.get("module")), node.get("bases"))
+            proxy = exception_class(
+                self, handle, name, _text(node.get("module")), node.get("bases")
+            )
         elif kind == "module":
             proxy = remote_module(
                 self, handle, name, bool(node.get("package")), _text(node.get("file"))
@@ -210,8 +213,11 @@ class RemoteFunction:
 
 
 class Remote:
-    """An object that stays in the worker. Its operations are the worker's; comparing it with
-    anything but another remote object is identity, so no rigged `__eq__` can pass a test."""
+    """An object that is not plain data and stays in the worker: an opaque handle. The tests
+    may read and set its attributes, call it, iterate it and print it (each an explicit act
+    of the test's, answered with plain data); everything else (arithmetic, order, `abs`,
+    `len`, truth, `int`/`float`, indexing, `==` other than identity) fails here, so no test
+    ever hands the candidate its operand and asks it for the answer."""
 
     __slots__ = ("_link", "_handle", "_type", "_kind", "__weakref__")
 
@@ -268,35 +274,22 @@ class Remote:
         text = self._op("str")
         return text if type(text) is str else repr(self)
 
+    # Identity is the only comparison, and the judge decides it: the candidate never learns
+    # what a test compares its object with, so it cannot answer "equal" to anything.
+    def __eq__(self, other) -> bool:
+        return self is other
+
+    def __ne__(self, other) -> bool:
+        return self is not other
+
     def __hash__(self) -> int:
         return object.__hash__(self)
 
     def __bool__(self) -> bool:
-        return self._op("bool") is True
-
-    def __len__(self) -> int:
-        size = self._op("len")
-        if type(size) is not int:
-            raise TypeError("len() of a candidate object is not an int")
-        return size
-
-    def __getitem__(self, key):
-        return self._op("getitem", key)
-
-    def __setitem__(self, key, value) -> None:
-        self._op("setitem", key, value)
-
-    def __delitem__(self, key) -> None:
-        self._op("delitem", key)
-
-    def __contains__(self, item) -> bool:
-        return self._op("contains", item) is True
-
-    def __index__(self) -> int:
-        value = self._op("index")
-        if type(value) is not int:
-            raise TypeError("__index__ of a candidate object is not an int")
-        return value
+        raise TypeError(
+            f"a candidate's {object.__getattribute__(self, '_type')} object is not plain data: "
+            "it has no truth value here"
+        )
 
     def __enter__(self):
         return self._op("enter")
@@ -305,53 +298,11 @@ class Remote:
         return self._op("exit", *(None for _ in exc)) is True
 
 
-def _compare(op: str):
-    def compare(self, other):
-        if not isinstance(other, Remote):
-            return NotImplemented if op not in ("eq", "ne") else (self is other) == (op == "eq")
-        result = self._op(op, other)
-        return result if type(result) is bool else NotImplemented
-
-    return compare
-
-
-for _name in ("eq", "ne", "lt", "le", "gt", "ge"):
-    setattr(Remote, f"__{_name}__", _compare(_name))
-for _name in (
-    "add",
-    "sub",
-    "mul",
-    "truediv",
-    "floordiv",
-    "mod",
-    "pow",
-    "matmul",
-    "and",
-    "or",
-    "xor",
-    "lshift",
-    "rshift",
-):
-    setattr(Remote, f"__{_name}__", (lambda op: lambda self, other: self._op(op, other))(_name))
-    setattr(
-        Remote, f"__r{_name}__", (lambda op: lambda self, other: self._op("r" + op, other))(_name)
-    )
-for _name in ("neg", "pos", "abs", "invert", "int", "float"):
-    setattr(Remote, f"__{_name}__", (lambda op: lambda self: self._op(op))(_name))
-
-
 def standard_class(module: str, qualname: str) -> type | None:
-    """A standard-library class the candidate's code uses (`from collections import deque`):
-    the judge's own, so the tests compare and build its objects as usual."""
-    if module.split(".")[0] not in sys.stdlib_module_names or "<" in qualname:
-        return None
-    try:
-        found = importlib.import_module(module)
-        for part in qualname.split("."):
-            found = getattr(found, part)
-    except (ImportError, AttributeError):
-        return None
-    return found if isinstance(found, type) else None
+    """A class of plain data the candidate's code uses (`from collections import deque`):
+    the judge's own, from a fixed table, so the tests compare and build its objects as usual.
+    Nothing is imported or looked up on the candidate's word."""
+    return wire.STANDARD_CLASSES.get((module, qualname))
 
 
 def remote_class(link: Link, handle: int, name: str) -> type:
@@ -381,71 +332,96 @@ def remote_class(link: Link, handle: int, name: str) -> type:
     )
 
 
-_EXCEPTION_CLASSES: dict = {}
+# The exceptions a candidate's exception may be mirrored as, fixed when the harness is
+# imported: builtin ones only (never unittest's SkipTest, never pytest's outcomes, which are
+# not Exceptions of the builtins), and never those that end a process.
+ALLOWED_EXCEPTIONS = {
+    name: value
+    for name, value in vars(builtins).items()
+    if isinstance(value, type)
+    and issubclass(value, Exception)
+    and not issubclass(value, (StopIteration, StopAsyncIteration))
+}
 
 
-def exception_class(handle: int, name: str, module: str, bases) -> type:
+def allowed_base(names) -> type:
+    """The first allow-listed builtin exception among `names` (the candidate's word), or
+    Exception."""
+    for name in names if type(names) is list else []:
+        if type(name) is str and name in ALLOWED_EXCEPTIONS:
+            return ALLOWED_EXCEPTIONS[name]
+    return Exception
+
+
+def exception_class(link: Link, handle: int, name: str, module: str, bases) -> type:
     """A candidate exception class, made here as a real exception class so that tests can
-    raise and catch it (`pytest.raises(mod.Error)`); it keeps its place among the builtins."""
-    if handle not in _EXCEPTION_CLASSES:
-        base = next(
-            (
-                getattr(builtins, b)
-                for b in bases or []
-                if isinstance(getattr(builtins, b, None), type)
-                and issubclass(getattr(builtins, b), Exception)
-            ),
-            Exception,
-        )
+    raise and catch it (`pytest.raises(mod.Error)`); its base is an allow-listed builtin.
+    Kept by this run's link only: a later run never sees it."""
+    if handle not in link.exception_classes:
         short = name.rsplit(".", 1)[-1]
         cls = type(
             short if short.isidentifier() else "CandidateError",
-            (base,),
+            (allowed_base(bases),),
             {"__module__": module or "candidate"},
         )
         cls._remote_handle = handle
-        _EXCEPTION_CLASSES[handle] = cls
-    return _EXCEPTION_CLASSES[handle]
+        link.exception_classes[handle] = cls
+    return link.exception_classes[handle]
 
 
 def raise_mirror(link: Link, described, codec: wire.Codec):
-    """Raise here what the candidate raised there, as the judge's own exception."""
+    """Raise here what the candidate raised there, as the judge's own exception: an
+    allow-listed builtin by its name, or a class this run made for one of the candidate's
+    exception classes; its arguments as plain data."""
     if type(described) is not dict:
         raise wire.WireError("bad exception")
     name, module = _text(described.get("type")), _text(described.get("module"))
+    message = _text(described.get("message"))
     try:
         args = [codec.decode(a) for a in wire.items(described.get("args"))]
     except wire.WireError:
-        args = [_text(described.get("message"))]
+        args = [message]
     trace = _text(described.get("traceback"))
-    builtin = getattr(builtins, name, None) if module == "builtins" else None
-    if isinstance(builtin, type) and issubclass(builtin, BaseException):
-        if not issubclass(builtin, Exception):
-            link.note(f"early exit: the candidate raised {name} in a call")
-            raise CandidateExited(f"the candidate raised {name}{tuple(args)!r}")
-        try:
-            error = builtin(*args)
-        except Exception:
-            error = builtin(_text(described.get("message")))
-    else:
-        cls = codec.decode(described["class"]) if isinstance(described.get("class"), dict) else None
-        if not (isinstance(cls, type) and issubclass(cls, Exception)):
-            cls = exception_class(
-                -len(_EXCEPTION_CLASSES) - 1, name, module, described.get("bases")
-            )
-        try:
-            error = cls(*args)
-        except Exception:
-            error = cls(_text(described.get("message")))
+    if module == "builtins" and name in ENDING:
+        link.note(f"early exit: the candidate raised {name} in a call")
+        raise CandidateExited(f"the candidate raised {name}{tuple(args)!r}")
+    if module == "builtins" and name in ("StopIteration", "StopAsyncIteration"):
+        # As for a generator (PEP 479): out of a call it would end the test's map() or all().
+        raise RuntimeError(f"the candidate's code raised {name}")
+    cls = None
+    if isinstance(described.get("class"), dict):
+        found = codec.decode(described["class"])
+        if any(found is made for made in link.exception_classes.values()):
+            cls = found
+    if cls is None:
+        cls = (
+            ALLOWED_EXCEPTIONS[name]
+            if module == "builtins" and name in ALLOWED_EXCEPTIONS
+            else allowed_base(described.get("bases"))
+        )
+    try:
+        error = cls(*args)
+    except Exception:
+        error = cls(message)
     if trace and hasattr(error, "add_note"):  # Python 3.11+
         error.add_note("In the candidate's code:\n" + trace.rstrip())
     raise error
 
 
+ENDING = ("SystemExit", "KeyboardInterrupt", "GeneratorExit", "BaseException")
+# Standard-library modules a candidate's module may stand for in the tests' namespace (the
+# judge's own copy) unless they are test machinery.
+UNSHARED_MODULES = {
+    *("unittest", "doctest", "pdb", "bdb", "test", "builtins", "importlib", "sys"),
+    *("antigravity", "this", "webbrowser", "turtle", "tkinter", "idlelib"),
+}
+
+
 def remote_module(link: Link, handle: int, name: str, package: bool, file: str) -> types.ModuleType:
     """A candidate module, or a module the candidate imported: attributes come from the worker.
     A standard-library module the candidate imported is this process's own copy."""
-    if name.split(".")[0] in sys.stdlib_module_names:
+    top = name.split(".")[0]
+    if top in sys.stdlib_module_names and top not in UNSHARED_MODULES and not top.startswith("_"):
         return importlib.import_module(name)
     module = RemoteModule(name)
     module.__file__ = file or None
@@ -461,7 +437,14 @@ class RemoteModule(types.ModuleType):
             raise AttributeError(name)
         link, handle = self.__dict__["_remote"]
         if name == "__all__":
-            return link.call(handle, (), {}, op="names")
+            # `from calc import *` never binds a builtin's name (`abs`, `all`) or a dunder.
+            names = link.call(handle, (), {}, op="names")
+            return [
+                n
+                for n in (names if type(names) is list else [])
+                if type(n) is str and n.isidentifier() and not n.startswith("_")
+                if not hasattr(builtins, n)
+            ]
         try:
             value = link.call(handle, (name,), {}, op="getattr")
         except AttributeError:
@@ -534,9 +517,25 @@ def run_script(link: Link, config: dict) -> dict:
         if type(names) is not dict:
             raise wire.WireError("bad names")
         for name, node in names.items():
-            # A candidate's `list` or `all` must not stand in for the tests' own builtins.
-            if type(name) is str and name.isidentifier() and not hasattr(builtins, name):
-                namespace[name] = codec.decode(node)
+            # A candidate's `list` or `all` must not stand in for the tests' own builtins, nor
+            # its `__builtins__` for their builtins as a whole, nor anything it calls `math`
+            # for the standard library's (the judge's own, where the tests use it).
+            if (
+                type(name) is not str
+                or not name.isidentifier()
+                or name.startswith("__")
+                or hasattr(builtins, name)
+            ):
+                continue
+            if name in sys.stdlib_module_names:
+                if (
+                    name not in UNSHARED_MODULES
+                    and not name.startswith("_")
+                    and name in test_source
+                ):
+                    namespace[name] = importlib.import_module(name)
+                continue
+            namespace[name] = codec.decode(node)
         exec(compile(test_source, test_path, "exec"), namespace)
     except BaseException as error:
         return {
@@ -648,6 +647,7 @@ def _text(value) -> str:
 def main(config: dict, verdict_fd: int = 3, sock_fd: int = 4) -> None:
     """Judge one run; the verdict goes to `verdict_fd` whatever happens."""
     wire.lift_limits()
+    wire.forget()  # nothing decoded in an earlier run of a warm judge is seen in this one
     sys.path[:0] = [str(entry) for entry in config.get("path", [])]  # the candidate's dependencies
     verdict: dict = {"tests": [], "finished": False}
     link = Link(socket.socket(fileno=sock_fd))

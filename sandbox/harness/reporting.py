@@ -2,19 +2,43 @@
 module): it reports, signed, what was collected, each test's outcome, whether each test
 function's own body ran to its end, and the end of the session. A test reported passed
 whose body never returned (its call was skipped, or its failure swallowed on the way) does
-not count as passed on the host."""
+not count as passed on the host.
+
+It also adds the run's canaries (`guard.canary_plan`): for a few real tests, chosen by the host's
+seed, a twin that must fail (the test with one expected value altered, so a rigged `__eq__`
+that passes any `==` passes it too) and a twin that must pass like the real one (the test
+itself again, so a forger that fails whatever looks like a twin is caught). They are
+collected, run and reported as ordinary tests; the host reads their outcomes.
+"""
 
 from __future__ import annotations
 
+import ast
 import functools
 import inspect
+import os
+import random
+import textwrap
+
+import pytest
 
 from . import guard
 
 IDS_PER_RECORD = 40
 
 
+@pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(session, config, items) -> None:
+    seed = os.environ.get(guard.CANARY_ENV, "")
+    if seed:
+        # Each pair of twins right after its real test (the state it ran in, for suites whose
+        # tests depend on their order), the two in an order the seed draws.
+        twins = _twins(seed, items)
+        place = random.Random(seed + "|order")
+        for real, pair in twins.items():
+            place.shuffle(pair)
+            at = items.index(real) + 1
+            items[at:at] = pair
     for item in items:
         original = getattr(item, "obj", None)
         if (
@@ -24,6 +48,85 @@ def pytest_collection_modifyitems(session, config, items) -> None:
         ):
             continue
         item.obj = _watched(item.nodeid, original)
+
+
+def _is_watched(item) -> bool:
+    return type(item).__name__ == "Function" and inspect.isfunction(getattr(item, "obj", None))
+
+
+def _twins(seed: str, items: list) -> dict:
+    """The chosen real tests, each with its pair of twins (must pass, must fail)."""
+    chosen = set(guard.canary_plan(seed, [(item.nodeid, _is_watched(item)) for item in items]))
+    twins = {}
+    for item in items:
+        if item.nodeid not in chosen:
+            continue
+        twins[item] = [
+            pytest.Function.from_parent(
+                item.parent,
+                name=f"{item.name}[{guard.canary_token(seed, item.nodeid, kind)}]",
+                callobj=function,
+            )
+            for kind, function in (("pass", item.obj), ("fail", _must_fail(item.obj)))
+        ]
+        _twin_ids.update(twin.nodeid for twin in twins[item])
+    return twins
+
+
+_twin_ids: set[str] = set()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A twin's true outcome goes to the channel only: to pytest (its exit status, its
+    summary, whatever the command does next) every twin passed."""
+    made = yield
+    report = made.get_result()
+    if item.nodeid in _twin_ids and report.when == "call":  # setup's outcome decides the call
+        report.canary_outcome = report.outcome
+        report.outcome, report.longrepr = "passed", None
+
+
+def _must_fail(function):
+    """`function` with the expected value of its first top-level `assert X == constant`
+    altered; without one, `function` followed by a failure."""
+    altered = _altered(function)
+    if altered is not None:
+        return altered
+
+    @functools.wraps(function)
+    def then_fail(*args, **kwargs):
+        function(*args, **kwargs)
+        raise AssertionError("expected to differ")
+
+    return then_fail
+
+
+def _altered(function):
+    if function.__code__.co_freevars:
+        return None
+    try:
+        lines, first = inspect.getsourcelines(function)
+        tree = ast.parse(textwrap.dedent("".join(lines)))
+    except (OSError, TypeError, SyntaxError):
+        return None
+    definition = tree.body[0] if tree.body else None
+    if not isinstance(definition, ast.FunctionDef):
+        return None
+    if not guard.alter_first_assert(definition.body):
+        return None
+    definition.decorator_list = []
+    ast.increment_lineno(tree, first - 1)
+    # The twin is made inside a function that hands it the helper of an altered value.
+    maker = ast.parse(f"def _selfrepair_make({guard.OTHER}):\n    pass\n").body[0]
+    maker.body = [definition, ast.Return(ast.Name(definition.name, ast.Load()))]
+    module = ast.fix_missing_locations(ast.Module([maker], []))
+    scratch: dict = {}
+    exec(compile(module, function.__code__.co_filename, "exec"), function.__globals__, scratch)
+    twin = scratch["_selfrepair_make"](guard.other_value)
+    twin.__dict__.update(function.__dict__)
+    twin.__defaults__, twin.__kwdefaults__ = function.__defaults__, function.__kwdefaults__
+    return twin
 
 
 def _watched(nodeid: str, function):
@@ -41,13 +144,7 @@ def _watched(nodeid: str, function):
 
 
 def pytest_collection_finish(session) -> None:
-    ids = [
-        (
-            item.nodeid,
-            type(item).__name__ == "Function" and inspect.isfunction(getattr(item, "obj", None)),
-        )
-        for item in session.items
-    ]
+    ids = [(item.nodeid, _is_watched(item)) for item in session.items]
     for start in range(0, len(ids), IDS_PER_RECORD):
         chunk = ids[start : start + IDS_PER_RECORD]
         guard.emit(
@@ -74,7 +171,7 @@ def pytest_runtest_logreport(report) -> None:
             "type": "test",
             "id": report.nodeid,
             "when": report.when,
-            "outcome": report.outcome,
+            "outcome": getattr(report, "canary_outcome", report.outcome),
             "xfail": hasattr(report, "wasxfail"),
             "duration": getattr(report, "duration", 0.0) or 0.0,
             "message": getattr(crash, "message", "") if report.failed else "",

@@ -55,6 +55,24 @@ BUILTIN_TYPES = {
 }
 BUILTIN_TYPES["NoneType"] = type(None)
 
+# Classes of plain data the candidate's code may hand the tests by name (`from collections
+# import deque` in a script): a fixed table, never a module walked on the sender's word.
+STANDARD_CLASSES = {
+    (cls.__module__, cls.__qualname__): cls
+    for cls in (
+        collections.deque,
+        collections.OrderedDict,
+        collections.Counter,
+        collections.defaultdict,
+        decimal.Decimal,
+        fractions.Fraction,
+        datetime.date,
+        datetime.datetime,
+        datetime.time,
+        datetime.timedelta,
+    )
+} | {("builtins", name): cls for name, cls in BUILTIN_TYPES.items()}
+
 
 class WireError(Exception):
     """A message or value that breaks the protocol: the other side misbehaved."""
@@ -403,7 +421,7 @@ def _decode_namedtuple(codec, node, depth):
     return codec._register(node, local(*items))
 
 
-_NAMEDTUPLES: dict = {}
+_NAMEDTUPLES: dict = {}  # per run (see `forget`): a class made for one run is never another's
 
 
 def _namedtuple(name: str, fields: tuple):
@@ -454,6 +472,12 @@ def _decode_obj(codec, node, depth):
 
 
 _PLAIN_CLASSES: dict = {}
+
+
+def forget() -> None:
+    """Drop the classes made for an earlier run's values (a warm judge runs one after another)."""
+    _NAMEDTUPLES.clear()
+    _PLAIN_CLASSES.clear()
 
 
 def plain_class(name: str):
