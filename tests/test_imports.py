@@ -184,11 +184,13 @@ def test_no_module_imports_across_a_wall(name, applies, forbidden) -> None:
 
 def test_commands_share_through_common_only() -> None:
     """A command module takes what it shares with another from cli/common.py, never from a
-    sibling: a sibling's options move with its command's needs."""
+    sibling: a sibling's options move with its command's needs. The command table
+    (cli/commands.py) is the one module that gathers the commands."""
     siblings = [
         f"{module} imports {target}"
         for module, targets in IMPORTS.items()
-        if in_area(module, "selfrepair.cli") and module != "selfrepair.cli"
+        if in_area(module, "selfrepair.cli")
+        and module not in ("selfrepair.cli", "selfrepair.cli.commands")
         for target in targets
         if in_area(target, "selfrepair.cli")
         and target not in ("selfrepair.cli", "selfrepair.cli.common", module)
