@@ -23,6 +23,7 @@ from __future__ import annotations
 import bisect
 import dataclasses
 import json
+import re
 import shlex
 import time
 from dataclasses import dataclass, field
@@ -34,7 +35,7 @@ from selfrepair.sandbox.core import Limits, Sandbox
 from selfrepair.sandbox.testing import run_tests
 
 from selfrepair.errors import SelfRepairError
-from selfrepair.types import Candidate, Task, TestReport, TestSpec
+from selfrepair.types import TASK_ID_CHARS, Candidate, Task, TestReport, TestSpec
 
 PLUGIN = "_selfrepair_synth_plugin.py"
 PLUGIN_MODULE = PLUGIN.removesuffix(".py")
@@ -172,10 +173,17 @@ def run_baseline(
     )
 
 
+def run_id(name: str) -> str:
+    """A task id for one of the factory's own runs of `name` (a path, a requirement, a
+    `repo:function`): task ids are plain names, so what separates folders is flattened."""
+    flat = re.sub(r"[^A-Za-z0-9_.:@+=-]+", "_", name).strip("._")
+    return flat[-(TASK_ID_CHARS - len("/baseline")) :] or "source"
+
+
 def baseline_task(files: dict[str, str], name: str, timeout_s: float) -> Task:
     command = pytest_line([], {})
     return Task(
-        task_id=f"{name}/baseline",
+        task_id=f"{run_id(name)}/baseline",
         spec="",
         files=files,
         tests=TestSpec(kind="command", command=command, files=plugin_files(), timeout_s=timeout_s),
@@ -210,7 +218,7 @@ def selection_task(files: dict[str, str], baseline: Baseline, tests: list[str], 
     per_test, wall = limits_for(baseline, tests)
     command = pytest_line(tests, {"SELFREPAIR_SYNTH_TEST_SECONDS": f"{per_test:g}"})
     return Task(
-        task_id=name,
+        task_id=run_id(name),
         spec="",
         files=files,
         tests=TestSpec(kind="command", command=command, files=plugin_files(), timeout_s=wall),
