@@ -1,9 +1,12 @@
 """`selfrepair fix`: repair a file or directory, or (with --issue) resolve an issue in a git
 repository.
 
-Both modes validate everything they can (the path, the model, the sandbox, that the tests
-fail at all; for a repository also the base commit, a clean working tree where it matters and
-the branch name) before the run directory is created, so bad input leaves nothing behind.
+Both modes take one path (`fix`); a Target says what differs: the task, how its tests run, the
+graph that repairs it and what becomes of a fix. Everything that can be is validated (the
+path, the model, the sandbox, that the tests end within --max-seconds and fail, and fail by
+testing something; for a repository also the base commit, a clean working tree where it
+matters and the branch name) before the run directory is created, so bad input leaves
+nothing behind.
 Running the same command again on the same --out resumes it. Neither mode touches what the
 user did not ask for: a repository is repaired in a private checkout, and its fix lands as
 RUN_DIR/fix.patch or a new branch.
