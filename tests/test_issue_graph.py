@@ -274,6 +274,14 @@ def test_cli_fix_repository_commits_on_a_branch(issue_repo: Path, tmp_path: Path
         p: v for p, v in before.items() if not p.startswith(".git/")
     }
     assert after[".git/index"] == before[".git/index"] and after[".git/HEAD"] == before[".git/HEAD"]
+    # Every edit was seeded from --seed (default 0), the task and the step (the editor was not).
+    with TrajectoryStore(tmp_path / "run", create=False) as store:
+        [trajectory] = store.trajectories()
+    sampling, task_id = Sampling(seed=0), trajectory.task.task_id
+    assert [s.seed for s in trajectory.steps] == [
+        sampling.call_seed(task_id, 0),
+        sampling.call_seed(task_id, 1),
+    ]
 
 
 @pytest.mark.parametrize(
