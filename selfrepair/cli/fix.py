@@ -62,6 +62,7 @@ from selfrepair.sandbox.choose import open_sandbox
 from selfrepair.sandbox.core import Sandbox
 from selfrepair.sandbox.testing import run_tests, untestable
 from selfrepair.settings import Budget, Sampling
+from selfrepair.store import TrajectoryStore
 from selfrepair.types import Step, Task, TestReport, TestSpec, Trajectory
 
 REPOSITORY_TEST_TIMEOUT_S = 600.0  # a repository's suite takes longer than one function's tests
@@ -199,7 +200,9 @@ def files_target(
         raise SelfRepairError(f"{path}: no such file or directory")
     task, root = fix_task(path.resolve(), test_cmd, read_spec(spec))
 
-    def repair(model: Model, box: Sandbox, limits: Budget, store, **options) -> Trajectory:
+    def repair(
+        model: Model, box: Sandbox, limits: Budget, store: TrajectoryStore, **options: Any
+    ) -> Trajectory:
         sampling = Sampling(seed=seed)
         return repair_task(
             task, model, box, strategy.value, limits, store, sampling=sampling, **options
@@ -264,7 +267,9 @@ def repository_target(
     )
     work = stack.enter_context(checkout(repository, commit))
 
-    def repair(model: Model, box: Sandbox, limits: Budget, store, **options) -> Trajectory:
+    def repair(
+        model: Model, box: Sandbox, limits: Budget, store: TrajectoryStore, **options: Any
+    ) -> Trajectory:
         sampling = issue_sampling(seed)
         return repair_issue(
             task, model, box, limits, store, work=work, sampling=sampling, **options
