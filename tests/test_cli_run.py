@@ -12,6 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from selfrepair.settings import Sampling
+from selfrepair.store import TrajectoryStore
+
 ROOT = Path(__file__).resolve().parent.parent
 SELFREPAIR = str(Path(sys.executable).parent / "selfrepair")
 TEST_CMD = "python -m pytest -q"
@@ -79,6 +82,11 @@ def test_fix_writes_the_repaired_file_and_exits_0(example, tmp_path):
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["solved"] == 1 and summary["config"]["command"] == "fix"
     assert len((tmp_path / "run" / "results.jsonl").read_text().splitlines()) == 1
+    # The call was seeded from --seed (default 0), the task and the step, and says so.
+    with TrajectoryStore(tmp_path / "run", create=False) as store:
+        [trajectory] = store.trajectories()
+    seed = Sampling(seed=0).call_seed(trajectory.task.task_id, 0)
+    assert summary["config"]["seed"] == 0 and [s.seed for s in trajectory.steps] == [seed] * 2
 
 
 def test_fix_with_patch_prints_a_diff_and_leaves_the_file(example, tmp_path):

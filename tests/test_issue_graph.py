@@ -4,6 +4,7 @@ local sandbox: edits that miss, edits that break the syntax, a partial fix, the 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import git
@@ -51,6 +52,13 @@ shop/money.py
     cents = cents or "0"
 >>>>>>> REPLACE
 ```"""
+HANGS = """shop/money.py
+<<<<<<< SEARCH
+    dollars, cents = text.split(".")
+=======
+    __import__("time").sleep(100_000)
+    dollars, cents = text.split(".")
+>>>>>>> REPLACE"""
 REVIEW_WRONGLY_ACCEPTS = "VERDICT: accept\nCONFIDENCE: 0.9\nCRITIQUE: looks right"
 FIX_ON_TOP = """One decimal digit means tens of cents, so pad the cents to two digits.
 
@@ -240,6 +248,26 @@ def invoke(*args: str):
     return CliRunner().invoke(app, list(args))
 
 
+def test_max_seconds_cuts_a_candidates_test_run(issue_repo: Path, tmp_path: Path) -> None:
+    """A candidate whose tests hang is cut at what is left of the time budget, not at the
+    task's own timeout (60 s here; fix gives a repository 600 s), and counted as a timeout."""
+    sandbox = LocalSandbox()
+    try:
+        trajectory = issue.repair_issue(
+            shop_task(issue_repo),
+            scripted(tmp_path, [HANGS, "VERDICT: refine\nCONFIDENCE: 0.5\nCRITIQUE: it hangs"]),
+            sandbox,
+            Budget(max_candidates=1, max_seconds=10),
+        )
+    finally:
+        sandbox.close()
+    [step] = trajectory.steps
+    assert step.report.timed_out, step.report.reason
+    cut = re.match(r"timed out after ([\d.]+) s", step.report.reason)
+    assert cut and float(cut.group(1)) <= 10, step.report.reason
+    assert trajectory.outcome == "budget"
+
+
 def test_cli_fix_repository_commits_on_a_branch(issue_repo: Path, tmp_path: Path) -> None:
     before = snapshot(issue_repo)
     replies = tmp_path / "replies.json"
@@ -275,6 +303,14 @@ def test_cli_fix_repository_commits_on_a_branch(issue_repo: Path, tmp_path: Path
         p: v for p, v in before.items() if not p.startswith(".git/")
     }
     assert after[".git/index"] == before[".git/index"] and after[".git/HEAD"] == before[".git/HEAD"]
+    # Every edit was seeded from --seed (default 0), the task and the step (the editor was not).
+    with TrajectoryStore(tmp_path / "run", create=False) as store:
+        [trajectory] = store.trajectories()
+    sampling, task_id = Sampling(seed=0), trajectory.task.task_id
+    assert [s.seed for s in trajectory.steps] == [
+        sampling.call_seed(task_id, 0),
+        sampling.call_seed(task_id, 1),
+    ]
 
 
 @pytest.mark.parametrize(

@@ -170,22 +170,6 @@ def test_hf_samples_n_in_one_batched_generate(smollm2, monkeypatch) -> None:
 
 
 @pytest.mark.model
-def test_hf_samples_repeat_with_the_same_seed(smollm2) -> None:
-    first = smollm2.generate(PROMPT, n=3, temperature=1.0, max_tokens=10, seed=7)
-    smollm2.generate(
-        PROMPT, n=3, temperature=1.0, max_tokens=10
-    )  # unseeded draws in between change nothing
-    assert (
-        smollm2.generate(PROMPT, n=3, temperature=1.0, max_tokens=10, seed=7).texts == first.texts
-    )
-    others = [
-        smollm2.generate(PROMPT, n=3, temperature=1.0, max_tokens=10, seed=seed).texts
-        for seed in (8, 9)
-    ]
-    assert any(texts != first.texts for texts in others)
-
-
-@pytest.mark.model
 def test_hf_greedy_n_returns_copies_of_one_completion(smollm2, monkeypatch) -> None:
     counter = CountingGenerate(smollm2.model.generate)
     monkeypatch.setattr(smollm2.model, "generate", counter)

@@ -2,9 +2,9 @@
 
 `n` samples come from one batched `generate` call (`num_return_sequences=n`), seeded by the
 call's `seed`; calls take turns on torch's generator (GENERATING), so a seeded call draws the
-same samples whatever runs beside it. Temperature 0 is
-greedy decoding, which is deterministic: n > 1 then returns n copies of one greedy completion,
-computed once (what a server returns for the same request, without paying n times for it).
+same samples whatever runs beside it. Temperature 0 is greedy decoding, which is
+deterministic: n > 1 then returns n copies of one greedy completion, computed once (what a
+server returns for the same request, without paying n times for it).
 A PEFT adapter (`hf:BASE+ADAPTER_DIR`) is loaded on top of its base with peft.
 """
 

@@ -1,9 +1,12 @@
 """`selfrepair fix`: repair a file or directory, or (with --issue) resolve an issue in a git
 repository.
 
-Both modes validate everything they can (the path, the model, the sandbox, that the tests
-fail at all; for a repository also the base commit, a clean working tree where it matters and
-the branch name) before the run directory is created, so bad input leaves nothing behind.
+Both modes take one path (`fix`); a Target says what differs: the task, how its tests run, the
+graph that repairs it and what becomes of a fix. Everything that can be is validated (the
+path, the model, the sandbox, that the tests end within --max-seconds and fail, and fail by
+testing something; for a repository also the base commit, a clean working tree where it
+matters and the branch name) before the run directory is created, so bad input leaves
+nothing behind.
 Running the same command again on the same --out resumes it. Neither mode touches what the
 user did not ask for: a repository is repaired in a private checkout, and its fix lands as
 RUN_DIR/fix.patch or a new branch.
@@ -58,6 +61,7 @@ from selfrepair.sandbox.choose import open_sandbox
 from selfrepair.sandbox.core import Sandbox
 from selfrepair.sandbox.testing import run_tests, untestable
 from selfrepair.settings import Budget, Sampling
+from selfrepair.store import TrajectoryStore
 from selfrepair.types import Step, Task, TestReport, TestSpec, Trajectory
 
 REPOSITORY_TEST_TIMEOUT_S = 600.0  # a repository's suite takes longer than one function's tests
@@ -195,7 +199,9 @@ def files_target(
         raise SelfRepairError(f"{path}: no such file or directory")
     task, root = fix_task(path.resolve(), test_cmd, read_spec(spec))
 
-    def repair(model: Model, box: Sandbox, limits: Budget, store, **options) -> Trajectory:
+    def repair(
+        model: Model, box: Sandbox, limits: Budget, store: TrajectoryStore, **options: Any
+    ) -> Trajectory:
         sampling = Sampling(seed=seed)
         return repair_task(
             task, model, box, strategy.value, limits, store, sampling=sampling, **options
@@ -260,7 +266,9 @@ def repository_target(
     )
     work = stack.enter_context(checkout(repository, commit))
 
-    def repair(model: Model, box: Sandbox, limits: Budget, store, **options) -> Trajectory:
+    def repair(
+        model: Model, box: Sandbox, limits: Budget, store: TrajectoryStore, **options: Any
+    ) -> Trajectory:
         sampling = issue_sampling(seed)
         return repair_issue(
             task, model, box, limits, store, work=work, sampling=sampling, **options
