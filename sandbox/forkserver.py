@@ -262,7 +262,13 @@ def _judge_runs(control: socket.socket) -> None:
 
         import selfrepair_harness.judge as judge
 
-        kept = (dict(sys.modules), list(sys.path), list(sys.meta_path), dict(builtins.__dict__))
+        kept = (
+            dict(sys.modules),
+            list(sys.path),
+            list(sys.meta_path),
+            dict(builtins.__dict__),
+            set(sys.path_importer_cache),
+        )
         while True:
             try:
                 message, (out, err, verdict, sock) = _take_over(control)
@@ -295,7 +301,7 @@ def _judge_runs(control: socket.socket) -> None:
         os._exit(code)
 
 
-def _restore(modules: dict, path: list, meta_path: list, builtin_names: dict) -> None:
+def _restore(modules: dict, path: list, meta_path: list, builtin_names: dict, finders: set) -> None:
     """What a run's tests changed in the judge's interpreter, put back for the next run."""
     import builtins
 
@@ -303,7 +309,8 @@ def _restore(modules: dict, path: list, meta_path: list, builtin_names: dict) ->
         del sys.modules[name]
     sys.path[:] = path
     sys.meta_path[:] = meta_path
-    sys.path_importer_cache.clear()  # finders of the run's folders, listings cached in them
+    for folder in set(sys.path_importer_cache) - finders:  # the run's folders, their listings
+        del sys.path_importer_cache[folder]
     builtins.__dict__.clear()
     builtins.__dict__.update(builtin_names)
     gc.collect()
