@@ -44,6 +44,7 @@ from selfrepair.cli.common import (
 from selfrepair.errors import SelfRepairError
 from selfrepair.files import write_atomically
 from selfrepair.graphs.issue import repair_issue, run_candidate_tests
+from selfrepair.graphs.localise_repair import repair_localised
 from selfrepair.graphs.run import open_checkpointer, repair_task
 from selfrepair.metrics import result_row
 from selfrepair.paths import is_test_file
@@ -74,7 +75,8 @@ def fix(
         None,
         "--strategy",
         help="How to search for a repair: refine, best-of-n (the default) or tree. "
-        "Not with --issue (the issue graph has a strategy of its own).",
+        "With --issue: the issue graph (the default), or localise-repair (one suspect function "
+        "at a time, for small models; when no test fails yet, it writes a reproduction test).",
     ),
     budget: int = typer.Option(8, "--budget", min=1, help=BUDGET_HELP),
     max_tokens: int = MaxTokens,
@@ -115,11 +117,15 @@ def fix(
         raise SelfRepairError("--test-cmd is empty")
     limits = Budget(max_candidates=budget, max_tokens=max_tokens, max_seconds=max_seconds)
     if issue is not None or base is not None or branch is not None:
-        for option, value in (("--spec", spec), ("--strategy", strategy)):
-            if value is not None:
-                raise SelfRepairError(
-                    f"{option} does not apply to repository mode (--issue, --base, --branch)"
-                )
+        if spec is not None:
+            raise SelfRepairError(
+                "--spec does not apply to repository mode (--issue, --base, --branch)"
+            )
+        if strategy not in (None, Strategy.localise_repair):
+            raise SelfRepairError(
+                f"--strategy {strategy.value} does not apply to repository mode "
+                "(--issue, --base, --branch): it runs the issue graph, or localise-repair"
+            )
         return fix_repository(
             path,
             issue,
@@ -133,7 +139,10 @@ def fix(
             patch=patch,
             quiet=quiet,
             json_output=json_output,
+            strategy=strategy.value if strategy else "issue",
         )
+    if strategy is Strategy.localise_repair:
+        raise SelfRepairError("--strategy localise-repair needs repository mode (--issue)")
     if not path.exists():
         raise SelfRepairError(f"{path}: no such file or directory")
     strategy = strategy or Strategy.best_of_n
@@ -208,6 +217,7 @@ def fix_repository(
     patch: bool,
     quiet: bool,
     json_output: bool,
+    strategy: str = "issue",
 ) -> None:
     """Resolve ISSUE in the git repository at PATH until TEST_CMD passes; the fix is written to
     RUN_DIR/fix.patch (and committed on BRANCH when one is named). Exit 1 when not fixed."""
@@ -234,10 +244,11 @@ def fix_repository(
         with checkout(repository, commit) as work:
             baseline = run_candidate_tests(box, work, task, None)
             check_baseline(baseline, test_cmd, f"{root.name} at {commit[:12]}")
-            if baseline.passed:
+            if baseline.passed and strategy != "localise-repair":
                 raise SelfRepairError(
                     f"nothing to repair: `{test_cmd}` already passes at {commit[:12]}; "
-                    "add a test that shows the issue"
+                    "add a test that shows the issue (or let --strategy localise-repair "
+                    "write one)"
                 )
             config = {
                 "command": "fix",
@@ -246,7 +257,7 @@ def fix_repository(
                 "base": commit,
                 "test_cmd": test_cmd,
                 "issue": issue_text,
-                "strategy": "issue",
+                "strategy": strategy,
                 "model": model,
                 "budget": budget_config(limits),
             }
@@ -258,7 +269,8 @@ def fix_repository(
             with Display(
                 not (quiet or json_output), f"fixing {root.name}", limits.max_candidates
             ) as display:
-                trajectory = repair_issue(
+                repair = repair_localised if strategy == "localise-repair" else repair_issue
+                trajectory = repair(
                     task,
                     loaded,
                     box,
