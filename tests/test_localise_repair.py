@@ -20,10 +20,10 @@ from selfrepair.agents.code.suspects import suspects
 from selfrepair.agents.models.scripted import ScriptedModel
 from selfrepair.graphs import localise_repair
 from selfrepair.graphs.issue import prepare, run_candidate_tests
-from selfrepair.metrics import result_row
 from selfrepair.sandbox.local import LocalSandbox
 
 from selfrepair import types
+from selfrepair.metrics import result_row
 from selfrepair.settings import Budget, Sampling
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -309,7 +309,7 @@ def test_fix_repo_with_localise_repair_end_to_end_in_the_docker_sandbox(
     issue_repo, tmp_path, docker_sandbox
 ):
     replies = tmp_path / "replies.json"
-    replies.write_text(json.dumps([FIX_PARSE_PRICE]))
+    replies.write_text(json.dumps([FIX_PARSE_PRICE] * 3))  # best-of-3 at the default budget
     before = issue_repo.joinpath("shop", "money.py").read_text()
     run_dir = tmp_path / "run"
     result = subprocess.run(
