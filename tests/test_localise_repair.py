@@ -353,7 +353,7 @@ def test_fix_repo_with_localise_repair_end_to_end_in_the_docker_sandbox(
     "args, message",
     [
         (["--strategy", "localise-repair"], "needs repository mode (--issue)"),
-        (["--issue", "x", "--strategy", "tree"], "--strategy tree does not apply to repository"),
+        (["--issue", "x", "--strategy", "tree"], "except localise-repair (got tree)"),
     ],
 )
 def test_fix_refuses_a_strategy_for_the_wrong_mode_in_one_line(tmp_path, args, message):
@@ -366,3 +366,51 @@ def test_fix_refuses_a_strategy_for_the_wrong_mode_in_one_line(tmp_path, args, m
     )
     assert result.returncode == 2 and message in result.stderr
     assert "Traceback" not in result.stderr and not (tmp_path / "runs").exists()
+
+
+def test_bench_swebench_runs_localise_repair_on_the_instances_mirror(issue_repo, tmp_path):
+    """SWE-bench's shape: the failing tests arrive with the test patch, so the suspects come
+    from the tests the patch adds; the fix is judged by FAIL_TO_PASS and PASS_TO_PASS."""
+    from test_issue_graph import invoke, swebench_instance
+
+    instance = swebench_instance(issue_repo)
+    mirrors = tmp_path / "mirrors"
+    git.Repo.clone_from(str(issue_repo), mirrors / "example__shop.git", mirror=True)
+    data = tmp_path / "instances.json"
+    data.write_text(json.dumps([instance]))
+    replies = tmp_path / "replies.json"
+    replies.write_text(json.dumps([FIX_PARSE_PRICE] * 3))
+    run_dir = tmp_path / "run"
+    result = invoke(
+        "bench",
+        "swebench",
+        "--strategy",
+        "localise-repair",
+        "--data",
+        str(data),
+        "--repos",
+        str(mirrors),
+        "--model",
+        f"scripted:{replies}",
+        "--sandbox",
+        "local",
+        "--out",
+        str(run_dir),
+        "--json",
+    )
+    assert result.exit_code == 0, result.output
+    row = json.loads((run_dir / "results.jsonl").read_text())
+    assert row["solved"] and row["strategy"] == "localise-repair"
+    [prediction] = [json.loads(x) for x in (run_dir / "predictions.jsonl").read_text().splitlines()]
+    assert "partition" in prediction["model_patch"]
+    assert "tests/" not in prediction["model_patch"]
+
+
+def test_bench_refuses_localise_repair_for_function_tasks(tmp_path):
+    from test_issue_graph import invoke
+
+    result = invoke(
+        "bench", "quixbugs", "--strategy", "localise-repair", "--out", str(tmp_path / "run")
+    )
+    assert "localise-repair is for repository tasks" in str(result.exception)
+    assert not (tmp_path / "run").exists()

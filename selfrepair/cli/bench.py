@@ -108,8 +108,8 @@ def bench(
     if benchmark is Benchmark.swebench:
         if strategy not in (None, Strategy.localise_repair):
             raise SelfRepairError(
-                f"--strategy {strategy.value} does not apply to swebench: it runs the issue "
-                "graph, or localise-repair"
+                f"--strategy does not apply to swebench, except localise-repair "
+                f"(got {strategy.value}): it runs the issue graph"
             )
         tasks = swebench_tasks(data, repos, limit)
         strategy_name = strategy.value if strategy else "issue"

@@ -123,8 +123,8 @@ def fix(
             )
         if strategy not in (None, Strategy.localise_repair):
             raise SelfRepairError(
-                f"--strategy {strategy.value} does not apply to repository mode "
-                "(--issue, --base, --branch): it runs the issue graph, or localise-repair"
+                f"--strategy does not apply to repository mode (--issue, --base, --branch), "
+                f"except localise-repair (got {strategy.value}): it runs the issue graph"
             )
         return fix_repository(
             path,
