@@ -1,4 +1,5 @@
-"""The tester: calls that exercise the function under repair, written by the model itself.
+"""The tester: calls that exercise the function under repair, written by the model itself;
+and reproduction tests written from an issue (`write_reproduction`, for localise-repair).
 
 The label-free mode (graphs.consensus) runs every candidate on these calls and lets the
 candidates' agreement pick the fix; the calls carry inputs only, never expected outputs, so
