@@ -402,15 +402,17 @@ def finish(state: RepairState, runtime: Runtime[LocaliseContext]) -> dict:
         context.close(trajectory, solved[0] if solved else None)
         if solved:
             trajectory.metadata["patch"] = solved[0].candidate.diff
-        elif not trajectory.metadata.get("suspects"):
-            trajectory.outcome = "failed"
-            trajectory.metadata["stop_reason"] = "no function to suspect"
         elif (
             context.baseline is not None
             and context.baseline.passed
             and not (trajectory.metadata.get("reproduction"))
         ):
             trajectory.metadata["stop_reason"] = "no reproduction test fails on the code as given"
+        elif not trajectory.metadata["stop_reason"]:
+            tried = trajectory.metadata["suspect"]
+            trajectory.metadata["stop_reason"] = (
+                f"every suspect tried ({tried})" if tried else "no function to suspect"
+            )
     return {"trajectory": trajectory}
 
 
@@ -487,10 +489,12 @@ def repair_localised(
     baseline: TestReport | None = None,
     on_step: Callable[[Trajectory], None] | None = None,
     suspects: int = SUSPECTS,
+    function_budget: int | None = None,
 ) -> Trajectory:
     """Repair a repository task one suspect function at a time, in a private checkout of its
     base commit (`work`, or one made here from `task.repo`); `metadata["patch"]` is the fix.
-    Without a `baseline`, the tests run once on the base first."""
+    At most `suspects` functions are tried, each with `function_budget` candidates (default:
+    an equal share of the budget). Without a `baseline`, the tests run once on the base."""
     if not task.spec.strip():
         raise SelfRepairError(f"task {task.task_id}: the issue text is empty")
     if work is None:
@@ -509,6 +513,7 @@ def repair_localised(
                 baseline=baseline,
                 on_step=on_step,
                 suspects=suspects,
+                function_budget=function_budget,
             )
     context = LocaliseContext(
         model=model,
@@ -519,6 +524,7 @@ def repair_localised(
         on_step=on_step,
         checkout=work,
         suspects=suspects,
+        function_budget=function_budget,
         baseline=baseline or run_candidate_tests(sandbox, work, task, None),
     )
     return run_graph(builder, STRATEGY, task, context, checkpointer=checkpointer)

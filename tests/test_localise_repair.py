@@ -414,3 +414,20 @@ def test_bench_refuses_localise_repair_for_function_tasks(tmp_path):
     )
     assert "localise-repair is for repository tasks" in str(result.exception)
     assert not (tmp_path / "run").exists()
+
+
+def test_when_every_suspect_is_spent_before_the_budget_the_reason_says_so(tmp_path):
+    repo = numbers_repo(tmp_path)
+    wrong = reply("def parse(text):\n    return int(normalise(text).strip())\n")
+    trajectory = localise_repair.repair_localised(
+        numbers_task(repo),
+        keyed_model(tmp_path, {"def parse(": [wrong]}),
+        LocalSandbox(),
+        Budget(max_candidates=8),
+        sampling=Sampling(samples=4),
+        suspects=1,
+        function_budget=1,
+    )
+    assert [(s.kind, s.report.passed) for s in trajectory.steps] == [("sample", False)]
+    assert trajectory.outcome == "budget"
+    assert trajectory.metadata["stop_reason"] == "every suspect tried (1)"
