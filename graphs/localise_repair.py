@@ -127,6 +127,9 @@ def localise(state: RepairState, runtime: Runtime[LocaliseContext]) -> dict:
     """Rank the functions; the ranking is recorded, the repair walks down it."""
     context = runtime.context
     with context.updating(state, strategy=STRATEGY) as trajectory:
+        if context.baseline is None:  # from Studio: how the base fails is learnt here
+            work = context.work(trajectory.task)
+            context.baseline = run_candidate_tests(context.sandbox, work, trajectory.task, None)
         record_suspects(trajectory, context)
     return {"trajectory": trajectory}
 
