@@ -56,7 +56,6 @@ STRATEGY = "localise-repair"
 SUSPECTS = 3  # functions tried, best first
 SUSPECTS_RECORDED = 10
 REPRODUCTION_FILE = "test_issue_reproduction.py"
-REPLY_TOKENS = 512  # a whole function back, not a one-line edit
 
 
 @dataclass(kw_only=True)
@@ -522,7 +521,7 @@ def repair_localised(
         model=model,
         sandbox=sandbox,
         budget=budget or Budget(),
-        sampling=sampling or Sampling(max_tokens=REPLY_TOKENS),
+        sampling=sampling or Sampling(),  # as function-level repair samples
         store=store,
         on_step=on_step,
         checkout=work,
