@@ -431,3 +431,28 @@ def test_when_every_suspect_is_spent_before_the_budget_the_reason_says_so(tmp_pa
     assert [(s.kind, s.report.passed) for s in trajectory.steps] == [("sample", False)]
     assert trajectory.outcome == "budget"
     assert trajectory.metadata["stop_reason"] == "every suspect tried (1)"
+
+
+def test_calls_are_followed_through_a_class_into_its_init_and_what_that_calls(tmp_path):
+    """The failing test builds a Parser; the bug is in a helper its __init__ calls, two calls
+    from the test; an unrelated function that shares the issue's words ranks below it."""
+    root = tmp_path / "repo"
+    (root / "tests").mkdir(parents=True)
+    (root / "fmt.py").write_text(
+        "def compile_pattern(text):\n    return text.upper()\n\n\n"
+        "class Parser:\n    def __init__(self, text):\n"
+        "        self.pattern = compile_pattern(text)\n\n"
+        "    def run(self):\n        return self.pattern\n\n\n"
+        "def pattern_help():\n    return 'pattern'\n"
+    )
+    (root / "tests" / "test_fmt.py").write_text(
+        "from fmt import Parser\n\n\ndef test_run():\n    assert Parser('a').run() == 'a'\n"
+    )
+    failing = types.TestCase(
+        name="tests/test_fmt.py::test_run",
+        outcome="failed",
+        traceback="tests/test_fmt.py:5: in test_run\nE   AssertionError: assert 'A' == 'a'",
+    )
+    ranked = [r.definition.qualname for r in suspects(root, "The pattern is wrong.", [failing])]
+    assert ranked.index("compile_pattern") < ranked.index("pattern_help")
+    assert {"Parser.__init__", "Parser.run"} <= set(ranked[:3])

@@ -22,7 +22,8 @@ from selfrepair.paths import is_test_file
 from selfrepair.types import TestCase
 
 CALLED_BY_TEST = 40.0  # a failing test calls it by name
-CALLED_TWO_HOPS = 10.0  # a function the failing tests call, calls it
+CALLED_FURTHER = 10.0  # two calls away (a function a failing test calls, calls it); /4 a hop
+MAX_HOPS = 3
 _TEST_ID = re.compile(r"^(?P<path>[^:]+\.py)(?:::(?P<rest>.*))?$")
 
 
@@ -37,16 +38,7 @@ def suspects(
     evidence = "\n".join([issue, *(f"{c.message}\n{c.traceback}" for c in failing)])
     ranked = {(r.definition.path, r.definition.qualname): r for r in rank(defs, evidence)}
     called = _called_by_tests(root, defs, failing)
-    second = Counter()
-    by_name: dict[str, list[Definition]] = {}
-    for d in defs:
-        by_name.setdefault(d.name, []).append(d)
-    for name in called:
-        for d in by_name.get(name, []):
-            if d.kind != "class" and not is_test_file(d.path):
-                for inner in _calls_in(root, d):
-                    if inner != name:
-                        second[inner] += 1
+    reached = _reached_from(root, defs, set(called))
 
     found = []
     for d in defs:
@@ -57,9 +49,10 @@ def suspects(
         if called[d.name]:
             score += CALLED_BY_TEST * called[d.name]
             reasons.append(f"called by {called[d.name]} failing test(s)")
-        if second[d.name]:
-            score += CALLED_TWO_HOPS * min(second[d.name], 3)
-            reasons.append("called by what the failing tests call")
+        elif d.name in reached:
+            hops = reached[d.name]
+            score += CALLED_FURTHER / 4 ** (hops - 2)
+            reasons.append(f"{hops} calls away from a failing test")
         if score > 0:
             found.append(Ranked(d, round(score, 3), tuple(reasons)))
     found.sort(key=lambda r: -r.score)  # stable: ties keep source order
@@ -93,6 +86,35 @@ def _called_by_tests(root: Path, defs: list[Definition], failing: list[TestCase]
         if test is not None:
             counts.update(set(_calls_in(root, test)))
     return counts
+
+
+def _reached_from(root: Path, defs: list[Definition], names: set[str]) -> dict[str, int]:
+    """Names reached through calls from `names` (what the failing tests call), with the
+    number of calls from a test (2 or more): calling a class reaches its __init__."""
+    by_name: dict[str, list[Definition]] = {}
+    methods: dict[str, list[Definition]] = {}
+    for d in defs:
+        if is_test_file(d.path):
+            continue
+        by_name.setdefault(d.name, []).append(d)
+        if d.kind == "method" and d.name == "__init__":
+            methods.setdefault(d.qualname.rsplit(".", 1)[0].split(".")[-1], []).append(d)
+    reached: dict[str, int] = {}
+    frontier = set(names)
+    for hops in range(2, MAX_HOPS + 1):
+        following = set()
+        for name in frontier:
+            bodies = [d for d in by_name.get(name, []) if d.kind != "class"]
+            bodies += methods.get(name, [])
+            if methods.get(name):
+                following.add("__init__")
+            for d in bodies:
+                following.update(_calls_in(root, d))
+        following -= names | set(reached)
+        for name in following:
+            reached[name] = hops
+        frontier = following
+    return reached
 
 
 def _calls_in(root: Path, definition: Definition) -> list[str]:
