@@ -223,15 +223,23 @@ def check_reproduction(
         }
     )
     report = run_candidate_tests(context.sandbox, work, tested_task(trial), None)
-    stem = Path(path).stem
-    failing = [c.name for c in report.failing if stem in c.name]
+    mine = [c for c in report.tests if Path(path).stem in c.name]
+    # A test that fails; one that cannot even be collected or set up (an import of a name
+    # that does not exist) shows nothing about the issue.
+    failing = [c.name for c in mine if c.outcome == "failed" and "::" in c.name]
     if not failing:
-        ran = any(stem in c.name for c in report.tests)
-        step.error = (
-            "the reproduction test passes on the code as given: it does not show the issue"
-            if ran
-            else f"the reproduction test did not run ({report.reason or 'not collected'})"
-        )
+        broken = next((c for c in mine if c.outcome == "error"), None)
+        if broken is not None:
+            step.error = (
+                "the reproduction test does not run: "
+                + (broken.message or "error").strip().splitlines()[0][:200]
+            )
+        elif mine:
+            step.error = (
+                "the reproduction test passes on the code as given: it does not show the issue"
+            )
+        else:
+            step.error = f"the reproduction test did not run ({report.reason or 'not collected'})"
         return
     base = context.baseline
     keep = [c.name for c in (base.tests if base else []) if c.outcome == "passed"]

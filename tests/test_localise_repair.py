@@ -226,6 +226,9 @@ def test_a_suspect_is_refined_before_the_next_one_is_tried(tmp_path):
 REPRODUCTION_PASSES = reply(
     'from pkg.core import parse\n\n\ndef test_zero():\n    assert parse("0") == 0\n'
 )
+REPRODUCTION_BROKEN = reply(
+    "from pkg.core import no_such_name\n\n\ndef test_missing():\n    assert no_such_name()\n"
+)
 REPRODUCTION = reply(
     'from pkg.core import parse\n\n\ndef test_spaces():\n    assert parse(" 3 ") == 3\n'
 )
@@ -234,8 +237,9 @@ REPRODUCTION = reply(
 def test_with_no_failing_test_a_reproduction_test_is_written_and_must_pass_with_the_suite(
     tmp_path,
 ):
-    """The suite passes on the bug; the tester writes a test from the issue. One that passes
-    on the base reproduces nothing and is dropped; the next one fails there and is kept. A
+    """The suite passes on the bug; the tester writes a test from the issue. One that cannot
+    be collected, or passes on the base, reproduces nothing and is dropped; the next one
+    fails there and is kept. A
     candidate that makes it pass by breaking a passing test fails; the refinement passes both."""
     core = CORE.replace('text.strip() + "0"', "text.strip()").replace(
         "int(normalise(text))", "int(normalise(text)) * 10"
@@ -245,6 +249,7 @@ def test_with_no_failing_test_a_reproduction_test_is_written_and_must_pass_with_
     model = keyed_model(
         tmp_path,
         [
+            REPRODUCTION_BROKEN,
             REPRODUCTION_PASSES,
             REPRODUCTION,
             reply("def parse(text):\n    return 3\n"),
@@ -256,12 +261,13 @@ def test_with_no_failing_test_a_reproduction_test_is_written_and_must_pass_with_
         numbers_task(repo, "parse(' 3 ') gives 30, not 3."),
         model,
         LocalSandbox(),
-        Budget(max_candidates=6),
+        Budget(max_candidates=7),
         sampling=Sampling(samples=1),
     )
     assert trajectory.outcome == "solved", trajectory.error
-    dropped, kept, cheat, fixed = trajectory.steps
-    assert dropped.kind == kept.kind == "reproduce"
+    broken, dropped, kept, cheat, fixed = trajectory.steps
+    assert broken.kind == dropped.kind == kept.kind == "reproduce"
+    assert "the reproduction test does not run" in broken.error
     assert "passes on the code as given" in dropped.error and not kept.error
     reproduction = trajectory.metadata["reproduction"]
     assert reproduction["step"] == kept.index and "def test_spaces" in reproduction["code"]
