@@ -12,7 +12,8 @@ DATA is a `selfrepair synth` folder (the bugs of held-out packages). The first -
 2. Repair, with --model, through `selfrepair bench` itself, so the figures are what a user
    gets: function-level (`bench synth`, best-of-n at --budget), repository-level with
    localise-repair (`bench swebench --strategy localise-repair` at --repo-budget: each of its
-   suspects gets an equal share) and, in --arms, the issue graph (`bench swebench`). Per arm:
+   suspects gets an equal share) and, in --arms, the issue graph (`bench swebench`, on the
+   first --issue-limit bugs where given: it is slow). Per arm:
    repair rate with a bootstrap interval, tokens and seconds per task; localise-repair against
    function-level as a paired difference with its interval and the sign test.
 
@@ -176,6 +177,8 @@ def bench(arm: str, args, instances: Path, functions: Path) -> dict[str, dict]:
             command += ["--strategy", "localise-repair", "--budget", str(args.repo_budget)]
         else:
             command += ["--budget", str(args.budget)]
+            if args.issue_limit:
+                command += ["--limit", str(args.issue_limit)]
     started = time.perf_counter()
     result = subprocess.run([SELFREPAIR, *command, *common], capture_output=True, text=True)
     if result.returncode not in (0, 1):
@@ -186,6 +189,7 @@ def bench(arm: str, args, instances: Path, functions: Path) -> dict[str, dict]:
 
 
 def arm_summary(rows: dict[str, dict], ids: list[str]) -> dict:
+    ids = [i for i in ids if i in rows]  # an arm run on the first bugs only
     solved = [float(rows[i]["solved"]) for i in ids]
     return {
         "solved": int(sum(solved)),
@@ -210,6 +214,9 @@ def main() -> None:
     )
     parser.add_argument("--max-seconds", type=float, default=900.0, help="per task")
     parser.add_argument("--arms", default="function,localise-repair")
+    parser.add_argument(
+        "--issue-limit", type=int, help="the issue graph on the first N bugs only (it is slow)"
+    )
     parser.add_argument("--sandbox", default="auto")
     parser.add_argument("--out", type=Path, default=Path("runs/repo-repair"))
     args = parser.parse_args()
@@ -239,7 +246,9 @@ def main() -> None:
                 "difference": paired_bootstrap(before, after).to_json(),
                 "sign_test": sign_test(before, after).to_json(),
             }
-        result["per_task"] = {i: {arm: bool(rows[arm][i]["solved"]) for arm in arms} for i in ids}
+        result["per_task"] = {
+            i: {arm: bool(rows[arm][i]["solved"]) for arm in arms if i in rows[arm]} for i in ids
+        }
     print(json.dumps(result))
 
 
