@@ -47,7 +47,8 @@ Returned = tuple[Trajectory, CheckpointTuple | None]  # and what it brings back
 @dataclass(frozen=True)
 class Rollout:
     """How to repair a task, wherever it runs: a strategy ("issue": the issue graph, or
-    "localise-repair", for repository tasks), a model spec, the budget and sampling. Plain data, so it travels."""
+    "localise-repair", for repository tasks), a model spec, the budget and sampling. Plain
+    data, so it travels."""
 
     strategy: str
     model: str
