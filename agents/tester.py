@@ -1,4 +1,5 @@
-"""The tester: calls that exercise the function under repair, written by the model itself.
+"""The tester: calls that exercise the function under repair, written by the model itself;
+and reproduction tests written from an issue (`write_reproduction`, for localise-repair).
 
 The label-free mode (graphs.consensus) runs every candidate on these calls and lets the
 candidates' agreement pick the fix; the calls carry inputs only, never expected outputs, so
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import ast
 
-from selfrepair.agents.code.extract import code_blocks
+from selfrepair.agents.code.extract import PYTHON_LANGUAGES, bare_code, code_blocks
 from selfrepair.agents.models.protocol import Model
 from selfrepair.agents.prompts import render
 
@@ -151,3 +152,64 @@ def write_inputs(
             )
         )
     return steps, calls[:count]
+
+
+# -- reproduction tests ------------------------------------------------------------------
+
+
+def reproduction_in(reply: str) -> str | None:
+    """The test module a reply writes: its first Python block (else its bare code) when it
+    parses and defines a `test_` function; None otherwise."""
+    blocks = [b.code for b in code_blocks(reply) if b.language in PYTHON_LANGUAGES]
+    code = blocks[0] if blocks else bare_code(reply)
+    if code is None:
+        return None
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return None
+    tests = [
+        node
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+        and node.name.startswith("test")
+    ]
+    return code if tests else None
+
+
+def write_reproduction(
+    model: Model,
+    issue: str,
+    *,
+    index: int,
+    path: str = "",
+    code: str = "",
+    module: str = "",
+    temperature: float = 0.0,
+    max_tokens: int = 320,
+    seed: int | None = None,
+) -> tuple[Step, str | None]:
+    """A pytest test written from an issue (Agentless's reproduction, Kimi-Dev's test writer),
+    shown the code the issue is most likely about (`code` from `path`): the step that records
+    the reply (kind "reproduce", no candidate) and the test module, or None when the reply
+    holds none."""
+    prompt = render(
+        "reproduce", issue=issue.strip(), path=path, code=code.rstrip(), module=module or "..."
+    )
+    messages = [Message(role="user", content=prompt)]
+    generation = model.generate(messages, temperature=temperature, max_tokens=max_tokens, seed=seed)
+    completion = generation.completions[0]
+    test = reproduction_in(completion.text)
+    step = Step(
+        index=index,
+        kind="reproduce",
+        messages=messages,
+        completion=completion.text,
+        finish_reason=completion.finish_reason,
+        seed=seed,
+        prompt_tokens=generation.prompt_tokens,
+        completion_tokens=completion.completion_tokens,
+        model_seconds=generation.seconds,
+        error="" if test else "no pytest test function in the reply",
+    )
+    return step, test

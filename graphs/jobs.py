@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 from langgraph.checkpoint.base import BaseCheckpointSaver, CheckpointTuple
 from selfrepair.graphs.issue import repair_issue
+from selfrepair.graphs.localise_repair import repair_localised
 from selfrepair.graphs.run import (
     checkpointed_trajectory,
     latest_checkpoint,
@@ -37,14 +38,18 @@ from selfrepair.settings import Budget, Sampling
 from selfrepair.store import TrajectoryStore
 from selfrepair.types import Task, Trajectory
 
+# Strategies for repository tasks, each with its own graph and entry point.
+REPOSITORY_STRATEGIES = {"issue": repair_issue, "localise-repair": repair_localised}
+
 Carried = tuple[Task, CheckpointTuple | None]  # what a task takes to a worker
 Returned = tuple[Trajectory, CheckpointTuple | None]  # and what it brings back
 
 
 @dataclass(frozen=True)
 class Rollout:
-    """How to repair a task, wherever it runs: a strategy ("issue": the issue graph, for
-    repository tasks), a model spec, the budget and sampling. Plain data, so it travels."""
+    """How to repair a task, wherever it runs: a strategy ("issue": the issue graph, or
+    "localise-repair", for repository tasks), a model spec, the budget and sampling. Plain
+    data, so it travels."""
 
     strategy: str
     model: str
@@ -60,7 +65,8 @@ class Rollout:
         on_step: Callable[[Trajectory], None] | None = None,
     ) -> Trajectory:
         model = node.model(self.model)
-        if self.strategy != "issue":
+        repair = REPOSITORY_STRATEGIES.get(self.strategy)
+        if repair is None:
             return repair_task(
                 task,
                 model,
@@ -73,7 +79,7 @@ class Rollout:
                 on_step=on_step,
             )
         try:
-            return repair_issue(
+            return repair(
                 task,
                 model,
                 node.sandbox,
@@ -87,7 +93,11 @@ class Rollout:
             SelfRepairError
         ) as error:  # before the graph starts, e.g. a test patch that does not apply
             trajectory = Trajectory(
-                task=task, strategy="issue", model=model.spec, outcome="error", error=str(error)
+                task=task,
+                strategy=self.strategy,
+                model=model.spec,
+                outcome="error",
+                error=str(error),
             )
             if store is not None:
                 store.save(trajectory)

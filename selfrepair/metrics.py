@@ -47,7 +47,7 @@ def result_row(trajectory: Trajectory) -> dict[str, Any]:
         "first_passed": bool(candidates and candidates[0].report and candidates[0].report.passed),
         "candidates": len(candidates),
         "samples": sum(
-            step.kind != "inputs" for step in trajectory.steps
+            step.kind not in ("inputs", "reproduce") for step in trajectory.steps
         ),  # model replies meant as fixes
         "passed_candidates": len(trajectory.passing()),
         "candidates_to_solve": candidates_to_solve,

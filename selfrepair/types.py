@@ -178,9 +178,8 @@ class Message(Record):
 
 
 FinishReason = Literal["stop", "length", ""]
-StepKind = Literal[
-    "solve", "refine", "sample", "expand", "edit", "localise", "inputs"
-]  # inputs: the label-free mode's test calls
+# inputs: the label-free mode's test calls; reproduce: a test written from an issue
+StepKind = Literal["solve", "refine", "sample", "expand", "edit", "localise", "inputs", "reproduce"]
 
 
 class Step(Record):

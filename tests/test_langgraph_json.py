@@ -17,8 +17,15 @@ CONFIG = json.loads((ROOT / "langgraph.json").read_text())
 def test_config_has_the_keys_langgraph_reads() -> None:
     assert CONFIG["dependencies"] == ["."]
     # One graph per strategy (refine loop, best-of-n, tree search, the label-free vote) and the
-    # repository-issue graph.
-    assert set(CONFIG["graphs"]) == {"repair", "best-of-n", "tree", "self-consistency", "issue"}
+    # repository-issue graphs.
+    assert set(CONFIG["graphs"]) == {
+        "repair",
+        "best-of-n",
+        "tree",
+        "self-consistency",
+        "issue",
+        "localise-repair",
+    }
 
 
 @pytest.mark.parametrize("name", sorted(CONFIG["graphs"]))

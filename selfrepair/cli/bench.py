@@ -57,7 +57,8 @@ class Benchmark(str, Enum):
 
 
 STRATEGY_HELP = (
-    "How to search for a repair: best-of-n, refine or tree (not for swebench, which runs the issue graph). "
+    "How to search for a repair: best-of-n, refine or tree; for swebench the issue graph (the "
+    "default) or localise-repair (one suspect function at a time, for small models). "
     "The default is best-of-n because it measured best for small models: on QuixBugs with "
     "Qwen2.5-Coder-0.5B at a budget of 8 it solved 7 of 8 tasks, refine 4 of 8 with three times the tokens."
 )
@@ -108,11 +109,18 @@ def bench(
     local mirrors and also writes predictions.jsonl for SWE-bench's harness."""
     limits = Budget(max_candidates=budget, max_tokens=max_tokens, max_seconds=max_seconds)
     if benchmark is Benchmark.swebench:
-        if strategy is not None:
-            raise SelfRepairError("--strategy does not apply to swebench: it runs the issue graph")
+        if strategy not in (None, Strategy.localise_repair):
+            raise SelfRepairError(
+                f"--strategy does not apply to swebench, except localise-repair "
+                f"(got {strategy.value}): it runs the issue graph"
+            )
         tasks = swebench_tasks(data, repos, limit)
-        strategy_name = "issue"
+        strategy_name = strategy.value if strategy else "issue"
     else:
+        if strategy is Strategy.localise_repair:
+            raise SelfRepairError(
+                "--strategy localise-repair is for repository tasks: bench swebench"
+            )
         if data is not None and not data.is_file():
             raise SelfRepairError(
                 f"--data {data}: {'a directory, not a file' if data.is_dir() else 'no such file'}"

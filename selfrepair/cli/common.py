@@ -32,6 +32,8 @@ class Strategy(str, Enum):
     refine = "refine"
     best_of_n = "best-of-n"
     tree = "tree"
+    # Repository tasks only (fix --issue, bench swebench): one suspect function at a time.
+    localise_repair = "localise-repair"
 
 
 class SandboxKind(str, Enum):

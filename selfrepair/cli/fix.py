@@ -53,6 +53,7 @@ from selfrepair.cli.common import (
 from selfrepair.errors import SelfRepairError
 from selfrepair.files import read_input, write_atomically
 from selfrepair.graphs.issue import issue_sampling, repair_issue, run_candidate_tests
+from selfrepair.graphs.localise_repair import repair_localised
 from selfrepair.graphs.run import open_checkpointer, repair_task
 from selfrepair.metrics import result_row
 from selfrepair.paths import is_test_file
@@ -85,7 +86,8 @@ def fix(
         None,
         "--strategy",
         help="How to search for a repair: refine, best-of-n (the default) or tree. "
-        "Not with --issue (the issue graph has a strategy of its own).",
+        "With --issue: the issue graph (the default), or localise-repair (one suspect function "
+        "at a time, for small models; when no test fails yet, it writes a reproduction test).",
     ),
     budget: int = typer.Option(8, "--budget", min=1, help=BUDGET_HELP),
     max_tokens: int = MaxTokens,
@@ -128,13 +130,21 @@ def fix(
     limits = Budget(max_candidates=budget, max_tokens=max_tokens, max_seconds=max_seconds)
     with ExitStack() as stack:
         if issue is not None or base is not None or branch is not None:
-            for option, value in (("--spec", spec), ("--strategy", strategy)):
-                if value is not None:
-                    raise SelfRepairError(
-                        f"{option} does not apply to repository mode (--issue, --base, --branch)"
-                    )
-            target = repository_target(path, issue, test_cmd, base, branch, seed, stack)
+            if spec is not None:
+                raise SelfRepairError(
+                    "--spec does not apply to repository mode (--issue, --base, --branch)"
+                )
+            if strategy not in (None, Strategy.localise_repair):
+                raise SelfRepairError(
+                    "--strategy does not apply to repository mode (--issue, --base, --branch), "
+                    f"except localise-repair (got {strategy.value}): it runs the issue graph"
+                )
+            target = repository_target(
+                path, issue, test_cmd, base, branch, seed, stack, localised=strategy is not None
+            )
         else:
+            if strategy is Strategy.localise_repair:
+                raise SelfRepairError("--strategy localise-repair needs repository mode (--issue)")
             target = files_target(path, test_cmd, spec, strategy or Strategy.best_of_n, seed, patch)
         box = open_sandbox(sandbox.value)
         stack.callback(box.close)
@@ -142,7 +152,7 @@ def fix(
         seconds = min(limits.max_seconds, target.task.tests.timeout_s)
         baseline = target.test(box, seconds)
         check_baseline(baseline, test_cmd, target.where, seconds)
-        if baseline.passed:
+        if baseline.passed and not target.reproduces:
             raise SelfRepairError(f"nothing to repair: `{test_cmd}` already passes {target.passes}")
         config = target.config | {
             "test_cmd": test_cmd,
@@ -188,6 +198,9 @@ class Target:
     test: Callable[[Sandbox, float], TestReport]
     repair: Repair
     deliver: Callable[[Trajectory, Path], tuple[str, str, dict[str, Any]]]
+    # Whether its graph writes a reproduction test when no test fails yet (so a suite that
+    # passes on the code as given is no refusal).
+    reproduces: bool = False
 
 
 def files_target(
@@ -242,10 +255,12 @@ def repository_target(
     branch: str | None,
     seed: int,
     stack: ExitStack,
+    localised: bool = False,
 ) -> Target:
-    """ISSUE in the git repository at PATH, repaired by the issue graph in a private checkout
-    of the base commit (held open by `stack`); its fix goes to RUN_DIR/fix.patch, and is
-    committed on BRANCH when one is named."""
+    """ISSUE in the git repository at PATH, repaired in a private checkout of the base commit
+    (held open by `stack`) by the issue graph, or with `localised` by localise-repair (one
+    suspect function at a time); its fix goes to RUN_DIR/fix.patch, and is committed on BRANCH
+    when one is named."""
     issue_text = (read_spec(issue) or "").strip()
     if not issue_text:
         raise SelfRepairError("--issue is empty: give the issue's text or a file holding it")
@@ -269,9 +284,12 @@ def repository_target(
     def repair(
         model: Model, box: Sandbox, limits: Budget, store: TrajectoryStore, **options: Any
     ) -> Trajectory:
-        sampling = issue_sampling(seed)
+        if localised:
+            return repair_localised(
+                task, model, box, limits, store, work=work, sampling=Sampling(seed=seed), **options
+            )
         return repair_issue(
-            task, model, box, limits, store, work=work, sampling=sampling, **options
+            task, model, box, limits, store, work=work, sampling=issue_sampling(seed), **options
         )
 
     def deliver(trajectory: Trajectory, run_dir: Path) -> tuple[str, str, dict[str, Any]]:
@@ -294,18 +312,20 @@ def repository_target(
         task=task,
         name=root.name,
         where=f"{root.name} at {commit[:12]}",
-        passes=f"at {commit[:12]}; add a test that shows the issue",
+        passes=f"at {commit[:12]}; add a test that shows the issue (or let --strategy "
+        "localise-repair write one)",
         config={
             "command": "fix",
             "mode": "issue",
             "path": str(root),
             "base": commit,
             "issue": issue_text,
-            "strategy": "issue",
+            "strategy": "localise-repair" if localised else "issue",
         },
         test=lambda box, seconds: run_candidate_tests(box, work, task, None, seconds=seconds),
         repair=repair,
         deliver=deliver,
+        reproduces=localised,
     )
 
 
