@@ -20,6 +20,9 @@ def environment() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
         autoescape=False,
+        # The templates are package files: checking each one's mtime on every render (a stat
+        # call, six per candidate) cost more than rendering it.
+        auto_reload=False,
     )
 
 

@@ -97,18 +97,23 @@ class RepairContext:
             yield copy
 
     @contextmanager
-    def updating(self, state: RepairState) -> Iterator[Trajectory]:
+    def updating(self, state: RepairState, *, closing: bool = False) -> Iterator[Trajectory]:
         """A copy of the state's trajectory for a node to change; afterwards it carries the
         node's wall time, is saved to `store` when the context has one (run_graph leaves that
-        to a run's checkpointer) and goes to the progress display."""
-        with self._node(state["trajectory"], time.perf_counter()) as copy:
+        to a run's checkpointer) and goes to the progress display. `closing`: the node also
+        ends the episode when it is over (`close_if_over`), counting its own time."""
+        with self._node(state["trajectory"], time.perf_counter(), closing) as copy:
             yield copy
 
     @contextmanager
-    def _node(self, trajectory: Trajectory, started: float) -> Iterator[Trajectory]:
+    def _node(
+        self, trajectory: Trajectory, started: float, closing: bool = False
+    ) -> Iterator[Trajectory]:
         copy = editable_copy(trajectory)
         yield copy
         copy.wall_seconds += time.perf_counter() - started
+        if closing:
+            self.close_if_over(copy)
         self.latest = copy
         if self.store is not None:
             self.store.save(copy)
@@ -170,6 +175,16 @@ class RepairContext:
             seed=self.sampling.call_seed(trajectory.task.task_id, step.index, "review"),
         )
 
+    def close_if_over(self, trajectory: Trajectory) -> None:
+        """Close the episode when no candidate waits for its tests and one passed or the
+        budget is spent: what a `finish` node after the last test run would do, without the
+        extra graph step (and checkpoint) that node costs every task."""
+        if trajectory.pending() is None and (
+            trajectory.passing() or self.budget.exhausted(trajectory)
+        ):
+            solved = trajectory.passing()
+            self.close(trajectory, solved[0] if solved else None)
+
     def close(self, trajectory: Trajectory, solution: Step | None) -> None:
         """End the episode: solved by `solution`, or stopped by the budget (and which part)."""
         if solution is not None:
@@ -219,11 +234,12 @@ def run_pending(trajectory: Trajectory, run: Callable[[Candidate], TestReport]) 
     step.sandbox_seconds = time.perf_counter() - started
 
 
-def execute(state: RepairState, runtime: Runtime[RepairContext]) -> dict:
+def execute(state: RepairState, runtime: Runtime[RepairContext], *, closing: bool = False) -> dict:
     """Run the tests of the next candidate that has not been run yet (one per node, so each
-    test run is checkpointed on its own)."""
+    test run is checkpointed on its own). `closing`: end the episode here when it is over
+    (RepairContext.close_if_over)."""
     context = runtime.context
-    with context.updating(state) as trajectory:
+    with context.updating(state, closing=closing) as trajectory:
         expect = context.expected_tests()
         seconds = context.test_seconds(trajectory)
         run_pending(

@@ -43,6 +43,22 @@ def review(state: RepairState, runtime: Runtime[RepairContext]) -> dict:
     return {"trajectory": trajectory}
 
 
+def execute_closing(state: RepairState, runtime: Runtime[RepairContext]) -> dict:
+    """Test the next candidate; when that ends the episode (it passes, or the budget is spent),
+    close it in this node rather than in a `finish` node after it, one graph step fewer a task."""
+    return execute(state, runtime, closing=True)
+
+
+def route_closing(
+    state: RepairState, runtime: Runtime[RepairContext]
+) -> Literal["execute", "review", "__end__"]:
+    """The route out of `execute_closing`: the end once it closed the episode."""
+    trajectory = state["trajectory"]
+    if trajectory.outcome != "running":
+        return END
+    return "execute" if trajectory.pending() is not None else "review"
+
+
 def route_executed(
     state: RepairState, runtime: Runtime[RepairContext]
 ) -> Literal["execute", "review", "finish"]:
@@ -64,14 +80,14 @@ def route_reviewed(
 
 builder = StateGraph(RepairState, context_schema=RepairContext)
 builder.add_node("solve", solve(STRATEGY))
-builder.add_node("execute", execute)
+builder.add_node("execute", execute_closing)
 builder.add_node("review", review)
 builder.add_node("refine", refine)
 builder.add_node("finish", finish)
 builder.add_edge(START, "solve")
 builder.add_conditional_edges("solve", route_generated("refine"))
 builder.add_conditional_edges("refine", route_generated("refine"))
-builder.add_conditional_edges("execute", route_executed)
+builder.add_conditional_edges("execute", route_closing)
 builder.add_conditional_edges("review", route_reviewed)
 builder.add_edge("finish", END)
 

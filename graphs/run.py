@@ -37,7 +37,7 @@ from selfrepair.sandbox.core import Sandbox
 
 from selfrepair.errors import SelfRepairError
 from selfrepair.settings import Budget, Sampling
-from selfrepair.store import TrajectoryStore
+from selfrepair.store import TrajectoryStore, readable
 from selfrepair.types import Task, TestReport, Trajectory
 
 STRATEGIES: dict[str, StateGraph] = {
@@ -58,7 +58,8 @@ CHECKPOINTED_TYPES = [(kind.__module__, kind.__name__) for kind in (Task, Trajec
 class RunCheckpointer(SqliteSaver):
     """LangGraph's SQLite checkpointer in a run's store: in its file (RUN_DIR/run.sqlite), on
     its connection and lock, and saving each node's trajectory to the store with the node's
-    checkpoint, in LangGraph's writer thread and in order. The nodes then write nothing
+    checkpoint, in LangGraph's writer thread and in order, in the checkpoint's transaction
+    (one commit for both). The nodes then write nothing
     themselves: a save of their own, on the run's thread, met LangGraph's writes at the lock
     (at SQLite's file lock, when it had a connection of its own, sleeping a millisecond and
     more in SQLite's busy handler), one save in eight in a fast loop, and the store and the
@@ -78,13 +79,17 @@ class RunCheckpointer(SqliteSaver):
         metadata: CheckpointMetadata,
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
-        saved = super().put(config, checkpoint, metadata, new_versions)
         trajectory = checkpoint["channel_values"].get("trajectory")
         # Step 1 on is written after a node; -1 and 0 hold the input, before any node ran.
-        if metadata.get("step", 0) > 0 and "trajectory" in new_versions:
-            if trajectory is not None:
-                self.store.save(trajectory)
-        return saved
+        if metadata.get("step", 0) <= 0 or "trajectory" not in new_versions or trajectory is None:
+            return super().put(config, checkpoint, metadata, new_versions)
+        with readable(self.store.path), self.lock:
+            try:
+                self.store.stage(trajectory)
+                return super().put(config, checkpoint, metadata, new_versions)  # commits both
+            except BaseException:
+                self.conn.rollback()
+                raise
 
 
 def open_checkpointer(store: TrajectoryStore) -> RunCheckpointer:

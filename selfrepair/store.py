@@ -78,8 +78,9 @@ class TrajectoryStore:
             raise SelfRepairError(f"no trajectory store at {path} (is this a run directory?)")
         self.path = path
         self.copy: Path | None = None  # a read-only store's private copy, where one was needed
-        # One connection shared by a run's worker threads; writes take turns.
-        self.lock = threading.Lock()
+        # One connection shared by a run's worker threads; writes take turns. Reentrant, so
+        # that a writer holding it can add a row to a transaction of its own (`stage`).
+        self.lock = threading.RLock()
         with readable(path):
             if read_only:
                 self.connection = self._open_read_only(path)
@@ -168,18 +169,24 @@ class TrajectoryStore:
 
     def save(self, trajectory: Trajectory) -> None:
         with readable(self.path), self.lock, self.connection:
-            self.connection.execute(
-                "INSERT OR REPLACE INTO trajectories VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (
-                    trajectory.trajectory_id,
-                    trajectory.task.task_id,
-                    trajectory.strategy,
-                    trajectory.model,
-                    trajectory.outcome,
-                    trajectory.started_at,
-                    trajectory.model_dump_json(),
-                ),
-            )
+            self.stage(trajectory)
+
+    def stage(self, trajectory: Trajectory) -> None:
+        """Insert or replace the trajectory in the open transaction, which the caller commits
+        (or rolls back) while holding `lock`: the run's checkpointer commits a node's row with
+        the node's checkpoint, one commit for both."""
+        self.connection.execute(
+            "INSERT OR REPLACE INTO trajectories VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                trajectory.trajectory_id,
+                trajectory.task.task_id,
+                trajectory.strategy,
+                trajectory.model,
+                trajectory.outcome,
+                trajectory.started_at,
+                trajectory.model_dump_json(),
+            ),
+        )
 
     def get(self, trajectory_id: str) -> Trajectory | None:
         with readable(self.path), self.lock:

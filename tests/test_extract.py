@@ -210,3 +210,21 @@ def test_merging_a_reply_parses_each_text_once(monkeypatch):
         "return total", "return (total)"
     )
     assert parsed and max(parsed.values()) == 1, parsed.most_common(3)
+
+
+def test_a_reply_with_nothing_to_take_back_is_not_compared_again(monkeypatch):
+    """When keeping the original's lines changes nothing (no comment dropped, no line written
+    differently), the merge is the reply as it stands; comparing syntax trees to confirm that
+    was most of what merging a reply cost."""
+    from selfrepair.agents.code import extract
+
+    def compared(*args):
+        raise AssertionError("syntax trees compared")
+
+    monkeypatch.setattr(extract, "_same_code", compared)
+    old = ["def add(a, b):", "    return a - b"]
+    new = ["def add(a, b):", "    total = a + b", "    return total"]
+    assert extract.keep_unchanged(old, new) == new
+    assert merge_code(
+        "def add(a, b):\n    return a - b\n", "def add(a, b):\n    return a + b\n"
+    ) == ("def add(a, b):\n    return a + b\n")

@@ -103,7 +103,7 @@ def test_the_repair_graph_runs_from_plain_json_input_and_context(tmp_path) -> No
 
 def test_studio_plumbing_happens_once_per_run_at_the_entry(tmp_path, monkeypatch) -> None:
     """The model spec is loaded, the sandbox kind opened and the JSON input read by the entry
-    node alone; the five nodes after it (execute, review, refine, execute, finish) find live
+    node alone; the four nodes after it (execute, review, refine, execute) find live
     objects and typed state."""
     from selfrepair.graphs import studio
 

@@ -270,15 +270,9 @@ def test_every_step_is_saved_as_it_lands(task, sandbox, scripted, tmp_path):
             on_step=lambda t: seen.append(store.get(t.trajectory_id)),
         )
         assert store.get(trajectory.trajectory_id) == trajectory
-    assert [len(t.steps) for t in seen] == [
-        1,
-        1,
-        1,
-        2,
-        2,
-        2,
-    ]  # solve, execute, review, refine, execute, finish
-    assert [t.outcome for t in seen][-1] == "solved"
+    # solve, execute, review, refine, execute (which closes the episode: no finish node after it)
+    assert [len(t.steps) for t in seen] == [1, 1, 1, 2, 2]
+    assert [t.outcome for t in seen] == ["running"] * 4 + ["solved"]
 
 
 def test_the_trajectory_round_trips_through_the_checkpointer(task, sandbox, scripted, tmp_path):
@@ -359,20 +353,23 @@ def test_a_runs_checkpointer_saves_each_node_to_the_store_with_its_checkpoint(
     task, sandbox, scripted, tmp_path, monkeypatch
 ):
     """Each node's trajectory reaches the store once, written with the node's checkpoint in
-    LangGraph's writer thread: the run's own thread saves nothing, so its saves never wait on
-    the checkpoint writes, and after a kill the store and the checkpoint hold the same nodes."""
+    LangGraph's writer thread and in its transaction: the run's own thread saves nothing, so
+    its saves never wait on the checkpoint writes, a node costs one commit fewer, and after a
+    kill the store and the checkpoint hold the same nodes."""
     import threading
 
     saves = []
-    real = TrajectoryStore.save
+    real = TrajectoryStore.stage
 
     def recorded(self, trajectory):
         saves.append((threading.current_thread() is threading.main_thread(), trajectory))
         real(self, trajectory)
 
-    monkeypatch.setattr(TrajectoryStore, "save", recorded)
+    monkeypatch.setattr(TrajectoryStore, "stage", recorded)
+    statements = []
     with TrajectoryStore(tmp_path) as store:
         checkpointer = open_checkpointer(store)
+        store.connection.set_trace_callback(statements.append)
         trajectory = repair_task(
             task,
             scripted(WRONG, REFINE, GOOD),
@@ -382,6 +379,10 @@ def test_a_runs_checkpointer_saves_each_node_to_the_store_with_its_checkpoint(
             checkpointer=checkpointer,
         )
         assert trajectory.solved and store.get(trajectory.trajectory_id) == trajectory
-    # solve, execute, review, refine, execute, finish: one save each, none on the run's thread
-    assert [len(t.steps) for _, t in saves] == [1, 1, 1, 2, 2, 2]
+    # solve, execute, review, refine, execute (closing): one save each, none on the run's thread
+    assert [len(t.steps) for _, t in saves] == [1, 1, 1, 2, 2]
     assert not any(on_main for on_main, _ in saves)
+    # Each row is committed with the checkpoint that follows it, in one transaction.
+    transactions = " ".join(statements).split("COMMIT")
+    with_rows = [t for t in transactions if "INTO trajectories" in t]
+    assert len(with_rows) == 5 and all("INTO checkpoints" in t for t in with_rows)

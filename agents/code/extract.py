@@ -365,9 +365,14 @@ def keep_unchanged(old: list[str], new: list[str]) -> list[str]:
     or else the original's; where keeping the lines would not, only the docstring is kept,
     and where that would not either, `new` is taken as it is."""
     documented = _with_docstring(old, new)
-    for merged in (_with_original_lines(old, documented), documented):
-        if _same_code(merged, new, old):
-            return merged
+    merged = _with_original_lines(old, documented)
+    if merged == new:
+        # Nothing to take back: comparing syntax trees (most of what merging cost) would only
+        # confirm `new`. (`merged` holds every line of `documented`, so `documented` is `new` too.)
+        return new
+    for kept in (merged, documented):
+        if _same_code(kept, new, old):
+            return kept
     return new
 
 
