@@ -47,7 +47,9 @@ def suspects(
         item = ranked[(d.path, d.qualname)]
         score, reasons = item.score, list(item.reasons)
         if called[d.name]:
-            score += CALLED_BY_TEST * called[d.name]
+            # Once, however many tests call it: a function every test calls (the package's
+            # entry point) must not drown the frames that show where it broke.
+            score += CALLED_BY_TEST
             reasons.append(f"called by {called[d.name]} failing test(s)")
         elif d.name in reached:
             hops = reached[d.name]
