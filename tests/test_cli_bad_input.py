@@ -10,12 +10,14 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from chat_stub import ChatStub
+from stored_runs import reviewed, stored
 
 ROOT = Path(__file__).resolve().parent.parent
 SELFREPAIR = str(Path(sys.executable).parent / "selfrepair")
@@ -267,6 +269,10 @@ def test_a_second_bench_on_a_run_directory_in_use_is_refused_and_a_killed_run_le
         )
         try:
             assert stub.held.wait(timeout=300), first.communicate()
+            # The review's checkpoint is written in the background while the refinement asks.
+            while not reviewed(stored(out).get("quixbugs/plus")):
+                assert first.poll() is None, first.communicate()
+                time.sleep(0.05)
             files = {
                 p.name: p.read_bytes() for p in out.iterdir() if not p.name.startswith("run.sqlite")
             }

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ from typing import Any
 import psutil
 import pytest
 from chat_stub import ChatStub
+from stored_runs import reviewed, stored
 
 from selfrepair.types import Trajectory
 
@@ -46,17 +46,6 @@ VARYING = {
     "sandbox_seconds",
     "model",
 }
-
-
-def stored(run_dir: Path) -> dict[str, Trajectory]:
-    if not (run_dir / "run.sqlite").exists():
-        return {}
-    with sqlite3.connect(run_dir / "run.sqlite", timeout=30) as connection:
-        try:
-            rows = connection.execute("SELECT task_id, body FROM trajectories").fetchall()
-        except sqlite3.OperationalError:  # the tables are not made yet
-            return {}
-    return {task_id: Trajectory.model_validate_json(body) for task_id, body in rows}
 
 
 def comparable(value: Any) -> Any:
@@ -137,6 +126,11 @@ def test_a_stopped_bench_resumes_to_the_trajectories_of_an_uninterrupted_run(
             signal.signal(signal.SIGINT, previous)
         try:
             assert stub.held.wait(timeout=300), process.communicate()
+            # A node's checkpoint is written in the background while the next node runs
+            # (graphs.run: durability "async"); the kill is to fall after the review is saved.
+            while not reviewed(stored(run_dir).get("quixbugs/total")):
+                assert process.poll() is None, process.communicate()
+                time.sleep(0.05)
             process.send_signal(signum)
             _, stderr = process.communicate(timeout=120)
         finally:
