@@ -2,10 +2,12 @@
 model nor test execution.
 
 The model is the scripted backend (its replies cost next to nothing), so what remains is
-LangGraph, the SQLite checkpointer and trajectory store, prompt rendering and code
-extraction. Each QuixBugs task gets a wrong candidate, a review and the reference solution
-through the refine loop, exactly as `selfrepair bench` runs it (checkpointed with
-durability "async", every step saved to the store).
+LangGraph, the SQLite checkpointer and trajectory store, prompt rendering, code extraction
+and the run directory's bookkeeping. Each QuixBugs task gets a wrong candidate, a review and
+the reference solution through the refine loop, driven the way `selfrepair bench --json`
+drives it: a run directory made (`prepare_run_dir`), the repair job on the local executor
+(one task at a time), checkpointed with durability "async", every step saved to the store,
+results.jsonl and summary.json rewritten after every task, the store closed at the end.
 
 What counts as what:
   model seconds   each model call, as the model backend measures it
@@ -13,8 +15,15 @@ What counts as what:
                   workspace, the test process and the cleanup. Of that, the test process
                   alone is reported too (`test_process_seconds`), so the sandbox's own
                   setup is visible; it is the sandbox's cost, not the loop's.
-  overhead        the rest of the wall time, from opening the run's store and checkpointer
-                  to the last task's end.
+  overhead        everything else from making the run directory (its lock, its store, the
+                  checkpointer) to closing the store after the last task: per task, the
+                  check for a checkpoint to resume from, LangGraph's start and steps, the
+                  checkpoint and store writes (and waiting for them at the task's end),
+                  prompts, extraction, review parsing and the results files.
+  left out        what happens once per process before the run: loading the model (the
+                  scripted one reads a file) and starting the sandbox (its warm pool;
+                  benchmarks/sandbox_overhead.py measures the sandbox), and bench's progress
+                  bar on a terminal (`--json` and `--quiet` have none).
 
 With `--repeat N` the run is made N times and the figures are medians (the machines are
 shared and noisy). Prints one JSON line.
@@ -31,24 +40,24 @@ import tempfile
 import time
 from pathlib import Path
 
-from selfrepair.agents.models.backends import load_model
-from selfrepair.graphs.run import open_checkpointer, repair_task
+from selfrepair.graphs.jobs import RepairJob, Rollout
+from selfrepair.graphs.run import open_checkpointer
 from selfrepair.sandbox.choose import open_sandbox
-from selfrepair.sandbox.core import Sandbox
 
+from selfrepair.executor.local import LocalExecutor
 from selfrepair.loaders import load_quixbugs
+from selfrepair.metrics import result_row
+from selfrepair.rundir import prepare_run_dir, write_results
 from selfrepair.settings import Budget
-from selfrepair.store import TrajectoryStore
 from selfrepair.types import Task
 
 WRONG = "```python\ndef {name}(*args, **kwargs):\n    return None\n```"
 REVIEW = "VERDICT: refine\nCONFIDENCE: 0.9\nCRITIQUE: it returns None; implement the specification"
 
 
-def measure(tasks: list[Task], sandbox: Sandbox) -> dict:
+def measure(tasks: list[Task], executor: LocalExecutor) -> dict:
     """One run over `tasks` in a fresh run directory."""
     with tempfile.TemporaryDirectory(prefix="selfrepair-overhead-") as folder:
-        run_dir = Path(folder)
         replies = []
         for task in tasks:
             replies += [
@@ -56,25 +65,22 @@ def measure(tasks: list[Task], sandbox: Sandbox) -> dict:
                 REVIEW,
                 f"```python\n{task.metadata['solution']}\n```",
             ]
-        (run_dir / "replies.json").write_text(json.dumps(replies))
-        model = load_model(f"scripted:{run_dir / 'replies.json'}")
+        (Path(folder) / "replies.json").write_text(json.dumps(replies))
+        model = f"scripted:{Path(folder) / 'replies.json'}"
+        executor.load(model)
+        rollout = Rollout("refine", model, Budget(max_candidates=4))
+        run_dir = Path(folder) / "run"
+        config = {"command": "loop_overhead", "model": model, "tasks": len(tasks)}
         started = time.perf_counter()
-        store = TrajectoryStore(run_dir)
-        checkpointer = open_checkpointer(store)
-        trajectories = [
-            repair_task(
-                task,
-                model,
-                sandbox,
-                "refine",
-                Budget(max_candidates=4),
-                store,
-                checkpointer=checkpointer,
-            )
-            for task in tasks
-        ]
-        wall = time.perf_counter() - started
+        store = prepare_run_dir(run_dir, config)
+        job = RepairJob(rollout, store, open_checkpointer(store))
+        trajectories, rows = [], []
+        for trajectory in executor.run(job, tasks, lambda _: None):
+            trajectories.append(trajectory)
+            rows.append(result_row(trajectory))
+            write_results(run_dir, rows, config)
         store.close()
+        wall = time.perf_counter() - started
 
     steps = [s for t in trajectories for s in t.steps]
     model_seconds = sum(s.model_seconds for s in steps)
@@ -107,18 +113,15 @@ def main() -> None:
     args = parser.parse_args()
 
     tasks = load_quixbugs(args.data)[: args.limit]
-    sandbox = open_sandbox(args.sandbox)
-    try:
-        runs = [measure(tasks, sandbox) for _ in range(args.repeat)]
-    finally:
-        sandbox.close()
+    with LocalExecutor(open_sandbox(args.sandbox)) as executor:
+        runs = [measure(tasks, executor) for _ in range(args.repeat)]
     figures = {key: statistics.median(run[key] for run in runs) for key in runs[0]}
     print(
         json.dumps(
             {
                 "benchmark": "loop_overhead",
                 "tasks": len(tasks),
-                "sandbox": sandbox.name,
+                "sandbox": executor.node.sandbox.name,
                 "runs": len(runs),
             }
             | {

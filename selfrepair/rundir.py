@@ -29,9 +29,8 @@ from typing import Any
 
 from selfrepair.errors import SelfRepairError
 from selfrepair.files import check_can_make, make_directory, write_atomically
-from selfrepair.metrics import result_row, summarize
+from selfrepair.metrics import summarize
 from selfrepair.store import STORE_NAME, TrajectoryStore, store_path
-from selfrepair.types import Trajectory
 
 RESULTS = "results.jsonl"
 SUMMARY = "summary.json"
@@ -147,10 +146,11 @@ def hold_run_dir(run_dir: Path) -> None:
 
 
 def write_results(
-    run_dir: Path, trajectories: list[Trajectory], config: dict[str, Any]
+    run_dir: Path, rows: list[dict[str, Any]], config: dict[str, Any]
 ) -> dict[str, Any]:
-    """results.jsonl and summary.json for the finished trajectories; returns the summary."""
-    rows = [result_row(t) for t in trajectories]
+    """results.jsonl and summary.json for the finished tasks' rows (`metrics.result_row`, made
+    once per task as it finishes: remaking every row after every task made a run's
+    bookkeeping grow with the square of its tasks); returns the summary."""
     write_atomically(run_dir / RESULTS, "".join(json.dumps(row) + "\n" for row in rows))
     summary = summarize(rows) | {
         "errors": sum(r["outcome"] == "error" for r in rows),

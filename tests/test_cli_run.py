@@ -328,6 +328,44 @@ def test_bench_writes_results_and_summary(tmp_path):
     assert "2/2 solved" in again.stdout
 
 
+def test_bench_makes_each_result_row_once(tmp_path, monkeypatch):
+    """results.jsonl is rewritten after every task from rows made as each task finished, not
+    from every trajectory again (which grew with the square of a run's tasks)."""
+    from typer.testing import CliRunner
+
+    from selfrepair.cli import bench
+    from selfrepair.cli.commands import app
+    from selfrepair.metrics import result_row
+
+    names = ["plus", "total", "sum3"]
+    made = []
+    monkeypatch.setattr(bench, "result_row", lambda t: made.append(t.task.task_id) or result_row(t))
+
+    out = tmp_path / "run"
+    result = CliRunner().invoke(
+        app,
+        [
+            "bench",
+            "quixbugs",
+            "--data",
+            str(quixbugs_file(tmp_path, names)),
+            "--model",
+            replies(tmp_path, *map(fixed, names)),
+            "--strategy",
+            "refine",
+            "--sandbox",
+            "local",
+            "--out",
+            str(out),
+            "--json",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert made == [f"quixbugs/{name}" for name in names]
+    rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert [r["task_id"] for r in rows] == made and all(r["solved"] for r in rows)
+
+
 def test_bench_table_output(tmp_path):
     data = quixbugs_file(tmp_path, ["plus"])
     result = run(

@@ -66,6 +66,7 @@ from selfrepair.training.train import Method, default_lora, train_adapter
 from selfrepair.errors import SelfRepairError
 from selfrepair.executor.core import Executor
 from selfrepair.files import make_directory, write_atomically
+from selfrepair.metrics import result_row
 from selfrepair.rundir import hold_run_dir, is_empty, prepare_run_dir, write_results
 from selfrepair.settings import Budget, Sampling
 from selfrepair.store import STORE_NAME, TrajectoryStore
@@ -143,6 +144,7 @@ def repair_run(
         checkpointer,
     )
     trajectories: list[Trajectory] = []
+    rows: list[dict[str, Any]] = []
 
     def progress() -> None:
         report(
@@ -162,9 +164,8 @@ def repair_run(
         with closing(executor.run(job, tasks, lambda trajectory: None)) as results:
             for trajectory in results:
                 trajectories.append(trajectory)
-                summary = write_results(
-                    run_dir, trajectories, config | {"executor": executor.describe()}
-                )
+                rows.append(result_row(trajectory))
+                summary = write_results(run_dir, rows, config | {"executor": executor.describe()})
                 progress()
     finally:
         store.close()

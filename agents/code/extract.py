@@ -260,6 +260,8 @@ def merge_code(original: str, reply_code: str, *, keep_original: bool = True) ->
 
 def _used_definitions(new: list[ast.stmt], code: list[ast.stmt]) -> list[ast.stmt]:
     """The new definitions that `code` uses by name, directly or through another one used."""
+    if not new:
+        return []  # most replies only replace: walking the whole file would find nothing to add
     used: list[ast.stmt] = []
     names = _names_used(code)
     while added := [n for n in new if n not in used and n.name in names]:

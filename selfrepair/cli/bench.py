@@ -43,6 +43,7 @@ from selfrepair.graphs.issue import issue_sampling
 from selfrepair.graphs.jobs import RepairJob, Rollout
 from selfrepair.graphs.run import open_checkpointer
 from selfrepair.loaders import load_tasks
+from selfrepair.metrics import result_row
 from selfrepair.rundir import PREDICTIONS, check_run_dir, prepare_run_dir, write_results
 from selfrepair.settings import Budget, Sampling
 from selfrepair.types import Task, Trajectory
@@ -180,17 +181,17 @@ def bench(
                 open_checkpointer(store),
                 on_step,
             )
-            trajectories = []
+            rows, predictions = [], []
             for trajectory in executor.run(job, tasks, done):
-                trajectories.append(trajectory)
+                rows.append(result_row(trajectory))
                 summary_config = config | {
                     "command_line": command_line(),
                     "executor": executor.describe(),
                 }
-                summary = write_results(run_dir, trajectories, summary_config)
+                summary = write_results(run_dir, rows, summary_config)
                 if benchmark is Benchmark.swebench:
-                    lines = [json.dumps(prediction(t, model)) + "\n" for t in trajectories]
-                    write_atomically(run_dir / PREDICTIONS, "".join(lines))
+                    predictions.append(json.dumps(prediction(trajectory, model)) + "\n")
+                    write_atomically(run_dir / PREDICTIONS, "".join(predictions))
         store.close()
     finally:
         executor.close()

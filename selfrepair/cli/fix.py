@@ -175,7 +175,7 @@ def fix(
                 baseline=baseline,
                 on_step=lambda t: show_step(display, t),
             )
-        write_results(run_dir, [trajectory], config | {"command_line": command_line()})
+        write_results(run_dir, [result_row(trajectory)], config | {"command_line": command_line()})
         store.close()
     diff, written, details = target.deliver(trajectory, run_dir)
     report_fix(trajectory, run_dir, diff, written, patch, quiet, json_output, **details)
