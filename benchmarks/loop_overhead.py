@@ -19,7 +19,10 @@ What counts as what:
                   checkpointer) to closing the store after the last task: per task, the
                   check for a checkpoint to resume from, LangGraph's start and steps, the
                   checkpoint and store writes (and waiting for them at the task's end),
-                  prompts, extraction, review parsing and the results files.
+                  prompts, extraction, review parsing and the results files. Of that,
+                  making the run directory and closing its store, once per run, is reported
+                  too (`open_close_seconds`: SQLite creating its WAL file and folding it
+                  back into the store on close, each with an fsync).
   left out        what happens once per process before the run: loading the model (the
                   scripted one reads a file) and starting the sandbox (its warm pool;
                   benchmarks/sandbox_overhead.py measures the sandbox), and bench's progress
@@ -74,13 +77,16 @@ def measure(tasks: list[Task], executor: LocalExecutor) -> dict:
         started = time.perf_counter()
         store = prepare_run_dir(run_dir, config)
         job = RepairJob(rollout, store, open_checkpointer(store))
+        opened = time.perf_counter()
         trajectories, rows = [], []
         for trajectory in executor.run(job, tasks, lambda _: None):
             trajectories.append(trajectory)
             rows.append(result_row(trajectory))
             write_results(run_dir, rows, config)
+        last_task_done = time.perf_counter()
         store.close()
         wall = time.perf_counter() - started
+        open_close = wall - (last_task_done - opened)
 
     steps = [s for t in trajectories for s in t.steps]
     model_seconds = sum(s.model_seconds for s in steps)
@@ -95,6 +101,7 @@ def measure(tasks: list[Task], executor: LocalExecutor) -> dict:
         "test_seconds": test_seconds,
         "test_process_seconds": sum(s.report.wall_seconds for s in steps if s.report is not None),
         "overhead_seconds": overhead,
+        "open_close_seconds": open_close,
         "overhead_share": overhead / wall,
         "overhead_per_candidate_ms": 1000 * overhead / max(1, candidates),
     }
