@@ -371,9 +371,11 @@ def handle(request: dict, candidate: Spare, judge: Judge) -> dict:
 
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
-    channel_r, channel_w = (
-        os.pipe()
-    )  # the judge's verdict, or the guard's reports in the candidate's process
+    if judged:  # the judge's verdict
+        channel_r, channel_w = os.pipe()
+    else:  # the guard's reports from the candidate's processes, each stamped with its writer
+        reader, writer = supervise.report_channel()
+        channel_r, channel_w = reader.detach(), writer.detach()
     started = time.monotonic()
     # The candidate's side gets neither the tests nor the judge's configuration.
     for_candidate = {key: value for key, value in request.items() if key not in ("tests", "judge")}

@@ -152,7 +152,8 @@ class LocalSandbox:
             argv = expand_command(command, run.paths)
             if argv and argv[0] in ("python", "python3"):
                 argv[0] = self.python
-            channel_r, channel_w = os.pipe()
+            reader, writer = supervise.report_channel()
+            channel_r, channel_w = reader.detach(), writer.detach()
             environment = run.environment(
                 extra={"SELFREPAIR_CHANNEL": str(channel_w), **(env or {})}
             )

@@ -9,6 +9,12 @@ seed, a twin that must fail (the test with one expected value altered, so a rigg
 that passes any `==` passes it too) and a twin that must pass like the real one (the test
 itself again, so a forger that fails whatever looks like a twin is caught). They are
 collected, run and reported as ordinary tests; the host reads their outcomes.
+
+The hooks are closures over the guard's reporting function and the canary seed, both taken
+when pytest loads this plugin (before any conftest or test module): rebinding a module's
+name (`guard.emit`) changes nothing here, and the seed is in no module, file or variable of
+the environment. Code that walks the hooks' closures can still reach both: in-process tests
+cannot be made unforgeable (sandbox/README.md says what only detection covers).
 """
 
 from __future__ import annotations
@@ -16,7 +22,6 @@ from __future__ import annotations
 import ast
 import functools
 import inspect
-import os
 import random
 import textwrap
 
@@ -27,18 +32,82 @@ from . import guard
 IDS_PER_RECORD = 40
 
 
-@pytest.hookimpl(trylast=True)
-def pytest_collection_modifyitems(session, config, items) -> None:
-    seed = os.environ.get(guard.CANARY_ENV, "")
+def _hooks(emit, seed: str) -> dict:
+    """This plugin's hooks, bound to `emit` and `seed`."""
+    twin_ids: set[str] = set()
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_modifyitems(session, config, items) -> None:
+        _add_twins(seed, items, twin_ids)
+        _watch(items, emit)
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_makereport(item, call):
+        """A twin's true outcome goes to the channel only: to pytest (its exit status, its
+        summary, whatever the command does next) every twin passed."""
+        made = yield
+        report = made.get_result()
+        if item.nodeid in twin_ids and report.when == "call":  # setup decides the call
+            report.canary_outcome = report.outcome
+            report.outcome, report.longrepr = "passed", None
+
+    def pytest_collection_finish(session) -> None:
+        ids = [(item.nodeid, _is_watched(item)) for item in session.items]
+        for start in range(0, len(ids), IDS_PER_RECORD):
+            chunk = ids[start : start + IDS_PER_RECORD]
+            emit(
+                {
+                    "type": "collected",
+                    "ids": [i for i, _ in chunk],
+                    "watched": [w for _, w in chunk],
+                }
+            )
+        emit({"type": "collection_done", "count": len(ids)})
+
+    def pytest_collectreport(report) -> None:
+        if report.failed:
+            emit(
+                {
+                    "type": "collect_error",
+                    "id": report.nodeid or "<collection>",
+                    "longrepr": str(report.longrepr)[-3000:],
+                }
+            )
+
+    def pytest_runtest_logreport(report) -> None:
+        crash = getattr(getattr(report, "longrepr", None), "reprcrash", None)
+        emit(
+            {
+                "type": "test",
+                "id": report.nodeid,
+                "when": report.when,
+                "outcome": getattr(report, "canary_outcome", report.outcome),
+                "xfail": hasattr(report, "wasxfail"),
+                "duration": getattr(report, "duration", 0.0) or 0.0,
+                "message": getattr(crash, "message", "") if report.failed else "",
+                "longrepr": report.longreprtext[-3000:] if report.failed else "",
+            }
+        )
+
+    def pytest_sessionfinish(session, exitstatus) -> None:
+        emit({"type": "finished", "exitstatus": int(exitstatus)})
+
+    return {name: hook for name, hook in locals().items() if name.startswith("pytest_")}
+
+
+def _add_twins(seed: str, items: list, twin_ids: set) -> None:
     if seed:
         # Each pair of twins right after its real test (the state it ran in, for suites whose
         # tests depend on their order), the two in an order the seed draws.
-        twins = _twins(seed, items)
+        twins = _twins(seed, items, twin_ids)
         place = random.Random(seed + "|order")
         for real, pair in twins.items():
             place.shuffle(pair)
             at = items.index(real) + 1
             items[at:at] = pair
+
+
+def _watch(items: list, emit) -> None:
     for item in items:
         original = getattr(item, "obj", None)
         if (
@@ -47,14 +116,14 @@ def pytest_collection_modifyitems(session, config, items) -> None:
             or inspect.iscoroutinefunction(original)
         ):
             continue
-        item.obj = _watched(item.nodeid, original)
+        item.obj = _watched(item.nodeid, original, emit)
 
 
 def _is_watched(item) -> bool:
     return type(item).__name__ == "Function" and inspect.isfunction(getattr(item, "obj", None))
 
 
-def _twins(seed: str, items: list) -> dict:
+def _twins(seed: str, items: list, twin_ids: set) -> dict:
     """The chosen real tests, each with its pair of twins (must pass, must fail)."""
     chosen = set(guard.canary_plan(seed, [(item.nodeid, _is_watched(item)) for item in items]))
     twins = {}
@@ -69,22 +138,8 @@ def _twins(seed: str, items: list) -> dict:
             )
             for kind, function in (("pass", item.obj), ("fail", _must_fail(item.obj)))
         ]
-        _twin_ids.update(twin.nodeid for twin in twins[item])
+        twin_ids.update(twin.nodeid for twin in twins[item])
     return twins
-
-
-_twin_ids: set[str] = set()
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item, call):
-    """A twin's true outcome goes to the channel only: to pytest (its exit status, its
-    summary, whatever the command does next) every twin passed."""
-    made = yield
-    report = made.get_result()
-    if item.nodeid in _twin_ids and report.when == "call":  # setup's outcome decides the call
-        report.canary_outcome = report.outcome
-        report.outcome, report.longrepr = "passed", None
 
 
 def _must_fail(function):
@@ -129,56 +184,18 @@ def _altered(function):
     return twin
 
 
-def _watched(nodeid: str, function):
+def _watched(nodeid: str, function, emit):
     @functools.wraps(function)
     def body(*args, **kwargs):
         try:
             result = function(*args, **kwargs)
         except BaseException:
-            guard.emit({"type": "body", "id": nodeid, "result": "raised"})
+            emit({"type": "body", "id": nodeid, "result": "raised"})
             raise
-        guard.emit({"type": "body", "id": nodeid, "result": "returned"})
+        emit({"type": "body", "id": nodeid, "result": "returned"})
         return result
 
     return body
 
 
-def pytest_collection_finish(session) -> None:
-    ids = [(item.nodeid, _is_watched(item)) for item in session.items]
-    for start in range(0, len(ids), IDS_PER_RECORD):
-        chunk = ids[start : start + IDS_PER_RECORD]
-        guard.emit(
-            {"type": "collected", "ids": [i for i, _ in chunk], "watched": [w for _, w in chunk]}
-        )
-    guard.emit({"type": "collection_done", "count": len(ids)})
-
-
-def pytest_collectreport(report) -> None:
-    if report.failed:
-        guard.emit(
-            {
-                "type": "collect_error",
-                "id": report.nodeid or "<collection>",
-                "longrepr": str(report.longrepr)[-3000:],
-            }
-        )
-
-
-def pytest_runtest_logreport(report) -> None:
-    crash = getattr(getattr(report, "longrepr", None), "reprcrash", None)
-    guard.emit(
-        {
-            "type": "test",
-            "id": report.nodeid,
-            "when": report.when,
-            "outcome": getattr(report, "canary_outcome", report.outcome),
-            "xfail": hasattr(report, "wasxfail"),
-            "duration": getattr(report, "duration", 0.0) or 0.0,
-            "message": getattr(crash, "message", "") if report.failed else "",
-            "longrepr": report.longreprtext[-3000:] if report.failed else "",
-        }
-    )
-
-
-def pytest_sessionfinish(session, exitstatus) -> None:
-    guard.emit({"type": "finished", "exitstatus": int(exitstatus)})
+globals().update(_hooks(guard.emit, guard.take_seed()))
