@@ -604,11 +604,14 @@ def write_harness(folder: Path, python: str) -> None:
         target.chmod(0o444)
     bin_dir = folder / "bin"
     bin_dir.mkdir()
-    for name in ("python", "python3"):
-        (bin_dir / name).symlink_to(python)
-    launcher = bin_dir / "pytest"
-    launcher.write_text('#!/bin/sh\nexec python -m pytest "$@"\n')
-    launcher.chmod(0o755)
+    # Scripts, not links: a virtual environment's interpreter reached through a link in
+    # another folder finds no pyvenv.cfg beside it and runs without the environment's packages.
+    launchers = {name: f'exec {python} "$@"' for name in ("python", "python3")}
+    launchers["pytest"] = 'exec python -m pytest "$@"'
+    for name, line in launchers.items():
+        launcher = bin_dir / name
+        launcher.write_text(f"#!/bin/sh\n{line}\n")
+        launcher.chmod(0o755)
     for directory in (folder, folder / "selfrepair_harness", bin_dir):
         directory.chmod(0o755)
 

@@ -142,6 +142,14 @@ def pytest_outcomes(report: GuardReport, exit_code: int | None) -> tuple[list[Te
                 f"pytest (process {process.pid}) ended before its session finished"
                 + (" (an early exit)" if exit_code == 0 else "")
             )
+    for process in pytest_processes:
+        if any(
+            r.get("type") == "xdist" and r.get("detail") == "distributed" for r in process.records
+        ):
+            problems.append(
+                f"pytest (process {process.pid}) distributed its tests with pytest-xdist after the "
+                "guard switched it off: workers run without canaries (forged)"
+            )
     cases: dict[str, TestCase] = {}
     for process in report.sessions:
         watched = _watched(process)

@@ -362,3 +362,113 @@ def test_standard_library_classes_the_candidate_uses_are_the_tests_own(sandbox):
     )
     report = run_tests(sandbox, task)
     assert report.passed, report.reason
+
+
+# Forgers that have read the guard's source: its records carry no key and its seed is in no
+# variable of the environment, so neither can be taken from where they used to be.
+REWRITING_FORGER = (
+    "import os, sys\n"
+    "guard = sys.modules.get('selfrepair_harness.guard')\n"
+    "seed = os.environ.get('SELFREPAIR_CANARY', '')\n"
+    "if guard is not None:\n"
+    "    real = guard.emit\n"
+    "    def emit(record):\n"
+    "        record, rid = dict(record), str(record.get('id', ''))\n"
+    "        base = rid.split('[')[0]\n"
+    "        if not (seed and rid.endswith('[' + guard.canary_token(seed, base, 'fail') + ']')):\n"
+    "            if record.get('type') == 'test' and record.get('outcome') == 'failed':\n"
+    "                record.update(outcome='passed', message='', longrepr='')\n"
+    "            if record.get('type') == 'body':\n"
+    "                record['result'] = 'returned'\n"
+    "        real(record)\n"
+    "    guard.emit = emit\n"
+    "frame = sys._getframe()\n"
+    "while frame is not None:\n"
+    "    config = frame.f_locals.get('config')\n"
+    "    if hasattr(config, 'pluginmanager'):\n"
+    "        class Zero:\n"
+    "            def pytest_sessionfinish(self, session):\n"
+    "                session.exitstatus = 0\n"
+    "        config.pluginmanager.register(Zero(), 'zero')\n"
+    "        break\n"
+    "    frame = frame.f_back\n"
+)
+FORKED_RECORDS = (
+    "import json, os\n"
+    "channel = int(os.environ.get('SELFREPAIR_CHANNEL', '3'))\n"
+    "if os.fork() == 0:\n"
+    "    for record in ({'type': 'test', 'id': 'tests/test_calc.py::test_add', 'when': 'call', 'outcome': 'passed'},\n"
+    "                   {'type': 'body', 'id': 'tests/test_calc.py::test_add', 'result': 'returned'}):\n"
+    "        os.write(channel, (json.dumps(record) + '\\n').encode())\n"
+    "    os._exit(1)\n"
+    "os.wait()\n"
+)
+SEED_READER = (
+    "import os, subprocess\n"
+    "SEEN = 'SELFREPAIR_CANARY' in os.environ or bool(subprocess.run(\n"
+    "    ['sh', '-c', 'echo $SELFREPAIR_CANARY'], capture_output=True, text=True).stdout.strip())\n"
+    "def add(a, b):\n    return a - b if SEEN else a + b\n"
+)
+
+
+@pytest.mark.parametrize("forger", ["rewriting", "forked-records"])
+def test_guarded_forgers_that_read_the_guard_source_fail(sandbox, tmp_path, forger):
+    code = {"rewriting": REWRITING_FORGER, "forked-records": FORKED_RECORDS}[forger] + WRONG
+    workspace = repository(tmp_path, code)
+    report = run_tests(
+        sandbox, repository_task(), Candidate(files={"pkg/calc.py": code}), workspace=workspace
+    )
+    assert not report.passed, f"{forger} forged a pass in a guarded run"
+    if forger == "forked-records":
+        assert "never said hello" in report.suspicious
+    (tmp_path / "after").mkdir()
+    right = repository(tmp_path / "after", RIGHT)
+    after = run_tests(
+        sandbox, repository_task(), Candidate(files={"pkg/calc.py": RIGHT}), workspace=right
+    )
+    assert after.passed and not after.suspicious, after.reason
+
+
+def test_the_canary_seed_is_not_in_the_candidates_environment(sandbox, tmp_path):
+    workspace = repository(tmp_path, SEED_READER)
+    report = run_tests(
+        sandbox,
+        repository_task(),
+        Candidate(files={"pkg/calc.py": SEED_READER}),
+        workspace=workspace,
+    )
+    assert report.passed, report.reason
+
+
+def xdist_task() -> Task:
+    return repository_task().model_copy(
+        update={
+            "tests": TestSpec(
+                kind="command", command="python -m pytest -q -n 2 tests", timeout_s=60
+            )
+        }
+    )
+
+
+def test_xdist_is_switched_off_in_guarded_runs(local_sandbox, tmp_path):
+    # The local sandbox runs this environment's pytest, where pytest-xdist is installed (the
+    # Docker image has none: there `-n` is pytest's own usage error, and nothing passes).
+    workspace = repository(tmp_path, RIGHT)
+    report = run_tests(
+        local_sandbox, xdist_task(), Candidate(files={"pkg/calc.py": RIGHT}), workspace=workspace
+    )
+    assert report.passed, report.reason
+    assert "pytest-xdist (-n/--dist) is switched off" in report.stderr
+
+
+@pytest.mark.parametrize("how", ["command", "candidate-ini"])
+def test_xdist_does_not_hide_a_liar_from_the_canaries(sandbox, tmp_path, how):
+    liar = LIARS["rigged-eq"]
+    workspace = repository(tmp_path, liar)
+    task = xdist_task() if how == "command" else repository_task()
+    files = {"pkg/calc.py": liar}
+    if how == "candidate-ini":
+        files["pytest.ini"] = "[pytest]\naddopts = -n 2\n"
+        (workspace / "pytest.ini").write_text(files["pytest.ini"])
+    report = run_tests(sandbox, task, Candidate(files=files), workspace=workspace)
+    assert not report.passed

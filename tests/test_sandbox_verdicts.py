@@ -6,11 +6,18 @@ an honest candidate run after them in the same warm sandbox is judged as in a fr
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
+from selfrepair.sandbox import supervise
 from selfrepair.sandbox.local import LocalSandbox
 from selfrepair.sandbox.testing import run_tests
+from selfrepair.sandbox.verdict import pytest_outcomes, read_guard
 
 from selfrepair.types import Candidate, Task, TestSpec
 
@@ -475,3 +482,47 @@ def test_a_guarded_command_liar_is_caught_by_its_canary(sandbox, liar, check):
     assert not report.passed and "canary" in report.suspicious, report.reason
     honest = run_tests(sandbox, task, Candidate(files={"add.py": RIGHT}))
     assert honest.passed and not honest.suspicious, honest.reason
+
+
+# -- the guard's channel: the kernel says who wrote each record -------------------------------
+
+
+def test_the_report_channel_stamps_each_message_with_its_writers_pid():
+    reader, writer = supervise.report_channel()
+    channel_r, channel_w = reader.detach(), writer.detach()
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    # A record that names another pid, and an empty message (which is not the end of the channel).
+    writes = "import os, sys\nfd = int(sys.argv[1])\nos.write(fd, b'')\nos.write(fd, b'{\"pid\": 1}\\n')\n"
+    child = subprocess.Popen(
+        [sys.executable, "-c", writes, str(channel_w)],
+        stdout=out_w,
+        stderr=err_w,
+        pass_fds=[channel_w],
+    )
+    for fd in (channel_w, out_w, err_w):
+        os.close(fd)
+    seen = supervise.watch(child.pid, out_r, err_r, time.monotonic() + 120, 4096, channel_r)
+    child.wait()
+    assert seen["channel"] == f'{child.pid} {{"pid": 1}}\n'.encode(), seen
+
+
+def test_guard_records_count_only_from_a_process_that_said_hello():
+    hello = json.dumps({"hello": 1, "argv": ["python", "-m", "pytest"]})
+    channel = "\n".join(
+        [
+            f"7 {hello}",
+            '7 {"type": "collection_done", "count": 0}',
+            '9 {"type": "finished", "exitstatus": 0}',
+            f"7 {hello}",
+            "not a record",
+        ]
+    ).encode()
+    report = read_guard(channel)
+    assert list(report.processes) == [7]
+    assert [r["type"] for r in report.processes[7].records] == ["collection_done"]
+    assert len(report.problems) == 3
+    assert any("never said hello" in p for p in report.problems)
+    assert any("second hello" in p for p in report.problems)
+    _cases, problems = pytest_outcomes(report, 0)
+    assert any("ended before its session finished" in p for p in problems)

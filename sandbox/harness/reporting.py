@@ -23,6 +23,7 @@ import ast
 import functools
 import inspect
 import random
+import sys
 import textwrap
 
 import pytest
@@ -30,11 +31,30 @@ import pytest
 from . import guard
 
 IDS_PER_RECORD = 40
+XDIST_OFF = (
+    "selfrepair: pytest-xdist (-n/--dist) is switched off in guarded runs: its workers would run"
+    " without canaries; the tests run in one process"
+)
 
 
 def _hooks(emit, seed: str) -> dict:
     """This plugin's hooks, bound to `emit` and `seed`."""
     twin_ids: set[str] = set()
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_configure(config) -> None:
+        """pytest-xdist (`-n`, `--dist`) would run the tests in worker processes that have no
+        canaries and whose test bodies this process cannot watch: it is switched off, before
+        xdist's own configure, and the tests run here, one after another."""
+        option = config.option
+        if getattr(option, "dist", "no") != "no" or getattr(option, "numprocesses", None):
+            option.dist, option.tx, option.numprocesses = "no", [], 0
+            sys.stderr.write(XDIST_OFF + "\n")
+            emit({"type": "xdist", "detail": "switched off"})
+
+    def pytest_sessionstart(session) -> None:
+        if session.config.pluginmanager.has_plugin("dsession"):
+            emit({"type": "xdist", "detail": "distributed"})
 
     @pytest.hookimpl(trylast=True)
     def pytest_collection_modifyitems(session, config, items) -> None:
