@@ -526,3 +526,62 @@ def test_guard_records_count_only_from_a_process_that_said_hello():
     assert any("second hello" in p for p in report.problems)
     _cases, problems = pytest_outcomes(report, 0)
     assert any("ended before its session finished" in p for p in problems)
+
+
+# -- numpy: arrays of numbers cross as plain data ----------------------------------------------
+
+NUMPY_PROGRAM = (
+    "import numpy as np\n\n\n"
+    "def scaled(values, k):\n    return np.asarray(values, dtype=float) * k\n\n\n"
+    "def mean(values):\n    return np.mean(values)\n\n\n"
+    "def grid():\n    return np.arange(6, dtype=np.int32).reshape(2, 3).T\n"
+)
+NUMPY_TESTS = (
+    "import numpy as np\n"
+    "from stats import scaled, mean, grid\n\n\n"
+    "def test_equal():\n    assert (scaled([1, 2], 2) == np.array([2.0, 4.0])).all()\n"
+    "    assert type(scaled([1], 1)) is np.ndarray\n\n\n"
+    "def test_close():\n    np.testing.assert_allclose(scaled([0.1, 0.2], 3), [0.3, 0.6])\n"
+    "    assert abs(mean([1, 2]) - 1.5) < 1e-12 and isinstance(mean([1]), np.floating)\n\n\n"
+    "def test_shape():\n    g = grid()\n    assert g.shape == (3, 2) and g.dtype == np.int32 and g[2, 1] == 5\n"
+)
+
+
+def numpy_task(program: str) -> Task:
+    return Task(
+        task_id="stats",
+        spec="Statistics.",
+        files={"stats.py": program},
+        tests=TestSpec(kind="pytest", files={"test_stats.py": NUMPY_TESTS}, timeout_s=60),
+    )
+
+
+def test_numpy_arrays_cross_as_the_judges_own_arrays(local_sandbox):
+    # The local sandbox runs this environment, which has numpy; the Docker image has none.
+    report = run_tests(local_sandbox, numpy_task(NUMPY_PROGRAM))
+    assert report.passed, report.reason
+
+
+@pytest.mark.parametrize(
+    "liar",
+    [
+        # An array of objects is no plain data: a handle, which no test can compare.
+        "class Liar:\n    def __eq__(self, other):\n        return True\n    __hash__ = object.__hash__\n",
+        # A subclass answers its own operations: also a handle.
+        "class Liar(np.ndarray):\n    def __eq__(self, other):\n        return np.ones(np.shape(other), bool)\n",
+    ],
+)
+def test_numpy_values_that_lie_are_handles(local_sandbox, liar):
+    program = (
+        "import numpy as np\n\n\n" + liar + "\n\ndef scaled(values, k):\n"
+        "    out = np.empty(len(values), dtype=object) if not issubclass(Liar, np.ndarray) else np.zeros(len(values)).view(Liar)\n"
+        "    out[:] = [Liar() for _ in values] if not issubclass(Liar, np.ndarray) else 0\n"
+        "    return out\n\n\n"
+        "def mean(values):\n    return np.mean(values)\n\n\n"
+        "def grid():\n    return np.arange(6, dtype=np.int32).reshape(2, 3).T\n"
+    )
+    report = run_tests(local_sandbox, numpy_task(program))
+    assert not report.passed
+    assert {case.name: case.outcome for case in report.tests}[
+        "test_stats.py::test_equal"
+    ] != "passed"
