@@ -585,3 +585,48 @@ def test_numpy_values_that_lie_are_handles(local_sandbox, liar):
     assert {case.name: case.outcome for case in report.tests}[
         "test_stats.py::test_equal"
     ] != "passed"
+
+
+# -- limits of what a run leaves and sends -----------------------------------------------------
+
+
+def test_a_judge_grown_beyond_its_bound_is_replaced(docker_sandbox):
+    # Tests that leave 700 MB where `_restore` does not look (an attribute of `sys`) grow the
+    # warm judge past JUDGE_RSS_BYTES: the next run meets a new judge, without the hoard.
+    from selfrepair.sandbox.container import DockerSandbox
+    from selfrepair.sandbox.core import Limits
+
+    box = DockerSandbox(pool_size=1, limits=Limits(memory_mb=1536))
+    hoard = "import sys\nsys.selfrepair_hoard = b'x' * (700 << 20)\nassert add(1, 2) == 3\n"
+    check = "import sys\nassert not hasattr(sys, 'selfrepair_hoard')\nassert add(1, 2) == 3\n"
+    right = Candidate(files={"add.py": RIGHT})
+    try:
+        first = run_tests(box, script_task(hoard), right)
+        assert first.passed, first.reason
+        second = run_tests(box, script_task(check), right)
+        assert second.passed, second.reason
+    finally:
+        box.close()
+
+
+FLOOD = (
+    "import os\nchannel = int(os.environ.get('SELFREPAIR_CHANNEL', '3'))\n"
+    "line = b'x' * 3000 + b'\\n'\nfor _ in range(7000):\n    os.write(channel, line)\n"
+)
+
+
+def test_a_flooded_report_channel_is_cut_and_fails(sandbox, tmp_path):
+    # 21 MB of junk, beyond the channel's 16 MB: what comes after the cut (the session's end)
+    # is lost, so the run fails, and junk on the channel is a forgery.
+    code = FLOOD + WRONG
+    workspace = repository(tmp_path, code)
+    report = run_tests(
+        sandbox, REPOSITORY_TASK, Candidate(files={"pkg/calc.py": code}), workspace=workspace
+    )
+    assert not report.passed and "forged" in report.suspicious
+    (tmp_path / "after").mkdir()
+    right = repository(tmp_path / "after", RIGHT)
+    after = run_tests(
+        sandbox, REPOSITORY_TASK, Candidate(files={"pkg/calc.py": RIGHT}), workspace=right
+    )
+    assert after.passed, after.reason
