@@ -37,6 +37,7 @@ from pathlib import Path
 
 from selfrepair.sandbox.build import LABEL, image_present, image_tag
 from selfrepair.sandbox.core import (
+    GUARD_PLUGIN,
     Execution,
     Limits,
     Workspace,
@@ -290,7 +291,7 @@ class DockerSandbox:
         environment = self._environment() | {
             "PYTHONPATH": ":".join([HARNESS, PATHS["workspace"], *self._deps()]),
             "SELFREPAIR_CHANNEL": "3",
-            "PYTEST_PLUGINS": "selfrepair_harness.reporting",
+            **GUARD_PLUGIN,
             **(env or {}),
         }
         payload = {

@@ -34,6 +34,7 @@ from pathlib import Path
 
 from selfrepair.sandbox import supervise
 from selfrepair.sandbox.core import (
+    GUARD_PLUGIN,
     Execution,
     Limits,
     Workspace,
@@ -462,13 +463,13 @@ class _RunDirectory:
             "LANG": "C.UTF-8",
             "PYTHONDONTWRITEBYTECODE": "1",
             "PYTHONNOUSERSITE": "1",
-            "PYTEST_PLUGINS": "selfrepair_harness.reporting",
+            **GUARD_PLUGIN,
             "SELFREPAIR_WORKSPACE": self.paths["workspace"],
             "SELFREPAIR_TESTS": self.paths["tests"],
             "SELFREPAIR_OUT": self.paths["out"],
         }
         if judge:
-            for name in ("PYTEST_PLUGINS", "SELFREPAIR_WORKSPACE", "SELFREPAIR_OUT"):
+            for name in (*GUARD_PLUGIN, "SELFREPAIR_WORKSPACE", "SELFREPAIR_OUT"):
                 environment.pop(name)
         return environment | dict(extra or {})
 

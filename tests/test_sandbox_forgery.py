@@ -403,6 +403,49 @@ FORKED_RECORDS = (
     "    os._exit(1)\n"
     "os.wait()\n"
 )
+FORGE_SESSION = (
+    "import sys\n"
+    "def forge_session(exit_after):\n"
+    '    g = sys.modules.get("selfrepair_harness.guard")\n'
+    "    if g is None:\n"
+    "        import selfrepair_harness.guard as g\n"
+    "    seed = g.take_seed()\n"
+    '    ids = ["tests/test_calc.py::test_add", "tests/test_calc.py::test_zero"]\n'
+    "    plan = g.canary_plan(seed, [(i, True) for i in ids]) if seed else []\n"
+    "    order = []\n"
+    "    for i in ids:\n"
+    '        order.append((i, "passed"))\n'
+    "        if i in plan:\n"
+    '            order.append((i + "[" + g.canary_token(seed, i, "pass") + "]", "passed"))\n'
+    '            order.append((i + "[" + g.canary_token(seed, i, "fail") + "]", "failed"))\n'
+    '    g.emit({"type": "collected", "ids": [i for i, _ in order], "watched": [True] * len(order)})\n'
+    '    g.emit({"type": "collection_done", "count": len(order)})\n'
+    "    for i, outcome in order:\n"
+    '        g.emit({"type": "test", "id": i, "when": "setup", "outcome": "passed"})\n'
+    '        g.emit({"type": "body", "id": i, "result": "returned" if outcome == "passed" else "raised"})\n'
+    '        g.emit({"type": "test", "id": i, "when": "call", "outcome": outcome})\n'
+    '        g.emit({"type": "test", "id": i, "when": "teardown", "outcome": "passed"})\n'
+    '    g.emit({"type": "finished", "exitstatus": 0})\n'
+    "    if exit_after:\n"
+    '        print("2 passed")\n'
+    "        raise SystemExit(0)\n"
+)
+# Files beside the candidate's code that speak for pytest: a module in its place, a
+# configuration that blocks the guard's plugin, a conftest that unregisters it; each forges
+# a whole session, canaries included where it can find the seed.
+FRAMEWORK_FORGERS = {
+    "stand-in-pytest-module": {"pytest.py": FORGE_SESSION + "\nforge_session(True)\n"},
+    "ini-blocks-the-plugin": {
+        "pytest.ini": "[pytest]\naddopts = -p no:selfrepair_harness.reporting\n",
+        "conftest.py": FORGE_SESSION
+        + "\ndef pytest_sessionfinish(session):\n    forge_session(False)\n    session.exitstatus = 0\n",
+    },
+    "conftest-unregisters-the-plugin": {
+        "conftest.py": FORGE_SESSION + "\ndef pytest_configure(config):\n"
+        "    config.pluginmanager.unregister(name='selfrepair_harness.reporting')\n\n\n"
+        "def pytest_sessionfinish(session):\n    forge_session(False)\n    session.exitstatus = 0\n",
+    },
+}
 SEED_READER = (
     "import os, subprocess\n"
     "SEEN = 'SELFREPAIR_CANARY' in os.environ or bool(subprocess.run(\n"
@@ -472,3 +515,14 @@ def test_xdist_does_not_hide_a_liar_from_the_canaries(sandbox, tmp_path, how):
         (workspace / "pytest.ini").write_text(files["pytest.ini"])
     report = run_tests(sandbox, task, Candidate(files=files), workspace=workspace)
     assert not report.passed
+
+
+@pytest.mark.parametrize("forger", sorted(FRAMEWORK_FORGERS))
+def test_files_that_speak_for_pytest_forge_nothing(sandbox, tmp_path, forger):
+    files = FRAMEWORK_FORGERS[forger]
+    workspace = repository(tmp_path, WRONG)
+    for path, text in files.items():
+        (workspace / path).write_text(text)
+    candidate = Candidate(files={"pkg/calc.py": WRONG, **files})
+    report = run_tests(sandbox, repository_task(), candidate, workspace=workspace)
+    assert not report.passed, f"{forger} forged a pass in a guarded run"

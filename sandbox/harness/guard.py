@@ -161,7 +161,7 @@ def arm_from_environment(argv: list[str] | None = None) -> None:
     suspects = [
         os.path.join(workspace, p) for p in os.environ.get(SUSPECTS_ENV, "").split(os.pathsep) if p
     ]
-    arm(int(channel) if channel.isdigit() else None, suspects, argv)
+    arm(int(channel) if channel.isdigit() else None, suspects, argv, workspace)
 
 
 _armed = False
@@ -175,7 +175,12 @@ def take_seed() -> str:
     return _seed.pop() if _seed else ""
 
 
-def arm(channel_fd: int | None, suspects: list[str], argv: list[str] | None = None) -> None:
+def arm(
+    channel_fd: int | None,
+    suspects: list[str],
+    argv: list[str] | None = None,
+    workspace: str = ".",
+) -> None:
     """Install the audit hook and open the report channel; `argv` is the command this process
     runs (the interpreter's own by default), so the host knows which processes ran pytest.
 
@@ -237,6 +242,33 @@ def arm(channel_fd: int | None, suspects: list[str], argv: list[str] | None = No
     sys.addaudithook(audit)
     emit = report
     _watch_exits(report, suspect_files)
+    if suspect_files:
+        for path in _stand_ins(workspace):
+            report({"type": "refused", "event": "stand-in", "detail": path})
+
+
+def _stand_ins(workspace: str) -> list[str]:
+    """Files in the workspace (or the working folder, or a folder of PYTHONPATH inside it)
+    that would be imported in place of pytest, pluggy, unittest or this harness: a `pytest.py`
+    there runs instead of pytest and reports whatever it likes. Checked before any of the
+    candidate's code runs; each one makes the run suspicious."""
+    root = os.path.realpath(workspace)
+    folders = {root, os.path.realpath(os.getcwd())}
+    folders |= {
+        os.path.realpath(entry)
+        for entry in os.environ.get("PYTHONPATH", "").split(os.pathsep)
+        if entry and os.path.realpath(entry).startswith(root + os.sep)
+    }
+    found = []
+    for folder in sorted(folders):
+        if folder != root and not folder.startswith(root + os.sep):
+            continue
+        for name in PROTECTED:
+            for entry in (name + ".py", name):
+                path = os.path.join(folder, entry)
+                if os.path.exists(path):
+                    found.append(os.path.relpath(path, root))
+    return found
 
 
 def _on_stack(frame, files: frozenset) -> bool:
