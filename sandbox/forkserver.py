@@ -433,6 +433,7 @@ def handle(request: dict, candidate: Spare, judge: Judge) -> dict:
     if _digest(TESTS) != tests_digest:
         notes.append("the tests were modified during the run")
         recycle = True
+    workspace_tests = None if judged else supervise.test_files(WORK)
     artifacts = _collect(request.get("collect", []))
     _wipe(notes)
     if any("wipe" in note for note in notes):
@@ -451,6 +452,7 @@ def handle(request: dict, candidate: Spare, judge: Judge) -> dict:
         "artifacts": {name: base64.b64encode(data).decode() for name, data in artifacts.items()},
         "notes": notes,
         "recycle": recycle,
+        "workspace_tests": workspace_tests,
     }
 
 

@@ -153,6 +153,7 @@ class LocalSandbox:
             argv = expand_command(command, run.paths)
             if argv and argv[0] in ("python", "python3"):
                 argv[0] = self.python
+            before = supervise.test_files(str(run.work))
             reader, writer = supervise.report_channel()
             channel_r, channel_w = reader.detach(), writer.detach()
             environment = run.environment(
@@ -172,7 +173,7 @@ class LocalSandbox:
                     exit_code=127, stderr=f"cannot start {argv[0]!r}: {error}", sandbox=self.name
                 )
             os.close(channel_w)
-            return self._supervise(run, candidate, None, limits, channel_r, collect)
+            return self._supervise(run, candidate, None, limits, channel_r, collect, before)
 
     def judge(
         self,
@@ -273,7 +274,14 @@ class LocalSandbox:
         return _Started(process, status_r)
 
     def _supervise(
-        self, run, main: _Started, worker: _Started | None, limits, channel_r, collect
+        self,
+        run,
+        main: _Started,
+        worker: _Started | None,
+        limits,
+        channel_r,
+        collect,
+        workspace_tests: dict[str, str] | None = None,
     ) -> Execution:
         os.close(run.out_w)
         os.close(run.err_w)
@@ -318,6 +326,14 @@ class LocalSandbox:
             notes.append("left processes behind; killed them")
         if run.tests_changed():
             notes.append("the tests were modified during the run")
+        if workspace_tests is not None:
+            changed = supervise.changed_test_files(
+                workspace_tests, supervise.test_files(str(run.work))
+            )
+            if changed:
+                notes.append(
+                    f"the tests were modified during the run (in the workspace: {', '.join(changed[:5])})"
+                )
         return Execution(
             exit_code=None if seen["timed_out"] else supervise.exit_code_of(status),
             stdout=seen["stdout"],

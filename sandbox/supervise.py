@@ -8,6 +8,7 @@ the host. Both then see output, deadlines and killing the same way.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import os
 import select
 import signal
@@ -185,6 +186,39 @@ def _read_available(fd: int, buffer: CappedBuffer, open_fds: set, poller) -> Non
             poller.unregister(fd)
             return
         buffer.add(data)
+
+
+def is_test_file(name: str) -> bool:
+    """A file pytest would collect or load as tests' code: test modules, conftest files, and
+    the compiled forms Python would load in their place."""
+    stem = name.split(".")[0]
+    return (name.endswith(".py") or name.endswith(".pyc")) and (
+        stem.startswith("test_") or stem.endswith("_test") or stem == "conftest"
+    )
+
+
+def test_files(root: str) -> dict[str, str]:
+    """The test files under `root` (relative path: sha256). Taken before a guarded run and
+    compared after it, outside the candidate's process: a run that rewrote, removed or added
+    one (a conftest that turns the repository's asserts into `assert True`, a forged .pyc)
+    changed the tests."""
+    found = {}
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if d not in (".git", "node_modules")]
+        for name in files:
+            if is_test_file(name):
+                path = os.path.join(folder, name)
+                try:
+                    with open(path, "rb") as handle:
+                        digest = hashlib.sha256(handle.read()).hexdigest()
+                except OSError:
+                    digest = "unreadable"
+                found[os.path.relpath(path, root)] = digest
+    return found
+
+
+def changed_test_files(before: dict[str, str], after: dict[str, str]) -> list[str]:
+    return sorted(path for path in set(before) | set(after) if before.get(path) != after.get(path))
 
 
 def exit_code_of(status: int) -> int:

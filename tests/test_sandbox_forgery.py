@@ -526,3 +526,25 @@ def test_files_that_speak_for_pytest_forge_nothing(sandbox, tmp_path, forger):
     candidate = Candidate(files={"pkg/calc.py": WRONG, **files})
     report = run_tests(sandbox, repository_task(), candidate, workspace=workspace)
     assert not report.passed, f"{forger} forged a pass in a guarded run"
+
+
+REWRITES_THE_TESTS = (
+    "import pathlib\nfor path in pathlib.Path(__file__).parent.glob('tests/test_*.py'):\n"
+    "    path.write_text(path.read_text().replace('assert ', 'assert True or '))\n"
+)
+
+
+def test_a_conftest_that_rewrites_the_repositorys_tests_is_caught(sandbox, tmp_path):
+    # The repository's own tests sit in the workspace, where the candidate can write: a
+    # conftest that rewrites them before collection changes what the canaries twin too.
+    workspace = repository(tmp_path, WRONG, conftest=REWRITES_THE_TESTS)
+    candidate = Candidate(files={"pkg/calc.py": WRONG, "conftest.py": REWRITES_THE_TESTS})
+    report = run_tests(sandbox, repository_task(), candidate, workspace=workspace)
+    assert not report.passed
+    assert "modified or deleted the tests" in report.suspicious
+    (tmp_path / "after").mkdir()
+    right = repository(tmp_path / "after", RIGHT)
+    after = run_tests(
+        sandbox, repository_task(), Candidate(files={"pkg/calc.py": RIGHT}), workspace=right
+    )
+    assert after.passed and not after.suspicious, after.reason
