@@ -548,3 +548,38 @@ def test_a_conftest_that_rewrites_the_repositorys_tests_is_caught(sandbox, tmp_p
         sandbox, repository_task(), Candidate(files={"pkg/calc.py": RIGHT}), workspace=right
     )
     assert after.passed and not after.suspicious, after.reason
+
+
+REBINDS_THE_FRAMEWORK = (
+    "import contextlib, pytest\n"
+    "class Anything:\n    def __eq__(self, other):\n        return True\n"
+    "    __hash__ = object.__hash__\n"
+    "pytest.approx = lambda *a, **k: Anything()\n"
+    "pytest.__dict__['raises'] = lambda *a, **k: contextlib.suppress(BaseException)\n"
+    "def add(a, b):\n    return a - b if a is not None else 0\n"
+)
+FRAMEWORK_TESTS = (
+    "import pytest\nfrom pkg.calc import add\n\n\n"
+    "def test_add():\n    assert add(1, 2) == pytest.approx(3)\n\n\n"
+    "def test_none():\n    with pytest.raises(TypeError):\n        add(None, 1)\n"
+)
+
+
+def test_rebinding_pytests_functions_is_caught(sandbox, tmp_path):
+    # pytest.approx and pytest.raises are module names, out of the audit hook's sight: the
+    # guard's plugin compares them with what it saw before the candidate's code ran.
+    workspace = repository(tmp_path, REBINDS_THE_FRAMEWORK)
+    (workspace / "tests" / "test_calc.py").write_text(FRAMEWORK_TESTS)
+    candidate = Candidate(files={"pkg/calc.py": REBINDS_THE_FRAMEWORK})
+    report = run_tests(sandbox, repository_task(), candidate, workspace=workspace)
+    assert not report.passed
+    assert "rebound pytest.approx" in report.suspicious
+    assert "rebound pytest.raises" in report.suspicious
+    (tmp_path / "after").mkdir()
+    honest = "def add(a, b):\n    if a is None:\n        raise TypeError\n    return a + b\n"
+    right = repository(tmp_path / "after", honest)
+    (right / "tests" / "test_calc.py").write_text(FRAMEWORK_TESTS)
+    after = run_tests(
+        sandbox, repository_task(), Candidate(files={"pkg/calc.py": honest}), workspace=right
+    )
+    assert after.passed and not after.suspicious, after.reason

@@ -168,6 +168,14 @@ _armed = False
 _seed: list[str] = []  # this process's canary seed, until the plugin takes it (`take_seed`)
 
 
+def under_suspicion() -> bool:
+    """Whether this process runs the candidate's code (rather than the code as given)."""
+    return _suspected
+
+
+_suspected = False
+
+
 def take_seed() -> str:
     """The host's canary seed, once: the reporting plugin takes it when pytest loads it, before
     any conftest or test module; whoever asks later gets "" (and a plugin that finds it taken
@@ -188,7 +196,7 @@ def arm(
     learns from the kernel which process wrote each message (`supervise.report_channel`), so
     no process can write as another. The canary seed leaves the environment here, before any
     of the candidate's code runs, so neither it nor a process it starts can read it there."""
-    global _armed, emit
+    global _armed, _suspected, emit
     if _armed:
         return
     _armed = True
@@ -198,6 +206,7 @@ def arm(
     if channel_fd is not None and not _is_channel(channel_fd):
         channel_fd = None
     suspect_files = frozenset(os.path.realpath(p) for p in suspects)
+    _suspected = bool(suspect_files)
     command = list(argv if argv is not None else getattr(sys, "orig_argv", sys.argv))
     said_hello = {"pid": None}
     writing = threading.Lock()

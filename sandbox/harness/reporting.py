@@ -37,9 +37,47 @@ XDIST_OFF = (
 )
 
 
+def _namespaces() -> dict:
+    """The functions and classes of pytest, pluggy, unittest and the harness, by module, as
+    loaded before any of the candidate's code: what the tests call (`pytest.raises`,
+    `pytest.approx`). Rebinding a class's attribute is refused by the guard's audit hook; a
+    module's names have no such hook, so they are compared with this after every test."""
+    kept = {}
+    for name, module in list(sys.modules.items()):
+        if name.split(".")[0] in guard.PROTECTED and module is not None:
+            kept[name] = (
+                module,
+                {
+                    attribute: value
+                    for attribute, value in list(vars(module).items())
+                    if callable(value) and not attribute.startswith("__")
+                },
+            )
+    return kept
+
+
+def _rebound(kept: dict) -> list[str]:
+    changed = []
+    for name, (module, names) in kept.items():
+        if sys.modules.get(name, module) is not module:
+            changed.append(name)
+            continue
+        namespace = vars(module)
+        changed += [f"{name}.{a}" for a, value in names.items() if namespace.get(a) is not value]
+    return changed
+
+
 def _hooks(emit, seed: str) -> dict:
     """This plugin's hooks, bound to `emit` and `seed`."""
     twin_ids: set[str] = set()
+    kept = _namespaces() if guard.under_suspicion() else {}
+    reported: set[str] = set()
+
+    def check_namespaces() -> None:
+        for name in _rebound(kept):
+            if name not in reported:
+                reported.add(name)
+                emit({"type": "refused", "event": "rebound", "detail": name})
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_configure(config) -> None:
@@ -95,6 +133,7 @@ def _hooks(emit, seed: str) -> dict:
             )
 
     def pytest_runtest_logreport(report) -> None:
+        check_namespaces()
         crash = getattr(getattr(report, "longrepr", None), "reprcrash", None)
         emit(
             {
@@ -110,6 +149,7 @@ def _hooks(emit, seed: str) -> dict:
         )
 
     def pytest_sessionfinish(session, exitstatus) -> None:
+        check_namespaces()
         emit({"type": "finished", "exitstatus": int(exitstatus)})
 
     return {name: hook for name, hook in locals().items() if name.startswith("pytest_")}
