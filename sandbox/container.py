@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import atexit
 import base64
+import hashlib
 import io
 import json
 import os
@@ -33,10 +34,12 @@ import tarfile
 import threading
 from collections.abc import Mapping, Sequence
 from importlib import resources
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
+from selfrepair.sandbox import supervise
 from selfrepair.sandbox.build import LABEL, image_present, image_tag
 from selfrepair.sandbox.core import (
+    GUARD_PLUGIN,
     Execution,
     Limits,
     Workspace,
@@ -290,7 +293,7 @@ class DockerSandbox:
         environment = self._environment() | {
             "PYTHONPATH": ":".join([HARNESS, PATHS["workspace"], *self._deps()]),
             "SELFREPAIR_CHANNEL": "3",
-            "PYTEST_PLUGINS": "selfrepair_harness.reporting",
+            **GUARD_PLUGIN,
             **(env or {}),
         }
         payload = {
@@ -345,6 +348,7 @@ class DockerSandbox:
             "file_size_mb": limits.file_size_mb,
             **_workspace_payload(workspace),
         }
+        before = _test_files_of(workspace)
         worker = self._acquire(limits)
         try:
             reply = worker.request(payload, limits.wall_seconds + SERVER_GRACE_SECONDS)
@@ -364,6 +368,11 @@ class DockerSandbox:
             raise SelfRepairError(f"the sandbox server failed: {reply['error']}")
         self._release(worker, healthy=not reply["recycle"])
         artifacts = {name: base64.b64decode(data) for name, data in reply["artifacts"].items()}
+        notes = list(reply["notes"])
+        after = reply.get("workspace_tests")
+        if after is not None and supervise.changed_test_files(before, after):
+            changed = ", ".join(supervise.changed_test_files(before, after)[:5])
+            notes.append(f"the tests were modified during the run (in the workspace: {changed})")
         return Execution(
             exit_code=reply["exit_code"],
             stdout=reply["stdout"],
@@ -377,7 +386,7 @@ class DockerSandbox:
             artifacts=artifacts,
             channel=base64.b64decode(reply["channel"]),
             sandbox=self.name,
-            notes=reply["notes"],
+            notes=notes,
         )
 
     def _lost_run(self, worker: Worker, limits: Limits, error: Exception) -> Execution:
@@ -495,6 +504,19 @@ def _pool_key(limits: Limits) -> tuple:
     # Containers are made for their memory, CPU, pids and workspace size; time and output
     # limits are per run, so they do not split the pool.
     return (limits.memory_mb, limits.cpus, limits.pids, limits.workspace_mb)
+
+
+def _test_files_of(workspace: Workspace) -> dict[str, str]:
+    """`supervise.test_files` of the workspace as it will land in the container."""
+    if isinstance(workspace, Path):
+        return supervise.test_files(str(workspace))
+    return {
+        safe_relative(path): hashlib.sha256(
+            content if isinstance(content, bytes) else content.encode()
+        ).hexdigest()
+        for path, content in workspace.items()
+        if supervise.is_test_file(PurePosixPath(path).name)
+    }
 
 
 def _workspace_payload(workspace: Workspace) -> dict:

@@ -99,6 +99,14 @@ class Sandbox(Protocol):
 
 
 PLACEHOLDERS = ("workspace", "tests", "out")
+# How every pytest process of a guarded run loads the guard's plugin: by the environment, and
+# again by `-p` in PYTEST_ADDOPTS, which pytest reads after a configuration file's `addopts`,
+# so a `-p no:selfrepair_harness.reporting` the candidate writes into pytest.ini or
+# pyproject.toml cannot block it.
+GUARD_PLUGIN = {
+    "PYTEST_PLUGINS": "selfrepair_harness.reporting",
+    "PYTEST_ADDOPTS": "-p selfrepair_harness.reporting",
+}
 
 
 def expand_command(command: Sequence[str], paths: Mapping[str, str]) -> list[str]:

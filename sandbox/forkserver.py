@@ -371,9 +371,11 @@ def handle(request: dict, candidate: Spare, judge: Judge) -> dict:
 
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
-    channel_r, channel_w = (
-        os.pipe()
-    )  # the judge's verdict, or the guard's reports in the candidate's process
+    if judged:  # the judge's verdict
+        channel_r, channel_w = os.pipe()
+    else:  # the guard's reports from the candidate's processes, each stamped with its writer
+        reader, writer = supervise.report_channel()
+        channel_r, channel_w = reader.detach(), writer.detach()
     started = time.monotonic()
     # The candidate's side gets neither the tests nor the judge's configuration.
     for_candidate = {key: value for key, value in request.items() if key not in ("tests", "judge")}
@@ -431,6 +433,7 @@ def handle(request: dict, candidate: Spare, judge: Judge) -> dict:
     if _digest(TESTS) != tests_digest:
         notes.append("the tests were modified during the run")
         recycle = True
+    workspace_tests = None if judged else supervise.test_files(WORK)
     artifacts = _collect(request.get("collect", []))
     _wipe(notes)
     if any("wipe" in note for note in notes):
@@ -449,6 +452,7 @@ def handle(request: dict, candidate: Spare, judge: Judge) -> dict:
         "artifacts": {name: base64.b64encode(data).decode() for name, data in artifacts.items()},
         "notes": notes,
         "recycle": recycle,
+        "workspace_tests": workspace_tests,
     }
 
 

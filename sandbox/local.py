@@ -34,6 +34,7 @@ from pathlib import Path
 
 from selfrepair.sandbox import supervise
 from selfrepair.sandbox.core import (
+    GUARD_PLUGIN,
     Execution,
     Limits,
     Workspace,
@@ -152,7 +153,9 @@ class LocalSandbox:
             argv = expand_command(command, run.paths)
             if argv and argv[0] in ("python", "python3"):
                 argv[0] = self.python
-            channel_r, channel_w = os.pipe()
+            before = supervise.test_files(str(run.work))
+            reader, writer = supervise.report_channel()
+            channel_r, channel_w = reader.detach(), writer.detach()
             environment = run.environment(
                 extra={"SELFREPAIR_CHANNEL": str(channel_w), **(env or {})}
             )
@@ -170,7 +173,7 @@ class LocalSandbox:
                     exit_code=127, stderr=f"cannot start {argv[0]!r}: {error}", sandbox=self.name
                 )
             os.close(channel_w)
-            return self._supervise(run, candidate, None, limits, channel_r, collect)
+            return self._supervise(run, candidate, None, limits, channel_r, collect, before)
 
     def judge(
         self,
@@ -271,7 +274,14 @@ class LocalSandbox:
         return _Started(process, status_r)
 
     def _supervise(
-        self, run, main: _Started, worker: _Started | None, limits, channel_r, collect
+        self,
+        run,
+        main: _Started,
+        worker: _Started | None,
+        limits,
+        channel_r,
+        collect,
+        workspace_tests: dict[str, str] | None = None,
     ) -> Execution:
         os.close(run.out_w)
         os.close(run.err_w)
@@ -316,6 +326,14 @@ class LocalSandbox:
             notes.append("left processes behind; killed them")
         if run.tests_changed():
             notes.append("the tests were modified during the run")
+        if workspace_tests is not None:
+            changed = supervise.changed_test_files(
+                workspace_tests, supervise.test_files(str(run.work))
+            )
+            if changed:
+                notes.append(
+                    f"the tests were modified during the run (in the workspace: {', '.join(changed[:5])})"
+                )
         return Execution(
             exit_code=None if seen["timed_out"] else supervise.exit_code_of(status),
             stdout=seen["stdout"],
@@ -461,13 +479,13 @@ class _RunDirectory:
             "LANG": "C.UTF-8",
             "PYTHONDONTWRITEBYTECODE": "1",
             "PYTHONNOUSERSITE": "1",
-            "PYTEST_PLUGINS": "selfrepair_harness.reporting",
+            **GUARD_PLUGIN,
             "SELFREPAIR_WORKSPACE": self.paths["workspace"],
             "SELFREPAIR_TESTS": self.paths["tests"],
             "SELFREPAIR_OUT": self.paths["out"],
         }
         if judge:
-            for name in ("PYTEST_PLUGINS", "SELFREPAIR_WORKSPACE", "SELFREPAIR_OUT"):
+            for name in (*GUARD_PLUGIN, "SELFREPAIR_WORKSPACE", "SELFREPAIR_OUT"):
                 environment.pop(name)
         return environment | dict(extra or {})
 
@@ -603,11 +621,14 @@ def write_harness(folder: Path, python: str) -> None:
         target.chmod(0o444)
     bin_dir = folder / "bin"
     bin_dir.mkdir()
-    for name in ("python", "python3"):
-        (bin_dir / name).symlink_to(python)
-    launcher = bin_dir / "pytest"
-    launcher.write_text('#!/bin/sh\nexec python -m pytest "$@"\n')
-    launcher.chmod(0o755)
+    # Scripts, not links: a virtual environment's interpreter reached through a link in
+    # another folder finds no pyvenv.cfg beside it and runs without the environment's packages.
+    launchers = {name: f'exec {python} "$@"' for name in ("python", "python3")}
+    launchers["pytest"] = 'exec python -m pytest "$@"'
+    for name, line in launchers.items():
+        launcher = bin_dir / name
+        launcher.write_text(f"#!/bin/sh\n{line}\n")
+        launcher.chmod(0o755)
     for directory in (folder, folder / "selfrepair_harness", bin_dir):
         directory.chmod(0o755)
 

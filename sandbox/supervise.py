@@ -8,14 +8,34 @@ the host. Both then see output, deadlines and killing the same way.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import os
 import select
 import signal
+import socket
+import stat
+import struct
 import time
 
 TAIL_SHARE = 4  # a quarter of the cap keeps the end of the output, where tracebacks are
 PARKING = 512  # descriptors are parked above this while they are moved into place
 CHANNEL_BYTES = 16 * 1024 * 1024  # the harness's reports; more than this is cut (and so fails)
+CREDENTIALS = struct.Struct("iII")  # struct ucred: pid, uid, gid
+
+
+def report_channel() -> tuple[socket.socket, socket.socket]:
+    """The guard's report channel: (reader, writer). Each write on it is one message, and the
+    kernel stamps every message with the pid of the process that wrote it (SCM_CREDENTIALS),
+    so the reader knows who wrote each record without any secret in the writers' memory (an
+    unprivileged process cannot claim another's pid)."""
+    reader, writer = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    reader.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+    writer.shutdown(socket.SHUT_RD)
+    return reader, writer
+
+
+def _is_socket(fd: int) -> bool:
+    return stat.S_ISSOCK(os.fstat(fd).st_mode)
 
 
 class CappedBuffer:
@@ -71,8 +91,11 @@ def watch(
     The channel keeps its first CHANNEL_BYTES; it is drained as it fills so a writer never blocks.
     """
     buffers = {out_fd: CappedBuffer(cap), err_fd: CappedBuffer(cap)}
+    stamped = None  # a report channel (`report_channel`): its messages are read with their pid
     if channel_fd is not None:
         buffers[channel_fd] = CappedBuffer(CHANNEL_BYTES, keep_tail=False)
+        if _is_socket(channel_fd):
+            stamped = socket.socket(fileno=os.dup(channel_fd))
     pidfd = os.pidfd_open(pid) if pid is not None else None
     poller = select.poll()
     for fd in buffers:
@@ -92,17 +115,19 @@ def watch(
                 if fd == pidfd:
                     exited = True
                     continue
-                _read_available(fd, buffers[fd], open_fds, poller)
+                _read(fd, buffers[fd], open_fds, poller, stamped if fd == channel_fd else None)
             if pidfd is None and channel_fd not in open_fds:
                 exited = True
             if exited:
                 # Take what is already in the pipes; whatever still writes is killed next.
                 for fd in list(open_fds):
-                    _read_available(fd, buffers[fd], open_fds, poller)
+                    _read(fd, buffers[fd], open_fds, poller, stamped if fd == channel_fd else None)
                 break
     finally:
         if pidfd is not None:
             os.close(pidfd)
+        if stamped is not None:
+            stamped.close()
         for fd in buffers:
             os.close(fd)
     out, err = buffers[out_fd], buffers[err_fd]
@@ -117,6 +142,38 @@ def watch(
     }
 
 
+def _read(fd: int, buffer: CappedBuffer, open_fds: set, poller, stamped) -> None:
+    if stamped is not None:
+        _read_stamped(stamped, fd, buffer, open_fds, poller)
+    else:
+        _read_available(fd, buffer, open_fds, poller)
+
+
+def _read_stamped(sock: socket.socket, fd: int, buffer: CappedBuffer, open_fds: set, poller):
+    """Each message as lines `PID TEXT`: the pid is the kernel's word, not the writer's."""
+    space = socket.CMSG_SPACE(CREDENTIALS.size)
+    for _ in range(64):
+        try:
+            data, ancillary, _flags, _address = sock.recvmsg(1 << 16, space, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return
+        pid = next(
+            (
+                CREDENTIALS.unpack(payload[: CREDENTIALS.size])[0]
+                for level, kind, payload in ancillary
+                if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS
+            ),
+            None,
+        )
+        if pid is None and not data:  # every writer has closed its end
+            open_fds.discard(fd)
+            poller.unregister(fd)
+            return
+        for line in data.splitlines():
+            if line.strip():
+                buffer.add(b"%d " % (pid or 0) + line + b"\n")
+
+
 def _read_available(fd: int, buffer: CappedBuffer, open_fds: set, poller) -> None:
     # Bounded so a writer faster than us cannot keep this loop from seeing the deadline.
     for _ in range(64):
@@ -129,6 +186,39 @@ def _read_available(fd: int, buffer: CappedBuffer, open_fds: set, poller) -> Non
             poller.unregister(fd)
             return
         buffer.add(data)
+
+
+def is_test_file(name: str) -> bool:
+    """A file pytest would collect or load as tests' code: test modules, conftest files, and
+    the compiled forms Python would load in their place."""
+    stem = name.split(".")[0]
+    return (name.endswith(".py") or name.endswith(".pyc")) and (
+        stem.startswith("test_") or stem.endswith("_test") or stem == "conftest"
+    )
+
+
+def test_files(root: str) -> dict[str, str]:
+    """The test files under `root` (relative path: sha256). Taken before a guarded run and
+    compared after it, outside the candidate's process: a run that rewrote, removed or added
+    one (a conftest that turns the repository's asserts into `assert True`, a forged .pyc)
+    changed the tests."""
+    found = {}
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if d not in (".git", "node_modules")]
+        for name in files:
+            if is_test_file(name):
+                path = os.path.join(folder, name)
+                try:
+                    with open(path, "rb") as handle:
+                        digest = hashlib.sha256(handle.read()).hexdigest()
+                except OSError:
+                    digest = "unreadable"
+                found[os.path.relpath(path, root)] = digest
+    return found
+
+
+def changed_test_files(before: dict[str, str], after: dict[str, str]) -> list[str]:
+    return sorted(path for path in set(before) | set(after) if before.get(path) != after.get(path))
 
 
 def exit_code_of(status: int) -> int:

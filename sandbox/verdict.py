@@ -2,18 +2,19 @@
 signed records from the candidate's own processes.
 
 A judged run's channel is written by the judge alone: it is read as it is. The guard's records
-come from processes the candidate's code shares, so they are checked before they count: every
-process's first line is its `hello` (a fresh key; a second hello for the same process is a
-forgery), every later line must verify against the HMAC chain of its process (or, for a
-forked child, its parent's key), each pytest process that said hello must end its session,
-and a test counts as passed only if every report of it passed and, where the harness watched
-the test function, its body returned. Anything else is a problem, and a problem is never a pass.
+come from processes the candidate's code shares, so they are checked before they count. No
+key signs them (a key in the candidate's process is no secret): the sandbox reads each line
+as `PID RECORD`, where the pid is the kernel's word for the process that wrote it
+(`supervise.report_channel`). Every process's first record is its `hello` (a second one is a
+forgery), a record from a process that never said hello is a forgery, each pytest process
+must end its session, and a test counts as passed only if every report of it passed and,
+where the harness watched the test function, its body returned. Anything else is a problem,
+and a problem is never a pass. What one process says of itself is only as honest as the
+code in it: the canaries (`canaries`) are what catches a pytest process that lies.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 from dataclasses import dataclass, field
 
@@ -56,11 +57,12 @@ def _case(entry: dict) -> TestCase:
 class Process:
     pid: int
     argv: list[str]
+    forked: bool = False  # a child forked from a process that said hello: no session of its own
     records: list[dict] = field(default_factory=list)
 
     @property
     def runs_pytest(self) -> bool:
-        return any(
+        return not self.forked and any(
             part in ("pytest", "py.test") or part.endswith(("/pytest", "/py.test"))
             for part in self.argv
         )
@@ -92,42 +94,36 @@ class GuardReport:
 
 
 def read_guard(channel: bytes) -> GuardReport:
-    """Verify the guard's records, process by process."""
+    """The guard's records, process by process (each line `PID RECORD`, the pid stamped by
+    the sandbox's reader)."""
     processes: dict[int, Process] = {}
-    keys: dict[int, bytes] = {}
-    chains: dict[int, bytes] = {}
     problems: list[str] = []
     refused: list[str] = []
     for line in channel.splitlines():
         try:
-            entry = json.loads(line)
-            if "hello" in entry:
-                pid = int(entry["pid"])
-                if pid in keys:
-                    problems.append(
-                        f"a second hello for process {pid} on the report channel (forged)"
-                    )
-                    continue
-                keys[pid], chains[pid] = bytes.fromhex(entry["hello"]), b""
-                processes[pid] = Process(pid, [str(a) for a in entry.get("argv", [])])
-                continue
-            body = entry["r"]
-            record = json.loads(body)
-            pid = int(record["pid"])
-            parent = record.get("parent")
-            if (
-                pid not in keys and parent in keys
-            ):  # a forked child: its parent's key, a chain of its own
-                keys[pid] = keys[parent]
-                chains[pid] = hmac.new(keys[pid], f"fork:{pid}".encode(), hashlib.sha256).digest()
-                processes[pid] = Process(pid, processes[parent].argv)
-            expected = hmac.new(keys[pid], chains[pid] + body.encode(), hashlib.sha256).digest()
-            if not hmac.compare_digest(expected.hex(), str(entry["mac"])):
-                problems.append("a record on the report channel that does not verify (forged)")
-                continue
-            chains[pid] = expected
-        except (ValueError, KeyError, TypeError, AttributeError):
+            stamp, _, text = line.partition(b" ")
+            pid = int(stamp)
+            record = json.loads(text)
+            if not isinstance(record, dict):
+                raise TypeError
+        except (ValueError, TypeError):
             problems.append("an unreadable line on the report channel (forged or cut)")
+            continue
+        if "hello" in record:
+            if pid in processes:
+                problems.append(f"a second hello from process {pid} on the report channel (forged)")
+                continue
+            argv = record.get("argv")
+            processes[pid] = Process(
+                pid,
+                [str(a) for a in argv] if isinstance(argv, list) else [],
+                forked=bool(record.get("forked")),
+            )
+            continue
+        if pid not in processes:
+            problems.append(
+                f"a record from process {pid}, which never said hello on the report channel (forged)"
+            )
             continue
         processes[pid].records.append(record)
         if record.get("type") == "refused":
@@ -145,6 +141,14 @@ def pytest_outcomes(report: GuardReport, exit_code: int | None) -> tuple[list[Te
             problems.append(
                 f"pytest (process {process.pid}) ended before its session finished"
                 + (" (an early exit)" if exit_code == 0 else "")
+            )
+    for process in pytest_processes:
+        if any(
+            r.get("type") == "xdist" and r.get("detail") == "distributed" for r in process.records
+        ):
+            problems.append(
+                f"pytest (process {process.pid}) distributed its tests with pytest-xdist after the "
+                "guard switched it off: workers run without canaries (forged)"
             )
     cases: dict[str, TestCase] = {}
     for process in report.sessions:

@@ -362,3 +362,224 @@ def test_standard_library_classes_the_candidate_uses_are_the_tests_own(sandbox):
     )
     report = run_tests(sandbox, task)
     assert report.passed, report.reason
+
+
+# Forgers that have read the guard's source: its records carry no key and its seed is in no
+# variable of the environment, so neither can be taken from where they used to be.
+REWRITING_FORGER = (
+    "import os, sys\n"
+    "guard = sys.modules.get('selfrepair_harness.guard')\n"
+    "seed = os.environ.get('SELFREPAIR_CANARY', '')\n"
+    "if guard is not None:\n"
+    "    real = guard.emit\n"
+    "    def emit(record):\n"
+    "        record, rid = dict(record), str(record.get('id', ''))\n"
+    "        base = rid.split('[')[0]\n"
+    "        if not (seed and rid.endswith('[' + guard.canary_token(seed, base, 'fail') + ']')):\n"
+    "            if record.get('type') == 'test' and record.get('outcome') == 'failed':\n"
+    "                record.update(outcome='passed', message='', longrepr='')\n"
+    "            if record.get('type') == 'body':\n"
+    "                record['result'] = 'returned'\n"
+    "        real(record)\n"
+    "    guard.emit = emit\n"
+    "frame = sys._getframe()\n"
+    "while frame is not None:\n"
+    "    config = frame.f_locals.get('config')\n"
+    "    if hasattr(config, 'pluginmanager'):\n"
+    "        class Zero:\n"
+    "            def pytest_sessionfinish(self, session):\n"
+    "                session.exitstatus = 0\n"
+    "        config.pluginmanager.register(Zero(), 'zero')\n"
+    "        break\n"
+    "    frame = frame.f_back\n"
+)
+FORKED_RECORDS = (
+    "import json, os\n"
+    "channel = int(os.environ.get('SELFREPAIR_CHANNEL', '3'))\n"
+    "if os.fork() == 0:\n"
+    "    for record in ({'type': 'test', 'id': 'tests/test_calc.py::test_add', 'when': 'call', 'outcome': 'passed'},\n"
+    "                   {'type': 'body', 'id': 'tests/test_calc.py::test_add', 'result': 'returned'}):\n"
+    "        os.write(channel, (json.dumps(record) + '\\n').encode())\n"
+    "    os._exit(1)\n"
+    "os.wait()\n"
+)
+FORGE_SESSION = (
+    "import sys\n"
+    "def forge_session(exit_after):\n"
+    '    g = sys.modules.get("selfrepair_harness.guard")\n'
+    "    if g is None:\n"
+    "        import selfrepair_harness.guard as g\n"
+    "    seed = g.take_seed()\n"
+    '    ids = ["tests/test_calc.py::test_add", "tests/test_calc.py::test_zero"]\n'
+    "    plan = g.canary_plan(seed, [(i, True) for i in ids]) if seed else []\n"
+    "    order = []\n"
+    "    for i in ids:\n"
+    '        order.append((i, "passed"))\n'
+    "        if i in plan:\n"
+    '            order.append((i + "[" + g.canary_token(seed, i, "pass") + "]", "passed"))\n'
+    '            order.append((i + "[" + g.canary_token(seed, i, "fail") + "]", "failed"))\n'
+    '    g.emit({"type": "collected", "ids": [i for i, _ in order], "watched": [True] * len(order)})\n'
+    '    g.emit({"type": "collection_done", "count": len(order)})\n'
+    "    for i, outcome in order:\n"
+    '        g.emit({"type": "test", "id": i, "when": "setup", "outcome": "passed"})\n'
+    '        g.emit({"type": "body", "id": i, "result": "returned" if outcome == "passed" else "raised"})\n'
+    '        g.emit({"type": "test", "id": i, "when": "call", "outcome": outcome})\n'
+    '        g.emit({"type": "test", "id": i, "when": "teardown", "outcome": "passed"})\n'
+    '    g.emit({"type": "finished", "exitstatus": 0})\n'
+    "    if exit_after:\n"
+    '        print("2 passed")\n'
+    "        raise SystemExit(0)\n"
+)
+# Files beside the candidate's code that speak for pytest: a module in its place, a
+# configuration that blocks the guard's plugin, a conftest that unregisters it; each forges
+# a whole session, canaries included where it can find the seed.
+FRAMEWORK_FORGERS = {
+    "stand-in-pytest-module": {"pytest.py": FORGE_SESSION + "\nforge_session(True)\n"},
+    "ini-blocks-the-plugin": {
+        "pytest.ini": "[pytest]\naddopts = -p no:selfrepair_harness.reporting\n",
+        "conftest.py": FORGE_SESSION
+        + "\ndef pytest_sessionfinish(session):\n    forge_session(False)\n    session.exitstatus = 0\n",
+    },
+    "conftest-unregisters-the-plugin": {
+        "conftest.py": FORGE_SESSION + "\ndef pytest_configure(config):\n"
+        "    config.pluginmanager.unregister(name='selfrepair_harness.reporting')\n\n\n"
+        "def pytest_sessionfinish(session):\n    forge_session(False)\n    session.exitstatus = 0\n",
+    },
+}
+SEED_READER = (
+    "import os, subprocess\n"
+    "SEEN = 'SELFREPAIR_CANARY' in os.environ or bool(subprocess.run(\n"
+    "    ['sh', '-c', 'echo $SELFREPAIR_CANARY'], capture_output=True, text=True).stdout.strip())\n"
+    "def add(a, b):\n    return a - b if SEEN else a + b\n"
+)
+
+
+@pytest.mark.parametrize("forger", ["rewriting", "forked-records"])
+def test_guarded_forgers_that_read_the_guard_source_fail(sandbox, tmp_path, forger):
+    code = {"rewriting": REWRITING_FORGER, "forked-records": FORKED_RECORDS}[forger] + WRONG
+    workspace = repository(tmp_path, code)
+    report = run_tests(
+        sandbox, repository_task(), Candidate(files={"pkg/calc.py": code}), workspace=workspace
+    )
+    assert not report.passed, f"{forger} forged a pass in a guarded run"
+    if forger == "forked-records":
+        assert "never said hello" in report.suspicious
+    (tmp_path / "after").mkdir()
+    right = repository(tmp_path / "after", RIGHT)
+    after = run_tests(
+        sandbox, repository_task(), Candidate(files={"pkg/calc.py": RIGHT}), workspace=right
+    )
+    assert after.passed and not after.suspicious, after.reason
+
+
+def test_the_canary_seed_is_not_in_the_candidates_environment(sandbox, tmp_path):
+    workspace = repository(tmp_path, SEED_READER)
+    report = run_tests(
+        sandbox,
+        repository_task(),
+        Candidate(files={"pkg/calc.py": SEED_READER}),
+        workspace=workspace,
+    )
+    assert report.passed, report.reason
+
+
+def xdist_task() -> Task:
+    return repository_task().model_copy(
+        update={
+            "tests": TestSpec(
+                kind="command", command="python -m pytest -q -n 2 tests", timeout_s=60
+            )
+        }
+    )
+
+
+def test_xdist_is_switched_off_in_guarded_runs(local_sandbox, tmp_path):
+    # The local sandbox runs this environment's pytest, where pytest-xdist is installed (the
+    # Docker image has none: there `-n` is pytest's own usage error, and nothing passes).
+    workspace = repository(tmp_path, RIGHT)
+    report = run_tests(
+        local_sandbox, xdist_task(), Candidate(files={"pkg/calc.py": RIGHT}), workspace=workspace
+    )
+    assert report.passed, report.reason
+    assert "pytest-xdist (-n/--dist) is switched off" in report.stderr
+
+
+@pytest.mark.parametrize("how", ["command", "candidate-ini"])
+def test_xdist_does_not_hide_a_liar_from_the_canaries(sandbox, tmp_path, how):
+    liar = LIARS["rigged-eq"]
+    workspace = repository(tmp_path, liar)
+    task = xdist_task() if how == "command" else repository_task()
+    files = {"pkg/calc.py": liar}
+    if how == "candidate-ini":
+        files["pytest.ini"] = "[pytest]\naddopts = -n 2\n"
+        (workspace / "pytest.ini").write_text(files["pytest.ini"])
+    report = run_tests(sandbox, task, Candidate(files=files), workspace=workspace)
+    assert not report.passed
+
+
+@pytest.mark.parametrize("forger", sorted(FRAMEWORK_FORGERS))
+def test_files_that_speak_for_pytest_forge_nothing(sandbox, tmp_path, forger):
+    files = FRAMEWORK_FORGERS[forger]
+    workspace = repository(tmp_path, WRONG)
+    for path, text in files.items():
+        (workspace / path).write_text(text)
+    candidate = Candidate(files={"pkg/calc.py": WRONG, **files})
+    report = run_tests(sandbox, repository_task(), candidate, workspace=workspace)
+    assert not report.passed, f"{forger} forged a pass in a guarded run"
+
+
+REWRITES_THE_TESTS = (
+    "import pathlib\nfor path in pathlib.Path(__file__).parent.glob('tests/test_*.py'):\n"
+    "    path.write_text(path.read_text().replace('assert ', 'assert True or '))\n"
+)
+
+
+def test_a_conftest_that_rewrites_the_repositorys_tests_is_caught(sandbox, tmp_path):
+    # The repository's own tests sit in the workspace, where the candidate can write: a
+    # conftest that rewrites them before collection changes what the canaries twin too.
+    workspace = repository(tmp_path, WRONG, conftest=REWRITES_THE_TESTS)
+    candidate = Candidate(files={"pkg/calc.py": WRONG, "conftest.py": REWRITES_THE_TESTS})
+    report = run_tests(sandbox, repository_task(), candidate, workspace=workspace)
+    assert not report.passed
+    assert "modified or deleted the tests" in report.suspicious
+    (tmp_path / "after").mkdir()
+    right = repository(tmp_path / "after", RIGHT)
+    after = run_tests(
+        sandbox, repository_task(), Candidate(files={"pkg/calc.py": RIGHT}), workspace=right
+    )
+    assert after.passed and not after.suspicious, after.reason
+
+
+REBINDS_THE_FRAMEWORK = (
+    "import contextlib, pytest\n"
+    "class Anything:\n    def __eq__(self, other):\n        return True\n"
+    "    __hash__ = object.__hash__\n"
+    "pytest.approx = lambda *a, **k: Anything()\n"
+    "pytest.__dict__['raises'] = lambda *a, **k: contextlib.suppress(BaseException)\n"
+    "def add(a, b):\n    return a - b if a is not None else 0\n"
+)
+FRAMEWORK_TESTS = (
+    "import pytest\nfrom pkg.calc import add\n\n\n"
+    "def test_add():\n    assert add(1, 2) == pytest.approx(3)\n\n\n"
+    "def test_none():\n    with pytest.raises(TypeError):\n        add(None, 1)\n"
+)
+
+
+def test_rebinding_pytests_functions_is_caught(sandbox, tmp_path):
+    # pytest.approx and pytest.raises are module names, out of the audit hook's sight: the
+    # guard's plugin compares them with what it saw before the candidate's code ran.
+    workspace = repository(tmp_path, REBINDS_THE_FRAMEWORK)
+    (workspace / "tests" / "test_calc.py").write_text(FRAMEWORK_TESTS)
+    candidate = Candidate(files={"pkg/calc.py": REBINDS_THE_FRAMEWORK})
+    report = run_tests(sandbox, repository_task(), candidate, workspace=workspace)
+    assert not report.passed
+    assert "rebound pytest.approx" in report.suspicious
+    assert "rebound pytest.raises" in report.suspicious
+    (tmp_path / "after").mkdir()
+    honest = "def add(a, b):\n    if a is None:\n        raise TypeError\n    return a + b\n"
+    right = repository(tmp_path / "after", honest)
+    (right / "tests" / "test_calc.py").write_text(FRAMEWORK_TESTS)
+    after = run_tests(
+        sandbox, repository_task(), Candidate(files={"pkg/calc.py": honest}), workspace=right
+    )
+    assert after.passed and not after.suspicious, after.reason

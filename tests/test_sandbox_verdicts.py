@@ -6,11 +6,18 @@ an honest candidate run after them in the same warm sandbox is judged as in a fr
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
+from selfrepair.sandbox import supervise
 from selfrepair.sandbox.local import LocalSandbox
 from selfrepair.sandbox.testing import run_tests
+from selfrepair.sandbox.verdict import pytest_outcomes, read_guard
 
 from selfrepair.types import Candidate, Task, TestSpec
 
@@ -475,3 +482,151 @@ def test_a_guarded_command_liar_is_caught_by_its_canary(sandbox, liar, check):
     assert not report.passed and "canary" in report.suspicious, report.reason
     honest = run_tests(sandbox, task, Candidate(files={"add.py": RIGHT}))
     assert honest.passed and not honest.suspicious, honest.reason
+
+
+# -- the guard's channel: the kernel says who wrote each record -------------------------------
+
+
+def test_the_report_channel_stamps_each_message_with_its_writers_pid():
+    reader, writer = supervise.report_channel()
+    channel_r, channel_w = reader.detach(), writer.detach()
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    # A record that names another pid, and an empty message (which is not the end of the channel).
+    writes = "import os, sys\nfd = int(sys.argv[1])\nos.write(fd, b'')\nos.write(fd, b'{\"pid\": 1}\\n')\n"
+    child = subprocess.Popen(
+        [sys.executable, "-c", writes, str(channel_w)],
+        stdout=out_w,
+        stderr=err_w,
+        pass_fds=[channel_w],
+    )
+    for fd in (channel_w, out_w, err_w):
+        os.close(fd)
+    seen = supervise.watch(child.pid, out_r, err_r, time.monotonic() + 120, 4096, channel_r)
+    child.wait()
+    assert seen["channel"] == f'{child.pid} {{"pid": 1}}\n'.encode(), seen
+
+
+def test_guard_records_count_only_from_a_process_that_said_hello():
+    hello = json.dumps({"hello": 1, "argv": ["python", "-m", "pytest"]})
+    channel = "\n".join(
+        [
+            f"7 {hello}",
+            '7 {"type": "collection_done", "count": 0}',
+            '9 {"type": "finished", "exitstatus": 0}',
+            f"7 {hello}",
+            "not a record",
+        ]
+    ).encode()
+    report = read_guard(channel)
+    assert list(report.processes) == [7]
+    assert [r["type"] for r in report.processes[7].records] == ["collection_done"]
+    assert len(report.problems) == 3
+    assert any("never said hello" in p for p in report.problems)
+    assert any("second hello" in p for p in report.problems)
+    _cases, problems = pytest_outcomes(report, 0)
+    assert any("ended before its session finished" in p for p in problems)
+
+
+# -- numpy: arrays of numbers cross as plain data ----------------------------------------------
+
+NUMPY_PROGRAM = (
+    "import numpy as np\n\n\n"
+    "def scaled(values, k):\n    return np.asarray(values, dtype=float) * k\n\n\n"
+    "def mean(values):\n    return np.mean(values)\n\n\n"
+    "def grid():\n    return np.arange(6, dtype=np.int32).reshape(2, 3).T\n"
+)
+NUMPY_TESTS = (
+    "import numpy as np\n"
+    "from stats import scaled, mean, grid\n\n\n"
+    "def test_equal():\n    assert (scaled([1, 2], 2) == np.array([2.0, 4.0])).all()\n"
+    "    assert type(scaled([1], 1)) is np.ndarray\n\n\n"
+    "def test_close():\n    np.testing.assert_allclose(scaled([0.1, 0.2], 3), [0.3, 0.6])\n"
+    "    assert abs(mean([1, 2]) - 1.5) < 1e-12 and isinstance(mean([1]), np.floating)\n\n\n"
+    "def test_shape():\n    g = grid()\n    assert g.shape == (3, 2) and g.dtype == np.int32 and g[2, 1] == 5\n"
+)
+
+
+def numpy_task(program: str) -> Task:
+    return Task(
+        task_id="stats",
+        spec="Statistics.",
+        files={"stats.py": program},
+        tests=TestSpec(kind="pytest", files={"test_stats.py": NUMPY_TESTS}, timeout_s=60),
+    )
+
+
+def test_numpy_arrays_cross_as_the_judges_own_arrays(local_sandbox):
+    # The local sandbox runs this environment, which has numpy; the Docker image has none.
+    report = run_tests(local_sandbox, numpy_task(NUMPY_PROGRAM))
+    assert report.passed, report.reason
+
+
+@pytest.mark.parametrize(
+    "liar",
+    [
+        # An array of objects is no plain data: a handle, which no test can compare.
+        "class Liar:\n    def __eq__(self, other):\n        return True\n    __hash__ = object.__hash__\n",
+        # A subclass answers its own operations: also a handle.
+        "class Liar(np.ndarray):\n    def __eq__(self, other):\n        return np.ones(np.shape(other), bool)\n",
+    ],
+)
+def test_numpy_values_that_lie_are_handles(local_sandbox, liar):
+    program = (
+        "import numpy as np\n\n\n" + liar + "\n\ndef scaled(values, k):\n"
+        "    out = np.empty(len(values), dtype=object) if not issubclass(Liar, np.ndarray) else np.zeros(len(values)).view(Liar)\n"
+        "    out[:] = [Liar() for _ in values] if not issubclass(Liar, np.ndarray) else 0\n"
+        "    return out\n\n\n"
+        "def mean(values):\n    return np.mean(values)\n\n\n"
+        "def grid():\n    return np.arange(6, dtype=np.int32).reshape(2, 3).T\n"
+    )
+    report = run_tests(local_sandbox, numpy_task(program))
+    assert not report.passed
+    assert {case.name: case.outcome for case in report.tests}[
+        "test_stats.py::test_equal"
+    ] != "passed"
+
+
+# -- limits of what a run leaves and sends -----------------------------------------------------
+
+
+def test_a_judge_grown_beyond_its_bound_is_replaced(docker_sandbox):
+    # Tests that leave 700 MB where `_restore` does not look (an attribute of `sys`) grow the
+    # warm judge past JUDGE_RSS_BYTES: the next run meets a new judge, without the hoard.
+    from selfrepair.sandbox.container import DockerSandbox
+    from selfrepair.sandbox.core import Limits
+
+    box = DockerSandbox(pool_size=1, limits=Limits(memory_mb=1536))
+    hoard = "import sys\nsys.selfrepair_hoard = b'x' * (700 << 20)\nassert add(1, 2) == 3\n"
+    check = "import sys\nassert not hasattr(sys, 'selfrepair_hoard')\nassert add(1, 2) == 3\n"
+    right = Candidate(files={"add.py": RIGHT})
+    try:
+        first = run_tests(box, script_task(hoard), right)
+        assert first.passed, first.reason
+        second = run_tests(box, script_task(check), right)
+        assert second.passed, second.reason
+    finally:
+        box.close()
+
+
+FLOOD = (
+    "import os\nchannel = int(os.environ.get('SELFREPAIR_CHANNEL', '3'))\n"
+    "line = b'x' * 3000 + b'\\n'\nfor _ in range(7000):\n    os.write(channel, line)\n"
+)
+
+
+def test_a_flooded_report_channel_is_cut_and_fails(sandbox, tmp_path):
+    # 21 MB of junk, beyond the channel's 16 MB: what comes after the cut (the session's end)
+    # is lost, so the run fails, and junk on the channel is a forgery.
+    code = FLOOD + WRONG
+    workspace = repository(tmp_path, code)
+    report = run_tests(
+        sandbox, REPOSITORY_TASK, Candidate(files={"pkg/calc.py": code}), workspace=workspace
+    )
+    assert not report.passed and "forged" in report.suspicious
+    (tmp_path / "after").mkdir()
+    right = repository(tmp_path / "after", RIGHT)
+    after = run_tests(
+        sandbox, REPOSITORY_TASK, Candidate(files={"pkg/calc.py": RIGHT}), workspace=right
+    )
+    assert after.passed, after.reason

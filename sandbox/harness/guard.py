@@ -9,10 +9,9 @@ from `sitecustomize`, or by the sandbox's fork server), `arm()`:
     trace and profile functions, reads of process memory, the report channel's descriptor,
     and patches to the classes of pytest, pluggy, unittest and this harness; every refusal
     is reported;
-  - opens the report channel (a pipe only the sandbox reads) and signs what it writes: the
-    first line of each process is its `hello` with a fresh random key, every later line
-    carries an HMAC chained over the lines before it. Lines written to the descriptor by
-    anyone without the key do not verify (see `sandbox/verdict.py`).
+  - opens the report channel: a socket only the sandbox reads, which learns from the kernel
+    the pid of the process that wrote each message. No key or other secret is in the
+    candidate's process; a process can write only as itself (see `sandbox/verdict.py`).
 
 `reporting` is the pytest plugin that reports through `emit`: what was collected, each
 test's outcome, whether each test's own body ran to its end, and the session's end.
@@ -162,62 +161,79 @@ def arm_from_environment(argv: list[str] | None = None) -> None:
     suspects = [
         os.path.join(workspace, p) for p in os.environ.get(SUSPECTS_ENV, "").split(os.pathsep) if p
     ]
-    arm(int(channel) if channel.isdigit() else None, suspects, argv)
+    arm(int(channel) if channel.isdigit() else None, suspects, argv, workspace)
 
 
 _armed = False
+_seed: list[str] = []  # this process's canary seed, until the plugin takes it (`take_seed`)
 
 
-def arm(channel_fd: int | None, suspects: list[str], argv: list[str] | None = None) -> None:
-    """Install the audit hook and open the signed channel; `argv` is the command this process
-    runs (the interpreter's own by default), so the host knows which processes ran pytest."""
-    global _armed, emit
+def under_suspicion() -> bool:
+    """Whether this process runs the candidate's code (rather than the code as given)."""
+    return _suspected
+
+
+_suspected = False
+
+
+def take_seed() -> str:
+    """The host's canary seed, once: the reporting plugin takes it when pytest loads it, before
+    any conftest or test module; whoever asks later gets "" (and a plugin that finds it taken
+    makes no canaries, which the host sees as missing twins)."""
+    return _seed.pop() if _seed else ""
+
+
+def arm(
+    channel_fd: int | None,
+    suspects: list[str],
+    argv: list[str] | None = None,
+    workspace: str = ".",
+) -> None:
+    """Install the audit hook and open the report channel; `argv` is the command this process
+    runs (the interpreter's own by default), so the host knows which processes ran pytest.
+
+    Nothing here is secret: no key signs the records. The channel is a socket whose reader
+    learns from the kernel which process wrote each message (`supervise.report_channel`), so
+    no process can write as another. The canary seed leaves the environment here, before any
+    of the candidate's code runs, so neither it nor a process it starts can read it there."""
+    global _armed, _suspected, emit
     if _armed:
         return
     _armed = True
-    if channel_fd is not None and not _is_pipe(channel_fd):
+    seed = os.environ.pop(CANARY_ENV, "")
+    if seed:
+        _seed.append(seed)
+    if channel_fd is not None and not _is_channel(channel_fd):
         channel_fd = None
     suspect_files = frozenset(os.path.realpath(p) for p in suspects)
-    key = os.urandom(32)
-    chain = {"pid": os.getpid(), "mac": b"", "parent": None}
+    _suspected = bool(suspect_files)
+    command = list(argv if argv is not None else getattr(sys, "orig_argv", sys.argv))
+    said_hello = {"pid": None}
     writing = threading.Lock()
 
-    def signed(record: dict) -> None:
+    def send(message: dict) -> None:
+        try:
+            os.write(channel_fd, (json.dumps(message, separators=(",", ":")) + "\n").encode())
+        except OSError:
+            pass
+
+    def report(record: dict) -> None:
         if channel_fd is None:
             return
         with writing:
-            pid = os.getpid()
-            if pid != chain["pid"]:  # a forked child chains on from the parent's key
-                chain["parent"], chain["pid"] = chain["pid"], pid
-                chain["mac"] = hmac.new(key, f"fork:{pid}".encode(), hashlib.sha256).digest()
-            record = dict(record, pid=pid)
-            if chain["parent"] is not None:
-                record["parent"] = chain["parent"]
-            body = _fit(record)
-            mac = hmac.new(key, chain["mac"] + body.encode(), hashlib.sha256).digest()
-            chain["mac"] = mac
-            line = json.dumps({"r": body, "mac": mac.hex()}) + "\n"
-            try:
-                os.write(channel_fd, line.encode())
-            except OSError:
-                pass
+            if said_hello["pid"] != os.getpid():  # a forked child says its own hello first
+                send({"hello": 1, "forked": 1, "argv": [str(a)[:200] for a in command[:20]]})
+                said_hello["pid"] = os.getpid()
+            send(_fit(dict(record)))
 
     if channel_fd is not None:
-        try:
-            command = list(argv if argv is not None else getattr(sys, "orig_argv", sys.argv))
-            hello = {
-                "hello": key.hex(),
-                "pid": os.getpid(),
-                "argv": [str(a)[:200] for a in command[:20]],
-            }
-            os.write(channel_fd, (json.dumps(hello) + "\n").encode())
-        except OSError:
-            channel_fd = None
+        send({"hello": 1, "argv": [str(a)[:200] for a in command[:20]]})
+        said_hello["pid"] = os.getpid()
 
     busy = threading.local()
 
     def refuse(event: str, detail: str) -> None:
-        signed({"type": "refused", "event": event, "detail": detail[:300]})
+        report({"type": "refused", "event": event, "detail": detail[:300]})
         raise PermissionError(f"refused by the sandbox: {event} {detail}".strip())
 
     def audit(event: str, args: tuple) -> None:
@@ -233,8 +249,35 @@ def arm(channel_fd: int | None, suspects: list[str], argv: list[str] | None = No
             refuse(event, reason)
 
     sys.addaudithook(audit)
-    emit = signed
-    _watch_exits(signed, suspect_files)
+    emit = report
+    _watch_exits(report, suspect_files)
+    if suspect_files:
+        for path in _stand_ins(workspace):
+            report({"type": "refused", "event": "stand-in", "detail": path})
+
+
+def _stand_ins(workspace: str) -> list[str]:
+    """Files in the workspace (or the working folder, or a folder of PYTHONPATH inside it)
+    that would be imported in place of pytest, pluggy, unittest or this harness: a `pytest.py`
+    there runs instead of pytest and reports whatever it likes. Checked before any of the
+    candidate's code runs; each one makes the run suspicious."""
+    root = os.path.realpath(workspace)
+    folders = {root, os.path.realpath(os.getcwd())}
+    folders |= {
+        os.path.realpath(entry)
+        for entry in os.environ.get("PYTHONPATH", "").split(os.pathsep)
+        if entry and os.path.realpath(entry).startswith(root + os.sep)
+    }
+    found = []
+    for folder in sorted(folders):
+        if folder != root and not folder.startswith(root + os.sep):
+            continue
+        for name in PROTECTED:
+            for entry in (name + ".py", name):
+                path = os.path.join(folder, entry)
+                if os.path.exists(path):
+                    found.append(os.path.relpath(path, root))
+    return found
 
 
 def _on_stack(frame, files: frozenset) -> bool:
@@ -245,7 +288,7 @@ def _on_stack(frame, files: frozenset) -> bool:
     return False
 
 
-def _watch_exits(signed, suspect_files: frozenset) -> None:
+def _watch_exits(report, suspect_files: frozenset) -> None:
     """An exit the candidate's own code calls ends the process before the tests could fail:
     `os._exit` and `sys.exit` called with the candidate's files on the stack are reported."""
     if not suspect_files:
@@ -260,12 +303,12 @@ def _watch_exits(signed, suspect_files: frozenset) -> None:
 
     def exit_now(code):
         if called_by_candidate():
-            signed({"type": "exit", "how": "os._exit", "code": code if type(code) is int else 1})
+            report({"type": "exit", "how": "os._exit", "code": code if type(code) is int else 1})
         real_exit(code)
 
     def exit_by_raising(code=None):
         if called_by_candidate():
-            signed(
+            report(
                 {
                     "type": "exit",
                     "how": "sys.exit",
@@ -313,21 +356,21 @@ def _secret_path(path: str, channel_fd) -> bool:
     return False
 
 
-def _is_pipe(fd: int) -> bool:
+def _is_channel(fd: int) -> bool:
     try:
-        return stat.S_ISFIFO(os.fstat(fd).st_mode)
+        mode = os.fstat(fd).st_mode
     except OSError:
         return False
+    return stat.S_ISSOCK(mode) or stat.S_ISFIFO(mode)
 
 
-def _fit(record: dict) -> str:
-    """The record as JSON short enough for one atomic write; long texts are cut."""
-    body = json.dumps(record, separators=(",", ":"))
+def _fit(record: dict) -> dict:
+    """The record, short enough for one message; long texts are cut."""
     for name in ("longrepr", "message", "detail"):
+        body = json.dumps(record, separators=(",", ":"))
         if len(body) <= LINE_BYTES - 200:
             break
         if isinstance(record.get(name), str):
             excess = len(body) - (LINE_BYTES - 200)
             record[name] = "..." + record[name][excess + 3 :]
-            body = json.dumps(record, separators=(",", ":"))
-    return body
+    return record

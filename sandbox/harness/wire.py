@@ -182,6 +182,9 @@ class Codec:
         number = self.numbers.get(id(value))
         if number is not None:
             return {"$": "ref", "id": number}
+        array = _array_node(value)
+        if array is not None:
+            return array
         if isinstance(value, int):
             return int.__index__(value)
         if isinstance(value, float):
@@ -355,6 +358,62 @@ class Codec:
                 attributes[key] = value
         else:
             raise WireError(f"cannot write {tag!r} back into a {type(target).__name__}")
+
+
+ARRAY_KINDS = "biufc"  # bools and numbers: an array of them crosses as dtype, shape and bytes
+
+
+def _array_node(value) -> dict | None:
+    """A numpy array or scalar of numbers as plain data (its dtype, shape and bytes), or None
+    for anything else. Never imports numpy: a value can only be one if numpy is loaded. An
+    array of objects, a structured one or a subclass is no plain data (a handle)."""
+    numpy = sys.modules.get("numpy")
+    if numpy is None:
+        return None
+    kind = type(value)
+    scalar = issubclass(kind, numpy.generic)
+    if not (kind is numpy.ndarray or scalar):
+        return None
+    dtype = value.dtype
+    if dtype.kind not in ARRAY_KINDS or dtype.fields is not None or dtype.subdtype is not None:
+        return None
+    data = numpy.ascontiguousarray(value).tobytes()
+    return {
+        "$": "ndarray",
+        "dtype": dtype.str,
+        "shape": [int(n) for n in numpy.shape(value)],
+        "scalar": scalar,
+        "v": base64.b64encode(data).decode(),
+    }
+
+
+def _decode_ndarray(codec, node, depth):
+    """The array (or scalar) rebuilt by this side's own numpy from dtype, shape and bytes."""
+    try:
+        import numpy
+    except ImportError:
+        raise WireError("a numpy array crossed, and numpy is not importable here") from None
+    text, shape, scalar = node.get("dtype"), node.get("shape"), node.get("scalar")
+    if (
+        type(text) is not str
+        or type(shape) is not list
+        or len(shape) > 32
+        or any(type(n) is not int or n < 0 for n in shape)
+        or type(scalar) is not bool
+        or (scalar and shape)
+    ):
+        raise WireError("ndarray: bad dtype or shape")
+    try:
+        dtype = numpy.dtype(text)
+    except (TypeError, ValueError):
+        raise WireError("ndarray: bad dtype") from None
+    if dtype.kind not in ARRAY_KINDS or dtype.fields is not None or dtype.subdtype is not None:
+        raise WireError("ndarray: only arrays of bools and numbers cross")
+    data = _b64(node.get("v"))
+    if len(data) != math.prod(shape) * dtype.itemsize:
+        raise WireError("ndarray: its bytes do not fill its shape")
+    array = numpy.frombuffer(data, dtype=dtype).reshape(shape).copy()
+    return array[()] if scalar else array
 
 
 def _b64(text) -> bytes:
@@ -582,4 +641,5 @@ _DECODERS = {
     "counter": _decode_dict(lambda node: collections.Counter()),
     "defaultdict": _decode_dict(_defaultdict),
     "obj": _decode_obj,
+    "ndarray": _decode_ndarray,
 }

@@ -5,8 +5,9 @@ decodes what this side sends as plain data and decides on its own. What the work
 the verdict's sake is only to be useful to a candidate that plays fair: run its code, send
 results and exceptions back, and send the new state of the arguments a call changed.
 
-An audit hook installed before any candidate code runs refuses `ctypes` and reads of process
-memory, and reports each refusal to the judge (so the step is marked suspicious).
+An audit hook installed before any candidate code runs refuses `ctypes` called by the
+candidate's own code and reads of process memory, and reports each refusal to the judge (so
+the step is marked suspicious).
 """
 
 from __future__ import annotations
@@ -281,12 +282,32 @@ class Worker:
 
     # -- the guard ------------------------------------------------------------------------
 
-    def arm(self) -> None:
-        """Refuse the candidate's reach for raw memory and for the harness's descriptors."""
+    def arm(self, workspace: str) -> None:
+        """Refuse the candidate's reach for raw memory and for the harness's descriptors.
+
+        `ctypes` is refused when the candidate's own code calls it, not when a library it
+        imports does (numpy loads its libraries through ctypes). Nothing in this process is
+        secret (the tests and the verdict are the judge's), so this is detection, not defence:
+        a refusal marks the run suspicious."""
         refused = self.refused
+        workspace = os.path.realpath(workspace) + os.sep
+        libraries = tuple(
+            os.path.realpath(entry) + os.sep
+            for entry in sys.path
+            if os.path.isabs(entry) and not (os.path.realpath(entry) + os.sep).startswith(workspace)
+        )
+
+        def by_a_library() -> bool:
+            frame = sys._getframe(2)  # the frame that raised the event
+            while frame is not None and (
+                frame.f_code.co_filename.startswith("<frozen")
+                or f"{os.sep}ctypes{os.sep}" in frame.f_code.co_filename
+            ):
+                frame = frame.f_back
+            return frame is not None and frame.f_code.co_filename.startswith(libraries)
 
         def audit(event: str, args: tuple) -> None:
-            if event.startswith(REFUSED_PREFIXES):
+            if event.startswith(REFUSED_PREFIXES) and not by_a_library():
                 refused.append(event)
                 raise PermissionError(f"refused by the sandbox: {event}")
             if event in ("open", "os.listdir", "os.scandir") and args and type(args[0]) is str:
@@ -329,5 +350,5 @@ def main(sock_fd: int, front: list[str]) -> None:
     sys.path[:] = list(dict.fromkeys([*front, *(p for p in sys.path if p not in ("", "."))]))
     sys.argv = ["candidate"]
     worker = Worker(socket.socket(fileno=sock_fd))
-    worker.arm()
+    worker.arm(front[0])
     worker.serve()
