@@ -7,11 +7,13 @@ failing test's error and the statement it crashed in name what to look for, and 
 finds, in every function of the repository, what writes it:
 
   no attribute X (of a class C)  the functions that assign `<obj>.X`, and C's constructor
-  name X is not defined          the functions that assign X
   KeyError: 'X'                  the functions that store key 'X' (`d['X'] = ...`, `{'X': ...}`)
   any failure                    the statement at the innermost frame in the repository: the
                                  functions that write the attributes it reads, and the
                                  functions it calls (they produced what it used)
+
+A NameError is not followed: a local name can only be set in the function that crashed (its
+frame already ranks it), and a missing global is set outside any function.
 """
 
 from __future__ import annotations
@@ -35,20 +37,14 @@ CONSTRUCTORS = ("__init__", "__new__", "__post_init__")
 _NO_ATTRIBUTE = re.compile(
     r"(?:'(?P<cls>[\w.]+)' object|type object '(?P<type>[\w.]+)') has no attribute '(?P<attr>\w+)'"
 )
-_NO_NAME = re.compile(
-    r"name '(?P<name>\w+)' is not defined"
-    r"|local variable '(?P<local>\w+)' referenced before assignment"
-    r"|cannot access (?:local|free) variable '(?P<free>\w+)'"
-)
 _KEY_ERROR = re.compile(r"KeyError: ['\"](?P<key>[^'\"]+)['\"]")
 
 
 @dataclass(frozen=True)
 class Writes:
-    """What one function writes: attribute names, plain names, and string keys."""
+    """What one function writes: attribute names and string keys."""
 
     attributes: frozenset[str]
-    names: frozenset[str]
     keys: frozenset[str]
 
 
@@ -81,11 +77,6 @@ def leads(root: Path, defs: list[Definition], case: TestCase) -> list[Lead]:
                 add(d, "missing", f"sets .{attribute}, which the crash found missing")
             elif d.name in CONSTRUCTORS and d.qualname.split(".")[-2:-1] == [owner]:
                 add(d, "missing", f"builds the {owner} that has no .{attribute}")
-    if (match := _NO_NAME.search(error)) is not None:
-        name = match["name"] or match["local"] or match["free"]
-        for d in functions:
-            if name in writes[d].names:
-                add(d, "missing", f"assigns {name}, which the crash found undefined")
     if (match := _KEY_ERROR.search(error)) is not None:
         for d in functions:
             if match["key"] in writes[d].keys:
@@ -169,7 +160,7 @@ def _writes_by_definition(root: Path, functions: list[Definition]) -> dict[Defin
     by_file: dict[str, list[Definition]] = {}
     for d in functions:
         by_file.setdefault(d.path, []).append(d)
-    found: dict[Definition, tuple[set, set, set]] = {d: (set(), set(), set()) for d in functions}
+    found: dict[Definition, tuple[set, set]] = {d: (set(), set()) for d in functions}
     for path, local in by_file.items():
         for row, kind, name in _writes_in(parse((root / path).read_bytes()).root_node):
             holding = [d for d in local if d.contains(row + 1)]
@@ -180,22 +171,20 @@ def _writes_by_definition(root: Path, functions: list[Definition]) -> dict[Defin
 
 
 def _writes_in(module: Node) -> Iterable[tuple[int, int, str]]:
-    """(row, 0 attribute | 1 name | 2 key, what) for every assignment target and dict key."""
+    """(row, 0 attribute | 1 key, what) for every attribute or key assigned, and dict keys."""
     for node in _walk(module):
         if node.type in ("assignment", "augmented_assignment"):
             for target in _targets(node.child_by_field_name("left")):
                 if target.type == "attribute":
                     yield target.start_point[0], 0, _text(target.child_by_field_name("attribute"))
-                elif target.type == "identifier":
-                    yield target.start_point[0], 1, _text(target)
                 elif target.type == "subscript":
                     key = target.child_by_field_name("subscript")
                     if key is not None and key.type == "string":
-                        yield target.start_point[0], 2, _string(key)
+                        yield target.start_point[0], 1, _string(key)
         elif node.type == "pair":
             key = node.child_by_field_name("key")
             if key is not None and key.type == "string":
-                yield key.start_point[0], 2, _string(key)
+                yield key.start_point[0], 1, _string(key)
 
 
 def _targets(left: Node | None) -> Iterable[Node]:
