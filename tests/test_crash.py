@@ -150,3 +150,25 @@ def test_a_bad_value_points_at_what_the_crash_statement_read_and_called(tmp_path
     defs = localise.repository_map(root)
     found = {lead.definition.qualname: lead.kind for lead in crash.leads(root, defs, case)}
     assert found == {"Clock.__init__": "produced", "scale": "produced"}
+
+
+def test_a_name_error_points_nowhere_else_than_where_it_crashed(tmp_path):
+    """A local name is set only in the function that crashed: another function that assigns
+    the same name is no lead."""
+    root = make_repo(
+        tmp_path,
+        {
+            "grammar.py": (
+                "def star(left):\n    right = parse_rhs()\n    return (left, right)\n\n\n"
+                "def flatten(left):\n    return (left, right)\n\n\n"
+                "def parse_rhs():\n    return 1\n"
+            )
+        },
+    )
+    case = types.TestCase(
+        name="tests/test_grammar.py::test_flatten",
+        outcome="failed",
+        message="NameError: name 'right' is not defined",
+        traceback="grammar.py:7: in flatten\n    return (left, right)\nE   NameError",
+    )
+    assert crash.leads(root, localise.repository_map(root), case) == []
