@@ -5,10 +5,13 @@ DATA is a `selfrepair synth` folder (the bugs of held-out packages). The first -
 (by instance id, of --split) are taken; for each:
 
 1. Localisation (no model): the fault function is the one the bug's patch changes, found in
-   the buggy commit. Today's ranking is the issue graph's (agents.code.localise.rank over the
-   issue text; classes left out, which only helps it); the new one is localise-repair's
-   (agents.code.suspects: the issue, the failing tests' tracebacks and what they call, read
-   from the base's test run in the sandbox). Top-1 and top-5 accuracy with intervals.
+   the buggy commit. Three rankings: the issue graph's (`issue_graph`:
+   agents.code.localise.rank over the issue text; classes left out, which only helps it);
+   localise-repair's without following crashes back (`calls`: agents.code.suspects over the
+   issue, the failing tests' tracebacks and what they call, read from the base's test run in
+   the sandbox) and with it (`crash`, what localise-repair uses: each crash's missing name or
+   read value, back to the functions that write it). Top-1 and top-5 accuracy with
+   intervals, and crash - calls paired.
 2. Repair, with --model, through `selfrepair bench` itself, so the figures are what a user
    gets: function-level (`bench synth`, best-of-n at --budget), repository-level with
    localise-repair (`bench swebench --strategy localise-repair` at --repo-budget: each of its
@@ -44,6 +47,7 @@ from selfrepair.types import Task
 
 SELFREPAIR = str(Path(sys.executable).parent / "selfrepair")
 ARMS = ("function", "localise-repair", "issue")
+RANKINGS = ("issue_graph", "calls", "crash")
 _HUNK = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+\d+(?:,\d+)? @@", re.M)
 
 
@@ -100,36 +104,61 @@ def localisation(tasks: list[Task], sandbox_kind: str) -> dict:
             with checkout(open_repository(task.repo), task.base_commit) as work:
                 faults = fault_functions(work.path, task.metadata.get("solution", ""))
                 defs = localise.repository_map(work.path)
-                today = [
-                    (r.definition.path, r.definition.qualname)
-                    for r in localise.rank(defs, task.spec)
-                    if r.definition.kind != "class"
-                ]
+                ranked = {
+                    "issue_graph": [
+                        (r.definition.path, r.definition.qualname)
+                        for r in localise.rank(defs, task.spec)
+                        if r.definition.kind != "class"
+                    ]
+                }
                 baseline = run_candidate_tests(sandbox, work, task, None)
                 try:
                     prepare(work, task, "")
-                    new = [
-                        (r.definition.path, r.definition.qualname)
-                        for r in suspects(work.path, task.spec, baseline.failing, limit=50)
-                    ]
+                    for name, follow in (("calls", False), ("crash", True)):
+                        ranked[name] = [
+                            (r.definition.path, r.definition.qualname)
+                            for r in suspects(
+                                work.path,
+                                task.spec,
+                                baseline.failing,
+                                limit=50,
+                                follow_crashes=follow,
+                            )
+                        ]
                 finally:
                     work.reset()
             rows.append(
-                {
-                    "task_id": task.task_id,
-                    "fault": sorted(faults),
-                    "today": position(today, faults),
-                    "new": position(new, faults),
-                }
+                {"task_id": task.task_id, "package": Path(task.repo).name, "fault": sorted(faults)}
+                | {name: position(order, faults) for name, order in ranked.items()}
             )
     finally:
         sandbox.close()
     measured = [r for r in rows if r["fault"]]
     summary = {"tasks": len(measured), "no_fault_found": len(rows) - len(measured)}
-    for ranking in ("today", "new"):
-        for k in (1, 5):
-            hits = [float(r[ranking] is not None and r[ranking] <= k) for r in measured]
-            summary[f"{ranking}_top{k}"] = bootstrap_mean(hits).to_json() if hits else None
+    for k in (1, 5):
+        hits = {
+            ranking: [float(r[ranking] is not None and r[ranking] <= k) for r in measured]
+            for ranking in RANKINGS
+        }
+        for ranking in RANKINGS:
+            summary[f"{ranking}_top{k}"] = (
+                bootstrap_mean(hits[ranking]).to_json() if measured else None
+            )
+        if measured:
+            summary[f"crash_minus_calls_top{k}"] = {
+                "difference": paired_bootstrap(hits["calls"], hits["crash"]).to_json(),
+                "sign_test": sign_test(hits["calls"], hits["crash"]).to_json(),
+            }
+    # Bugs of one package share its code and tests: the pooled intervals treat them as
+    # independent, so each package's counts are shown too.
+    summary["by_package"] = {}
+    for row in measured:
+        counts = summary["by_package"].setdefault(row["package"], {"tasks": 0})
+        counts["tasks"] += 1
+        for ranking in RANKINGS:
+            for k in (1, 5):
+                hit = row[ranking] is not None and row[ranking] <= k
+                counts[f"{ranking}_top{k}"] = counts.get(f"{ranking}_top{k}", 0) + hit
     summary["rows"] = rows
     return summary
 

@@ -70,13 +70,51 @@ class IssueContext(RepairContext):
 
     def work(self, task: Task) -> Checkout:
         if self.checkout is None:
-            if not task.repo:
-                raise SelfRepairError(f"task {task.task_id}: not a repository task (no repo)")
-            self.checkout = checkout(mirror_repository(task.repo), task.base_commit or "HEAD")
+            self.checkout = base_checkout(task)
             weakref.finalize(self, self.checkout.close)
         if self.repository is None:
             self.repository = editor.RepositoryMap(self.checkout)
         return self.checkout
+
+
+def base_checkout(task: Task) -> Checkout:
+    """A private checkout of the task's base commit, made from its repository's mirror."""
+    if not task.repo:
+        raise SelfRepairError(f"task {task.task_id}: not a repository task (no repo)")
+    return checkout(mirror_repository(task.repo), task.base_commit or "HEAD")
+
+
+def run_repository_graph(
+    builder: StateGraph,
+    strategy: str,
+    task: Task,
+    sandbox: Sandbox,
+    make_context: Callable[[Checkout, TestReport], RepairContext],
+    *,
+    work: Checkout | None = None,
+    baseline: TestReport | None = None,
+    checkpointer=None,
+) -> Trajectory:
+    """What every repository graph does before its first node: refuse an empty issue, work in
+    `work` (or a private checkout of the base made here and removed after), learn how the
+    tests fail on the base unless `baseline` says, then run the graph with the context
+    `make_context(work, baseline)` gives."""
+    if not task.spec.strip():
+        raise SelfRepairError(f"task {task.task_id}: the issue text is empty")
+    if work is None:
+        with base_checkout(task) as made:
+            return run_repository_graph(
+                builder,
+                strategy,
+                task,
+                sandbox,
+                make_context,
+                work=made,
+                baseline=baseline,
+                checkpointer=checkpointer,
+            )
+    context = make_context(work, baseline or run_candidate_tests(sandbox, work, task, None))
+    return run_graph(builder, strategy, task, context, checkpointer=checkpointer)
 
 
 def prepare(work: Checkout, task: Task, diff: str) -> None:
@@ -240,35 +278,29 @@ def repair_issue(
     Without a `baseline`, the tests run once on the base first, so the first prompt shows
     how they fail.
     """
-    if not task.spec.strip():
-        raise SelfRepairError(f"task {task.task_id}: the issue text is empty")
-    if work is None:
-        if not task.repo:
-            raise SelfRepairError(f"task {task.task_id}: not a repository task (no repo)")
-        with checkout(mirror_repository(task.repo), task.base_commit or "HEAD") as work:
-            return repair_issue(
-                task,
-                model,
-                sandbox,
-                budget,
-                store,
-                checkpointer=checkpointer,
-                sampling=sampling,
-                context_tokens=context_tokens,
-                work=work,
-                baseline=baseline,
-                on_step=on_step,
-            )
-    context = IssueContext(
-        model=model,
-        sandbox=sandbox,
-        budget=budget or Budget(),
-        store=store,
-        on_step=on_step,
-        checkout=work,
-        context_tokens=context_tokens,
-        baseline=baseline or run_candidate_tests(sandbox, work, task, None),
+
+    def make_context(work: Checkout, baseline: TestReport) -> IssueContext:
+        context = IssueContext(
+            model=model,
+            sandbox=sandbox,
+            budget=budget or Budget(),
+            store=store,
+            on_step=on_step,
+            checkout=work,
+            context_tokens=context_tokens,
+            baseline=baseline,
+        )
+        if sampling is not None:
+            context.sampling = sampling
+        return context
+
+    return run_repository_graph(
+        builder,
+        STRATEGY,
+        task,
+        sandbox,
+        make_context,
+        work=work,
+        baseline=baseline,
+        checkpointer=checkpointer,
     )
-    if sampling is not None:
-        context.sampling = sampling
-    return run_graph(builder, STRATEGY, task, context, checkpointer=checkpointer)

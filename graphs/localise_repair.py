@@ -37,12 +37,16 @@ from pydantic.json_schema import SkipJsonSchema
 from selfrepair.agents import refiner, solver, tester
 from selfrepair.agents.code import focus
 from selfrepair.agents.code.localise import python_files
-from selfrepair.agents.code.repo import Checkout, checkout, mirror_repository
+from selfrepair.agents.code.repo import Checkout
 from selfrepair.agents.code.suspects import suspects as rank_suspects
 from selfrepair.agents.models.protocol import Model
-from selfrepair.graphs.issue import prepare, run_candidate_tests
+from selfrepair.graphs.issue import (
+    base_checkout,
+    prepare,
+    run_candidate_tests,
+    run_repository_graph,
+)
 from selfrepair.graphs.nodes import RepairContext, RepairState, run_pending
-from selfrepair.graphs.run import run_graph
 from selfrepair.graphs.search import rank
 from selfrepair.sandbox.core import Sandbox
 
@@ -68,9 +72,7 @@ class LocaliseContext(RepairContext):
 
     def work(self, task: Task) -> Checkout:
         if self.checkout is None:
-            if not task.repo:
-                raise SelfRepairError(f"task {task.task_id}: not a repository task (no repo)")
-            self.checkout = checkout(mirror_repository(task.repo), task.base_commit or "HEAD")
+            self.checkout = base_checkout(task)
             weakref.finalize(self, self.checkout.close)
         return self.checkout
 
@@ -508,36 +510,28 @@ def repair_localised(
     base commit (`work`, or one made here from `task.repo`); `metadata["patch"]` is the fix.
     At most `suspects` functions are tried, each with `function_budget` candidates (default:
     an equal share of the budget). Without a `baseline`, the tests run once on the base."""
-    if not task.spec.strip():
-        raise SelfRepairError(f"task {task.task_id}: the issue text is empty")
-    if work is None:
-        if not task.repo:
-            raise SelfRepairError(f"task {task.task_id}: not a repository task (no repo)")
-        with checkout(mirror_repository(task.repo), task.base_commit or "HEAD") as work:
-            return repair_localised(
-                task,
-                model,
-                sandbox,
-                budget,
-                store,
-                checkpointer=checkpointer,
-                sampling=sampling,
-                work=work,
-                baseline=baseline,
-                on_step=on_step,
-                suspects=suspects,
-                function_budget=function_budget,
-            )
-    context = LocaliseContext(
-        model=model,
-        sandbox=sandbox,
-        budget=budget or Budget(),
-        sampling=sampling or Sampling(),  # as function-level repair samples
-        store=store,
-        on_step=on_step,
-        checkout=work,
-        suspects=suspects,
-        function_budget=function_budget,
-        baseline=baseline or run_candidate_tests(sandbox, work, task, None),
+
+    def make_context(work: Checkout, baseline: TestReport) -> LocaliseContext:
+        return LocaliseContext(
+            model=model,
+            sandbox=sandbox,
+            budget=budget or Budget(),
+            sampling=sampling or Sampling(),  # as function-level repair samples
+            store=store,
+            on_step=on_step,
+            checkout=work,
+            suspects=suspects,
+            function_budget=function_budget,
+            baseline=baseline,
+        )
+
+    return run_repository_graph(
+        builder,
+        STRATEGY,
+        task,
+        sandbox,
+        make_context,
+        work=work,
+        baseline=baseline,
+        checkpointer=checkpointer,
     )
-    return run_graph(builder, STRATEGY, task, context, checkpointer=checkpointer)

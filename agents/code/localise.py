@@ -267,7 +267,7 @@ def traceback_frames(text: str) -> list[Frame]:
     return [frame for _, frame in sorted(frames, key=lambda pair: pair[0])]
 
 
-def _same_file(frame_path: str, repo_path: str) -> bool:
+def same_file(frame_path: str, repo_path: str) -> bool:
     """A traceback's path is often absolute on someone else's machine: match by suffix."""
     frame_parts = [p for p in frame_path.split("/") if p not in ("", ".")]
     repo_parts = repo_path.split("/")
@@ -311,7 +311,7 @@ def rank(defs: list[Definition], issue: str) -> list[Ranked]:
         for depth, frame in enumerate(frames, start=1):
             # The innermost frame (the last one) is where it broke: it weighs most.
             weight = 1.0 + depth / len(frames)
-            if _same_file(frame.path, d.path):
+            if same_file(frame.path, d.path):
                 if d.contains(frame.line):
                     # A class holds its methods' lines too: the method itself should win.
                     score += (30.0 if d.kind == "class" else 100.0) * weight

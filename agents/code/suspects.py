@@ -6,6 +6,8 @@ in the code: the traceback ends in the test's `assert`. What the failing test *c
 points at the fault, so here the failing tests add call edges: every function a failing test
 calls, and (less) every function those call in turn. On top come the failing tests' own
 tracebacks (a frame inside a function weighs most) and the issue's words, as ranked before.
+A crash site is often not the fault: each failing test's error and crash statement also
+point back at what should have set what was missing, or made the bad value (agents.code.crash).
 Only functions and methods outside test files are suspects: they are what gets repaired.
 """
 
@@ -16,6 +18,7 @@ import re
 from collections import Counter
 from pathlib import Path
 
+from selfrepair.agents.code.crash import leads
 from selfrepair.agents.code.localise import Definition, Ranked, rank, repository_map
 
 from selfrepair.paths import is_test_file
@@ -24,21 +27,31 @@ from selfrepair.types import TestCase
 CALLED_BY_TEST = 40.0  # a failing test calls it by name
 CALLED_FURTHER = 10.0  # two calls away (a function a failing test calls, calls it); /4 a hop
 MAX_HOPS = 3
+# Per failing test, shared by the functions its crash points back to. What was missing (an
+# attribute nobody set) outweighs the crash site's frame (100-200): the reader is rarely wrong.
+CRASH_MISSING = 250.0
+CRASH_PRODUCED = 60.0  # what the crash statement read or called: it may have made the value
 _TEST_ID = re.compile(r"^(?P<path>[^:]+\.py)(?:::(?P<rest>.*))?$")
 
 
 def suspects(
-    root: Path, issue: str, failing: list[TestCase] = (), *, limit: int = 10
+    root: Path,
+    issue: str,
+    failing: list[TestCase] = (),
+    *,
+    limit: int = 10,
+    follow_crashes: bool = True,
 ) -> list[Ranked]:
     """Functions and methods of the repository at `root`, ranked against the issue and the
-    failing tests (their tracebacks and the functions they call); at most `limit`, each with a
-    positive score."""
+    failing tests (their tracebacks, the functions they call and, with `follow_crashes`, what
+    their crashes point back to); at most `limit`, each with a positive score."""
     root = Path(root)
     defs = repository_map(root)
     evidence = "\n".join([issue, *(f"{c.message}\n{c.traceback}" for c in failing)])
     ranked = {(r.definition.path, r.definition.qualname): r for r in rank(defs, evidence)}
     called = _called_by_tests(root, defs, failing)
     reached = _reached_from(root, defs, set(called))
+    crashed = _crash_leads(root, defs, failing) if follow_crashes else {}
 
     found = []
     for d in defs:
@@ -55,6 +68,10 @@ def suspects(
             hops = reached[d.name]
             score += CALLED_FURTHER / 4 ** (hops - 2)
             reasons.append(f"{hops} calls away from a failing test")
+        if (d.path, d.qualname) in crashed:
+            extra, reason = crashed[(d.path, d.qualname)]
+            score += extra
+            reasons.append(reason)
         if score > 0:
             found.append(Ranked(d, round(score, 3), tuple(reasons)))
     found.sort(key=lambda r: -r.score)  # stable: ties keep source order
@@ -88,6 +105,23 @@ def _called_by_tests(root: Path, defs: list[Definition], failing: list[TestCase]
         if test is not None:
             counts.update(set(_calls_in(root, test)))
     return counts
+
+
+def _crash_leads(
+    root: Path, defs: list[Definition], failing: list[TestCase]
+) -> dict[tuple[str, str], tuple[float, str]]:
+    """(path, qualname) -> (score, the first reason) from every failing test's crash; a test's
+    weight is shared by the functions it points at, so a name written everywhere says little."""
+    scores: dict[tuple[str, str], tuple[float, str]] = {}
+    for case in failing:
+        found = [lead for lead in leads(root, defs, case) if not is_test_file(lead.definition.path)]
+        for kind, weight in (("missing", CRASH_MISSING), ("produced", CRASH_PRODUCED)):
+            mine = [lead for lead in found if lead.kind == kind]
+            for lead in mine:
+                key = (lead.definition.path, lead.definition.qualname)
+                score, reason = scores.get(key, (0.0, lead.reason))
+                scores[key] = (score + weight / len(mine), reason)
+    return scores
 
 
 def _reached_from(root: Path, defs: list[Definition], names: set[str]) -> dict[str, int]:
