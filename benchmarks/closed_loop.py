@@ -50,7 +50,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from operator_bugs import make_bugs  # noqa: E402
 from selfrepair.agents.models.adapters import read_card, resolve_base  # noqa: E402
-from selfrepair.factory.codesplit import function_of, split_by_code  # noqa: E402
 from selfrepair.sandbox.choose import open_sandbox  # noqa: E402
 from selfrepair.training.datasets import read_runs, sft_rows  # noqa: E402
 from selfrepair.training.evaluate import Evaluation  # noqa: E402
@@ -64,6 +63,7 @@ from selfrepair.training.improve import (  # noqa: E402
 from selfrepair.training.placebo import placebo_dataset  # noqa: E402
 from selfrepair.training.train import default_lora, train_adapter  # noqa: E402
 
+from selfrepair.codesplit import function_of, split_by_code  # noqa: E402
 from selfrepair.comparison import compare  # noqa: E402
 from selfrepair.errors import SelfRepairError  # noqa: E402
 from selfrepair.executor.local import LocalExecutor  # noqa: E402

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from selfrepair.factory.codesplit import fingerprint, function_of, split_by_code
 
+from selfrepair.codesplit import fingerprint, function_of, split_by_code
 from selfrepair.errors import SelfRepairError
 from selfrepair.types import Task, TestSpec
 
