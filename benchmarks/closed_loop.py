@@ -4,7 +4,7 @@ at the same budget, statistics clustered by function, over several seeds of the 
 procedure. Prints one JSON line (and writes it to OUT/closed_loop.json).
 
 Per seed s (the split, every sampling seed and the trainer's seed derive from it):
-  1. the tasks are split by code (factory.codesplit): whole packages (one package: whole
+  1. the tasks are split by code (selfrepair.codesplit): whole packages (one package: whole
      modules) on one side, eval tasks whose function is a train function in disguise
      (normalised-code fingerprint) removed and counted; then at most --train-limit and
      --eval-limit tasks are drawn, by a hash of s and the task id.
@@ -26,6 +26,7 @@ Across seeds: each difference's value per seed, mean, min and max.
     OMP_NUM_THREADS=1 python benchmarks/closed_loop.py --small      # SmolLM2, operator bugs
     python benchmarks/closed_loop.py --full                          # Qwen2.5-Coder-0.5B, synth
 
+Writes OUT/closed_loop.json (what it prints) and OUT/closed_loop.md (the tables).
 --small and --full are presets (the PRESETS below); any flag given overrides its value. Seeds
 run one after the other, `--seeds 0` runs one; the same command on the same --out resumes
 where it stopped (finished rounds, adapters and every run directory are kept), and a seed
@@ -86,19 +87,19 @@ PRESETS: dict[str, dict[str, Any]] = {
     "small": {
         "out": Path("/work/experiments/closed-loop-small"),
         "base": "smollm2",
-        "engine": "hf",
+        "engine": "vllm",
         "tasks": None,  # generated operator bugs
         "per_function": 2,
         "eval_fraction": 0.4,
-        "train_limit": 12,
-        "eval_limit": 12,
+        "train_limit": 10,
+        "eval_limit": 10,
         "ood": None,
         "ood_limit": None,
         "arms": "labelled",
         "rounds": 2,
         "budget": 4,
         "eval_samples": 4,
-        "reply_tokens": 160,
+        "reply_tokens": 192,
         "epochs": 2.0,
         "seeds": "0,1,2",
     },
@@ -289,6 +290,8 @@ def seed_figures(
     figures: dict[str, Any] = {}
     for eval_set, tasks in eval_sets.items():
         models = model_dirs(seed_dir, arms, args.rounds, eval_set)
+        if not models:  # the first arm stopped before any evaluation (it solved nothing)
+            continue
         names = [name for name, _ in models]
         comparison = compare(
             [(name, read_results(path)) for name, path in models],
@@ -392,15 +395,16 @@ def run_seed(
 def spread(records: list[dict[str, Any]]) -> dict[str, Any]:
     """Each difference's value per seed (pass@1 and repair rate), with mean, min and max."""
     result: dict[str, Any] = {}
-    for eval_set in records[0]["figures"]:
+    evaluated = [r for r in records if "eval" in r["figures"]]
+    for eval_set in evaluated[0]["figures"] if evaluated else ():
         if eval_set == "train_phases":
             continue
-        keys = records[0]["figures"][eval_set]["differences"]
-        for key in keys:
+        keys = {k for r in evaluated for k in r["figures"][eval_set]["differences"]}
+        for key in sorted(keys):
             for metric in ("pass@1", "repair_rate"):
                 values = [
                     r["figures"][eval_set]["differences"][key][metric]["value"]
-                    for r in records
+                    for r in evaluated
                     if key in r["figures"][eval_set]["differences"]
                 ]
                 result.setdefault(eval_set, {}).setdefault(key, {})[metric] = {
@@ -410,6 +414,78 @@ def spread(records: list[dict[str, Any]]) -> dict[str, Any]:
                     "max": round(max(values), 4),
                 }
     return result
+
+
+def interval(entry: dict[str, Any], sign: str = "+") -> str:
+    return f"{entry['value']:{sign}.3f} [{entry['low']:{sign}.3f}, {entry['high']:{sign}.3f}]"
+
+
+def markdown(figures: dict[str, Any]) -> str:
+    """The tables docs/results.md shows: per eval set and seed, every model's pass@1 and repair
+    rate with clustered intervals and failure kinds, every difference clustered by function
+    (interval, sign test over functions), and the spread of each difference over the seeds."""
+    lines = []
+    for record in figures["per_seed"]:
+        for eval_set in ("eval", "ood"):
+            result = record["figures"].get(eval_set)
+            if result is None:
+                continue
+            lines += [
+                f"Seed {record['seed']}, {eval_set}: {result['tasks']} tasks in "
+                f"{result['functions']} functions, {result['samples']} samples each; split by "
+                f"{record['split']['by']}, {record['split']['twins_removed']} eval twins of train "
+                f"functions removed; {record['train_tasks']} train tasks",
+                "",
+                "| model | pass@1 [95% CI, clustered] | repair rate | cut off | no code | "
+                "unchanged | does not compile | wrong | pass | rollouts/min |",
+                "|---|---|---|---|---|---|---|---|---|---|",
+            ]
+            for name, model in result["models"].items():
+                kinds = model["kinds"]
+                lines.append(
+                    f"| {name} | {interval(model['pass@1']['clustered'])} | "
+                    f"{interval(model['repair_rate']['clustered'])} | "
+                    + " | ".join(
+                        str(kinds[k])
+                        for k in (
+                            "cut off",
+                            "no code",
+                            "unchanged",
+                            "does not compile",
+                            "wrong",
+                            "pass",
+                        )
+                    )
+                    + f" | {model['phase']['rollouts_per_minute']} |"
+                )
+            lines += [
+                "",
+                "| difference | Δ pass@1 (by function) | p (functions) | Δ repair rate | p |",
+                "|---|---|---|---|---|",
+            ]
+            for key, difference in result["differences"].items():
+                p1, rr = difference["pass@1"]["clustered"], difference["repair_rate"]["clustered"]
+                lines.append(
+                    f"| {key} | {interval(p1)} | {p1['p_value']:.3g} ({p1['gained']}+/{p1['lost']}-) | "
+                    f"{interval(rr)} | {rr['p_value']:.3g} ({rr['gained']}+/{rr['lost']}-) |"
+                )
+            lines.append("")
+    for eval_set, keys in figures["spread"].items():
+        lines += [
+            f"Spread over seeds {figures['seeds']}, {eval_set}:",
+            "",
+            "| difference | Δ pass@1 per seed (mean) | Δ repair rate per seed (mean) |",
+            "|---|---|---|",
+        ]
+        for key, metrics in keys.items():
+            lines.append(
+                f"| {key} | {', '.join(f'{v:+.3f}' for v in metrics['pass@1']['per_seed'])} "
+                f"({metrics['pass@1']['mean']:+.3f}) | "
+                f"{', '.join(f'{v:+.3f}' for v in metrics['repair_rate']['per_seed'])} "
+                f"({metrics['repair_rate']['mean']:+.3f}) |"
+            )
+        lines.append("")
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -496,15 +572,20 @@ def main() -> None:
         "seeds": [r["seed"] for r in records],
         # what the reply limit must keep under 2%: the base's replies cut at it, worst seed
         "base_cut_off_rate": {
-            eval_set: max(r["figures"][eval_set]["models"]["base"]["cut_off_rate"] for r in records)
-            for eval_set in records[0]["figures"]
-            if eval_set != "train_phases"
+            eval_set: max(
+                r["figures"][eval_set]["models"]["base"]["cut_off_rate"]
+                for r in records
+                if eval_set in r["figures"]
+            )
+            for eval_set in ("eval", "ood")
+            if any(eval_set in r["figures"] for r in records)
         },
         "per_seed": records,
         "spread": spread(records),
         "seconds": round(time.perf_counter() - started, 1),
     }
     (args.out / "closed_loop.json").write_text(json.dumps(figures, indent=2) + "\n")
+    (args.out / "closed_loop.md").write_text(markdown(figures))
     print(json.dumps(figures))
 
 

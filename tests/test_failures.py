@@ -37,6 +37,10 @@ def test_each_reply_gets_the_first_kind_that_applies():
     assert failure_kind(step(fixed, PASSED, finish="length"), TASK) == "pass"  # it passed
     assert failure_kind(step("def f(a, b):\n    return a", finish="length"), TASK) == "cut off"
     assert failure_kind(step(None), TASK) == "no code"
+    echoed = step(None).model_copy(
+        update={"error": "the reply's code is the same as the code it was asked to fix"}
+    )
+    assert failure_kind(echoed, TASK) == "unchanged"
     # the same code, laid out otherwise and commented, is unchanged
     assert failure_kind(step("def f(a,b):  # add\n  return (a - b)\n"), TASK) == "unchanged"
     assert failure_kind(step("def f(a, b):\n    return a +\n"), TASK) == "does not compile"

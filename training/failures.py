@@ -5,7 +5,8 @@ Each reply gets one kind, the first that applies:
   pass              its candidate passed the tests
   cut off           the reply hit the token limit (finish reason "length")
   no code           no candidate could be read from the reply
-  unchanged         the candidate is the code it was given (the same syntax tree)
+  unchanged         the reply's code is the code it was given (extraction said so, or the
+                    candidate has the same syntax tree)
   does not compile  a Python file of the candidate is not valid Python
   wrong             it compiles and changes the code, and the tests fail
 """
@@ -51,7 +52,9 @@ def failure_kind(step: Step, task: Task) -> str:
         return "cut off"
     candidate = step.candidate
     if candidate is None:
-        return "no code"
+        # Extraction refuses a reply that gives the code back as it was: no candidate, but
+        # not for want of code (agents/code/extract.py says which).
+        return "unchanged" if "code is the same as" in step.error else "no code"
     if not candidate.diff.strip() and all(
         same_code(text, task.files.get(path, "")) for path, text in candidate.files.items()
     ):
