@@ -443,8 +443,8 @@ def markdown(figures: dict[str, Any]) -> str:
             for name, model in result["models"].items():
                 kinds = model["kinds"]
                 lines.append(
-                    f"| {name} | {interval(model['pass@1']['clustered'])} | "
-                    f"{interval(model['repair_rate']['clustered'])} | "
+                    f"| {name} | {interval(model['pass@1']['clustered'], '')} | "
+                    f"{interval(model['repair_rate']['clustered'], '')} | "
                     + " | ".join(
                         str(kinds[k])
                         for k in (
