@@ -366,7 +366,12 @@ def run_seed(
                             ["cp", "-r", str(base_dir), str(out / base_dir.name)], check=True
                         )
             say(f"seed {args.seed}: arm {arm}")
-            rounds = improve(train, held_out, settings, executor, out, progress, ood_tasks=ood)
+            try:
+                rounds = improve(train, held_out, settings, executor, out, progress, ood_tasks=ood)
+            except SelfRepairError as error:  # e.g. DPO with no prompt both passed and failed
+                say(f"seed {args.seed}: arm {arm} failed: {error}")
+                record["arms"][arm] = {"failed": str(error)}
+                continue
             record["arms"][arm] = [
                 {
                     k: r[k]
@@ -383,7 +388,8 @@ def run_seed(
                 }
                 for r in rounds
             ]
-        if "labelled" in arms and all("stopped" not in r for r in record["arms"]["labelled"]):
+        labelled = record["arms"].get("labelled")
+        if isinstance(labelled, list) and all("stopped" not in r for r in labelled):
             record["placebo"] = run_placebo(args, seed_dir, train, eval_sets, executor)
     finally:
         executor.close()
