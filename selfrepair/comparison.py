@@ -20,7 +20,7 @@ The comparison file (OUT/comparison.json) holds {"eval_sets": {name: compare(...
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,10 @@ from selfrepair.stats import (
     CONFIDENCE,
     RESAMPLES,
     bootstrap_mean,
+    cluster_bootstrap,
+    cluster_sign_test,
     paired_bootstrap,
+    paired_cluster_bootstrap,
     sign_test,
     unbiased_pass_at_k,
 )
@@ -60,9 +63,14 @@ def compare(
     resamples: int = RESAMPLES,
     confidence: float = CONFIDENCE,
     seed: int = 0,
+    clusters: Mapping[str, str] | None = None,
+    pairs: Sequence[tuple[str, str]] | None = None,
 ) -> dict[str, Any]:
     """Estimates for each (name, result rows), the first being the baseline, and each later
-    one's paired difference from it. Every evaluation must hold the same tasks."""
+    one's paired difference from it (or, where given, each (name, against) of `pairs`). Every
+    evaluation must hold the same tasks. With `clusters` ({task id: cluster}, e.g. the
+    function a bug is in) every estimate and difference also gets its cluster bootstrap
+    interval and the sign test over clusters, under "clustered"."""
     if not evaluations:
         raise SelfRepairError("nothing to compare: no evaluations")
     base_name, base_rows = evaluations[0]
@@ -82,6 +90,8 @@ def compare(
     def column(name: str, metric: str) -> list[float]:
         return [scores[name][task][metric] for task in tasks]
 
+    groups = [clusters[task] for task in tasks] if clusters is not None else None
+
     models = []
     for name, rows in evaluations:
         models.append(
@@ -89,6 +99,15 @@ def compare(
                 "name": name,
                 **{
                     metric: bootstrap_mean(column(name, metric), **options).to_json()
+                    | (
+                        {
+                            "clustered": cluster_bootstrap(
+                                column(name, metric), groups, **options
+                            ).to_json()
+                        }
+                        if groups
+                        else {}
+                    )
                     for metric in METRICS
                 },
                 "pass@k": {str(k): sum(column(name, f"pass@{k}")) / len(tasks) for k in k_values},
@@ -97,18 +116,27 @@ def compare(
                 "wall_seconds": round(sum(row["wall_seconds"] for row in rows), 1),
             }
         )
+    names = [name for name, _ in evaluations]
     differences = []
-    for name, _ in evaluations[1:]:
-        entry: dict[str, Any] = {"name": name, "against": base_name}
+    for name, against in pairs or [(name, base_name) for name in names[1:]]:
+        if name not in names or against not in names:
+            raise SelfRepairError(f"no evaluation named {name if name not in names else against}")
+        entry: dict[str, Any] = {"name": name, "against": against}
         for metric in METRICS:
-            before, after = column(base_name, metric), column(name, metric)
+            before, after = column(against, metric), column(name, metric)
             entry[metric] = (
                 paired_bootstrap(before, after, **options).to_json()
                 | sign_test(before, after).to_json()
             )
+            if groups:
+                entry[metric]["clustered"] = (
+                    paired_cluster_bootstrap(before, after, groups, **options).to_json()
+                    | cluster_sign_test(before, after, groups).to_json()
+                )
         differences.append(entry)
     return {
         "tasks": len(tasks),
+        **({"clusters": len(set(groups))} if groups else {}),
         "samples": samples,
         "confidence": confidence,
         "resamples": resamples,

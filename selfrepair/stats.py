@@ -7,6 +7,9 @@
                                 stay together), with its percentile interval
   sign_test(a, b)               the exact two-sided sign test on the tasks where a and b
                                 differ; on 0/1 outcomes it is McNemar's exact test
+  cluster_bootstrap(v, c)       the mean with an interval from resampling whole clusters
+  paired_cluster_bootstrap      mean(b - a), resampling clusters (e.g. the bugs of one function)
+  cluster_sign_test(a, b, c)    the sign test over clusters, not tasks
 
 Plain Python (math.comb and random): no numpy or scipy in the core. Every resampling takes
 a seed, so the same figures always give the same interval.
@@ -134,4 +137,82 @@ def sign_test(before: Sequence[float], after: Sequence[float]) -> SignTest:
         )
     gained = sum(b > a for a, b in zip(before, after, strict=True))
     lost = sum(b < a for a, b in zip(before, after, strict=True))
+    return SignTest(gained, lost, binomial_two_sided(gained, gained + lost))
+
+
+def _clusters(values: Sequence[float], clusters: Sequence[str]) -> list[list[float]]:
+    if len(values) != len(clusters):
+        raise SelfRepairError(f"{len(values)} values against {len(clusters)} cluster names")
+    grouped: dict[str, list[float]] = {}
+    for value, cluster in zip(values, clusters, strict=True):
+        grouped.setdefault(cluster, []).append(value)
+    return [grouped[name] for name in sorted(grouped)]
+
+
+def cluster_bootstrap(
+    values: Sequence[float],
+    clusters: Sequence[str],
+    *,
+    resamples: int = RESAMPLES,
+    confidence: float = CONFIDENCE,
+    seed: int = 0,
+) -> Interval:
+    """The mean over tasks with a cluster bootstrap interval: whole clusters (the bugs of one
+    function, which share its code, spec and tests) are resampled, not tasks, so tasks that
+    succeed or fail together do not pass for independent evidence. Each resample's statistic
+    is the mean over the tasks it drew (clusters may differ in size)."""
+    groups = _clusters(values, clusters)
+    if not groups:
+        raise SelfRepairError("a bootstrap needs at least one task")
+    if not 0 < confidence < 1:
+        raise SelfRepairError(f"confidence must be between 0 and 1, got {confidence}")
+    rng = random.Random(seed)
+    sums = [(sum(g), len(g)) for g in groups]
+    means = []
+    for _ in range(resamples):
+        drawn = rng.choices(sums, k=len(sums))
+        means.append(sum(s for s, _ in drawn) / sum(n for _, n in drawn))
+    means.sort()
+    tail = (1 - confidence) / 2
+    return Interval(
+        sum(values) / len(values), quantile(means, tail), quantile(means, 1 - tail), confidence
+    )
+
+
+def paired_cluster_bootstrap(
+    before: Sequence[float],
+    after: Sequence[float],
+    clusters: Sequence[str],
+    *,
+    resamples: int = RESAMPLES,
+    confidence: float = CONFIDENCE,
+    seed: int = 0,
+) -> Interval:
+    """mean(after - before) over the same tasks, its interval from resampling whole clusters."""
+    if len(before) != len(after):
+        raise SelfRepairError(
+            f"paired values need the same tasks: {len(before)} against {len(after)}"
+        )
+    return cluster_bootstrap(
+        [b - a for a, b in zip(before, after, strict=True)],
+        clusters,
+        resamples=resamples,
+        confidence=confidence,
+        seed=seed,
+    )
+
+
+def cluster_sign_test(
+    before: Sequence[float], after: Sequence[float], clusters: Sequence[str]
+) -> SignTest:
+    """The exact sign test over clusters: a cluster gained when its tasks' mean difference
+    is above 0, lost when below; clusters with no difference are left out. Counted this way,
+    three bugs of one function that moved together are one piece of evidence, not three."""
+    if len(before) != len(after):
+        raise SelfRepairError(
+            f"paired values need the same tasks: {len(before)} against {len(after)}"
+        )
+    groups = _clusters([b - a for a, b in zip(before, after, strict=True)], clusters)
+    gained = sum(sum(g) > 0 for g in groups)
+    lost = sum(sum(g) < 0 for g in groups)
     return SignTest(gained, lost, binomial_two_sided(gained, gained + lost))

@@ -30,6 +30,7 @@ CORE = {
         "metrics",
         "stats",
         "comparison",
+        "codesplit",
         "store",
         "rundir",
         "files",

@@ -12,9 +12,13 @@ import pytest
 from selfrepair.comparison import compare, describe_difference
 from selfrepair.errors import SelfRepairError
 from selfrepair.stats import (
+    SignTest,
     binomial_two_sided,
     bootstrap_mean,
+    cluster_bootstrap,
+    cluster_sign_test,
     paired_bootstrap,
+    paired_cluster_bootstrap,
     quantile,
     sign_test,
     unbiased_pass_at_k,
@@ -138,3 +142,82 @@ def test_compare_pairs_tasks_by_id_and_tests_the_differences():
 def test_compare_refuses_evaluations_on_other_tasks():
     with pytest.raises(SelfRepairError, match="same tasks"):
         compare([("base", rows({"a": (2, 1)})), ("round 1", rows({"b": (2, 1)}))])
+
+
+def test_a_cluster_bootstrap_of_singleton_clusters_is_the_task_bootstrap():
+    values = [random.Random(n).random() for n in range(30)]
+    clusters = [f"c{n:02d}" for n in range(30)]
+    assert cluster_bootstrap(values, clusters, seed=3) == bootstrap_mean(values, seed=3)
+
+
+def test_clusters_that_move_together_widen_the_interval_to_their_own_count():
+    # 12 functions, 3 bugs each, every bug of a function scored alike: 12 pieces of evidence
+    per_function = [1.0, 0.0, 1.0, 1.0, 0.0, 0.0, 1.0, 0.0, 1.0, 1.0, 0.0, 1.0]
+    values = [v for v in per_function for _ in range(3)]
+    clusters = [f"f{n}" for n in range(12) for _ in range(3)]
+    clustered = cluster_bootstrap(values, clusters, seed=0)
+    naive = bootstrap_mean(values, seed=0)
+    by_function = bootstrap_mean(per_function, seed=0)
+    assert clustered.value == naive.value == by_function.value
+    assert clustered.high - clustered.low > 1.3 * (naive.high - naive.low)  # about sqrt(3)
+    assert clustered.high - clustered.low == pytest.approx(
+        by_function.high - by_function.low, abs=0.06
+    )
+
+
+def test_the_sign_test_over_functions_counts_a_function_once():
+    # The case: 21 tasks gained and 2 lost are 7 functions gained and 1 lost.
+    before, after, clusters = [], [], []
+    for n in range(7):
+        size = 3
+        before += [0.0] * size
+        after += [1.0] * size
+        clusters += [f"gain{n}"] * size
+    before += [1.0, 1.0, 0.0]
+    after += [0.0, 0.0, 0.0]
+    clusters += ["loss"] * 3
+    assert sign_test(before, after) == SignTest(21, 2, binomial_two_sided(21, 23))
+    clustered = cluster_sign_test(before, after, clusters)
+    assert (clustered.gained, clustered.lost) == (7, 1)
+    assert clustered.p_value == pytest.approx(2 * (1 + 8) / 2**8)  # 0.0703
+    difference = paired_cluster_bootstrap(before, after, clusters, seed=0)
+    assert difference.value == pytest.approx(19 / 24)
+    # a function whose bugs went one up and one down, on balance nothing, is a tie
+    assert cluster_sign_test([0.0, 1.0], [1.0, 0.0], ["f", "f"]) == SignTest(0, 0, 1.0)
+
+
+def test_compare_clusters_and_pairs_rounds_against_each_other():
+    def rows(passed: list[int]) -> list[dict]:
+        return [
+            {
+                "task_id": f"t{n}",
+                "samples": 2,
+                "passed_candidates": c,
+                "solved": c > 0,
+                "outcome": "solved" if c else "failed",
+                "tokens": 1,
+                "wall_seconds": 1.0,
+            }
+            for n, c in enumerate(passed)
+        ]
+
+    clusters = {f"t{n}": f"f{n // 2}" for n in range(6)}
+    result = compare(
+        [
+            ("base", rows([0, 0, 0, 0, 1, 1])),
+            ("round 1", rows([2, 2, 0, 0, 1, 1])),
+            ("round 2", rows([2, 2, 1, 1, 1, 1])),
+        ],
+        clusters=clusters,
+        pairs=[("round 2", "base"), ("round 2", "round 1")],
+    )
+    assert result["clusters"] == 3
+    assert "clustered" in result["models"][0]["pass@1"]
+    late = result["differences"][1]
+    assert (late["name"], late["against"]) == ("round 2", "round 1")
+    assert late["pass@1"]["value"] == pytest.approx(2 / 12)
+    assert (late["pass@1"]["gained"], late["pass@1"]["lost"]) == (2, 0)  # tasks
+    clustered = late["pass@1"]["clustered"]
+    assert (clustered["gained"], clustered["lost"]) == (1, 0)  # functions
+    with pytest.raises(SelfRepairError, match="no evaluation named placebo"):
+        compare([("base", rows([0])), ("round 1", rows([1]))], pairs=[("placebo", "base")])

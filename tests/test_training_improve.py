@@ -102,6 +102,10 @@ def test_two_rounds_train_from_the_base_and_are_compared_with_the_same_seeds(exe
         "samples"
     ] == 2
     assert [d["name"] for d in result["differences"]] == ["round 1", "round 2"]
+    # each task is its own function here: clustered by function, as many clusters as tasks
+    assert result["clusters"] == result["tasks"]
+    assert all("clustered" in d["pass@1"] for d in result["differences"])
+    assert "Clustered by function" in (out / "comparison.md").read_text()
     assert [r["round"] for r in comparison["rounds"]] == [1, 2]
     seeds = {}
     for run in ("eval-base", "round-1/eval-trained", "round-2/eval-trained"):

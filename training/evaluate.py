@@ -46,12 +46,18 @@ def write_comparison(
     evaluations: dict[str, list[tuple[str, Path]]],
     seed: int,
     rounds: list[dict[str, Any]],
+    clusters: dict[str, dict[str, str]] | None = None,
 ) -> dict[str, Any]:
     """Compare, per eval set, its (name, run directory) evaluations, the first being the base;
     write OUT/comparison.json (with what each round did, `rounds`) and comparison.md; return
-    the comparison of each eval set."""
+    the comparison of each eval set. `clusters`, per eval set {task id: the function its bug
+    is in}, adds intervals and sign tests clustered by function."""
     comparison = {
-        eval_set: compare([(name, read_results(run_dir)) for name, run_dir in runs], seed=seed)
+        eval_set: compare(
+            [(name, read_results(run_dir)) for name, run_dir in runs],
+            seed=seed,
+            clusters=(clusters or {}).get(eval_set),
+        )
         for eval_set, runs in evaluations.items()
     }
     write_atomically(
@@ -96,6 +102,24 @@ def interval_text(interval: dict[str, float]) -> str:
     return f"{interval['value']:.3f} [{interval['low']:.3f}, {interval['high']:.3f}]"
 
 
+def clustered_lines(result: dict[str, Any]) -> list[str]:
+    """The differences again, clustered by function: the bugs of one function share its code,
+    spec and tests, so they are resampled together and counted once by the sign test."""
+    if "clusters" not in result:
+        return []
+    lines = [
+        f"Clustered by function ({result['clusters']} functions; cluster bootstrap, sign test over functions):",
+        "",
+    ]
+    for difference in result["differences"]:
+        lines.append(
+            f"- {difference['name']} vs {difference['against']}: "
+            f"pass@1 {describe_difference(difference['pass@1']['clustered'])}; "
+            f"repair rate {describe_difference(difference['repair_rate']['clustered'])}"
+        )
+    return [*lines, ""]
+
+
 def comparison_markdown(comparison: dict[str, Any]) -> str:
     parts = []
     for eval_set, result in comparison.items():
@@ -109,5 +133,6 @@ def comparison_markdown(comparison: dict[str, Any]) -> str:
             f"Intervals: paired bootstrap over tasks ({result['resamples']:,} resamples, seed {result['seed']}); "
             "p: exact sign test over the tasks that changed (McNemar's on repair rate).",
             "",
+            *clustered_lines(result),
         ]
     return "\n".join(parts)

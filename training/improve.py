@@ -11,7 +11,8 @@ Each round K (STaR / ReST-EM iterations):
      set where one is given) as training.evaluate says: k seeded samples per task. The base is
      evaluated once, in round 1, the same way and with the same seeds.
   4. base and every round so far are compared task by task (selfrepair.comparison): estimates
-     with intervals, paired differences with intervals and exact sign tests.
+     with intervals, paired differences with intervals and exact sign tests; and again
+     clustered by the function each bug is in (selfrepair.codesplit.function_of).
 
 Why each adapter is trained from the base rather than continued from the last one: ReST-EM
 (and STaR) fine-tune the base model in every iteration on all the data so far, to limit drift
@@ -63,6 +64,7 @@ from selfrepair.training.evaluate import STRATEGY as EVAL_STRATEGY
 from selfrepair.training.evaluate import Evaluation, write_comparison
 from selfrepair.training.train import Method, default_lora, train_adapter
 
+from selfrepair.codesplit import function_of
 from selfrepair.errors import SelfRepairError
 from selfrepair.executor.core import Executor
 from selfrepair.files import make_directory, write_atomically
@@ -286,6 +288,10 @@ def improve(
                 evaluations(out, eval_sets, number),
                 settings.seed,
                 [without_comparison(r) for r in rounds + [record]],
+                {
+                    name: {t.task_id: function_of(t) for t in tasks}
+                    for name, tasks in eval_sets.items()
+                },
             )
         rounds.append(record)
         write_atomically(out / "improve.json", json.dumps(rounds, indent=2) + "\n")
