@@ -220,7 +220,7 @@ def review(state: RepairState, runtime: Runtime[IssueContext]) -> dict:
     with context.updating(state) as trajectory:
         step = trajectory.executed()[-1]
         review_diff(
-            context.model,
+            context.reviewer_model or context.model,
             trajectory.task,
             step,
             max_tokens=context.sampling.review_max_tokens,

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from langgraph.checkpoint.base import BaseCheckpointSaver, CheckpointTuple
+from selfrepair.agents.verifier import verifier_of
 from selfrepair.graphs.issue import repair_issue
 from selfrepair.graphs.localise_repair import repair_localised
 from selfrepair.graphs.run import (
@@ -48,13 +49,32 @@ Returned = tuple[Trajectory, CheckpointTuple | None]  # and what it brings back
 @dataclass(frozen=True)
 class Rollout:
     """How to repair a task, wherever it runs: a strategy ("issue": the issue graph, or
-    "localise-repair", for repository tasks), a model spec, the budget and sampling. Plain
-    data, so it travels."""
+    "localise-repair", for repository tasks), a model spec, the budget and sampling, and the
+    specs of the roles not played by `model` (reviewer, refiner; a verifier for best-of-n).
+    Plain data, so it travels."""
 
     strategy: str
     model: str
     budget: Budget
     sampling: Sampling | None = None
+    reviewer: str | None = None
+    refiner: str | None = None
+    verifier: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.strategy in REPOSITORY_STRATEGIES and (
+            self.reviewer or self.refiner or self.verifier
+        ):
+            raise SelfRepairError(
+                f"--reviewer, --refiner and --verifier apply to refine, best-of-n and tree, "
+                f"not to {self.strategy}: its graph takes one --model"
+            )
+
+    @property
+    def specs(self) -> list[str]:
+        """Every model spec the rollout loads (each once per node)."""
+        given = (self.model, self.reviewer, self.refiner, self.verifier)
+        return list(dict.fromkeys(spec for spec in given if spec))
 
     def run(
         self,
@@ -77,6 +97,9 @@ class Rollout:
                 checkpointer=checkpointer,
                 sampling=self.sampling,
                 on_step=on_step,
+                reviewer_model=node.model(self.reviewer) if self.reviewer else None,
+                refiner_model=node.model(self.refiner) if self.refiner else None,
+                verifier=verifier_of(node.model(self.verifier)) if self.verifier else None,
             )
         try:
             return repair(

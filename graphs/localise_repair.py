@@ -332,7 +332,7 @@ def refine(state: RepairState, runtime: Runtime[LocaliseContext]) -> dict:
             )
         first = len(trajectory.steps)
         steps = refiner.refine(
-            context.model,
+            context.refiner_model or context.model,
             task,
             shown,
             first_index=first,

@@ -72,6 +72,12 @@ class RepairContext:
     latest: SkipJsonSchema[Trajectory | None] = (
         None  # the last trajectory a node produced, for error reports
     )
+    # Roles: the reviewer's and the refiner's models when they are not `model` (the solver's),
+    # e.g. adapters of one base; and a verifier (agents.verifier.Scorer) that best-of-n asks
+    # to order its candidates before they are tested.
+    reviewer_model: SkipJsonSchema[Any] = None
+    refiner_model: SkipJsonSchema[Any] = None
+    verifier: SkipJsonSchema[Any] = None
 
     def __post_init__(self) -> None:
         self.budget = studio.settings(self.budget, Budget)
@@ -91,7 +97,10 @@ class RepairContext:
             trajectory = studio.trajectory_of(state)
         else:
             trajectory = Trajectory(
-                task=studio.task_of(state), strategy=strategy, model=self.model.spec
+                task=studio.task_of(state),
+                strategy=strategy,
+                model=self.model.spec,
+                metadata={"roles": self.roles()} if self.roles() else {},
             )
         with self._node(trajectory, started) as copy:
             yield copy
@@ -144,7 +153,7 @@ class RepairContext:
         """n refinements of `parent`, a tested candidate, from one batched call."""
         first = len(trajectory.steps)
         return refiner.refine(
-            self.model,
+            self.refiner_model or self.model,
             trajectory.task,
             parent,
             first_index=first,
@@ -155,6 +164,15 @@ class RepairContext:
             kind=kind,
             seed=self.sampling.call_seed(trajectory.task.task_id, first),
         )
+
+    def roles(self) -> dict[str, str]:
+        """The specs of the roles played by another model than the solver's."""
+        roles = {
+            "reviewer": self.reviewer_model,
+            "refiner": self.refiner_model,
+            "verifier": self.verifier,
+        }
+        return {name: role.spec for name, role in roles.items() if role is not None}
 
     def expected_tests(self) -> list[str]:
         """The tests that ran on the code as given: a candidate's run must report them all."""
@@ -168,7 +186,7 @@ class RepairContext:
 
     def review(self, trajectory: Trajectory, step: Step) -> None:
         reviewer.review(
-            self.model,
+            self.reviewer_model or self.model,
             trajectory.task,
             step,
             max_tokens=self.sampling.review_max_tokens,

@@ -30,7 +30,9 @@ from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.graph import StateGraph
 from langgraph.graph.state import CompiledStateGraph
+from selfrepair.agents.models.backends import check_reachable, load_model
 from selfrepair.agents.models.protocol import Model
+from selfrepair.agents.verifier import Scorer, check_verifier_spec, load_verifier
 from selfrepair.graphs import consensus, repair, search
 from selfrepair.graphs.nodes import RepairContext
 from selfrepair.sandbox.core import Sandbox
@@ -150,6 +152,28 @@ def check_strategy(strategy: str) -> None:
         raise SelfRepairError(f"unknown strategy {strategy!r} (known: {', '.join(STRATEGIES)})")
 
 
+def check_roles(verifier: str | None, strategy: str) -> None:
+    """Refuse, before any work, a verifier the strategy cannot use or the backend cannot score."""
+    if verifier is not None:
+        if strategy != "best-of-n":
+            raise SelfRepairError(f"--verifier orders best-of-n's candidates, not {strategy}'s")
+        check_verifier_spec(verifier)
+
+
+def load_roles(
+    reviewer: str | None, refiner: str | None, verifier: str | None
+) -> dict[str, Model | Scorer]:
+    """repair_task's role keywords, the models made from the specs given (and reachable)."""
+    roles: dict[str, Model | Scorer] = {}
+    for name, spec in (("reviewer_model", reviewer), ("refiner_model", refiner)):
+        if spec is not None:
+            roles[name] = load_model(spec)
+            check_reachable(roles[name])
+    if verifier is not None:
+        roles["verifier"] = load_verifier(verifier)
+    return roles
+
+
 def repair_task(
     task: Task,
     model: Model,
@@ -162,8 +186,13 @@ def repair_task(
     sampling: Sampling | None = None,
     baseline: TestReport | None = None,
     on_step: Callable[[Trajectory], None] | None = None,
+    reviewer_model: Model | None = None,
+    refiner_model: Model | None = None,
+    verifier: Scorer | None = None,
 ) -> Trajectory:
-    """Repair one task; returns its trajectory (outcome solved, budget or error).
+    """Repair one task; returns its trajectory (outcome solved, budget or error). `model`
+    solves; the reviewer and refiner roles use their own models where given (else `model`),
+    and best-of-n orders its candidates by `verifier` where given.
 
     A SelfRepairError during the run (a model that stops answering, a scripted model out of
     replies, a broken sandbox) ends the task with outcome "error" and the message; the
@@ -178,6 +207,9 @@ def repair_task(
         baseline=baseline,
         store=store,
         on_step=on_step,
+        reviewer_model=reviewer_model,
+        refiner_model=refiner_model,
+        verifier=verifier,
     )
     return run_graph(STRATEGIES[strategy], strategy, task, context, checkpointer=checkpointer)
 
@@ -210,7 +242,12 @@ def run_graph(
         "task": task,
         # Made here rather than by the first node, so that a task whose first node fails keeps
         # its trajectory id when it is run again.
-        "trajectory": Trajectory(task=task, strategy=strategy, model=context.model.spec),
+        "trajectory": Trajectory(
+            task=task,
+            strategy=strategy,
+            model=context.model.spec,
+            metadata={"roles": context.roles()} if context.roles() else {},
+        ),
     }
     if checkpointer is not None:
         saved = graph.get_state(config).values.get("trajectory")

@@ -3,6 +3,9 @@
 best-of-n (Agentless-style): n samples from ONE batched model call, every one executed; the
 best is chosen by the tests first and the reviewer second (the reviewer is asked only when
 several candidates pass, to break the tie). Rounds repeat while budget is left and none passes.
+With a verifier (agents.verifier) each sample is scored before it is tested: the most
+promising is tested first and the round stops at the first pass (fewer sandbox runs; the
+rest stay untested), and where no candidate passes the score ranks those that pass as many tests.
 
 tree (SWE-Search-style): the root is the greedy first candidate; every executed node is
 reviewed and gets a value = w * fraction of tests passed + (1 - w) * the reviewer's belief
@@ -33,10 +36,12 @@ def belief_correct(step: Step) -> float:
     )
 
 
-def rank(step: Step) -> tuple[bool, float, float, int]:
-    """Tests first (all pass, then the share passed), then the reviewer, then the earliest."""
+def rank(step: Step) -> tuple[bool, float, float, float, int]:
+    """Tests first (all pass, then the share passed), then the verifier's score, then the
+    reviewer, then the earliest."""
     report = step.report
-    return (report.passed, report.fraction_passed, belief_correct(step), -step.index)
+    score = step.verifier_score if step.verifier_score is not None else 0.5
+    return (report.passed, report.fraction_passed, score, belief_correct(step), -step.index)
 
 
 # -- best-of-n ---------------------------------------------------------------------------
@@ -47,7 +52,12 @@ def sample(state: RepairState, runtime: Runtime[RepairContext]) -> dict:
     context = runtime.context
     with context.entering(state, strategy="best-of-n") as trajectory:
         n = min(context.sampling.samples, context.budget.candidates_left(trajectory))
-        trajectory.steps += context.solve(trajectory, n=n, kind="sample")
+        steps = context.solve(trajectory, n=n, kind="sample")
+        trajectory.steps += steps
+        if context.verifier is not None:
+            for step in steps:
+                if step.candidate is not None:
+                    step.verifier_score = context.verifier.score(trajectory, step)
     return {"trajectory": trajectory}
 
 
@@ -77,11 +87,12 @@ def route_sample_executed(
     state: RepairState, runtime: Runtime[RepairContext]
 ) -> Literal["execute", "review", "sample", "select"]:
     trajectory = state["trajectory"]
-    if trajectory.pending() is not None:
+    context = runtime.context
+    # With a verifier, candidates are tested best first and the first pass ends the search.
+    if trajectory.pending() is not None and not (context.verifier and trajectory.passing()):
         return "execute"
     if trajectory.passing():
         # The reviewer breaks ties between passing candidates while tokens are left.
-        context = runtime.context
         if (
             context.sampling.review_ties
             and unreviewed_passing(trajectory)
@@ -89,7 +100,7 @@ def route_sample_executed(
         ):
             return "review"
         return "select"
-    return "select" if runtime.context.budget.exhausted(trajectory) else "sample"
+    return "select" if context.budget.exhausted(trajectory) else "sample"
 
 
 best_of_n_builder = StateGraph(RepairState, context_schema=RepairContext)

@@ -5,6 +5,8 @@
   bootstrap_mean(values)        a mean over tasks with a percentile bootstrap interval
   paired_bootstrap(a, b)        mean(b - a) over the same tasks, resampling tasks (pairs
                                 stay together), with its percentile interval
+  auc(scores, labels)           the area under the ROC curve: P(a passing item scores above
+                                a failing one), ties counting half (Mann-Whitney U / pairs)
   sign_test(a, b)               the exact two-sided sign test on the tasks where a and b
                                 differ; on 0/1 outcomes it is McNemar's exact test
   cluster_bootstrap(v, c)       the mean with an interval from resampling whole clusters
@@ -216,3 +218,13 @@ def cluster_sign_test(
     gained = sum(sum(g) > 0 for g in groups)
     lost = sum(sum(g) < 0 for g in groups)
     return SignTest(gained, lost, binomial_two_sided(gained, gained + lost))
+
+
+def auc(scores: Sequence[float], labels: Sequence[int]) -> float:
+    """P(score of a random positive > score of a random negative), ties counting half."""
+    positives = [s for s, y in zip(scores, labels, strict=True) if y]
+    negatives = [s for s, y in zip(scores, labels, strict=True) if not y]
+    if not positives or not negatives:
+        raise SelfRepairError("AUC needs at least one positive and one negative")
+    wins = sum((p > n) + 0.5 * (p == n) for p in positives for n in negatives)
+    return wins / (len(positives) * len(negatives))

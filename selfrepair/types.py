@@ -204,6 +204,9 @@ class Step(Record):
     review_completion: str = ""
     review_finish_reason: FinishReason = ""
     reviewer_error: bool = False  # the reviewer accepted a candidate whose tests failed
+    # A trained verifier's probability that the candidate passes, given before its tests ran
+    # (best-of-n with a verifier tests the most promising first); None: not scored.
+    verifier_score: float | None = Field(default=None, ge=0.0, le=1.0)
     value: float | None = None  # tree search: the node's value
     prompt_tokens: int = Field(default=0, ge=0)
     completion_tokens: int = Field(default=0, ge=0)
@@ -248,8 +251,15 @@ class Trajectory(Record):
         return [s for s in self.steps if s.candidate is not None]
 
     def pending(self) -> Step | None:
-        """The first candidate whose tests have not run yet."""
-        return next((s for s in self.steps if s.candidate is not None and s.report is None), None)
+        """The next candidate whose tests have not run yet: the one a verifier scored highest,
+        else the first."""
+        untested = [s for s in self.steps if s.candidate is not None and s.report is None]
+        if not untested:
+            return None
+        return max(
+            untested,
+            key=lambda s: (s.verifier_score if s.verifier_score is not None else -1.0, -s.index),
+        )
 
     def executed(self) -> list[Step]:
         """The steps whose candidate's tests ran, in order."""

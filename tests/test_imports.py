@@ -48,8 +48,13 @@ AGENT_MODULES = tuple(
     for path in sorted((ROOT / "agents").glob("*.py"))
     if path.stem != "__init__"
 )
-# GRPO trains the solver on exactly the prompt the solver sends, so it asks the solver for it.
-TRAINS_ON_AGENT_PROMPTS = {"selfrepair.training.grpo"}
+# GRPO trains the solver on exactly the prompt the solver sends, so it asks the solver for it;
+# the reviewer's data and its held-out scores use exactly the verifier's prompt and score.
+TRAINS_ON_AGENT_PROMPTS = {
+    "selfrepair.training.grpo",
+    "selfrepair.training.datasets",
+    "selfrepair.training.reviewer",
+}
 # Where a module may not import from: (the modules it applies to, the forbidden areas).
 RULES = [
     (

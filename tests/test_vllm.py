@@ -188,3 +188,54 @@ def test_vllm_on_a_machine_without_a_build_is_a_clear_error(monkeypatch, tmp_pat
     monkeypatch.setattr(platform, "machine", lambda: "riscv64")
     with pytest.raises(SelfRepairError, match="vLLM has no CPU build for .*/riscv64"):
         vllm_env.ensure_environment(vllm_env.CPU)
+
+
+@pytest.mark.vllm
+@pytest.mark.model
+@pytest.mark.slow
+@pytest.mark.skipif(in_process(), reason="vLLM is installed here: the backend runs it in process")
+def test_three_roles_as_adapters_of_one_base_are_asked_of_one_server(sft_adapter, tmp_path):
+    """Solver (the base), reviewer and refiner (two adapters) in one refine run: one vLLM
+    server, each role's calls sent to its own LoRA module (its model name in the request)."""
+    from selfrepair.graphs.jobs import Rollout
+    from selfrepair.sandbox.choose import open_sandbox
+
+    from selfrepair.executor.core import Node
+    from selfrepair.settings import Budget, Sampling
+
+    reviewer = tmp_path / "reviewer" / "adapter"
+    shutil.copytree(sft_adapter, reviewer)
+    folder = str(ensure_smollm2())
+    rollout = Rollout(
+        "refine",
+        f"vllm:{folder}",
+        Budget(max_candidates=2),
+        Sampling(max_tokens=48, review_max_tokens=16),
+        reviewer=f"vllm:{folder}+{reviewer}",
+        refiner=f"vllm:{folder}+{sft_adapter}",
+    )
+    node = Node(open_sandbox("local"))
+    try:
+        trajectory = rollout.run(operator_task("add"), node, None, None)
+        [server] = vllm_server.SHARED.values()
+        asked = {
+            role: node.models[spec].server_model().name
+            for role, spec in (
+                ("solver", rollout.model),
+                ("reviewer", rollout.reviewer),
+                ("refiner", rollout.refiner),
+            )
+        }
+    finally:
+        node.close()
+        vllm_server.stop_shared_servers()
+    assert asked == {
+        "solver": folder,
+        "reviewer": vllm_server.adapter_name(reviewer),
+        "refiner": vllm_server.adapter_name(sft_adapter),
+    }
+    assert trajectory.metadata["roles"] == {
+        "reviewer": rollout.reviewer,
+        "refiner": rollout.refiner,
+    }
+    assert not local_server.group_alive(server.process.pid)

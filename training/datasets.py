@@ -18,7 +18,12 @@ Label-free (`labels="consensus"`, LMSI style): no verdict exists; the replies th
 self-consistency run chose as its pseudo-label (graphs.consensus, `label_steps`) stand in for
 the passing ones, and its other replies with code, or with none, for the failing ones.
 
-Both are deduplicated and split by task: every example of a task lands on the same side,
+Reviewer (verifier): every tested candidate becomes one chat, the verifier's prompt
+(agents.verifier) and the reply "yes" when the tests passed, "no" when they failed; the
+training side is balanced by leaving out a seeded draw of the commoner verdict, the held-out
+side keeps the verdicts as they came.
+
+All are deduplicated and split by task: every example of a task lands on the same side,
 so the held-out split measures tasks the model never trained on.
 """
 
@@ -27,12 +32,14 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 from datasets import Dataset, DatasetDict
+from selfrepair.agents.verifier import VERDICTS, verify_messages
 from selfrepair.graphs.consensus import label_steps
 
 from selfrepair.errors import SelfRepairError
@@ -239,3 +246,62 @@ def dpo_dataset(
             "(sample several candidates per prompt, e.g. --strategy best-of-n)"
         )
     return split_by_task(rows, eval_fraction)
+
+
+def reviewer_rows(trajectories: Iterable[Trajectory]) -> list[dict]:
+    """One chat per tested candidate (the verifier's prompt, then "yes" or "no" as the tests
+    said), with its `label` (1 passed, 0 failed); one row per task and candidate code."""
+    rows, seen = [], set()
+    for trajectory in trajectories:
+        for step in trajectory.executed():
+            if step.candidate is None:
+                continue
+            messages = verify_messages(trajectory, step)
+            key = (trajectory.task.task_id, prompt_key(messages))
+            if key in seen:
+                continue
+            seen.add(key)
+            passed = step.report.passed
+            rows.append(
+                {
+                    "messages": chat(messages)
+                    + [{"role": "assistant", "content": VERDICTS[0] if passed else VERDICTS[1]}],
+                    "label": int(passed),
+                    "task_id": trajectory.task.task_id,
+                    "kind": step.kind,
+                }
+            )
+    return rows
+
+
+def balance(split: Dataset, seed: int = 0) -> Dataset:
+    """Both labels equally often: a seeded draw of the commoner one, the size of the other."""
+    labels = split["label"]
+    by_label = {value: [i for i, x in enumerate(labels) if x == value] for value in (0, 1)}
+    keep = min(len(indices) for indices in by_label.values())
+    rng = random.Random(seed)
+    chosen = sorted(i for indices in by_label.values() for i in rng.sample(indices, keep))
+    return split.select(chosen)
+
+
+def reviewer_dataset(sources: Sources, eval_fraction: float = 0.1, seed: int = 0) -> DatasetDict:
+    """Verifier chats split by task, the training side class-balanced."""
+    rows = reviewer_rows(sources.trajectories)
+    where = ", ".join(sources.run_dirs) or "the given runs"
+    passed = sum(r["label"] for r in rows)
+    if not rows:
+        raise SelfRepairError(f"no tested candidates in {where}: nothing to train a reviewer on")
+    if passed in (0, len(rows)):
+        verdict = "passed" if passed else "failed"
+        raise SelfRepairError(
+            f"every one of the {len(rows)} tested candidates in {where} {verdict}: "
+            "a reviewer needs both passing and failing candidates"
+        )
+    data = split_by_task(rows, eval_fraction)
+    train = data["train"]
+    if len(set(train["label"])) < 2:
+        raise SelfRepairError(
+            f"the training tasks' candidates all {'passed' if train['label'][0] else 'failed'} "
+            "(the other verdict is only on held-out tasks): give more runs, or a smaller --eval-fraction"
+        )
+    return DatasetDict(train=balance(train, seed), test=data["test"])

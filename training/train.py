@@ -17,6 +17,7 @@ import math
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -131,11 +132,14 @@ def train_adapter(
     suspicious_left_out: int = 0,
     reward_funcs: list[Any] | None = None,
     provenance: dict[str, Any] | None = None,
+    measure: Callable[[Any, Any], dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Train a LoRA adapter with `method` on `data` (a `train` and a `test` split, as
     training.datasets builds them; for GRPO, prompts and tasks from training.grpo) over
     `base`; write it to `out`; return its card. GRPO needs `reward_funcs`. `provenance` (how
-    the data came to be, e.g. an improve round) is recorded in the card as it is."""
+    the data came to be, e.g. an improve round) is recorded in the card as it is; so is what
+    `measure(model, tokenizer)` finds on the trained model (e.g. a held-out AUC), as
+    `validation`, before the adapter is written."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import DPOTrainer, GRPOTrainer, SFTTrainer
 
@@ -184,6 +188,7 @@ def train_adapter(
             )
         eval_loss = trainer.evaluate()["eval_loss"] if eval_split is not None else None
         seconds = time.perf_counter() - started
+        validation = measure(trainer.model.eval(), tokenizer) if measure is not None else None
 
         shutil.rmtree(partial / "trainer", ignore_errors=True)
         try:
@@ -219,6 +224,7 @@ def train_adapter(
             "device": device,
             "trl_config": {key: dumped[key] for key in sorted(chosen_keys) if key in dumped},
             **({"provenance": provenance} if provenance else {}),
+            **({"validation": validation} if validation is not None else {}),
             "lora": {
                 "r": lora.r,
                 "lora_alpha": lora.lora_alpha,

@@ -5,7 +5,8 @@ call's `seed`; calls take turns on torch's generator (GENERATING), so a seeded c
 same samples whatever runs beside it. Temperature 0 is greedy decoding, which is
 deterministic: n > 1 then returns n copies of one greedy completion, computed once (what a
 server returns for the same request, without paying n times for it).
-A PEFT adapter (`hf:BASE+ADAPTER_DIR`) is loaded on top of its base with peft.
+A PEFT adapter (`hf:BASE+ADAPTER_DIR`) is loaded on top of its base with peft; every spec of
+one base shares one copy of it, its adapters switched per call (SharedBase).
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ import copy
 import functools
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +32,9 @@ GENERATING = threading.Lock()
 
 
 @functools.lru_cache(maxsize=4)
-def load_pretrained(name_or_path: str, adapter: str | None) -> tuple[Any, Any]:
-    """(model, tokenizer), loaded once per process. An adapter gets its own copy of the base:
-    peft injects its layers into the model it wraps, so a shared base would change under others."""
+def load_base(name_or_path: str) -> SharedBase:
+    """The base model and tokenizer, loaded once per process and shared by every spec that
+    names this base, with or without an adapter."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as transformers_logging
@@ -49,19 +51,65 @@ def load_pretrained(name_or_path: str, adapter: str | None) -> tuple[Any, Any]:
             f"hf model {name_or_path!r} could not be loaded (a local folder or a model id "
             f"in the Hugging Face cache): {first_line(error)}"
         ) from None
-    if adapter is not None:
+    model.to(device).eval()
+    return SharedBase(name_or_path, model, tokenizer, device)
+
+
+class SharedBase:
+    """One copy of a base model and the PEFT adapters attached to it by name. Roles with
+    adapters of one base (a solver, a reviewer, a verifier) share its weights: each call
+    switches to its adapter (or, for the base itself, turns adapters off) while it holds
+    GENERATING, so no other call sees the layers mid-switch and the base is never loaded twice."""
+
+    def __init__(self, name_or_path: str, model: Any, tokenizer: Any, device: str) -> None:
+        self.name_or_path = name_or_path
+        self.model = model  # a PeftModel once the first adapter is attached
+        self.tokenizer = tokenizer
+        self.device = device
+        self.adapters: dict[str, str] = {}  # resolved adapter folder -> its name in the model
+
+    def attach(self, adapter: str) -> str:
+        """The name the adapter folder's weights have in the model, loaded on first use."""
         from peft import PeftModel
         from selfrepair.agents.models.adapters import check_adapter
 
-        check_adapter(Path(adapter), name_or_path)  # an adapter trained on another base is refused
-        try:
-            model = PeftModel.from_pretrained(model, adapter)
-        except (OSError, ValueError, RuntimeError) as error:  # RuntimeError: shapes of another base
-            raise SelfRepairError(
-                f"adapter {adapter!r} could not be loaded: {first_line(error)}"
-            ) from None
-    model.to(device).eval()
-    return model, tokenizer
+        folder = str(Path(adapter).resolve())
+        with GENERATING:
+            if folder in self.adapters:
+                return self.adapters[folder]
+            check_adapter(Path(folder), self.name_or_path)  # one trained on another base is refused
+            name = f"adapter{len(self.adapters)}"
+            try:
+                if isinstance(self.model, PeftModel):
+                    self.model.load_adapter(folder, adapter_name=name)
+                else:
+                    self.model = PeftModel.from_pretrained(self.model, folder, adapter_name=name)
+            except (
+                OSError,
+                ValueError,
+                RuntimeError,
+            ) as error:  # RuntimeError: another base's shapes
+                raise SelfRepairError(
+                    f"adapter {adapter!r} could not be loaded: {first_line(error)}"
+                ) from None
+            self.model.to(self.device).eval()
+            self.adapters[folder] = name
+            return name
+
+    @contextmanager
+    def using(self, adapter_name: str | None) -> Iterator[Any]:
+        """The model with `adapter_name` active (None: the base alone), holding GENERATING."""
+        from peft import PeftModel
+
+        with GENERATING:
+            if not isinstance(self.model, PeftModel):
+                yield self.model
+            elif adapter_name is None:
+                with self.model.disable_adapter():
+                    yield self.model
+            else:
+                self.model.set_adapter(adapter_name)
+                yield self.model
 
 
 def first_line(error: BaseException) -> str:
@@ -81,7 +129,18 @@ class HFModel:
             name_or_path = str(folder)
         self.name_or_path = name_or_path
         self.adapter = str(adapter) if adapter is not None else None
-        self.model, self.tokenizer = load_pretrained(name_or_path, self.adapter)
+        self.base = load_base(name_or_path)
+        self.adapter_name = self.base.attach(self.adapter) if self.adapter is not None else None
+        self.tokenizer = self.base.tokenizer
+
+    @property
+    def model(self) -> Any:
+        """The shared model (a PeftModel once any spec attached an adapter to this base)."""
+        return self.base.model
+
+    def using(self) -> Any:
+        """The model with this spec's adapter active (and GENERATING held), for a forward pass."""
+        return self.base.using(self.adapter_name)
 
     def prompt_ids(self, messages: Sequence[Message]) -> Any:
         """The chat as token ids (1 x length), through the tokenizer's chat template; a model
@@ -137,10 +196,10 @@ class HFModel:
         if settings.pad_token_id is None:
             settings.pad_token_id = min(end_ids) if end_ids else self.tokenizer.eos_token_id
         settings.stop_strings = list(stop) if stop else None
-        with GENERATING, torch.inference_mode():
+        with self.using() as model, torch.inference_mode():
             if seed is not None and not greedy:
                 torch.manual_seed(seed)  # the n samples of one call come from this seed, in order
-            output = self.model.generate(
+            output = model.generate(
                 input_ids=input_ids,
                 attention_mask=torch.ones_like(input_ids),
                 generation_config=settings,

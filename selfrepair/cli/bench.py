@@ -29,12 +29,16 @@ from selfrepair.cli.common import (
     ExecutorOption,
     MaxSeconds,
     MaxTokens,
+    Refiner,
+    Reviewer,
     SandboxKind,
     Seed,
     Strategy,
+    Verifier,
     budget_config,
     command_line,
     executor_line,
+    role_config,
 )
 from selfrepair.errors import SelfRepairError
 from selfrepair.executor import open_executor
@@ -78,6 +82,9 @@ def bench(
     strategy: Strategy | None = typer.Option(
         None, "--strategy", help=STRATEGY_HELP, show_default=False
     ),
+    reviewer: str | None = Reviewer,
+    refiner: str | None = Refiner,
+    verifier: str | None = Verifier,
     budget: int = typer.Option(8, "--budget", min=1, help=BUDGET_HELP),
     max_tokens: int = MaxTokens,
     max_seconds: float = MaxSeconds,
@@ -130,16 +137,30 @@ def bench(
         if not tasks:
             raise SelfRepairError(f"{data or benchmark.value}: no tasks")
         strategy_name = (strategy or Strategy.best_of_n).value
-    config = {
-        "command": "bench",
-        "benchmark": benchmark.value,
-        "data": str(data.resolve()) if data else None,
-        "limit": limit,
-        "strategy": strategy_name,
-        "model": model,
-        "budget": budget_config(limits),
-        "seed": seed,
-    } | ({"repos": str(repos.resolve())} if repos is not None else {})
+    roles = role_config(reviewer, refiner, verifier, strategy_name)
+    rollout = Rollout(
+        strategy_name,
+        model,
+        limits,
+        issue_sampling(seed) if strategy_name == "issue" else Sampling(seed=seed),
+        reviewer,
+        refiner,
+        verifier,
+    )
+    config = (
+        {
+            "command": "bench",
+            "benchmark": benchmark.value,
+            "data": str(data.resolve()) if data else None,
+            "limit": limit,
+            "strategy": strategy_name,
+            "model": model,
+            "budget": budget_config(limits),
+            "seed": seed,
+        }
+        | roles
+        | ({"repos": str(repos.resolve())} if repos is not None else {})
+    )
     name = f"bench-{benchmark.value}-{strategy_name}-{slug(model)}-b{budget}" + (
         f"-n{limit}" if limit else ""
     )
@@ -147,7 +168,8 @@ def bench(
     check_run_dir(run_dir, config)
     executor = open_executor(executor_spec, sandbox=sandbox.value, jobs=jobs)
     try:
-        executor.load(model)
+        for spec in rollout.specs:
+            executor.load(spec)
         store = prepare_run_dir(run_dir, config)
         tokens: dict[str, int] = {}
         finished: list[Trajectory] = []
@@ -174,9 +196,8 @@ def bench(
                     tokens=sum(tokens.values()),
                 )
 
-            sampling = issue_sampling(seed) if strategy_name == "issue" else Sampling(seed=seed)
             job = RepairJob(
-                Rollout(strategy_name, model, limits, sampling),
+                rollout,
                 store,
                 open_checkpointer(store),
                 on_step,

@@ -53,6 +53,35 @@ EXECUTOR_HELP = (
     "node, --jobs at once on each. Needs the ray extra."
 )
 QUIET_HELP = "No progress display; print only the result."
+ROLE_HELP = (
+    "Model spec for the {role} (default: --model), e.g. an adapter of the same base: "
+    "hf:BASE+ADAPTER_DIR or vllm:BASE+ADAPTER_DIR (adapters of one base share it: one copy "
+    "with hf, one server with vLLM)."
+)
+Reviewer = typer.Option(None, "--reviewer", help=ROLE_HELP.format(role="reviewer"))
+Refiner = typer.Option(None, "--refiner", help=ROLE_HELP.format(role="refiner"))
+Verifier = typer.Option(
+    None,
+    "--verifier",
+    help="best-of-n: a verifier (smollm2 or hf:BASE+ADAPTER_DIR, from `selfrepair train "
+    "reviewer`) scores each candidate before its tests run; the most promising is tested "
+    "first and the first pass ends the search (fewer sandbox runs).",
+)
+
+
+def role_config(
+    reviewer: str | None, refiner: str | None, verifier: str | None, strategy: str
+) -> dict[str, Any]:
+    """The roles given on the line, as a run directory's configuration records them (nothing
+    when none is), checked before the run directory exists."""
+    from selfrepair.graphs.run import check_roles
+
+    check_roles(verifier, strategy)
+    roles = {"reviewer": reviewer, "refiner": refiner, "verifier": verifier}
+    given = {name: spec for name, spec in roles.items() if spec is not None}
+    return {"roles": given} if given else {}
+
+
 JSON_HELP = "Print one JSON object with the result on stdout (no progress display)."
 
 # The rest of the per-task budget, beside --budget (typer reads them from each signature).

@@ -44,17 +44,21 @@ from selfrepair.cli.common import (
     Display,
     MaxSeconds,
     MaxTokens,
+    Refiner,
+    Reviewer,
     SandboxKind,
     Seed,
     Strategy,
+    Verifier,
     budget_config,
     command_line,
+    role_config,
 )
 from selfrepair.errors import SelfRepairError
 from selfrepair.files import read_input, write_atomically
 from selfrepair.graphs.issue import issue_sampling, repair_issue, run_candidate_tests
 from selfrepair.graphs.localise_repair import repair_localised
-from selfrepair.graphs.run import open_checkpointer, repair_task
+from selfrepair.graphs.run import load_roles, open_checkpointer, repair_task
 from selfrepair.metrics import result_row
 from selfrepair.paths import is_test_file
 from selfrepair.rundir import PATCH, check_run_dir, prepare_run_dir, write_results
@@ -121,6 +125,9 @@ def fix(
         "--branch",
         help="Repository mode: commit the fix on this new branch (your checkout is not touched).",
     ),
+    reviewer: str | None = Reviewer,
+    refiner: str | None = Refiner,
+    verifier: str | None = Verifier,
 ) -> None:
     """Repair PATH until --test-cmd passes. Exit 0: fixed (files written, or the patch printed);
     exit 1: not fixed within budget (what was tried is printed). With --issue, PATH is a git
@@ -146,6 +153,12 @@ def fix(
             if strategy is Strategy.localise_repair:
                 raise SelfRepairError("--strategy localise-repair needs repository mode (--issue)")
             target = files_target(path, test_cmd, spec, strategy or Strategy.best_of_n, seed, patch)
+        roles = role_config(reviewer, refiner, verifier, target.config["strategy"])
+        if roles and "issue" in target.config:
+            raise SelfRepairError(
+                "--reviewer, --refiner and --verifier apply to files, not to repository mode: "
+                "its graph takes one --model"
+            )
         box = open_sandbox(sandbox.value)
         stack.callback(box.close)
         # The preflight: the tests on the code as given, cut at --max-seconds like every run.
@@ -154,16 +167,21 @@ def fix(
         check_baseline(baseline, test_cmd, target.where, seconds)
         if baseline.passed and not target.reproduces:
             raise SelfRepairError(f"nothing to repair: `{test_cmd}` already passes {target.passes}")
-        config = target.config | {
-            "test_cmd": test_cmd,
-            "model": model,
-            "budget": budget_config(limits),
-            "seed": seed,
-        }
+        config = (
+            target.config
+            | {
+                "test_cmd": test_cmd,
+                "model": model,
+                "budget": budget_config(limits),
+                "seed": seed,
+            }
+            | roles
+        )
         run_dir = out or default_run_dir()
         check_run_dir(run_dir, config)
         loaded = load_model(model)
         check_reachable(loaded)
+        role_models = load_roles(reviewer, refiner, verifier)
         store = prepare_run_dir(run_dir, config)
         with Display(not (quiet or json_output), f"fixing {target.name}", budget) as display:
             trajectory = target.repair(
@@ -174,6 +192,7 @@ def fix(
                 checkpointer=open_checkpointer(store),
                 baseline=baseline,
                 on_step=lambda t: show_step(display, t),
+                **role_models,
             )
         write_results(run_dir, [result_row(trajectory)], config | {"command_line": command_line()})
         store.close()

@@ -1,4 +1,4 @@
-"""`selfrepair train sft|dpo|grpo`: fine-tune a LoRA adapter with TRL.
+"""`selfrepair train sft|dpo|grpo|reviewer`: fine-tune a LoRA adapter with TRL.
 
 Training settings are TRL's (SFTConfig / DPOConfig / GRPOConfig): the common ones are
 options (cli/common.py, shared with `improve`), and `--trl-config FILE.json` passes any others under
@@ -48,7 +48,7 @@ EvalFraction = typer.Option(
 )
 
 
-def report_card(card: dict[str, Any], out: Path) -> None:
+def report_card(card: dict[str, Any], out: Path, use: str = "--model") -> None:
     losses = card["losses"]
     typer.echo(
         f"{card['method']}: {card['steps']} steps on {card['data']['train_examples']} examples "
@@ -56,7 +56,7 @@ def report_card(card: dict[str, Any], out: Path) -> None:
         + (f", eval loss {card['eval_loss']:.4f}" if card.get("eval_loss") is not None else "")
         + f", {card['seconds']} s"
     )
-    typer.echo(f"adapter: {out}  (use it with --model hf:{card['base_path']}+{out})")
+    typer.echo(f"adapter: {out}  (use it with {use} hf:{card['base_path']}+{out})")
 
 
 def train_from_runs(
@@ -145,6 +145,71 @@ def train_dpo(
         beta=beta,
     )
     train_from_runs("dpo", runs, base, out, eval_fraction, settings, lora_r, keep_suspicious)
+
+
+@train_app.command("reviewer")
+def train_reviewer_command(
+    runs: list[Path] = typer.Option(..., "--runs", help=RUNS_HELP),
+    base: str = typer.Option("smollm2", "--base", help=BASE_HELP),
+    out: Path = typer.Option(..., "--out", help=OUT_HELP),
+    max_steps: int | None = MaxSteps,
+    epochs: float | None = Epochs,
+    learning_rate: float | None = LearningRate,
+    batch_size: int | None = BatchSize,
+    max_length: int | None = MaxLength,
+    lora_r: int = LoraRank,
+    eval_fraction: float = typer.Option(
+        0.2,
+        "--eval-fraction",
+        min=0.0,
+        max=0.9,
+        help="Share of tasks held out to measure the verifier (AUC, false accepts; split by task).",
+    ),
+    seed: int = typer.Option(0, "--seed", help="Seed of the class-balancing draw."),
+    trl_config: Path | None = TrlConfig,
+    keep_suspicious: bool = KeepSuspicious,
+) -> None:
+    """A verifier: a LoRA adapter that answers "will this candidate pass its tests?" with yes
+    or no, trained on the recorded candidates labelled by their tests (balanced, split by task).
+    Its score, P(yes), orders best-of-n's candidates (--verifier on bench and fix)."""
+    from selfrepair.training.datasets import read_runs
+    from selfrepair.training.reviewer import train_reviewer
+    from selfrepair.training.train import default_lora
+
+    settings = trl_settings(
+        trl_config,
+        max_steps=max_steps,
+        epochs=epochs,
+        learning_rate=learning_rate,
+        batch_size=batch_size,
+        max_length=max_length,
+    )
+    sources = read_runs(runs, keep_suspicious=keep_suspicious)
+    card = train_reviewer(
+        sources,
+        base,
+        out,
+        eval_fraction=eval_fraction,
+        settings=settings,
+        lora=default_lora(lora_r),
+        seed=seed,
+    )
+    report_card(card, out, use="--verifier")
+    held_out = card["validation"]
+    if held_out.get("trained"):
+        typer.echo(
+            f"held-out tasks ({held_out['tasks']} tasks, {held_out['examples']} candidates, "
+            f"{held_out['passing']} passing): "
+            + "; ".join(
+                f"{name} AUC {fmt(held_out[name]['auc'])}, false accepts "
+                f"{fmt(held_out[name]['false_accept_rate'])}"
+                for name in ("trained", "untrained")
+            )
+        )
+
+
+def fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
 
 
 @train_app.command("grpo")
