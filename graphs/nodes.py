@@ -136,6 +136,8 @@ class RepairContext:
             baseline=self.baseline,
             kind=kind,
             seed=self.sampling.call_seed(trajectory.task.task_id, first),
+            prompts=self.sampling.prompts,
+            feedback=self.sampling.feedback,
         )
 
     def refine(
@@ -154,6 +156,8 @@ class RepairContext:
             stop=self.sampling.stop,
             kind=kind,
             seed=self.sampling.call_seed(trajectory.task.task_id, first),
+            prompts=self.sampling.prompts,
+            feedback=self.sampling.feedback,
         )
 
     def expected_tests(self) -> list[str]:
@@ -173,6 +177,8 @@ class RepairContext:
             step,
             max_tokens=self.sampling.review_max_tokens,
             seed=self.sampling.call_seed(trajectory.task.task_id, step.index, "review"),
+            prompts=self.sampling.prompts,
+            feedback=self.sampling.feedback,
         )
 
     def close_if_over(self, trajectory: Trajectory) -> None:
