@@ -38,6 +38,7 @@ CORE = {
         "errors",
         "paths",
         "settings",
+        "strategy",
     )
 }
 CORE.add("selfrepair")

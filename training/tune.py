@@ -100,23 +100,24 @@ def utility_of(rows: Sequence[dict[str, Any]], utility: Utility) -> float:
 
 
 def search_space(budget: Budget) -> dict[str, optuna.distributions.BaseDistribution]:
-    """What Optuna searches: the strategy's numeric and categorical fields, over the ranges
-    the schema allows (so an improver's proposal always lies inside them)."""
+    """What Optuna searches: the strategy's numeric and categorical fields, over ranges that
+    hold the default and keep a trial's cost sane on a CPU (the schema allows more: a
+    proposal outside these ranges is enqueued as it is, and Optuna records it)."""
     d = optuna.distributions
     return {
         "graph": d.CategoricalDistribution(GRAPHS),
-        "temperature": d.FloatDistribution(0.0, 2.0),
-        "reply_tokens": d.IntDistribution(16, 2048, log=True),
-        "review_tokens": d.IntDistribution(16, 1024, log=True),
-        "samples": d.IntDistribution(1, 64, log=True),
-        "children": d.IntDistribution(1, 16),
-        "exploration": d.FloatDistribution(0.0, 10.0),
+        "temperature": d.FloatDistribution(0.0, 1.5),
+        "reply_tokens": d.IntDistribution(64, 512, log=True),
+        "review_tokens": d.IntDistribution(32, 256, log=True),
+        "samples": d.IntDistribution(1, 16, log=True),
+        "children": d.IntDistribution(1, 4),
+        "exploration": d.FloatDistribution(0.1, 4.0),
         "test_weight": d.FloatDistribution(0.0, 1.0),
         "review_ties": d.CategoricalDistribution((True, False)),
         "max_candidates": d.IntDistribution(1, budget.max_candidates),
-        "traceback_lines": d.IntDistribution(1, 40),
-        "max_failures": d.IntDistribution(1, 20),
-        "max_chars": d.IntDistribution(200, 8000, log=True),
+        "traceback_lines": d.IntDistribution(1, 20),
+        "max_failures": d.IntDistribution(1, 8),
+        "max_chars": d.IntDistribution(300, 3000, log=True),
     }
 
 
