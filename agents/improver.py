@@ -16,6 +16,9 @@ from selfrepair.types import Message, Trajectory
 
 REPLY_CHARS = 600  # of a failed task's last reply, shown
 FAILURES_SHOWN = 3
+# The reply ends with its JSON block; templates inside it are JSON strings, whose line breaks
+# are escaped, so a fence at the start of a line closes the block.
+STOP = ("\n```\n",)
 
 
 def shown_strategy(strategy: Strategy, recursive: bool = False) -> str:
@@ -89,6 +92,7 @@ def propose(
         n=1,
         temperature=temperature,
         max_tokens=max_tokens,
+        stop=STOP,
         seed=seed,
     )
 
