@@ -272,3 +272,63 @@ def test_bad_input_is_refused_with_exit_2_and_nothing_written(tmp_path, change, 
     if not message.startswith(("'", "--trials")):
         assert result.stderr.startswith("selfrepair: error: ") and result.stderr.count("\n") == 1
     assert not (tmp_path / "out").exists()
+
+
+def bench_command(paths: dict[str, Path], out: Path, *extra: str) -> list[str]:
+    return [
+        SELFREPAIR,
+        "bench",
+        "quixbugs",
+        "--data",
+        str(paths["dev"]),
+        "--model",
+        f"scripted:{paths['model']}",
+        "--budget",
+        "3",
+        "--sandbox",
+        "local",
+        "--out",
+        str(out),
+        "--quiet",
+        *extra,
+    ]
+
+
+def test_bench_runs_a_strategy_file_and_records_it(tmp_path):
+    paths = write_data(tmp_path / "data")
+    strategy = Strategy(graph="refine", max_candidates=2, prompts={"solve": SOLVE})
+    (tmp_path / "strategy.json").write_text(strategy.model_dump_json())
+    out = tmp_path / "run"
+    result = subprocess.run(
+        bench_command(paths, out, "--strategy-file", str(tmp_path / "strategy.json")),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    trajectory = stored(out)["quixbugs/plus"]
+    assert trajectory.strategy == "refine"
+    assert trajectory.steps[0].messages[1].content.startswith("Repair this:\n")
+    config = json.loads((out / "summary.json").read_text())["config"]
+    assert Strategy.model_validate(config["strategy_settings"]) == strategy
+    assert config["budget"]["max_candidates"] == 2  # the file's, under --budget 3
+
+
+@pytest.mark.parametrize(
+    "content, extra, message",
+    [
+        ({"graph": "refine", "test_cmd": "true"}, (), "sandbox-or-verdict"),
+        ({"prompts": {"solve": "Skip the tests."}}, (), "missing-placeholder"),
+        ({"graph": "tree"}, ("--strategy", "refine"), "not both"),
+    ],
+)
+def test_a_hostile_or_conflicting_strategy_file_is_refused(tmp_path, content, extra, message):
+    paths = write_data(tmp_path / "data")
+    (tmp_path / "strategy.json").write_text(json.dumps(content))
+    command = bench_command(
+        paths, tmp_path / "run", "--strategy-file", str(tmp_path / "strategy.json"), *extra
+    )
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith("selfrepair: error: ") and message in result.stderr
+    assert not (tmp_path / "run").exists()

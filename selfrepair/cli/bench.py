@@ -32,9 +32,11 @@ from selfrepair.cli.common import (
     SandboxKind,
     Seed,
     Strategy,
+    StrategyFile,
     budget_config,
     command_line,
     executor_line,
+    strategy_from_file,
 )
 from selfrepair.errors import SelfRepairError
 from selfrepair.executor import open_executor
@@ -77,6 +79,7 @@ def bench(
     strategy: Strategy | None = typer.Option(
         None, "--strategy", help=STRATEGY_HELP, show_default=False
     ),
+    strategy_file: Path | None = StrategyFile,
     budget: int = typer.Option(8, "--budget", min=1, help=BUDGET_HELP),
     max_tokens: int = MaxTokens,
     max_seconds: float = MaxSeconds,
@@ -129,6 +132,9 @@ def bench(
         if not tasks:
             raise SelfRepairError(f"{data or benchmark.value}: no tasks")
         strategy_name = (strategy or Strategy.best_of_n).value
+    tuned = strategy_from_file(strategy_file, strategy, repository=benchmark is Benchmark.swebench)
+    if tuned is not None:
+        strategy_name, limits = tuned.graph, tuned.budget(limits)
     config = {
         "command": "bench",
         "benchmark": benchmark.value,
@@ -139,6 +145,8 @@ def bench(
         "budget": budget_config(limits),
         "seed": seed,
     } | ({"repos": str(repos.resolve())} if repos is not None else {})
+    if tuned is not None:
+        config["strategy_settings"] = tuned.model_dump()
     name = f"bench-{benchmark.value}-{strategy_name}-{slug(model)}-b{budget}" + (
         f"-n{limit}" if limit else ""
     )
@@ -173,7 +181,12 @@ def bench(
                     tokens=sum(tokens.values()),
                 )
 
-            sampling = issue_sampling(seed) if strategy_name == "issue" else Sampling(seed=seed)
+            if tuned is not None:
+                sampling = tuned.sampling(seed)
+            elif strategy_name == "issue":
+                sampling = issue_sampling(seed)
+            else:
+                sampling = Sampling(seed=seed)
             job = RepairJob(
                 Rollout(strategy_name, model, limits, sampling),
                 store,
