@@ -332,3 +332,45 @@ def test_a_hostile_or_conflicting_strategy_file_is_refused(tmp_path, content, ex
     assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
     assert result.stderr.startswith("selfrepair: error: ") and message in result.stderr
     assert not (tmp_path / "run").exists()
+
+
+NEW_IMPROVER = "NEW IMPROVER. {{ strategy }}\n{{ failures }}\nAnswer with JSON."
+
+
+@pytest.mark.parametrize("recursive", [True, False], ids=["recursive", "not-recursive"])
+def test_the_recursive_step_tunes_the_improver_s_own_prompt(executor, tmp_path, recursive):
+    paths = write_data(tmp_path / "data")
+    # A shorter solve prompt costs fewer tokens for the same repairs: per 1,000 tokens, the
+    # proposal's strategy is the best, and the improver asked next is the one it carried.
+    first = {"prompts": {"solve": "{{ code }}", "improver": NEW_IMPROVER}}
+    second = {"temperature": 0.5}
+    paths["improver"].write_text(
+        json.dumps(
+            {
+                "NEW IMPROVER": [json.dumps(second)],  # asked only in the improver's new prompt
+                "You improve the strategy": [json.dumps(first), json.dumps(second)] * 3,
+            }
+        )
+    )
+    settings = TuneSettings(
+        model=f"scripted:{paths['model']}",
+        improver=f"scripted:{paths['improver']}",
+        trials=5,
+        budget=Budget(max_candidates=2),
+        utility="rate-per-1k-tokens",
+        recursive=recursive,
+        eval_seeds=1,
+    )
+    out = tmp_path / "out"
+    tune(
+        [], load(tmp_path / "data", "dev"), load(tmp_path / "data", "eval"), settings, executor, out
+    )
+    logged = read_proposals(out)
+    if recursive:
+        assert [(p["trial"], p["accepted"]) for p in logged] == [(2, True), (4, True)]
+        assert Strategy.model_validate(logged[0]["strategy"]).prompts.improver == NEW_IMPROVER
+        assert logged[1]["from_trial"] == 2
+        assert Strategy.model_validate(logged[1]["strategy"]).temperature == 0.5
+    else:
+        assert logged[0]["refused"] == ["improver-frozen"]
+        assert all(p["trial"] == 2 for p in logged[:2]) and logged[1]["accepted"]

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import warnings
 from collections import Counter
 from collections.abc import Callable, Sequence
 from contextlib import closing
@@ -417,7 +418,11 @@ def run_trials(
             strategy = propose(out, study, train, settings, executor, improver, number, report)
         if strategy is not None:
             study.enqueue_trial(params_of(strategy, settings.budget))
-        trial = study.ask(space)  # an enqueued trial answers with the values it was given
+        with warnings.catch_warnings():
+            # An enqueued proposal may lie outside the searched ranges (within the schema's):
+            # Optuna warns, and records it as it is, which is what is meant.
+            warnings.filterwarnings("ignore", message="Fixed parameter")
+            trial = study.ask(space)  # an enqueued trial answers with the values it was given
         if strategy is None:
             kind = "optuna"
             strategy = strategy_of(trial.params, trial_strategy(best_trial(study)), settings.budget)
