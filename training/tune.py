@@ -51,6 +51,7 @@ from typing import Any, Literal
 
 import optuna
 from selfrepair.agents.models.backends import load_model
+from selfrepair.agents.models.protocol import Model
 from selfrepair.graphs.improving import propose_strategy
 from selfrepair.graphs.jobs import RepairJob, Rollout
 from selfrepair.graphs.run import open_checkpointer
@@ -195,7 +196,7 @@ def open_study(out: Path, seed: int) -> optuna.Study:
     )
 
 
-def dev_run(
+def run_tasks(
     tasks: list[Task],
     strategy: Strategy,
     settings: TuneSettings,
@@ -289,7 +290,7 @@ def failures_of(
     dev tasks, as its run directory holds them; with train tasks, on those instead (run once
     per best trial, into OUT/train/NNNN/), so the dev tasks only ever select."""
     if train:
-        trajectories = dev_run(
+        trajectories = run_tasks(
             train,
             trial_strategy(trial),
             settings,
@@ -314,7 +315,7 @@ def propose(
     train: list[Task],
     settings: TuneSettings,
     executor: Executor,
-    improver: Callable[[], Any],
+    improver: Callable[[], Model],
     number: int,
     report: Report,
 ) -> Strategy | None:
@@ -365,14 +366,14 @@ def run_trials(
     dev: list[Task],
     settings: TuneSettings,
     executor: Executor,
-    improver: Callable[[], Any],
+    improver: Callable[[], Model],
     report: Report,
 ) -> None:
     """Run trials until the study holds `settings.trials` finished ones."""
     space = search_space(settings.budget)
 
     def run(trial_number: int, strategy: Strategy, kind: str) -> float:
-        trajectories = dev_run(
+        trajectories = run_tasks(
             dev,
             strategy,
             settings,
@@ -450,7 +451,7 @@ def evaluate(
         rows[name] = {}
         for seed in seeds:
             run_dir = out / "eval" / f"{name}-s{seed}"
-            dev_run(
+            run_tasks(
                 eval_tasks,
                 strategy,
                 settings,
@@ -534,11 +535,10 @@ def tune(
             )
     open_out(out, settings, splits)
     study = open_study(out, settings.seed)
-    loaded: dict[str, Any] = {}
+    loaded: dict[str, Model] = {}
 
-    def improver() -> (
-        Any
-    ):  # loaded on first use: a run that resumes past its proposals never loads it
+    def improver() -> Model:
+        """The improver, loaded on first use: a run resumed past its proposals never loads it."""
         if "model" not in loaded:
             loaded["model"] = load_model(settings.improver)
         return loaded["model"]
