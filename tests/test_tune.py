@@ -25,6 +25,7 @@ from selfrepair.training.tune import (
 from stored_runs import stored
 
 from selfrepair.executor.local import LocalExecutor
+from selfrepair.report import write_report
 from selfrepair.settings import Budget
 from selfrepair.stats import binomial_two_sided
 from selfrepair.strategy import Strategy
@@ -132,6 +133,10 @@ def test_improver_proposals_are_screened_counted_and_the_accepted_one_runs(execu
     report = json.loads((out / "report.json").read_text())
     assert report["evaluation"]["tasks"] == 1
     assert "Improver proposals: 3 made, 1 accepted, 2 refused" in (out / "report.md").read_text()
+    # `selfrepair report OUT` draws the search.
+    page = write_report([out]).read_text()
+    assert "Strategy tuning" in page and "<svg" in page
+    assert "<td class='text'>instructs-tests-away</td><td>1</td>" in page
 
 
 def tune_command(paths: dict[str, Path], out: Path, trials: int) -> list[str]:

@@ -59,6 +59,7 @@ from selfrepair.graphs.run import open_checkpointer
 from selfrepair.errors import SelfRepairError
 from selfrepair.executor.core import Executor
 from selfrepair.files import make_directory, write_atomically
+from selfrepair.report import TUNE_REPORT, TUNE_STUDY
 from selfrepair.rundir import hold_run_dir, is_empty, prepare_run_dir, read_results, write_results
 from selfrepair.settings import Budget
 from selfrepair.stats import bootstrap_mean, paired_bootstrap, sign_test
@@ -70,9 +71,9 @@ Utility = Literal["rate", "rate-per-1k-tokens", "rate-per-minute"]
 UTILITIES: tuple[str, ...] = ("rate", "rate-per-1k-tokens", "rate-per-minute")
 ATTEMPTS = 3  # improver replies per proposal trial before it falls back to Optuna
 SETTINGS = "settings.json"
-STUDY = "study.sqlite"
+STUDY = TUNE_STUDY
 PROPOSALS = "proposals.jsonl"
-REPORT_JSON, REPORT_MD = "report.json", "report.md"
+REPORT_MD = "report.md"
 Report = Callable[[dict[str, Any]], None]
 
 
@@ -566,7 +567,7 @@ def tune(
         "proposals": proposal_counts(out),
         "evaluation": evaluation,
     }
-    write_atomically(out / REPORT_JSON, json.dumps(result, indent=2) + "\n")
+    write_atomically(out / TUNE_REPORT, json.dumps(result, indent=2) + "\n")
     write_atomically(out / REPORT_MD, report_markdown(result))
     return result
 
