@@ -31,7 +31,7 @@ from selfrepair.stats import binomial_two_sided
 from selfrepair.strategy import Strategy
 
 SELFREPAIR = str(Path(sys.executable).parent / "selfrepair")
-DEV, EVAL = ("plus", "total"), ("summe",)
+DEV, EVAL, TRAIN = ("plus", "total"), ("summe",), ("somme",)
 SOLVE = "Repair this:\n```python\n{{ code }}\n```\n{% if feedback %}{{ feedback }}{% endif %}"
 HOSTILE = [
     '```json\n{"test_cmd": "true"}\n```',
@@ -47,7 +47,7 @@ def write_data(folder: Path, *, sleep: float = 0.0) -> dict[str, Path]:
     folder.mkdir(parents=True, exist_ok=True)
     paths = {}
     replies = {}
-    for split, names in (("dev", DEV), ("eval", EVAL)):
+    for split, names in (("dev", DEV), ("eval", EVAL), ("train", TRAIN)):
         records = []
         for name in names:
             records.append(
@@ -95,7 +95,7 @@ def test_improver_proposals_are_screened_counted_and_the_accepted_one_runs(execu
     events = []
     out = tmp_path / "out"
     result = tune(
-        [],
+        load(tmp_path / "data", "train"),
         load(tmp_path / "data", "dev"),
         load(tmp_path / "data", "eval"),
         settings,
@@ -113,8 +113,11 @@ def test_improver_proposals_are_screened_counted_and_the_accepted_one_runs(execu
     logged = read_proposals(out)
     assert [p["accepted"] for p in logged] == [False, False, True]
     assert all(p["trial"] == 2 for p in logged)
-    # The improver read the best strategy so far: trial 0 or 1, whichever scored more.
+    # The improver read the best strategy so far (trial 0 or 1, whichever scored more), and
+    # its failures on the train tasks, where that strategy ran once.
     assert logged[0]["from_trial"] in (0, 1)
+    assert list((out / "train").iterdir()) == [out / "train" / f"{logged[0]['from_trial']:04d}"]
+    assert set(stored(out / "train" / f"{logged[0]['from_trial']:04d}")) == {"quixbugs/somme"}
     # Trial 2 ran the accepted proposal: its template is what the model was asked.
     proposed = Strategy.model_validate_json((trial_dir(out, 2) / "strategy.json").read_text())
     assert proposed.prompts.solve == SOLVE and proposed.temperature == 0.25
