@@ -66,7 +66,7 @@ TEMPLATE_NODES = (
     jinja2.nodes.Or,
     jinja2.nodes.Filter,
 )
-TEMPLATE_FILTERS = {"trim", "upper", "lower", "indent"}
+TEMPLATE_FILTERS = {"trim", "indent"}  # layout only: the text shown stays as given
 # Words a field outside the schema is refused under as an attempt on the judging.
 JUDGING_WORDS = (
     "test",

@@ -114,6 +114,8 @@ HOSTILE = [
     ({"prompts": {"solve": "{{ code }}{% include '/etc/passwd' %}"}}, "unsafe-template"),
     ({"prompts": {"solve": "{% import 'os' as os %}{{ code }}"}}, "unsafe-template"),
     ({"prompts": {"solve": "{{ code | attr('__class__') }}"}}, "unsafe-template"),
+    ({"prompts": {"solve": "{{ code | lower }}"}}, "unsafe-template"),  # changes what is shown
+    ({"prompts": {"solve": "{{ code[:20] }}"}}, "unsafe-template"),
     ({"prompts": {"solve": "{{ lipsum.__globals__ }}{{ code }}"}}, "unsafe-template"),
     ({"prompts": {"solve": "{% for c in code %}{{ c }}{% endfor %}"}}, "unsafe-template"),
     ({"prompts": {"solve": "{{ code "}}, "template-syntax"),
