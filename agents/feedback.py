@@ -7,10 +7,9 @@ text to a character cap; a model learns little from the hundredth line of a log.
 
 from __future__ import annotations
 
+from selfrepair.settings import Feedback
 from selfrepair.types import TestReport
 
-TRACEBACK_LINES = 8
-MAX_FAILURES = 3
 DIFF_CHARS = 6000
 
 
@@ -19,8 +18,10 @@ def tail(text: str, lines: int) -> str:
     return "\n".join(kept)
 
 
-def describe_report(report: TestReport, limit: int = 1200) -> str:
-    """The test report as a few lines of plain text for the refiner, reviewer and solver."""
+def describe_report(report: TestReport, form: Feedback | None = None) -> str:
+    """The test report as a few lines of plain text for the refiner, reviewer and solver,
+    shaped by `form` (the defaults: selfrepair.settings.Feedback)."""
+    form = form or Feedback()
     if report.passed:
         count = len(report.tests)
         return f"All {count} tests pass." if count else "The tests pass."
@@ -32,19 +33,22 @@ def describe_report(report: TestReport, limit: int = 1200) -> str:
     failing = report.failing
     if failing:
         parts.append(f"{len(failing)} of {len(report.tests)} tests fail:")
-        for case in failing[:MAX_FAILURES]:
-            detail = tail(case.traceback or case.message, TRACEBACK_LINES)
+        for case in failing[: form.max_failures]:
+            detail = tail(case.traceback or case.message, form.traceback_lines)
             parts.append(f"- {case.name}" + (f"\n{detail}" if detail else ""))
-        if len(failing) > MAX_FAILURES:
-            parts.append(f"(and {len(failing) - MAX_FAILURES} more)")
+        if len(failing) > form.max_failures:
+            parts.append(f"(and {len(failing) - form.max_failures} more)")
     else:
         if report.reason:
             parts.append(report.reason)
         parts.append(f"Exit status {report.exit_code}.")
-        output = tail(report.stderr, TRACEBACK_LINES) or tail(report.stdout, TRACEBACK_LINES)
+        output = tail(report.stderr, form.traceback_lines) or tail(
+            report.stdout, form.traceback_lines
+        )
         if output:
             parts.append(output)
     text = "\n".join(parts)
+    limit = form.max_chars
     return text if len(text) <= limit else "..." + text[-limit:]
 
 

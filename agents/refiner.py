@@ -10,6 +10,7 @@ from selfrepair.agents.models.protocol import Model
 from selfrepair.agents.prompts import render
 from selfrepair.agents.solver import shown_code, steps_from_generation, system_message
 
+from selfrepair.settings import Feedback, Prompts
 from selfrepair.types import Message, Step, StepKind, Task
 
 
@@ -25,21 +26,25 @@ def refine(
     stop: Sequence[str] | None = None,
     kind: StepKind = "refine",
     seed: int | None = None,
+    prompts: Prompts | None = None,
+    feedback: Feedback | None = None,
 ) -> list[Step]:
     """n children of `parent`, a step whose candidate was executed and failed."""
     if parent.candidate is None or parent.report is None:
         raise ValueError(f"step {parent.index} has no executed candidate to refine")
     base = task.files | parent.candidate.files
     path, code = shown_code(task, base, parent.candidate)
+    prompts = prompts or Prompts()
     prompt = render(
         "refine",
+        prompts.refine,
         spec=task.spec.strip(),
         path=path,
         code=code,
-        feedback=describe_report(parent.report),
+        feedback=describe_report(parent.report, feedback),
         critique=parent.review.critique.strip() if parent.review else "",
     )
-    messages = [system_message(), Message(role="user", content=prompt)]
+    messages = [system_message(prompts), Message(role="user", content=prompt)]
     generation = model.generate(
         messages, n=n, temperature=temperature, max_tokens=max_tokens, stop=stop, seed=seed
     )

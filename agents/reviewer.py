@@ -17,6 +17,7 @@ from selfrepair.agents.models.protocol import Model
 from selfrepair.agents.prompts import render
 from selfrepair.agents.solver import shown_code
 
+from selfrepair.settings import Feedback, Prompts
 from selfrepair.types import Message, Review, Step, Task
 
 UNPARSED_CONFIDENCE = 0.1
@@ -32,20 +33,29 @@ _JSON_OBJECT = re.compile(r"\{.*?\}", re.DOTALL)
 
 
 def review(
-    model: Model, task: Task, step: Step, *, max_tokens: int = 128, seed: int | None = None
+    model: Model,
+    task: Task,
+    step: Step,
+    *,
+    max_tokens: int = 128,
+    seed: int | None = None,
+    prompts: Prompts | None = None,
+    feedback: Feedback | None = None,
 ) -> None:
     """Review an executed step: its code against the specification and its test report. The
     verdict, the exchange and its cost are recorded on the step."""
+    prompts = prompts or Prompts()
     base = task.files | step.candidate.files
     path, code = shown_code(task, base, step.candidate)
     prompt = render(
         "review",
+        prompts.review,
         spec=task.spec.strip(),
         path=path,
         code=code,
-        feedback=describe_report(step.report),
+        feedback=describe_report(step.report, feedback),
     )
-    ask(model, step, prompt, max_tokens, seed)
+    ask(model, step, prompt, max_tokens, seed, prompts.review_system)
 
 
 def review_diff(
@@ -62,9 +72,18 @@ def review_diff(
     ask(model, step, prompt, max_tokens, seed)
 
 
-def ask(model: Model, step: Step, prompt: str, max_tokens: int, seed: int | None) -> None:
+def ask(
+    model: Model,
+    step: Step,
+    prompt: str,
+    max_tokens: int,
+    seed: int | None,
+    system: str | None = None,
+) -> None:
+    """Ask for a review of `step` with `prompt`, under the `system` template (the shipped
+    one by default), and record it on the step."""
     messages = [
-        Message(role="system", content=render("review_system")),
+        Message(role="system", content=render("review_system", system)),
         Message(role="user", content=prompt),
     ]
     generation = model.generate(messages, n=1, temperature=0.0, max_tokens=max_tokens, seed=seed)

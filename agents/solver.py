@@ -10,6 +10,7 @@ from selfrepair.agents.feedback import describe_report
 from selfrepair.agents.models.protocol import Generation, Model
 from selfrepair.agents.prompts import render
 
+from selfrepair.settings import Feedback, Prompts
 from selfrepair.types import Candidate, Message, Step, StepKind, Task, TestReport
 
 
@@ -30,8 +31,8 @@ def shown_code(
     return ", ".join(paths), "\n\n".join(f"# file: {p}\n{base[p].rstrip()}" for p in paths)
 
 
-def system_message() -> Message:
-    return Message(role="system", content=render("system"))
+def system_message(prompts: Prompts | None = None) -> Message:
+    return Message(role="system", content=render("system", (prompts or Prompts()).system))
 
 
 def steps_from_generation(
@@ -70,18 +71,27 @@ def steps_from_generation(
     return steps
 
 
-def solve_messages(task: Task, baseline: TestReport | None = None) -> list[Message]:
-    """The solver's prompt for a task (training.grpo trains on it too)."""
+def solve_messages(
+    task: Task,
+    baseline: TestReport | None = None,
+    prompts: Prompts | None = None,
+    feedback: Feedback | None = None,
+) -> list[Message]:
+    """The solver's prompt for a task (training.grpo trains on it too), in `prompts`'
+    templates (the shipped ones by default)."""
+    prompts = prompts or Prompts()
     path, code = shown_code(task, task.files)
+    failing = baseline is not None and not baseline.passed
     prompt = render(
         "solve",
+        prompts.solve,
         spec=task.spec.strip(),
         path=path,
         code=code,
-        feedback=describe_report(baseline) if baseline is not None and not baseline.passed else "",
+        feedback=describe_report(baseline, feedback) if failing else "",
         generate=task.metadata.get("mode") == "generate",
     )
-    return [system_message(), Message(role="user", content=prompt)]
+    return [system_message(prompts), Message(role="user", content=prompt)]
 
 
 def solve(
@@ -96,9 +106,11 @@ def solve(
     baseline: TestReport | None = None,
     kind: StepKind = "solve",
     seed: int | None = None,
+    prompts: Prompts | None = None,
+    feedback: Feedback | None = None,
 ) -> list[Step]:
     """n first candidates from one (batched) model call."""
-    messages = solve_messages(task, baseline)
+    messages = solve_messages(task, baseline, prompts, feedback)
     generation = model.generate(
         messages, n=n, temperature=temperature, max_tokens=max_tokens, stop=stop, seed=seed
     )

@@ -145,6 +145,8 @@ class RepairContext:
             baseline=self.baseline,
             kind=kind,
             seed=self.sampling.call_seed(trajectory.task.task_id, first),
+            prompts=self.sampling.prompts,
+            feedback=self.sampling.feedback,
         )
 
     def refine(
@@ -163,6 +165,8 @@ class RepairContext:
             stop=self.sampling.stop,
             kind=kind,
             seed=self.sampling.call_seed(trajectory.task.task_id, first),
+            prompts=self.sampling.prompts,
+            feedback=self.sampling.feedback,
         )
 
     def roles(self) -> dict[str, str]:
@@ -191,6 +195,8 @@ class RepairContext:
             step,
             max_tokens=self.sampling.review_max_tokens,
             seed=self.sampling.call_seed(trajectory.task.task_id, step.index, "review"),
+            prompts=self.sampling.prompts,
+            feedback=self.sampling.feedback,
         )
 
     def close_if_over(self, trajectory: Trajectory) -> None:

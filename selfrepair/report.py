@@ -12,6 +12,10 @@ rows hold, whatever `summary.json` says.
 An `improve` folder (it holds `comparison.json`, selfrepair.comparison) is drawn as its
 rounds: each eval set's pass@1 and repair rate for the base and every round with their 95%
 intervals, the paired differences with their p-values, and the seconds of each phase.
+
+A `tune` folder (it holds `study.sqlite` and `report.json`, training.tune) is drawn as its
+search: each trial's utility on the dev tasks and the best so far, the improver's proposals
+(refused ones by kind), and the tuned strategy against the default on the eval tasks.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from selfrepair.store import TrajectoryStore, store_path
 from selfrepair.types import Step, TestReport, Trajectory
 
 REPORT_NAME = "report.html"
+TUNE_REPORT, TUNE_STUDY = "report.json", "study.sqlite"  # what marks a `tune` folder
 
 # The result-row fields the page reads; a row without one is from an older selfrepair.
 ROW_FIELDS = (
@@ -641,6 +646,85 @@ def improvement_html(label: str, comparison: dict[str, Any], index: int) -> str:
     return "".join(parts)
 
 
+def trials_plot(trials: list[dict[str, Any]], utility: str, id_prefix: str) -> str:
+    """Each trial's utility (a marker per kind of trial) and the best so far, as inline SVG."""
+    import matplotlib
+    from matplotlib.figure import Figure
+
+    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": id_prefix}):
+        figure = Figure(figsize=(5.6, 3.5))
+        axes = figure.add_subplot()
+        for kind, marker in (("default", "s"), ("optuna", "o"), ("proposal", "^")):
+            chosen = [t for t in trials if t["kind"] == kind]
+            axes.scatter(
+                [t["number"] for t in chosen],
+                [t["utility"] for t in chosen],
+                marker=marker,
+                label=kind,
+            )
+        axes.step(
+            [t["number"] for t in trials],
+            [t["best_so_far"] for t in trials],
+            where="post",
+            linewidth=1.5,
+            label="best so far",
+        )
+        axes.set_xlabel("trial")
+        axes.set_ylabel(f"utility on dev ({utility})")
+        axes.set_title("The search")
+        axes.grid(True, alpha=0.3)
+        axes.legend(loc="lower right", fontsize="small")
+        return _inline_svg(figure, id_prefix)
+
+
+def tune_html(label: str, result: dict[str, Any], index: int) -> str:
+    """A tune folder: the trials drawn and tabled, the proposals, the evaluation."""
+    settings, proposals, evaluation = result["settings"], result["proposals"], result["evaluation"]
+    trials = "".join(
+        f"<tr><td>{t['number']}</td><td class='text'>{_e(t['kind'])}</td>"
+        f"<td>{t['utility']:.4g}</td><td>{t['best_so_far']:.4g}</td></tr>"
+        for t in result["trials"]
+    )
+    refused = "".join(
+        f"<tr><td class='text'>{_e(kind)}</td><td>{count}</td></tr>"
+        for kind, count in sorted(proposals["refused_by_kind"].items())
+    )
+    strategies = "".join(
+        f"<tr><td class='text'>{_e(name)}</td><td>{_interval(entry['repair_rate'])}</td>"
+        f"<td>{entry['utility']:.4g}</td><td>{_number(entry['tokens'])}</td>"
+        f"<td>{_number(entry['wall_seconds'])}</td></tr>"
+        for name, entry in evaluation["strategies"].items()
+    )
+    if "difference" in evaluation:
+        d = evaluation["difference"]
+        verdict = (
+            f"tuned − default: {d['value']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}], "
+            f"sign test p={d['p_value']:.3g} ({d['gained']} tasks gained, {d['lost']} lost)"
+        )
+    else:
+        verdict = "The default stayed best: there is nothing to compare."
+    return "".join(
+        [
+            f"<h2>Strategy tuning: {_e(label)}</h2>",
+            f"<p>{_e(settings['model'])}, utility {_e(settings['utility'])}, "
+            f"{result['tasks']['dev']} dev and {result['tasks']['eval']} eval tasks; "
+            f"best trial {result['best_trial']}.</p>",
+            f"<div class='plots'>{trials_plot(result['trials'], settings['utility'], f'tune-{index}')}</div>",
+            "<table class='trials'><tr><th>trial</th><th class='text'>kind</th>"
+            f"<th>utility</th><th>best so far</th></tr>{trials}</table>",
+            f"<h3>Improver proposals: {proposals['made']} made, {proposals['accepted']} accepted, "
+            f"{proposals['refused']} refused</h3>",
+            f"<table class='refused'><tr><th class='text'>refused as</th><th>proposals</th></tr>{refused}</table>"
+            if refused
+            else "",
+            f"<h3>Eval: {evaluation['tasks']} tasks never seen by the tuning</h3>",
+            "<table class='strategies'><tr><th class='text'>strategy</th><th>repair rate [95% CI]</th>"
+            f"<th>utility</th><th>tokens</th><th>seconds</th></tr>{strategies}</table>",
+            f"<p>{_e(verdict)}</p>",
+        ]
+    )
+
+
 def page_start(title: str) -> list[str]:
     return [
         f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
@@ -649,13 +733,19 @@ def page_start(title: str) -> list[str]:
     ]
 
 
-def render(runs: list[Run], improvements: list[tuple[str, dict[str, Any]]] = ()) -> str:
+def render(
+    runs: list[Run],
+    improvements: list[tuple[str, dict[str, Any]]] = (),
+    tunes: list[tuple[str, dict[str, Any]]] = (),
+) -> str:
     title = "selfrepair report: " + ", ".join(
-        [label for label, _ in improvements] + [run.label for run in runs]
+        [label for label, _ in [*improvements, *tunes]] + [run.label for run in runs]
     )
     sections = page_start(title)
     for index, (label, comparison) in enumerate(improvements):
         sections.append(improvement_html(label, comparison, index))
+    for index, (label, result) in enumerate(tunes):
+        sections.append(tune_html(label, result, index))
     if not runs:
         sections.append("</body></html>")
         return "\n".join(sections)
@@ -693,13 +783,32 @@ def write_report(run_dirs: list[Path], out: Path | None = None) -> Path:
         for d in run_dirs
         if (Path(d) / COMPARISON).is_file()
     ]
+    tunes = [(str(Path(d)), read_tune(Path(d))) for d in run_dirs if is_tune(Path(d))]
     runs = [
         load_run(Path(directory))
         for directory in run_dirs
-        if not (Path(directory) / COMPARISON).is_file()
+        if not (Path(directory) / COMPARISON).is_file() and not is_tune(Path(directory))
     ]
     _unique_labels(runs)
     out = Path(out) if out is not None else Path(run_dirs[0]) / REPORT_NAME
     check_output_file(out)
-    write_atomically(out, render(runs, improvements))
+    write_atomically(out, render(runs, improvements, tunes))
     return out
+
+
+def is_tune(folder: Path) -> bool:
+    return (folder / TUNE_STUDY).is_file()
+
+
+def read_tune(folder: Path) -> dict[str, Any]:
+    """A tune folder's report.json (written when its evaluation finished)."""
+    path = folder / TUNE_REPORT
+    if not path.is_file():
+        raise SelfRepairError(f"{folder}: a tune run without a report yet (it has not finished)")
+    try:
+        result = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise SelfRepairError(f"{path}:{error.lineno}: not valid JSON: {error.msg}") from None
+    if not isinstance(result, dict) or not {"trials", "proposals", "evaluation"} <= set(result):
+        raise SelfRepairError(f"{path} is not a tune report (trials, proposals, evaluation)")
+    return result

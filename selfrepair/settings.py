@@ -1,5 +1,6 @@
 """How a repair is configured, with its defaults: what it may spend (Budget), how it samples
-(Sampling) and how the label-free graph votes (Voting).
+(Sampling), what it asks (Prompts), how it shows test results (Feedback) and how the
+label-free graph votes (Voting).
 
 Every strategy stops at the first of: a candidate that passes the tests, `max_candidates`
 model replies, `max_tokens` tokens (prompt and completion, reviewer included), or
@@ -11,6 +12,8 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from selfrepair.errors import SelfRepairError
 from selfrepair.types import Trajectory
@@ -60,6 +63,30 @@ class Voting:
     call_seconds: float = 2.0  # per call, in the sandbox
 
 
+class Prompts(BaseModel):
+    """Prompt templates (Jinja text) per role; None: the one shipped in agents/prompts/.
+    Rendered sandboxed, so a template is text to fill in, never code that runs."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    system: str | None = None  # the solver's and refiner's system message
+    solve: str | None = None
+    refine: str | None = None
+    review_system: str | None = None
+    review: str | None = None
+    improver: str | None = None  # `tune`'s improver (the recursive step tunes it)
+
+
+class Feedback(BaseModel):
+    """How a test report is shown to the solver, refiner and reviewer (agents.feedback)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    traceback_lines: int = Field(8, ge=1, le=40)  # the last lines of each failing test's traceback
+    max_failures: int = Field(3, ge=1, le=20)  # failing tests shown
+    max_chars: int = Field(1200, ge=200, le=8000)  # the whole text, cut from the front
+
+
 @dataclass(frozen=True)
 class Sampling:
     """Generation settings. The first candidate of the refine loop is greedy (so it is the
@@ -85,6 +112,8 @@ class Sampling:
     # samples however many tasks run at once. None: unseeded (bench and fix always seed).
     seed: int | None = None
     voting: Voting = field(default_factory=Voting)  # self-consistency: the label-free vote
+    prompts: Prompts = field(default_factory=Prompts)
+    feedback: Feedback = field(default_factory=Feedback)
 
     def call_seed(self, task_id: str, first_index: int, purpose: str = "") -> int | None:
         """The seed of the model call whose first reply becomes step `first_index` of the

@@ -39,6 +39,7 @@ CORE = {
         "errors",
         "paths",
         "settings",
+        "strategy",
     )
 }
 CORE.add("selfrepair")

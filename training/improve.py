@@ -52,6 +52,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic_core import to_jsonable_python
 from selfrepair.agents.models.adapters import read_card, resolve_base
 from selfrepair.graphs.consensus import STRATEGY as LABEL_FREE
 from selfrepair.graphs.consensus import label_steps
@@ -176,8 +177,9 @@ def repair_run(
 
 def json_safe(value: Any) -> Any:
     """`value` as it reads back from JSON (tuples become lists), so a recorded configuration
-    compares equal to the one it was made from."""
-    return json.loads(json.dumps(value))
+    compares equal to the one it was made from. Models inside (the sampling's prompts and
+    feedback format) go as their fields."""
+    return json.loads(json.dumps(value, default=to_jsonable_python))
 
 
 def open_out(

@@ -34,11 +34,13 @@ from selfrepair.cli.common import (
     SandboxKind,
     Seed,
     Strategy,
+    StrategyFile,
     Verifier,
     budget_config,
     command_line,
     executor_line,
     role_config,
+    strategy_from_file,
 )
 from selfrepair.errors import SelfRepairError
 from selfrepair.executor import open_executor
@@ -82,6 +84,7 @@ def bench(
     strategy: Strategy | None = typer.Option(
         None, "--strategy", help=STRATEGY_HELP, show_default=False
     ),
+    strategy_file: Path | None = StrategyFile,
     reviewer: str | None = Reviewer,
     refiner: str | None = Refiner,
     verifier: str | None = Verifier,
@@ -137,16 +140,17 @@ def bench(
         if not tasks:
             raise SelfRepairError(f"{data or benchmark.value}: no tasks")
         strategy_name = (strategy or Strategy.best_of_n).value
+    tuned = strategy_from_file(strategy_file, strategy, repository=benchmark is Benchmark.swebench)
+    if tuned is not None:
+        strategy_name, limits = tuned.graph, tuned.budget(limits)
     roles = role_config(reviewer, refiner, verifier, strategy_name)
-    rollout = Rollout(
-        strategy_name,
-        model,
-        limits,
-        issue_sampling(seed) if strategy_name == "issue" else Sampling(seed=seed),
-        reviewer,
-        refiner,
-        verifier,
-    )
+    if tuned is not None:
+        sampling = tuned.sampling(seed)
+    elif strategy_name == "issue":
+        sampling = issue_sampling(seed)
+    else:
+        sampling = Sampling(seed=seed)
+    rollout = Rollout(strategy_name, model, limits, sampling, reviewer, refiner, verifier)
     config = (
         {
             "command": "bench",
@@ -161,6 +165,8 @@ def bench(
         | roles
         | ({"repos": str(repos.resolve())} if repos is not None else {})
     )
+    if tuned is not None:
+        config["strategy_settings"] = tuned.model_dump()
     name = f"bench-{benchmark.value}-{strategy_name}-{slug(model)}-b{budget}" + (
         f"-n{limit}" if limit else ""
     )

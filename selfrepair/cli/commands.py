@@ -14,6 +14,7 @@ from selfrepair.cli.report import export, report
 from selfrepair.cli.serve import serve
 from selfrepair.cli.synth import synth
 from selfrepair.cli.train import train_app
+from selfrepair.cli.tune import tune
 
 app = typer.Typer(
     name="selfrepair",
@@ -46,3 +47,4 @@ app.command("serve")(serve)
 app.add_typer(models.app, name="models")
 app.add_typer(sandbox.app, name="sandbox")
 app.command("synth")(synth)
+app.command("tune")(tune)

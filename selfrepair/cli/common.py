@@ -26,6 +26,8 @@ from selfrepair.agents.models.backends import SPECS
 from selfrepair.errors import SelfRepairError
 from selfrepair.files import read_input
 from selfrepair.settings import Budget
+from selfrepair.strategy import Strategy as StrategySettings
+from selfrepair.strategy import read_strategy
 
 
 class Strategy(str, Enum):
@@ -104,6 +106,29 @@ Seed = typer.Option(
     help="Sampling seed: each model call is seeded from it, the task and the step, so a rerun "
     "draws the same samples (with any --jobs).",
 )
+
+
+StrategyFile = typer.Option(
+    None,
+    "--strategy-file",
+    help="A strategy file (JSON, as `selfrepair tune` writes OUT/strategy.json): its graph, "
+    "sampling, prompt templates, feedback format and budgets (never above --budget and "
+    "--max-tokens). Function-level tasks only; not with --strategy.",
+)
+
+
+def strategy_from_file(
+    path: Path | None, strategy: Enum | None, *, repository: bool
+) -> StrategySettings | None:
+    """The strategy a --strategy-file holds (screened as `tune` screens a proposal), or None
+    without one."""
+    if path is None:
+        return None
+    if strategy is not None:
+        raise SelfRepairError("--strategy-file holds the strategy: give it or --strategy, not both")
+    if repository:
+        raise SelfRepairError("--strategy-file is for function-level tasks, not repository ones")
+    return read_strategy(path)
 
 
 def budget_config(budget: Budget) -> dict[str, Any]:

@@ -49,10 +49,13 @@ from selfrepair.cli.common import (
     SandboxKind,
     Seed,
     Strategy,
+    StrategyFile,
+    StrategySettings,
     Verifier,
     budget_config,
     command_line,
     role_config,
+    strategy_from_file,
 )
 from selfrepair.errors import SelfRepairError
 from selfrepair.files import read_input, write_atomically
@@ -93,6 +96,7 @@ def fix(
         "With --issue: the issue graph (the default), or localise-repair (one suspect function "
         "at a time, for small models; when no test fails yet, it writes a reproduction test).",
     ),
+    strategy_file: Path | None = StrategyFile,
     budget: int = typer.Option(8, "--budget", min=1, help=BUDGET_HELP),
     max_tokens: int = MaxTokens,
     max_seconds: float = MaxSeconds,
@@ -135,8 +139,12 @@ def fix(
     if not test_cmd.strip():
         raise SelfRepairError("--test-cmd is empty")
     limits = Budget(max_candidates=budget, max_tokens=max_tokens, max_seconds=max_seconds)
+    repository = issue is not None or base is not None or branch is not None
+    tuned = strategy_from_file(strategy_file, strategy, repository=repository)
+    if tuned is not None:
+        limits = tuned.budget(limits)
     with ExitStack() as stack:
-        if issue is not None or base is not None or branch is not None:
+        if repository:
             if spec is not None:
                 raise SelfRepairError(
                     "--spec does not apply to repository mode (--issue, --base, --branch)"
@@ -152,7 +160,9 @@ def fix(
         else:
             if strategy is Strategy.localise_repair:
                 raise SelfRepairError("--strategy localise-repair needs repository mode (--issue)")
-            target = files_target(path, test_cmd, spec, strategy or Strategy.best_of_n, seed, patch)
+            target = files_target(
+                path, test_cmd, spec, strategy or Strategy.best_of_n, seed, patch, tuned
+            )
         roles = role_config(reviewer, refiner, verifier, target.config["strategy"])
         if roles and "issue" in target.config:
             raise SelfRepairError(
@@ -223,21 +233,26 @@ class Target:
 
 
 def files_target(
-    path: Path, test_cmd: str, spec: str | None, strategy: Strategy, seed: int, patch: bool
+    path: Path,
+    test_cmd: str,
+    spec: str | None,
+    strategy: Strategy,
+    seed: int,
+    patch: bool,
+    tuned: StrategySettings | None = None,
 ) -> Target:
-    """A file or directory, repaired by `strategy`'s graph; its fix is written to the files
-    (or only printed, with --patch)."""
+    """A file or directory, repaired by `strategy`'s graph, or as a strategy file (`tuned`)
+    says; its fix is written to the files (or only printed, with --patch)."""
     if not path.exists():
         raise SelfRepairError(f"{path}: no such file or directory")
     task, root = fix_task(path.resolve(), test_cmd, read_spec(spec))
+    graph = tuned.graph if tuned is not None else strategy.value
 
     def repair(
         model: Model, box: Sandbox, limits: Budget, store: TrajectoryStore, **options: Any
     ) -> Trajectory:
-        sampling = Sampling(seed=seed)
-        return repair_task(
-            task, model, box, strategy.value, limits, store, sampling=sampling, **options
-        )
+        sampling = tuned.sampling(seed) if tuned is not None else Sampling(seed=seed)
+        return repair_task(task, model, box, graph, limits, store, sampling=sampling, **options)
 
     def deliver(trajectory: Trajectory, run_dir: Path) -> tuple[str, str, dict[str, Any]]:
         solution = trajectory.steps[trajectory.solution_step] if trajectory.solved else None
@@ -258,8 +273,9 @@ def files_target(
             "command": "fix",
             "path": str(path.resolve()),
             "spec": task.spec,
-            "strategy": strategy.value,
-        },
+            "strategy": graph,
+        }
+        | ({"strategy_settings": tuned.model_dump()} if tuned is not None else {}),
         test=lambda box, seconds: run_tests(box, task, seconds=seconds),
         repair=repair,
         deliver=deliver,

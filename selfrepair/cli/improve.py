@@ -32,6 +32,7 @@ from selfrepair.cli.common import (
     SandboxKind,
     Strategy,
     TrlConfig,
+    strategy_from_file,
     trl_settings,
 )
 from selfrepair.errors import SelfRepairError
@@ -83,6 +84,14 @@ def improve(
         "--strategy",
         help="Repair strategy on the train tasks: refine, best-of-n or tree "
         "(not with --unlabeled).",
+    ),
+    strategy_file: Path | None = typer.Option(
+        None,
+        "--strategy-file",
+        help="A strategy file (as `selfrepair tune` writes it): the train phase's graph, "
+        "sampling, prompts, feedback format and budgets (never above --budget, --max-tokens), "
+        "in place of --strategy, --samples, --temperature and --reply-tokens; evaluation keeps "
+        "its own samples and temperature, with the file's prompts.",
     ),
     unlabeled: bool = typer.Option(
         False,
@@ -162,15 +171,21 @@ def improve(
         raise SelfRepairError(
             "--unlabeled has its own train phase (self-consistency): --strategy does not apply"
         )
+    tuned = strategy_from_file(
+        strategy_file, None if strategy is Strategy.best_of_n else strategy, repository=False
+    )
     train_tasks, eval_tasks = load_tasks(benchmark, train), load_tasks(benchmark, eval_data)
     ood_tasks = load_tasks(ood_format, ood) if ood else None
+    limits = Budget(max_candidates=budget, max_tokens=max_tokens, max_seconds=max_seconds)
     settings = ImproveSettings(
         base=base,
         rounds=rounds,
         method=method.value,
-        strategy=strategy.value,
-        budget=Budget(max_candidates=budget, max_tokens=max_tokens, max_seconds=max_seconds),
-        sampling=Sampling(samples=samples, temperature=temperature, max_tokens=reply_tokens),
+        strategy=tuned.graph if tuned else strategy.value,
+        budget=tuned.budget(limits) if tuned else limits,
+        sampling=tuned.sampling()
+        if tuned
+        else Sampling(samples=samples, temperature=temperature, max_tokens=reply_tokens),
         train_settings=trl_settings(
             trl_config,
             max_steps=max_steps,

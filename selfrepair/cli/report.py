@@ -15,7 +15,8 @@ def report(
     run_dirs: list[Path] = typer.Argument(
         ...,
         help="Run directories (each with run.sqlite, results.jsonl, summary.json); "
-        "several are compared side by side. An `improve` --out folder is drawn as its rounds.",
+        "several are compared side by side. An `improve` --out folder is drawn as its rounds, "
+        "a `tune` --out folder as its search.",
         show_default=False,
         metavar="RUN_DIR",
     ),
@@ -27,7 +28,9 @@ def report(
     ),
 ) -> None:
     """Write an HTML report of runs: summary table, repair-rate plots, each task's trajectory;
-    of improve folders: base and every round with intervals and p-values, and each phase's seconds."""
+    of improve folders: base and every round with intervals and p-values, and each phase's seconds;
+    of tune folders: each trial's utility and the best so far, the proposals refused by kind,
+    and the tuned strategy against the default."""
     written = write_report(run_dirs, out)
     typer.echo(f"wrote {written}")
 
