@@ -59,6 +59,7 @@ from selfrepair.graphs.run import open_checkpointer
 from selfrepair.errors import SelfRepairError
 from selfrepair.executor.core import Executor
 from selfrepair.files import make_directory, write_atomically
+from selfrepair.metrics import result_row
 from selfrepair.report import TUNE_REPORT, TUNE_STUDY
 from selfrepair.rundir import hold_run_dir, is_empty, prepare_run_dir, read_results, write_results
 from selfrepair.settings import Budget
@@ -241,12 +242,14 @@ def run_tasks(
             }
         )
 
+    rows: list[dict[str, Any]] = []
     try:
         progress()
         with closing(executor.run(job, tasks, lambda trajectory: None)) as results:
             for trajectory in results:
                 trajectories.append(trajectory)
-                write_results(run_dir, trajectories, config | {"executor": executor.describe()})
+                rows.append(result_row(trajectory))
+                write_results(run_dir, rows, config | {"executor": executor.describe()})
                 progress()
     finally:
         store.close()
