@@ -199,7 +199,7 @@ def test_hf_loads_a_peft_adapter(smollm2_folder: Path, smollm2, tmp_path: Path) 
     ).save_pretrained(adapter)
     model = load_model(f"hf:{smollm2_folder}+{adapter}")
     assert isinstance(model.model, PeftModel)
-    assert model.model.peft_config["default"].r == 2
+    assert model.model.peft_config[model.adapter_name].r == 2
     assert model.base is smollm2.base  # one copy of the base, the adapter switched per call
     generation = model.generate(PROMPT, max_tokens=6)
     # A fresh LoRA adds zero (its B matrices start at zero): the output is the base model's.
