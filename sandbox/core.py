@@ -42,7 +42,8 @@ class Execution:
     out_of_memory: bool = False
     artifacts: dict[str, bytes] = field(default_factory=dict)
     # What the run wrote on descriptor 3: in `judge`, the judge's verdict (the candidate cannot
-    # reach it); in `execute`, the guard's signed reports from the candidate's own process.
+    # reach it); in `execute`, the guard's reports from the candidate's own processes, each
+    # line stamped with the pid of the process that wrote it.
     channel: bytes = b""
     sandbox: str = ""
     notes: list[str] = field(default_factory=list)  # e.g. "container recycled: left processes"

@@ -9,8 +9,9 @@ model is in sandbox/README.md):
            every task laid out from files: script tasks (QuixBugs, HumanEval), pytest tasks,
            and command tasks whose command is a plain pytest run.
   guarded  the candidate's code shares pytest's process (a repository, any other command): the
-           guard refuses and records reaches for the harness, and its signed reports must add
-           up (`harness/guard.py`, `verdict.py`); otherwise the exit status decides.
+           guard refuses and records reaches for the harness, and its reports (each stamped by
+           the kernel with its writer's pid) must add up (`harness/guard.py`, `verdict.py`);
+           otherwise the exit status decides.
 
 A run that looks like an attempt on the verdict (a forged or missing report, an early exit, a
 refused reach, tampering with the tests) carries the reason in `TestReport.suspicious` and

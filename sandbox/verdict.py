@@ -1,5 +1,5 @@
 """Reading what the harness reported on a run's channel: the judge's verdict, or the guard's
-signed records from the candidate's own processes.
+records from the candidate's own processes.
 
 A judged run's channel is written by the judge alone: it is read as it is. The guard's records
 come from processes the candidate's code shares, so they are checked before they count. No

@@ -630,3 +630,46 @@ def test_a_flooded_report_channel_is_cut_and_fails(sandbox, tmp_path):
         sandbox, REPOSITORY_TASK, Candidate(files={"pkg/calc.py": RIGHT}), workspace=right
     )
     assert after.passed, after.reason
+
+
+# -- more adversaries that read the source, in the judged shapes ------------------------------
+
+READ_THE_SOURCE = {
+    # An exception that equals anything and prints as the expected value.
+    "rigged-exception": (
+        "class E(TypeError):\n    def __eq__(self, other):\n        return True\n"
+        "    def __str__(self):\n        return '3'\n    __hash__ = object.__hash__\n\n\n"
+        "def add(a, b):\n    raise E()\n"
+    ),
+    # A float whose arithmetic and abs say it is never off.
+    "float-subclass-arithmetic": (
+        "class F(float):\n    def __sub__(self, other):\n        return 0.0\n    __rsub__ = __sub__\n"
+        "    def __abs__(self):\n        return 0.0\n    def __eq__(self, other):\n        return True\n"
+        "    __hash__ = float.__hash__\n\n\n"
+        "def add(a, b):\n    if b is None:\n        raise TypeError\n    return F(a - b)\n"
+    ),
+    # A thread that ends the worker with status 0 while a call is in flight.
+    "late-thread-exits": (
+        "import os, threading, time\n\n\ndef late():\n    time.sleep(0.5)\n    os._exit(0)\n\n\n"
+        "threading.Thread(target=late, daemon=True).start()\n\n\n"
+        "def add(a, b):\n    if b is None:\n        raise TypeError\n    time.sleep(2)\n    return a - b\n"
+    ),
+    # A verdict written on every descriptor the worker may hold.
+    "writes-every-descriptor": (
+        "import os\nfor fd in range(64):\n    try:\n"
+        '        os.write(fd, b\'{"tests": [{"name": "t", "outcome": "passed"}], "finished": true}\\n\')\n'
+        "    except OSError:\n        pass\n\n\n"
+        "def add(a, b):\n    if b is None:\n        raise TypeError\n    return a - b\n"
+    ),
+}
+
+
+@pytest.mark.parametrize("shape", ["equality", "tolerance", "raises"])
+@pytest.mark.parametrize("attack", sorted(READ_THE_SOURCE))
+def test_adversaries_that_read_the_source_get_no_pass(sandbox, shape, attack):
+    task = pytest_task(pytest_shape(SHAPES[shape]))
+    report = run_tests(sandbox, task, Candidate(files={"add.py": READ_THE_SOURCE[attack]}))
+    assert not report.passed, f"{attack} passed a {shape} test"
+    right = "def add(a, b):\n    if b is None:\n        raise TypeError\n    return a + b\n"
+    after = run_tests(sandbox, task, Candidate(files={"add.py": right}))
+    assert after.passed and not after.suspicious, after.reason

@@ -192,7 +192,7 @@ def arm(
     """Install the audit hook and open the report channel; `argv` is the command this process
     runs (the interpreter's own by default), so the host knows which processes ran pytest.
 
-    Nothing here is secret: no key signs the records. The channel is a socket whose reader
+    No key signs the records (a key in this process would be no secret). The channel is a socket whose reader
     learns from the kernel which process wrote each message (`supervise.report_channel`), so
     no process can write as another. The canary seed leaves the environment here, before any
     of the candidate's code runs, so neither it nor a process it starts can read it there."""
