@@ -34,7 +34,7 @@ import tarfile
 import threading
 from collections.abc import Mapping, Sequence
 from importlib import resources
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from selfrepair.sandbox import supervise
 from selfrepair.sandbox.build import LABEL, image_present, image_tag
@@ -93,11 +93,15 @@ def docker_client():
 def server_launcher() -> str:
     """The `python3 -c` program that starts the fork server inside a container."""
     package = resources.files("selfrepair.sandbox")
+    paths_source = resources.files("selfrepair").joinpath("paths.py").read_text()
     supervise_source = package.joinpath("supervise.py").read_text()
     server_source = package.joinpath("forkserver.py").read_text()
     return (
         "import types\n"
+        "paths = types.ModuleType('paths')\n"
+        f"exec(compile({paths_source!r}, 'paths.py', 'exec'), paths.__dict__)\n"
         "supervise = types.ModuleType('supervise')\n"
+        "supervise.paths = paths\n"
         f"exec(compile({supervise_source!r}, 'supervise.py', 'exec'), supervise.__dict__)\n"
         f"exec(compile({server_source!r}, '<forkserver>', 'exec'), "
         "{'__name__': '__main__', 'supervise': supervise})\n"
@@ -515,7 +519,7 @@ def _test_files_of(workspace: Workspace) -> dict[str, str]:
             content if isinstance(content, bytes) else content.encode()
         ).hexdigest()
         for path, content in workspace.items()
-        if supervise.is_test_file(PurePosixPath(path).name)
+        if supervise.is_test_code(safe_relative(path))
     }
 
 

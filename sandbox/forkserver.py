@@ -20,7 +20,8 @@ A command `python [-P|-u|-B|-E|-s|-I] (SCRIPT | -m MODULE | -c CODE) ARGS` runs 
 spare itself, with no new interpreter: that is what makes a warm run cheaper than a bare
 `python` on the host. Anything else is exec'd.
 
-The host sends this file's source (with supervise.py's) as `python3 -c`; see container.py.
+The host sends this file's source (with supervise.py's and selfrepair/paths.py's) as
+`python3 -c`; see container.py.
 """
 
 from __future__ import annotations

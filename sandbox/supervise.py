@@ -17,6 +17,9 @@ import stat
 import struct
 import time
 
+if "paths" not in globals():  # on the host; in a container the launcher provides it
+    from selfrepair import paths
+
 TAIL_SHARE = 4  # a quarter of the cap keeps the end of the output, where tracebacks are
 PARKING = 512  # descriptors are parked above this while they are moved into place
 CHANNEL_BYTES = 16 * 1024 * 1024  # the harness's reports; more than this is cut (and so fails)
@@ -188,32 +191,38 @@ def _read_available(fd: int, buffer: CappedBuffer, open_fds: set, poller) -> Non
         buffer.add(data)
 
 
-def is_test_file(name: str) -> bool:
-    """A file pytest would collect or load as tests' code: test modules, conftest files, and
-    the compiled forms Python would load in their place."""
-    stem = name.split(".")[0]
-    return (name.endswith(".py") or name.endswith(".pyc")) and (
-        stem.startswith("test_") or stem.endswith("_test") or stem == "conftest"
-    )
+def is_test_code(path: str) -> bool:
+    """Python the tests' run loads as test code: the `.py` files `paths.is_test_file` counts
+    (test modules, conftest files, helper modules under tests/), and the compiled form Python
+    would load in their place (`__pycache__/NAME.TAG.pyc`, or a sourceless `NAME.pyc`). Other
+    files under tests/ are left out: honest tests write outputs and snapshots there."""
+    folder, name = os.path.split(path)
+    if name.endswith(".pyc"):
+        if os.path.basename(folder) == "__pycache__":
+            folder = os.path.dirname(folder)
+        path = os.path.join(folder, name.split(".")[0] + ".py")
+    return path.endswith(".py") and paths.is_test_file(path)
 
 
 def test_files(root: str) -> dict[str, str]:
-    """The test files under `root` (relative path: sha256). Taken before a guarded run and
+    """The test code under `root` (relative path: sha256). Taken before a guarded run and
     compared after it, outside the candidate's process: a run that rewrote, removed or added
-    one (a conftest that turns the repository's asserts into `assert True`, a forged .pyc)
-    changed the tests."""
+    a test file (a conftest that turns the repository's asserts into `assert True`, a helper
+    under tests/, a forged .pyc) changed the tests."""
     found = {}
     for folder, dirs, files in os.walk(root):
         dirs[:] = [d for d in dirs if d not in (".git", "node_modules")]
         for name in files:
-            if is_test_file(name):
-                path = os.path.join(folder, name)
-                try:
-                    with open(path, "rb") as handle:
-                        digest = hashlib.sha256(handle.read()).hexdigest()
-                except OSError:
-                    digest = "unreadable"
-                found[os.path.relpath(path, root)] = digest
+            path = os.path.join(folder, name)
+            relative = os.path.relpath(path, root)
+            if not is_test_code(relative):
+                continue
+            try:
+                with open(path, "rb") as handle:
+                    digest = hashlib.sha256(handle.read()).hexdigest()
+            except OSError:
+                digest = "unreadable"
+            found[relative] = digest
     return found
 
 
