@@ -25,9 +25,12 @@ from rich.progress import (
 from selfrepair.agents.models.backends import SPECS
 from selfrepair.errors import SelfRepairError
 from selfrepair.files import read_input
+from selfrepair.loaders import LOADERS
 from selfrepair.settings import Budget
 from selfrepair.strategy import Strategy as StrategySettings
 from selfrepair.strategy import read_strategy
+
+FORMATS = ", ".join(LOADERS)  # the task-file formats the loaders know
 
 
 class Strategy(str, Enum):

@@ -15,6 +15,7 @@ from rich.table import Table
 from selfrepair.cli.common import (
     BASE_HELP,
     BUDGET_HELP,
+    FORMATS,
     QUIET_HELP,
     SANDBOX_HELP,
     BatchSize,
@@ -36,9 +37,6 @@ from selfrepair.cli.common import (
     trl_settings,
 )
 from selfrepair.errors import SelfRepairError
-from selfrepair.loaders import LOADERS
-
-FORMATS = ", ".join(LOADERS)  # the task-file formats the loaders know
 
 
 class Engine(str, Enum):

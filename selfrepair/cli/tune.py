@@ -13,6 +13,7 @@ from rich.console import Console
 
 from selfrepair.cli.common import (
     BUDGET_HELP,
+    FORMATS,
     MODEL_HELP,
     QUIET_HELP,
     SANDBOX_HELP,
@@ -23,8 +24,6 @@ from selfrepair.cli.common import (
 )
 from selfrepair.errors import SelfRepairError
 from selfrepair.loaders import LOADERS
-
-FORMATS = ", ".join(LOADERS)
 
 
 class Utility(str, Enum):
