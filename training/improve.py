@@ -146,8 +146,26 @@ def repair_run(
         store,
         checkpointer,
     )
+    _, summary = run_job(job, tasks, executor, store, run_dir, config, phase, report)
+    return summary | {"model": model_spec}
+
+
+def run_job(
+    job: RepairJob,
+    tasks: list[Task],
+    executor: Executor,
+    store: TrajectoryStore,
+    run_dir: Path,
+    config: dict[str, Any],
+    phase: str,
+    report: Report,
+) -> tuple[list[Trajectory], dict[str, Any]]:
+    """Run `job` over `tasks` on `executor` into `run_dir`, writing its results after every
+    task and reporting progress; closes `store` at the end. Returns the trajectories, in the
+    order they finished, and the last summary."""
     trajectories: list[Trajectory] = []
     rows: list[dict[str, Any]] = []
+    summary: dict[str, Any] = {}
 
     def progress() -> None:
         report(
@@ -172,7 +190,7 @@ def repair_run(
                 progress()
     finally:
         store.close()
-    return summary | {"model": model_spec}
+    return trajectories, summary
 
 
 def json_safe(value: Any) -> Any:

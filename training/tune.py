@@ -44,7 +44,6 @@ import json
 import warnings
 from collections import Counter
 from collections.abc import Callable, Sequence
-from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -55,13 +54,13 @@ from selfrepair.agents.models.protocol import Model
 from selfrepair.graphs.improving import propose_strategy
 from selfrepair.graphs.jobs import RepairJob, Rollout
 from selfrepair.graphs.run import open_checkpointer
+from selfrepair.training.improve import run_job
 
 from selfrepair.errors import SelfRepairError
 from selfrepair.executor.core import Executor
 from selfrepair.files import make_directory, write_atomically
-from selfrepair.metrics import result_row
 from selfrepair.report import TUNE_REPORT, TUNE_STUDY
-from selfrepair.rundir import hold_run_dir, is_empty, prepare_run_dir, read_results, write_results
+from selfrepair.rundir import hold_run_dir, is_empty, prepare_run_dir, read_results
 from selfrepair.settings import Budget
 from selfrepair.stats import bootstrap_mean, paired_bootstrap, sign_test
 from selfrepair.store import TrajectoryStore
@@ -228,31 +227,7 @@ def run_tasks(
         store,
         open_checkpointer(store),
     )
-    trajectories: list[Trajectory] = []
-
-    def progress() -> None:
-        report(
-            {
-                "event": "repair",
-                "phase": phase,
-                "done": len(trajectories),
-                "total": len(tasks),
-                "solved": sum(t.solved for t in trajectories),
-                "tokens": sum(t.tokens for t in trajectories),
-            }
-        )
-
-    rows: list[dict[str, Any]] = []
-    try:
-        progress()
-        with closing(executor.run(job, tasks, lambda trajectory: None)) as results:
-            for trajectory in results:
-                trajectories.append(trajectory)
-                rows.append(result_row(trajectory))
-                write_results(run_dir, rows, config | {"executor": executor.describe()})
-                progress()
-    finally:
-        store.close()
+    trajectories, _ = run_job(job, tasks, executor, store, run_dir, config, phase, report)
     return trajectories
 
 
