@@ -7,7 +7,8 @@ and the run directory's bookkeeping. Each QuixBugs task gets a wrong candidate, 
 the reference solution through the refine loop, driven the way `selfrepair bench --json`
 drives it: a run directory made (`prepare_run_dir`), the repair job on the local executor
 (one task at a time), checkpointed with durability "async", every step saved to the store,
-results.jsonl and summary.json rewritten after every task, the store closed at the end.
+each task's row added to results.jsonl as it finishes (`ResultsWriter`: summary.json
+follows every few seconds and at the end), the store closed at the end.
 
 What counts as what:
   model seconds   each model call, as the model backend measures it
@@ -19,8 +20,9 @@ What counts as what:
                   checkpointer) to closing the store after the last task: per task, the
                   check for a checkpoint to resume from, LangGraph's start and steps, the
                   checkpoint and store writes (and waiting for them at the task's end),
-                  prompts, extraction, review parsing and the results files. Of that,
-                  making the run directory and closing its store, once per run, is reported
+                  prompts, extraction, review parsing and the results files (summary.json
+                  at the end included). Of that, making the run directory and closing its
+                  store, once per run, is reported
                   too (`open_close_seconds`: SQLite creating its WAL file and folding it
                   back into the store on close, each with an fsync).
   left out        what happens once per process before the run: loading the model (the
@@ -50,7 +52,7 @@ from selfrepair.sandbox.choose import open_sandbox
 from selfrepair.executor.local import LocalExecutor
 from selfrepair.loaders import load_quixbugs
 from selfrepair.metrics import result_row
-from selfrepair.rundir import prepare_run_dir, write_results
+from selfrepair.rundir import ResultsWriter, prepare_run_dir
 from selfrepair.settings import Budget
 from selfrepair.types import Task
 
@@ -78,11 +80,11 @@ def measure(tasks: list[Task], executor: LocalExecutor) -> dict:
         store = prepare_run_dir(run_dir, config)
         job = RepairJob(rollout, store, open_checkpointer(store))
         opened = time.perf_counter()
-        trajectories, rows = [], []
+        trajectories, results = [], ResultsWriter(run_dir, config)
         for trajectory in executor.run(job, tasks, lambda _: None):
             trajectories.append(trajectory)
-            rows.append(result_row(trajectory))
-            write_results(run_dir, rows, config)
+            results.add(result_row(trajectory))
+        results.close()
         last_task_done = time.perf_counter()
         store.close()
         wall = time.perf_counter() - started

@@ -33,7 +33,7 @@ from selfrepair.comparison import COMPARISON, describe_difference, read_comparis
 from selfrepair.errors import SelfRepairError
 from selfrepair.files import check_output_file, write_atomically
 from selfrepair.metrics import pass_at_k, pass_at_tokens, summarize
-from selfrepair.rundir import FILES, RESULTS, SUMMARY
+from selfrepair.rundir import FILES, RESULTS, SUMMARY, complete_lines
 from selfrepair.store import TrajectoryStore, store_path
 from selfrepair.types import Step, TestReport, Trajectory
 
@@ -105,7 +105,7 @@ def load_run(directory: Path) -> Run:
 
 def _read_rows(path: Path) -> list[dict[str, Any]]:
     rows = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, line in enumerate(complete_lines(path), start=1):
         if not line.strip():
             continue
         try:

@@ -13,9 +13,12 @@ unless that run holds nothing yet (no trajectory, no checkpoint): then the new s
 replace it, so a command corrected after a failed start is not refused.
 It belongs to one process at a time: a second process given it is refused while the first
 runs, and since the operating system drops the lock when its holder ends, however it ends,
-a killed run never leaves it locked. results.jsonl and summary.json are rewritten whole
-after every finished task, atomically, so a reader (`report`, a killed run's user) never
-sees half a file.
+a killed run never leaves it locked. As tasks finish (`ResultsWriter`), results.jsonl is
+made anew, atomically, with a run's first row and has each later row appended as one line;
+summary.json is rewritten atomically with the first row, every few seconds after and at the
+end. Readers (`read_results`, `report`) take the complete lines, so a line cut short by a
+kill is not read; the summary's numbers are recomputed from the rows. A resumed run makes
+both files anew from its first row.
 """
 
 from __future__ import annotations
@@ -24,11 +27,12 @@ import fcntl
 import json
 import os
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
 from selfrepair.errors import SelfRepairError
-from selfrepair.files import check_can_make, make_directory, write_atomically
+from selfrepair.files import check_can_make, describe, make_directory, write_atomically
 from selfrepair.metrics import summarize
 from selfrepair.store import STORE_NAME, TrajectoryStore, store_path
 
@@ -39,6 +43,7 @@ PREDICTIONS = "predictions.jsonl"
 LOCK = "run.lock"
 FILES = (STORE_NAME, RESULTS, SUMMARY)  # what every finished run directory holds
 CONFIG_KEY = "run_config"  # where the store keeps the run's configuration
+SUMMARY_SECONDS = 5.0  # how stale summary.json may be while a run goes on
 
 _held: dict[Path, int] = {}  # run directories this process holds: their lock files' descriptors
 _holding = threading.Lock()
@@ -148,10 +153,16 @@ def hold_run_dir(run_dir: Path) -> None:
 def write_results(
     run_dir: Path, rows: list[dict[str, Any]], config: dict[str, Any]
 ) -> dict[str, Any]:
-    """results.jsonl and summary.json for the finished tasks' rows (`metrics.result_row`, made
-    once per task as it finishes: remaking every row after every task made a run's
-    bookkeeping grow with the square of its tasks); returns the summary."""
+    """results.jsonl and summary.json, whole, for the finished tasks' rows
+    (`metrics.result_row`); returns the summary. A run whose tasks finish one by one writes
+    them through a ResultsWriter."""
     write_atomically(run_dir / RESULTS, "".join(json.dumps(row) + "\n" for row in rows))
+    return write_summary(run_dir, rows, config)
+
+
+def write_summary(
+    run_dir: Path, rows: list[dict[str, Any]], config: dict[str, Any]
+) -> dict[str, Any]:
     summary = summarize(rows) | {
         "errors": sum(r["outcome"] == "error" for r in rows),
         "config": config,
@@ -160,11 +171,66 @@ def write_results(
     return summary
 
 
+class ResultsWriter:
+    """A run's results.jsonl and summary.json as its tasks finish, each row made once, when
+    its task finishes (remaking every row after every task grew with the square of a run's
+    tasks). The first row makes both files anew (a resumed run's rows replace the last
+    run's); each later row is appended to results.jsonl as one line, where rewriting the
+    file and summary.json after every task cost two atomic renames a task; summary.json
+    follows at most every SUMMARY_SECONDS, and at `close`, which returns the summary."""
+
+    def __init__(self, run_dir: Path, config: dict[str, Any]) -> None:
+        self.run_dir = run_dir
+        self.config = config
+        self.rows: list[dict[str, Any]] = []
+        self.summary: dict[str, Any] = {}  # what summary.json holds
+        self.summarized_at = 0.0  # when it was written (time.monotonic)
+
+    def add(self, row: dict[str, Any]) -> None:
+        self.rows.append(row)
+        if len(self.rows) == 1:
+            write_atomically(self.run_dir / RESULTS, json.dumps(row) + "\n")
+        else:
+            path = self.run_dir / RESULTS
+            try:
+                with open(path, "a", encoding="utf-8") as handle:
+                    handle.write(json.dumps(row) + "\n")
+            except OSError as error:
+                raise SelfRepairError(
+                    f"cannot write {path}: {describe(error, self.run_dir)}"
+                ) from None
+        if len(self.rows) == 1 or time.monotonic() - self.summarized_at >= SUMMARY_SECONDS:
+            self._summarize()
+
+    def close(self) -> dict[str, Any]:
+        """summary.json brought up to date with every row; the summary."""
+        if not self.rows:
+            self.summary = write_results(self.run_dir, [], self.config)
+        elif self.summary["tasks"] != len(self.rows):
+            self._summarize()
+        return self.summary
+
+    def _summarize(self) -> None:
+        self.summary = write_summary(self.run_dir, self.rows, self.config)
+        self.summarized_at = time.monotonic()
+
+
+def complete_lines(path: Path) -> list[str]:
+    """The lines of a JSON-lines file that a writer finished: a last line without its newline
+    that does not parse is one being appended, or cut short by a kill, and is left out."""
+    text = path.read_text(encoding="utf-8")
+    lines = text.splitlines()
+    if lines and not text.endswith("\n"):
+        try:
+            json.loads(lines[-1])
+        except json.JSONDecodeError:
+            lines.pop()
+    return lines
+
+
 def read_results(run_dir: Path) -> list[dict[str, Any]]:
     """The rows of a run directory's results.jsonl (none when it has no such file yet)."""
     path = run_dir / RESULTS
     if not path.is_file():
         return []
-    return [
-        json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()
-    ]
+    return [json.loads(line) for line in complete_lines(path) if line.strip()]

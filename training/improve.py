@@ -70,7 +70,7 @@ from selfrepair.errors import SelfRepairError
 from selfrepair.executor.core import Executor
 from selfrepair.files import make_directory, write_atomically
 from selfrepair.metrics import result_row
-from selfrepair.rundir import hold_run_dir, is_empty, prepare_run_dir, write_results
+from selfrepair.rundir import ResultsWriter, hold_run_dir, is_empty, prepare_run_dir
 from selfrepair.settings import Budget, Sampling
 from selfrepair.store import STORE_NAME, TrajectoryStore
 from selfrepair.types import Task, Trajectory
@@ -160,12 +160,10 @@ def run_job(
     phase: str,
     report: Report,
 ) -> tuple[list[Trajectory], dict[str, Any]]:
-    """Run `job` over `tasks` on `executor` into `run_dir`, writing its results after every
-    task and reporting progress; closes `store` at the end. Returns the trajectories, in the
-    order they finished, and the last summary."""
+    """Run `job` over `tasks` on `executor` into `run_dir`, writing each task's result as it
+    finishes (rundir.ResultsWriter) and reporting progress; closes `store` at the end.
+    Returns the trajectories, in the order they finished, and the summary."""
     trajectories: list[Trajectory] = []
-    rows: list[dict[str, Any]] = []
-    summary: dict[str, Any] = {}
 
     def progress() -> None:
         report(
@@ -181,13 +179,14 @@ def run_job(
 
     try:
         progress()
+        results = ResultsWriter(run_dir, config | {"executor": executor.describe()})
         # closing: a phase cut short lets its model go now, not when the generator is collected
-        with closing(executor.run(job, tasks, lambda trajectory: None)) as results:
-            for trajectory in results:
+        with closing(executor.run(job, tasks, lambda trajectory: None)) as finished:
+            for trajectory in finished:
                 trajectories.append(trajectory)
-                rows.append(result_row(trajectory))
-                summary = write_results(run_dir, rows, config | {"executor": executor.describe()})
+                results.add(result_row(trajectory))
                 progress()
+        summary = results.close()
     finally:
         store.close()
     return trajectories, summary

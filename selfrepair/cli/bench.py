@@ -2,7 +2,7 @@
 (from local mirrors) through the issue graph.
 
 Everything is checked (the data, the mirrors, the model) before the run directory exists.
-The run directory's results.jsonl and summary.json are rewritten after every finished task;
+The run directory's results.jsonl gets each task's row as it finishes (summary.json follows);
 running the same command again resumes the run: finished tasks are kept, cut-off ones continue.
 """
 
@@ -50,7 +50,7 @@ from selfrepair.graphs.jobs import RepairJob, Rollout
 from selfrepair.graphs.run import open_checkpointer
 from selfrepair.loaders import load_tasks
 from selfrepair.metrics import result_row
-from selfrepair.rundir import PREDICTIONS, check_run_dir, prepare_run_dir, write_results
+from selfrepair.rundir import PREDICTIONS, ResultsWriter, check_run_dir, prepare_run_dir
 from selfrepair.settings import Budget, Sampling
 from selfrepair.types import Task, Trajectory
 
@@ -208,17 +208,17 @@ def bench(
                 open_checkpointer(store),
                 on_step,
             )
-            rows, predictions = [], []
+            results = ResultsWriter(
+                run_dir,
+                config | {"command_line": command_line(), "executor": executor.describe()},
+            )
+            predictions = []
             for trajectory in executor.run(job, tasks, done):
-                rows.append(result_row(trajectory))
-                summary_config = config | {
-                    "command_line": command_line(),
-                    "executor": executor.describe(),
-                }
-                summary = write_results(run_dir, rows, summary_config)
+                results.add(result_row(trajectory))
                 if benchmark is Benchmark.swebench:
                     predictions.append(json.dumps(prediction(trajectory, model)) + "\n")
                     write_atomically(run_dir / PREDICTIONS, "".join(predictions))
+            summary = results.close()
         store.close()
     finally:
         executor.close()
