@@ -15,6 +15,7 @@ pass@k estimator (selfrepair.stats) where the replies are independent samples (b
 from __future__ import annotations
 
 import difflib
+import functools
 from collections.abc import Iterable
 from statistics import mean
 from typing import Any
@@ -33,10 +34,7 @@ def result_row(trajectory: Trajectory) -> dict[str, Any]:
         if trajectory.solution_step is not None and step.index == trajectory.solution_step:
             tokens_to_solve = tokens_so_far
             candidates_to_solve = 1 + sum(s.index < step.index for s in candidates)
-    beyond = [lines_beyond_reference(trajectory.task, s.candidate) for s in candidates]
-    solution = (
-        trajectory.steps[trajectory.solution_step] if trajectory.solution_step is not None else None
-    )
+    beyond = {s.index: lines_beyond_reference(trajectory.task, s.candidate) for s in candidates}
     return {
         "task_id": trajectory.task.task_id,
         "trajectory_id": trajectory.trajectory_id,
@@ -64,16 +62,15 @@ def result_row(trajectory: Trajectory) -> dict[str, Any]:
         "wall_seconds": round(trajectory.wall_seconds, 3),
         # Over-editing: the solution's lines changed beyond the reference fix, and the mean
         # over every candidate of the task (None where the task carries no reference).
-        "lines_beyond_reference": (
-            lines_beyond_reference(trajectory.task, solution.candidate)
-            if solution and solution.candidate
-            else None
+        "lines_beyond_reference": beyond.get(trajectory.solution_step),
+        "candidate_lines_beyond_reference": (
+            mean(beyond.values()) if beyond and None not in beyond.values() else None
         ),
-        "candidate_lines_beyond_reference": mean(beyond) if beyond and None not in beyond else None,
         "error": trajectory.error,
     }
 
 
+@functools.lru_cache(maxsize=64)  # a task's reference fix, measured again for every candidate
 def lines_changed(before: str, after: str) -> int:
     """Lines removed plus lines added from `before` to `after`; trailing whitespace and
     blank lines at the end do not count."""
