@@ -177,7 +177,9 @@ class ResultsWriter:
     tasks). The first row makes both files anew (a resumed run's rows replace the last
     run's); each later row is appended to results.jsonl as one line, where rewriting the
     file and summary.json after every task cost two atomic renames a task; summary.json
-    follows at most every SUMMARY_SECONDS, and at `close`, which returns the summary."""
+    follows at most every SUMMARY_SECONDS, and at `close`, which returns the summary. As a
+    context manager it closes however the block ends, so a stopped run's summary.json counts
+    every task it finished."""
 
     def __init__(self, run_dir: Path, config: dict[str, Any]) -> None:
         self.run_dir = run_dir
@@ -209,6 +211,12 @@ class ResultsWriter:
         elif self.summary["tasks"] != len(self.rows):
             self._summarize()
         return self.summary
+
+    def __enter__(self) -> ResultsWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def _summarize(self) -> None:
         self.summary = write_summary(self.run_dir, self.rows, self.config)

@@ -106,3 +106,13 @@ def test_a_broken_line_before_the_last_is_still_refused(tmp_path):
     (tmp_path / SUMMARY).write_text("{}")
     with pytest.raises(SelfRepairError, match="results.jsonl:1: not valid JSON"):
         load_run(tmp_path)
+
+
+def test_a_stopped_run_leaves_a_summary_of_every_task_it_finished(tmp_path, monkeypatch):
+    monkeypatch.setattr(rundir, "SUMMARY_SECONDS", 3600.0)
+    with pytest.raises(KeyboardInterrupt):
+        with ResultsWriter(tmp_path, {}) as results:
+            for name in ("a", "b"):
+                results.add(result_row(trajectory(name)))
+            raise KeyboardInterrupt  # a stop signal, as the CLI raises it
+    assert summary(tmp_path)["tasks"] == 2

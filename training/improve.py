@@ -179,17 +179,18 @@ def run_job(
 
     try:
         progress()
-        results = ResultsWriter(run_dir, config | {"executor": executor.describe()})
         # closing: a phase cut short lets its model go now, not when the generator is collected
-        with closing(executor.run(job, tasks, lambda trajectory: None)) as finished:
+        with (
+            ResultsWriter(run_dir, config | {"executor": executor.describe()}) as results,
+            closing(executor.run(job, tasks, lambda trajectory: None)) as finished,
+        ):
             for trajectory in finished:
                 trajectories.append(trajectory)
                 results.add(result_row(trajectory))
                 progress()
-        summary = results.close()
     finally:
         store.close()
-    return trajectories, summary
+    return trajectories, results.summary
 
 
 def json_safe(value: Any) -> Any:

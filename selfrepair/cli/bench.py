@@ -208,17 +208,18 @@ def bench(
                 open_checkpointer(store),
                 on_step,
             )
-            results = ResultsWriter(
-                run_dir,
-                config | {"command_line": command_line(), "executor": executor.describe()},
-            )
+            summary_config = config | {
+                "command_line": command_line(),
+                "executor": executor.describe(),
+            }
             predictions = []
-            for trajectory in executor.run(job, tasks, done):
-                results.add(result_row(trajectory))
-                if benchmark is Benchmark.swebench:
-                    predictions.append(json.dumps(prediction(trajectory, model)) + "\n")
-                    write_atomically(run_dir / PREDICTIONS, "".join(predictions))
-            summary = results.close()
+            with ResultsWriter(run_dir, summary_config) as results:
+                for trajectory in executor.run(job, tasks, done):
+                    results.add(result_row(trajectory))
+                    if benchmark is Benchmark.swebench:
+                        predictions.append(json.dumps(prediction(trajectory, model)) + "\n")
+                        write_atomically(run_dir / PREDICTIONS, "".join(predictions))
+            summary = results.summary
         store.close()
     finally:
         executor.close()
