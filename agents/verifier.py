@@ -73,7 +73,9 @@ def pass_probability(model: Any, tokenizer: Any, messages: Sequence[Message]) ->
 
     yes, no = verdict_token_ids(tokenizer)
     with torch.inference_mode():
-        logits = model(input_ids=prompt_ids(tokenizer, messages).to(model.device)).logits[0, -1]
+        # The last position only: the vocabulary projection of the others is never read.
+        ids = prompt_ids(tokenizer, messages).to(model.device)
+        logits = model(input_ids=ids, logits_to_keep=1).logits[0, -1]
     return float(torch.softmax(logits[[yes, no]].float(), dim=0)[0])
 
 

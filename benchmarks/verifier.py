@@ -10,21 +10,30 @@ without training), and the solver's own likelihood of its reply (mean token log-
 under the base). Then, per task:
 
 - agreement: AUC and false-accept rate (score >= 0.5 on a failing candidate), trained vs
-  untrained; intervals from resampling tasks (a task's candidates stay together);
+  untrained;
 - ordering: sandbox runs until the first pass when candidates are tested in the verifier's
   order, against a random order (its exact expectation, (n + 1) / (c + 1) for c passing of
   n) and against best-of-n as it runs without a verifier (all n tested); paired over tasks;
 - verifier@n: the share of tasks where the one candidate picked without tests passes,
   picked by the trained score, the untrained score, the solver's likelihood, or at random
-  (c / n); paired differences with intervals over tasks and the sign test.
+  (c / n); paired differences with intervals and the sign test over functions.
 
-Score ties are broken by step order, as best-of-n breaks them.
+Intervals come from resampling functions, not tasks: the bugs of one function share its code,
+spec and tests (and, in the scripted mix, its candidates), so they are not independent
+evidence; a task's candidates stay together. Score ties are broken by step order, as
+best-of-n breaks them.
+
+Scores are kept in `--cache FILE` (JSON lines, keyed by the scorer's weights and the prompt),
+written after every task: a run stopped part-way goes on where it stopped, and a second
+adapter of the same base is scored without scoring the base again (two of every candidate's
+three forward passes).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import json
 import sys
 import time
@@ -35,7 +44,7 @@ from selfrepair.agents.models.backends import load_model
 from selfrepair.agents.verifier import VerdictScorer, prompt_ids, verify_messages
 from selfrepair.training.datasets import read_runs
 
-from selfrepair.stats import auc, bootstrap_mean, paired_bootstrap, sign_test
+from selfrepair.stats import auc, cluster_bootstrap, cluster_sign_test, paired_cluster_bootstrap
 
 ACCEPT_AT = 0.5
 
@@ -48,7 +57,10 @@ def reply_likelihood(model, messages, reply: str) -> float:
         prompt = prompt_ids(model.tokenizer, messages)
         answer = model.tokenizer(reply, add_special_tokens=False, return_tensors="pt")["input_ids"]
         ids = torch.cat([prompt, answer], dim=1).to(module.device)
-        logits = module(input_ids=ids).logits[0, prompt.shape[1] - 1 : -1]
+        # Only the positions that predict the reply: the vocabulary projection of the
+        # prompt's positions would be thrown away.
+        kept = answer.shape[1] + 1
+        logits = module(input_ids=ids, logits_to_keep=kept).logits[0, :-1]
         logprobs = torch.log_softmax(logits.float(), dim=-1)
         chosen = logprobs.gather(1, ids[0, prompt.shape[1] :].unsqueeze(1))
     return float(chosen.mean()) if chosen.numel() else float("-inf")
@@ -64,50 +76,46 @@ def runs_until_pass(scores: list[float], labels: list[int]) -> int:
     return next((k + 1 for k, i in enumerate(order) if labels[i]), len(order))
 
 
-def clustered_auc(tasks: list[dict], key: str, seed: int = 0, resamples: int = 2000) -> dict:
-    """AUC over all candidates, with a percentile interval from resampling tasks."""
+def function_of(task_id: str) -> str:
+    """The function a task's bug is in: `quixbugs/sum_to_n-bug1` -> `quixbugs/sum_to_n`."""
+    return task_id.split("-bug")[0]
+
+
+def resampled(tasks: list[dict], statistic, seed: int = 0, resamples: int = 2000) -> dict:
+    """statistic(tasks) with a percentile interval from resampling whole functions."""
     import random
 
-    def pooled(chosen):
-        scores = [s for t in chosen for s in t[key]]
-        labels = [y for t in chosen for y in t["labels"]]
-        return auc(scores, labels) if 0 < sum(labels) < len(labels) else None
-
+    groups: dict[str, list[dict]] = {}
+    for task in tasks:
+        groups.setdefault(function_of(task["task"]), []).append(task)
+    clusters = [groups[name] for name in sorted(groups)]
     rng = random.Random(seed)
     draws = sorted(
         v
-        for v in (pooled(rng.choices(tasks, k=len(tasks))) for _ in range(resamples))
+        for v in (
+            statistic([t for c in rng.choices(clusters, k=len(clusters)) for t in c])
+            for _ in range(resamples)
+        )
         if v is not None
     )
     return {
-        "value": pooled(tasks),
+        "value": statistic(tasks),
         "low": draws[int(0.025 * len(draws))],
         "high": draws[int(0.975 * len(draws)) - 1],
     }
 
 
-def auc_difference(tasks: list[dict], seed: int = 0, resamples: int = 2000) -> dict:
-    import random
+def pooled_auc(tasks: list[dict], key: str) -> float | None:
+    """AUC over all candidates of the tasks (None when they hold one verdict only)."""
+    labels = [y for t in tasks for y in t["labels"]]
+    if not 0 < sum(labels) < len(labels):
+        return None
+    return auc([s for t in tasks for s in t[key]], labels)
 
-    def diff(chosen):
-        labels = [y for t in chosen for y in t["labels"]]
-        if not 0 < sum(labels) < len(labels):
-            return None
-        trained = auc([s for t in chosen for s in t["trained"]], labels)
-        untrained = auc([s for t in chosen for s in t["untrained"]], labels)
-        return trained - untrained
 
-    rng = random.Random(seed)
-    draws = sorted(
-        v
-        for v in (diff(rng.choices(tasks, k=len(tasks))) for _ in range(resamples))
-        if v is not None
-    )
-    return {
-        "value": diff(tasks),
-        "low": draws[int(0.025 * len(draws))],
-        "high": draws[int(0.975 * len(draws)) - 1],
-    }
+def auc_difference(tasks: list[dict], key: str, against: str) -> float | None:
+    mine, theirs = pooled_auc(tasks, key), pooled_auc(tasks, against)
+    return None if mine is None or theirs is None else mine - theirs
 
 
 def false_accepts(tasks: list[dict], key: str) -> dict:
@@ -116,13 +124,48 @@ def false_accepts(tasks: list[dict], key: str) -> dict:
     return {"accepted": accepted, "failing": len(failing), "rate": accepted / max(len(failing), 1)}
 
 
-def compare(before: list[float], after: list[float]) -> dict:
+def mean(values: list[float], clusters: list[str]) -> dict:
+    return cluster_bootstrap(values, clusters).to_json()
+
+
+def compare(before: list[float], after: list[float], clusters: list[str]) -> dict:
     return {
         "before": round(sum(before) / len(before), 4),
         "after": round(sum(after) / len(after), 4),
-        "difference": paired_bootstrap(before, after).to_json(),
-        "sign_test": sign_test(before, after).to_json(),
+        "difference": paired_cluster_bootstrap(before, after, clusters).to_json(),
+        "sign_test_by_function": cluster_sign_test(before, after, clusters).to_json(),
     }
+
+
+class ScoreCache:
+    """Scores already computed, by scorer and prompt, in a JSON-lines file (or in memory)."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self.scores: dict[str, float] = {}
+        if path is not None and path.is_file():
+            for line in path.read_text(encoding="utf-8").splitlines():
+                row = json.loads(line)
+                self.scores[row["key"]] = row["score"]
+        self.hits = 0
+        self.computed = 0
+
+    def get(self, scorer: str, prompt: object, compute) -> float:
+        key = hashlib.sha256(json.dumps([scorer, prompt], sort_keys=True).encode()).hexdigest()
+        if key in self.scores:
+            self.hits += 1
+            return self.scores[key]
+        score = compute()
+        self.computed += 1
+        self.scores[key] = score
+        if self.path is not None:
+            with self.path.open("a", encoding="utf-8") as handle:
+                handle.write(json.dumps({"key": key, "score": score}) + "\n")
+        return score
+
+
+def weights_digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def main() -> None:
@@ -130,7 +173,12 @@ def main() -> None:
     parser.add_argument("--runs", type=Path, nargs="+", required=True, help="Held-out run dirs.")
     parser.add_argument("--adapter", type=Path, required=True, help="The reviewer adapter.")
     parser.add_argument("--base", default="smollm2", help="Its base model spec.")
+    parser.add_argument(
+        "--cache", type=Path, help="Scores file (JSON lines): resumes, and shares the base's."
+    )
     args = parser.parse_args()
+    if not (args.adapter / "card.json").is_file():
+        parser.exit(2, f"verifier.py: {args.adapter} has no card.json (not a trained reviewer)\n")
     started = time.perf_counter()
     with contextlib.redirect_stdout(sys.stderr):
         figures = measure(args)
@@ -144,6 +192,9 @@ def measure(args: argparse.Namespace) -> dict:
     untrained = VerdictScorer(load_model(f"hf:{base_path}"))
     sources = read_runs(args.runs)
     held_out = json.loads((args.adapter / "card.json").read_text())
+    base_id = "base:" + held_out["base_fingerprint"].get("weights_digest", base_path)
+    adapter_id = "adapter:" + weights_digest(args.adapter / "adapter_model.safetensors")
+    cache = ScoreCache(args.cache)
     trained_on = set()
     for run_dir in held_out["data"]["run_dirs"]:
         trained_on |= {t.task.task_id for t in read_runs([run_dir]).trajectories}
@@ -154,30 +205,51 @@ def measure(args: argparse.Namespace) -> dict:
         steps = [s for s in trajectory.executed() if s.candidate is not None]
         if not steps:
             continue
-        prompts = [verify_messages(trajectory, s) for s in steps]
-        print(f"{trajectory.task.task_id}: {len(steps)} candidates", file=sys.stderr)
+        prompts = [[m.model_dump() for m in verify_messages(trajectory, s)] for s in steps]
+        messages = [verify_messages(trajectory, s) for s in steps]
+        solver = [([m.model_dump() for m in s.messages], s.completion) for s in steps]
+        started = time.perf_counter()
         tasks.append(
             {
                 "task": trajectory.task.task_id,
                 "labels": [int(s.report.passed) for s in steps],
-                "trained": [trained.probability(p) for p in prompts],
-                "untrained": [untrained.probability(p) for p in prompts],
+                "trained": [
+                    cache.get(adapter_id, p, lambda m=m: trained.probability(m))
+                    for p, m in zip(prompts, messages, strict=True)
+                ],
+                "untrained": [
+                    cache.get(base_id, p, lambda m=m: untrained.probability(m))
+                    for p, m in zip(prompts, messages, strict=True)
+                ],
                 "likelihood": [
-                    reply_likelihood(untrained.model, s.messages, s.completion) for s in steps
+                    cache.get(
+                        base_id + ":likelihood",
+                        p,
+                        lambda s=s: reply_likelihood(untrained.model, s.messages, s.completion),
+                    )
+                    for p, s in zip(solver, steps, strict=True)
                 ],
             }
         )
+        print(
+            f"{trajectory.task.task_id}: {len(steps)} candidates, "
+            f"{time.perf_counter() - started:.1f} s",
+            file=sys.stderr,
+        )
     solvable = [t for t in tasks if any(t["labels"])]
+    functions = [function_of(t["task"]) for t in tasks]
+    solvable_functions = [function_of(t["task"]) for t in solvable]
     n_candidates = sum(len(t["labels"]) for t in tasks)
 
     def picked(key: str) -> list[float]:
         return [float(t["labels"][first_pick(t[key])]) for t in tasks]
 
+    def runs(key: str) -> list[float]:
+        return [float(runs_until_pass(t[key], t["labels"])) for t in solvable]
+
     random_pick = [sum(t["labels"]) / len(t["labels"]) for t in tasks]
-    verifier_runs = [float(runs_until_pass(t["trained"], t["labels"])) for t in solvable]
     random_runs = [(len(t["labels"]) + 1) / (sum(t["labels"]) + 1) for t in solvable]
     all_runs = [float(len(t["labels"])) for t in solvable]
-    untrained_runs = [float(runs_until_pass(t["untrained"], t["labels"])) for t in solvable]
     return {
         "benchmark": "verifier",
         "base": args.base,
@@ -189,15 +261,23 @@ def measure(args: argparse.Namespace) -> dict:
             "validation": held_out.get("validation"),
         },
         "held_out_tasks": len(tasks),
+        "functions": len(set(functions)),
         "solvable_tasks": len(solvable),
         "candidates": n_candidates,
         "passing_candidates": sum(sum(t["labels"]) for t in tasks),
         "suspicious_left_out": sources.suspicious_left_out,
+        "scores": {"computed": cache.computed, "from_cache": cache.hits},
         "auc": {
-            "trained": clustered_auc(tasks, "trained"),
-            "untrained": clustered_auc(tasks, "untrained"),
-            "likelihood": clustered_auc(tasks, "likelihood"),
-            "trained_minus_untrained": auc_difference(tasks),
+            key: resampled(tasks, lambda chosen, key=key: pooled_auc(chosen, key))
+            for key in ("trained", "untrained", "likelihood")
+        }
+        | {
+            "trained_minus_untrained": resampled(
+                tasks, lambda chosen: auc_difference(chosen, "trained", "untrained")
+            ),
+            "trained_minus_likelihood": resampled(
+                tasks, lambda chosen: auc_difference(chosen, "trained", "likelihood")
+            ),
         },
         "false_accept_rate": {
             "trained": false_accepts(tasks, "trained"),
@@ -205,21 +285,24 @@ def measure(args: argparse.Namespace) -> dict:
         },
         "sandbox_runs_until_first_pass": {
             "tasks": len(solvable),
-            "verifier_order": bootstrap_mean(verifier_runs).to_json(),
-            "untrained_order": bootstrap_mean(untrained_runs).to_json(),
-            "random_order": bootstrap_mean(random_runs).to_json(),
-            "all_tested": bootstrap_mean(all_runs).to_json(),
-            "verifier_vs_random": compare(random_runs, verifier_runs),
-            "verifier_vs_untrained": compare(untrained_runs, verifier_runs),
+            "verifier_order": mean(runs("trained"), solvable_functions),
+            "untrained_order": mean(runs("untrained"), solvable_functions),
+            "likelihood_order": mean(runs("likelihood"), solvable_functions),
+            "random_order": mean(random_runs, solvable_functions),
+            "all_tested": mean(all_runs, solvable_functions),
+            "verifier_vs_random": compare(random_runs, runs("trained"), solvable_functions),
+            "verifier_vs_untrained": compare(
+                runs("untrained"), runs("trained"), solvable_functions
+            ),
         },
         "verifier_at_n": {
-            "trained": bootstrap_mean(picked("trained")).to_json(),
-            "untrained": bootstrap_mean(picked("untrained")).to_json(),
-            "likelihood": bootstrap_mean(picked("likelihood")).to_json(),
-            "random": bootstrap_mean(random_pick).to_json(),
-            "trained_vs_untrained": compare(picked("untrained"), picked("trained")),
-            "trained_vs_likelihood": compare(picked("likelihood"), picked("trained")),
-            "trained_vs_random": compare(random_pick, picked("trained")),
+            "trained": mean(picked("trained"), functions),
+            "untrained": mean(picked("untrained"), functions),
+            "likelihood": mean(picked("likelihood"), functions),
+            "random": mean(random_pick, functions),
+            "trained_vs_untrained": compare(picked("untrained"), picked("trained"), functions),
+            "trained_vs_likelihood": compare(picked("likelihood"), picked("trained"), functions),
+            "trained_vs_random": compare(random_pick, picked("trained"), functions),
         },
     }
 
