@@ -76,8 +76,7 @@ def allowed(info: FieldInfo, cap: int | None) -> str:
     low = next((m.ge for m in info.metadata if hasattr(m, "ge")), None)
     high = next((m.le for m in info.metadata if hasattr(m, "le")), cap)
     kind = "a number" if info.annotation is float else "an integer"
-    text = f"{kind} from {low} to {high}" if high is not None else f"{kind} of at least {low}"
-    return text + (", or null" if type(None) in choices else "")
+    return f"{kind} from {low} to {high}" + (", or null" if type(None) in choices else "")
 
 
 def shown_roles(recursive: bool = False) -> str:
