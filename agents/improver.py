@@ -5,12 +5,16 @@ changes). What it proposes is screened by selfrepair.strategy before anything us
 from __future__ import annotations
 
 import json
+import typing
 from collections.abc import Sequence
 
+from pydantic import BaseModel
+from pydantic.fields import FieldInfo
 from selfrepair.agents.feedback import describe_report
 from selfrepair.agents.models.protocol import Generation, Model
 from selfrepair.agents.prompts import render, source
 
+from selfrepair.settings import Budget
 from selfrepair.strategy import ROLE_VARIABLES, Strategy
 from selfrepair.types import Message, Trajectory
 
@@ -47,6 +51,34 @@ def shown_failures(failures: Sequence[Trajectory]) -> str:
     return "\n\n".join(parts) or "(none)"
 
 
+def shown_fields(strategy: Strategy, limit: Budget) -> str:
+    """The fields besides the templates as the improver reads them: what each means, what it
+    may hold (the budgets no more than the run's: the screen refuses more) and its value now.
+    A small model shown only the strategy wrote values outside the schema's ranges."""
+    caps = {"max_candidates": limit.max_candidates, "max_tokens": limit.max_tokens}
+    models: list[tuple[str, BaseModel]] = [("", strategy), ("feedback.", strategy.feedback)]
+    return "\n".join(
+        f"- {prefix}{name}: {info.description}; {allowed(info, caps.get(name))}; "
+        f"now {json.dumps(getattr(model, name))}"
+        for prefix, model in models
+        for name, info in type(model).model_fields.items()
+        if info.description is not None  # feedback and prompts: shown field by field, as text
+    )
+
+
+def allowed(info: FieldInfo, cap: int | None) -> str:
+    """The values a field takes, in JSON's words."""
+    choices = typing.get_args(info.annotation)
+    if typing.get_origin(info.annotation) is typing.Literal:
+        return "one of " + ", ".join(json.dumps(choice) for choice in choices)
+    if info.annotation is bool:
+        return "true or false"
+    low = next((m.ge for m in info.metadata if hasattr(m, "ge")), None)
+    high = next((m.le for m in info.metadata if hasattr(m, "le")), cap)
+    kind = "a number" if info.annotation is float else "an integer"
+    return f"{kind} from {low} to {high}" + (", or null" if type(None) in choices else "")
+
+
 def shown_roles(recursive: bool = False) -> str:
     return "\n".join(
         f"- {role}: given {', '.join(sorted(given)) or 'nothing'}; must show "
@@ -60,6 +92,7 @@ def messages(
     strategy: Strategy,
     utility: float,
     failures: Sequence[Trajectory],
+    limit: Budget,
     recursive: bool = False,
 ) -> list[Message]:
     """The improver's prompt, in the strategy's own improver template (the recursive step
@@ -70,6 +103,7 @@ def messages(
         strategy=shown_strategy(strategy, recursive),
         utility=f"{utility:.4g}",
         failures=shown_failures(failures),
+        fields=shown_fields(strategy, limit),
         roles=shown_roles(recursive),
     )
     return [Message(role="user", content=prompt)]
@@ -80,6 +114,7 @@ def propose(
     strategy: Strategy,
     utility: float,
     failures: Sequence[Trajectory],
+    limit: Budget,
     *,
     recursive: bool = False,
     temperature: float = 0.8,
@@ -88,7 +123,7 @@ def propose(
 ) -> Generation:
     """One proposal: the improver's reply (to be screened), with its cost."""
     return model.generate(
-        messages(strategy, utility, failures, recursive),
+        messages(strategy, utility, failures, limit, recursive),
         n=1,
         temperature=temperature,
         max_tokens=max_tokens,

@@ -34,7 +34,9 @@ def propose_strategy(
     seed: int | None = None,
 ) -> Proposal:
     """The improver's proposal for `current`, screened against the run's budget `limit`."""
-    generation = improver.propose(model, current, utility, failures, recursive=recursive, seed=seed)
+    generation = improver.propose(
+        model, current, utility, failures, limit, recursive=recursive, seed=seed
+    )
     reply = generation.completions[0].text
     screened = screen(proposal_data(reply), current, limit, recursive=recursive)
     if screened.strategy is not None:

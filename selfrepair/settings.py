@@ -82,9 +82,11 @@ class Feedback(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    traceback_lines: int = Field(8, ge=1, le=40)  # the last lines of each failing test's traceback
-    max_failures: int = Field(3, ge=1, le=20)  # failing tests shown
-    max_chars: int = Field(1200, ge=200, le=8000)  # the whole text, cut from the front
+    traceback_lines: int = Field(
+        8, ge=1, le=40, description="the last lines of each failing test's traceback"
+    )
+    max_failures: int = Field(3, ge=1, le=20, description="failing tests shown")
+    max_chars: int = Field(1200, ge=200, le=8000, description="the whole text, cut from the front")
 
 
 @dataclass(frozen=True)

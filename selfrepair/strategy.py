@@ -51,7 +51,10 @@ ROLE_VARIABLES: dict[str, tuple[set[str], set[str]]] = {
     "refine": ({"spec", "path", "code", "feedback", "critique"}, {"code", "feedback"}),
     "review_system": (set(), set()),
     "review": ({"spec", "path", "code", "feedback"}, {"code", "feedback"}),
-    "improver": ({"strategy", "utility", "failures", "roles"}, {"strategy", "failures"}),
+    "improver": (
+        {"strategy", "utility", "failures", "fields", "roles"},
+        {"strategy", "failures"},
+    ),
 }
 # The Jinja a template may use: text, variables, conditions and a few text filters.
 TEMPLATE_NODES = (
@@ -106,17 +109,28 @@ class Strategy(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    graph: Literal["best-of-n", "refine", "tree"] = "best-of-n"
-    temperature: float = Field(0.8, ge=0.0, le=2.0)
-    reply_tokens: int = Field(320, ge=16, le=2048)  # longest reply
-    review_tokens: int = Field(128, ge=16, le=1024)  # longest review
-    samples: int = Field(8, ge=1, le=64)  # best-of-n: candidates per batched call
-    children: int = Field(1, ge=1, le=16)  # tree: candidates per expansion
-    exploration: float = Field(1.0, ge=0.0, le=10.0)  # tree: the UCT constant
-    test_weight: float = Field(0.7, ge=0.0, le=1.0)  # tree: tests' share of a node's value
-    review_ties: bool = True  # best-of-n: the reviewer ranks several passing candidates
-    max_candidates: int | None = Field(None, ge=1)  # None: the run's budget
-    max_tokens: int | None = Field(None, ge=1)  # None: the run's budget
+    # The descriptions are what the improver reads of each field (agents.improver).
+    graph: Literal["best-of-n", "refine", "tree"] = Field(
+        "best-of-n", description="the search: sample and test, fix from test output, or a tree"
+    )
+    temperature: float = Field(0.8, ge=0.0, le=2.0, description="sampling temperature")
+    reply_tokens: int = Field(320, ge=16, le=2048, description="longest reply")
+    review_tokens: int = Field(128, ge=16, le=1024, description="longest review")
+    samples: int = Field(8, ge=1, le=64, description="best-of-n: candidates per batched call")
+    children: int = Field(1, ge=1, le=16, description="tree: candidates per expansion")
+    exploration: float = Field(1.0, ge=0.0, le=10.0, description="tree: the UCT constant")
+    test_weight: float = Field(
+        0.7, ge=0.0, le=1.0, description="tree: the tests' share of a node's value"
+    )
+    review_ties: bool = Field(
+        True, description="best-of-n: the reviewer ranks several passing candidates"
+    )
+    max_candidates: int | None = Field(
+        None, ge=1, description="candidates tested per task (null: the run's budget)"
+    )
+    max_tokens: int | None = Field(
+        None, ge=1, description="tokens per task, all replies together (null: the run's budget)"
+    )
     feedback: Feedback = Feedback()
     prompts: Prompts = Prompts()
 
