@@ -174,6 +174,7 @@ class HFModel:
         max_tokens: int = 512,
         stop: Sequence[str] | None = None,
         seed: int | None = None,
+        timeout: float | None = None,
     ) -> Generation:
         import torch
 
@@ -197,6 +198,10 @@ class HFModel:
             settings.pad_token_id = min(end_ids) if end_ids else self.tokenizer.eos_token_id
         settings.stop_strings = list(stop) if stop else None
         with self.using() as model, torch.inference_mode():
+            if timeout is not None:
+                # transformers' MaxTimeCriteria stops every sequence there, keeping what it
+                # generated; the time spent waiting for GENERATING counts against it too.
+                settings.max_time = max(timeout - (time.perf_counter() - started), 0.0)
             if seed is not None and not greedy:
                 torch.manual_seed(seed)  # the n samples of one call come from this seed, in order
             output = model.generate(
@@ -212,11 +217,14 @@ class HFModel:
             length = next((i for i, token in enumerate(row) if token in end_ids), len(row))
             text = self.tokenizer.decode(row[:length], skip_special_tokens=True)
             text, stopped = cut_at_stop(text, stop)
-            ended = stopped or length < max_tokens  # else it ran into max_tokens
+            if stopped or length < len(row):  # a stop string or an end token ended it
+                reason = "stop"
+            elif length >= max_tokens:
+                reason = "length"
+            else:  # neither ended it nor max_tokens: the time limit stopped the batch
+                reason = "time"
             completions.append(
-                Completion(
-                    text=text, completion_tokens=length, finish_reason="stop" if ended else "length"
-                )
+                Completion(text=text, completion_tokens=length, finish_reason=reason)
             )
         if greedy:
             completions = completions * n

@@ -93,12 +93,19 @@ class VLLMModel:
         max_tokens: int = 512,
         stop: Sequence[str] | None = None,
         seed: int | None = None,
+        timeout: float | None = None,
     ) -> Generation:
         if n < 1:
             raise SelfRepairError(f"n must be at least 1, got {n}")
         if self.llm is None:
             return self.server_model().generate(
-                messages, n=n, temperature=temperature, max_tokens=max_tokens, stop=stop, seed=seed
+                messages,
+                n=n,
+                temperature=temperature,
+                max_tokens=max_tokens,
+                stop=stop,
+                seed=seed,
+                timeout=timeout,
             )
         from vllm import SamplingParams
 
