@@ -73,9 +73,15 @@ def test_scripted_replies_keyed_by_task_come_in_order_per_key(tmp_path: Path) ->
 
 def test_scripted_file_must_be_a_json_list_of_strings(tmp_path: Path) -> None:
     bad = tmp_path / "bad.json"
-    bad.write_text('{"reply": "x"}')
-    with pytest.raises(SelfRepairError, match="must hold a JSON list of strings"):
-        load_model(f"scripted:{bad}")
+    for text in (
+        '{"reply": "x"}',
+        '[{"reply": "x", "seconds": -1}]',
+        '[{"reply": "x"}]',
+        '{"k": [{"reply": "x", "seconds": true}]}',
+    ):
+        bad.write_text(text)
+        with pytest.raises(SelfRepairError, match="must hold a JSON list of replies"):
+            load_model(f"scripted:{bad}")
     bad.write_text('[\n"a",\n]')
     with pytest.raises(SelfRepairError, match=r"bad\.json:3: not valid JSON"):
         load_model(f"scripted:{bad}")
