@@ -5,12 +5,14 @@ counted by kind (proposals written as an adversary would)."""
 from __future__ import annotations
 
 import json
+import time
 
 import jinja2.exceptions
 import pytest
 from conftest import OPERATOR_TASKS, operator_reply, operator_task
 from selfrepair.agents.models.backends import load_model
 from selfrepair.agents.prompts import render, source
+from selfrepair.graphs.improving import propose_strategy
 from selfrepair.graphs.run import repair_task
 from selfrepair.sandbox.choose import open_sandbox
 from test_repair_resume import comparable
@@ -223,3 +225,17 @@ def test_a_strategy_file_is_screened_like_a_proposal(tmp_path):
     broken.write_text("{")
     with pytest.raises(SelfRepairError, match="not valid JSON"):
         read_strategy(broken)
+
+
+def test_an_improver_call_is_cut_at_the_task_time_budget_and_refused(tmp_path):
+    """tune's improver gets --max-seconds for its call: one that would take 600 s is cut then
+    and refused as "cut", with its tokens counted (before, tune waited for it)."""
+    replies = tmp_path / "slow.json"
+    replies.write_text(json.dumps([{"reply": '{"temperature": 0.5}', "seconds": 600}]))
+    started = time.monotonic()
+    proposal = propose_strategy(
+        load_model(f"scripted:{replies}"), Strategy.default(), 0.5, [], Budget(max_seconds=1)
+    )
+    assert time.monotonic() - started < 150
+    assert proposal.screened.strategy is None and proposal.screened.kinds == ("cut",)
+    assert proposal.tokens > 0 and proposal.seconds >= 1
