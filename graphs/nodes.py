@@ -15,6 +15,7 @@ A graph's entry node uses `context.entering` instead: what a run from LangGraph 
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -188,9 +189,12 @@ class RepairContext:
         """The tests that ran on the code as given: a candidate's run must report them all."""
         return ran_tests(self.baseline)
 
-    def seconds_left(self) -> float:
+    def seconds_left(self) -> float | None:
         """How long the running node's next model call may take: what is left of the time
-        budget (none left: the call returns at once, cut by "time")."""
+        budget (none left: the call returns at once, cut by "time"; None: no limit, as with
+        `--max-seconds inf`)."""
+        if math.isinf(self.deadline):
+            return None
         return max(self.deadline - time.perf_counter(), 0.0)
 
     def test_seconds(self, trajectory: Trajectory) -> float:
