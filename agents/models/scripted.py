@@ -9,8 +9,9 @@ Token counts are whitespace-separated words, so budgets behave like they would w
 A reply is cut at the first stop string, or after max_tokens words, as a real backend would
 cut it. A reply may also be an object {"reply": TEXT, "seconds": S}: the model takes S seconds
 to give it, its words coming at an even pace, so a call's `timeout` cuts it (finish reason
-"time", the words given by then), as it would cut a slow model. Its replies depend on no randomness: a seed changes nothing, so a fresh model given the
-same calls gives the same replies, as the Model protocol asks of a seeded call.
+"time", the words given by then), as it would cut a slow model. Its replies depend on no
+randomness: a seed changes nothing, so a fresh model given the same calls gives the same
+replies, as the Model protocol asks of a seeded call.
 """
 
 from __future__ import annotations
