@@ -12,9 +12,8 @@ Where neither can be had (no vLLM build for this machine, no room for its enviro
 install fails), construction says why.
 
 A call's `timeout`: the server's request is given up and closed (the `openai` backend; vLLM's
-server aborts it); in process, the engine is stepped until the request finishes or the time is
-up, and then aborted. The offline engine hands out only finished outputs, so a cut call
-returns empty completions (finish reason "time"), the prompt's tokens estimated.
+server aborts it). The in-process engine does not take one yet: its call runs to its end
+(stepping the engine and aborting at the deadline was not verified to work here).
 """
 
 from __future__ import annotations
@@ -27,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 from selfrepair.agents.models.adapters import resolve_base
-from selfrepair.agents.models.openai_compatible import estimate_tokens
 from selfrepair.agents.models.protocol import Completion, Generation
 
 from selfrepair.errors import SelfRepairError
@@ -126,17 +124,7 @@ class VLLMModel:
             seed=seed,
         )
         chat = [{"role": m.role, "content": m.content} for m in messages]
-        if timeout is None:
-            [output] = self.llm.chat(chat, params, lora_request=self.lora_request, use_tqdm=False)
-        else:
-            output = self.chat_until(chat, params, started + timeout)
-        if output is None:
-            return Generation(
-                completions=[Completion("", 0, "time")] * n,
-                prompt_tokens=estimate_tokens(messages),
-                seconds=time.perf_counter() - started,
-                model=self.spec,
-            )
+        [output] = self.llm.chat(chat, params, lora_request=self.lora_request, use_tqdm=False)
         completions = [
             Completion(
                 text=sample.text,
@@ -153,18 +141,3 @@ class VLLMModel:
             seconds=time.perf_counter() - started,
             model=self.spec,
         )
-
-    def chat_until(self, chat: list[dict[str, str]], params: Any, deadline: float) -> Any:
-        """The engine's finished output for one chat, or None when `deadline`
-        (time.perf_counter()) came first: the request is then aborted, so the engine stops
-        spending on it."""
-        [request_id] = self.llm.enqueue_chat(
-            chat, params, lora_request=self.lora_request, use_tqdm=False
-        )
-        engine = self.llm.llm_engine
-        while time.perf_counter() < deadline:
-            for output in engine.step():  # one scheduling step of every running request
-                if output.request_id == request_id and output.finished:
-                    return output
-        engine.abort_request([request_id])
-        return None
