@@ -63,9 +63,10 @@ def edit(
     max_tokens: int = REPLY_TOKENS,
     context_tokens: int = CONTEXT_TOKENS,
     seed: int | None = None,
+    timeout: float | None = None,
 ) -> Step:
-    """The next step of `trajectory`: one model reply (sampled with `seed`) turned into a
-    candidate diff, or into the reason it is none. The checkout is back at the base afterwards."""
+    """The next step of `trajectory`: one model reply (sampled with `seed`, in at most
+    `timeout` seconds) turned into a candidate diff, or into the reason it is none. The checkout is back at the base afterwards."""
     task = trajectory.task
     runs = trajectory.executed()
     parent = runs[-1] if runs else None
@@ -106,7 +107,12 @@ def edit(
             Message(role="user", content=prompt),
         ]
         generation = model.generate(
-            messages, n=1, temperature=temperature, max_tokens=max_tokens, seed=seed
+            messages,
+            n=1,
+            temperature=temperature,
+            max_tokens=max_tokens,
+            seed=seed,
+            timeout=timeout,
         )
         completion = generation.completions[0]
         step = Step(
@@ -121,6 +127,10 @@ def edit(
             completion_tokens=generation.completion_tokens,
             model_seconds=generation.seconds,
         )
+        if completion.finish_reason == "time":
+            # Half a reply, and no time left to test it: recorded, never a candidate.
+            step.error = "reply cut when the time budget ran out"
+            return step
         result = apply_edits(completion.text, work.read)
         if not result.ok:
             step.error = result.feedback()

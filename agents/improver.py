@@ -120,8 +120,10 @@ def propose(
     temperature: float = 0.8,
     max_tokens: int = 1024,
     seed: int | None = None,
+    timeout: float | None = None,
 ) -> Generation:
-    """One proposal: the improver's reply (to be screened), with its cost."""
+    """One proposal: the improver's reply (to be screened), with its cost; a reply cut by
+    `timeout` comes back with finish reason "time"."""
     return model.generate(
         messages(strategy, utility, failures, limit, recursive),
         n=1,
@@ -129,6 +131,7 @@ def propose(
         max_tokens=max_tokens,
         stop=STOP,
         seed=seed,
+        timeout=timeout,
     )
 
 

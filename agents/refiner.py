@@ -28,8 +28,10 @@ def refine(
     seed: int | None = None,
     prompts: Prompts | None = None,
     feedback: Feedback | None = None,
+    timeout: float | None = None,
 ) -> list[Step]:
-    """n children of `parent`, a step whose candidate was executed and failed."""
+    """n children of `parent`, a step whose candidate was executed and failed, from one
+    model call of at most `timeout` seconds."""
     if parent.candidate is None or parent.report is None:
         raise ValueError(f"step {parent.index} has no executed candidate to refine")
     base = task.files | parent.candidate.files
@@ -46,7 +48,13 @@ def refine(
     )
     messages = [system_message(prompts), Message(role="user", content=prompt)]
     generation = model.generate(
-        messages, n=n, temperature=temperature, max_tokens=max_tokens, stop=stop, seed=seed
+        messages,
+        n=n,
+        temperature=temperature,
+        max_tokens=max_tokens,
+        stop=stop,
+        seed=seed,
+        timeout=timeout,
     )
     return steps_from_generation(
         generation,

@@ -41,9 +41,11 @@ def review(
     seed: int | None = None,
     prompts: Prompts | None = None,
     feedback: Feedback | None = None,
+    timeout: float | None = None,
 ) -> None:
-    """Review an executed step: its code against the specification and its test report. The
-    verdict, the exchange and its cost are recorded on the step."""
+    """Review an executed step: its code against the specification and its test report, in
+    one model call of at most `timeout` seconds. The verdict, the exchange and its cost are
+    recorded on the step."""
     prompts = prompts or Prompts()
     base = task.files | step.candidate.files
     path, code = shown_code(task, base, step.candidate)
@@ -55,11 +57,17 @@ def review(
         code=code,
         feedback=describe_report(step.report, feedback),
     )
-    ask(model, step, prompt, max_tokens, seed, prompts.review_system)
+    ask(model, step, prompt, max_tokens, seed, prompts.review_system, timeout)
 
 
 def review_diff(
-    model: Model, task: Task, step: Step, *, max_tokens: int = 128, seed: int | None = None
+    model: Model,
+    task: Task,
+    step: Step,
+    *,
+    max_tokens: int = 128,
+    seed: int | None = None,
+    timeout: float | None = None,
 ) -> None:
     """Review an executed step of a repository task: its diff against the issue and its test
     report. Recorded on the step as `review` records it."""
@@ -69,7 +77,7 @@ def review_diff(
         diff=shorten_diff(step.candidate.diff),
         feedback=describe_report(step.report),
     )
-    ask(model, step, prompt, max_tokens, seed)
+    ask(model, step, prompt, max_tokens, seed, timeout=timeout)
 
 
 def ask(
@@ -79,6 +87,7 @@ def ask(
     max_tokens: int,
     seed: int | None,
     system: str | None = None,
+    timeout: float | None = None,
 ) -> None:
     """Ask for a review of `step` with `prompt`, under the `system` template (the shipped
     one by default), and record it on the step."""
@@ -86,9 +95,18 @@ def ask(
         Message(role="system", content=render("review_system", system)),
         Message(role="user", content=prompt),
     ]
-    generation = model.generate(messages, n=1, temperature=0.0, max_tokens=max_tokens, seed=seed)
+    generation = model.generate(
+        messages, n=1, temperature=0.0, max_tokens=max_tokens, seed=seed, timeout=timeout
+    )
     completion = generation.completions[0]
-    step.review = parse_review(completion.text)
+    if completion.finish_reason == "time":  # half a review is no verdict
+        step.review = Review(
+            verdict="refine",
+            critique="review cut when the time budget ran out",
+            confidence=UNPARSED_CONFIDENCE,
+        )
+    else:
+        step.review = parse_review(completion.text)
     step.review_messages = messages
     step.review_completion = completion.text
     step.review_finish_reason = completion.finish_reason

@@ -63,6 +63,11 @@ def steps_from_generation(
             seed=seed,
             model_seconds=share,
         )
+        if completion.finish_reason == "time":
+            # Half a reply, and no time left to test it: recorded, never a candidate.
+            step.error = "reply cut when the time budget ran out"
+            steps.append(step)
+            continue
         try:
             step.candidate = extract_candidate(completion.text, task.files, base, task.entry_file)
         except ExtractionError as error:
@@ -108,11 +113,18 @@ def solve(
     seed: int | None = None,
     prompts: Prompts | None = None,
     feedback: Feedback | None = None,
+    timeout: float | None = None,
 ) -> list[Step]:
-    """n first candidates from one (batched) model call."""
+    """n first candidates from one (batched) model call of at most `timeout` seconds."""
     messages = solve_messages(task, baseline, prompts, feedback)
     generation = model.generate(
-        messages, n=n, temperature=temperature, max_tokens=max_tokens, stop=stop, seed=seed
+        messages,
+        n=n,
+        temperature=temperature,
+        max_tokens=max_tokens,
+        stop=stop,
+        seed=seed,
+        timeout=timeout,
     )
     return steps_from_generation(
         generation, messages, task, task.files, kind=kind, first_index=first_index, seed=seed

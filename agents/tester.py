@@ -123,13 +123,14 @@ def write_inputs(
     temperature: float = 0.0,
     max_tokens: int = 96,
     seed: int | None = None,
+    timeout: float | None = None,
 ) -> tuple[list[Step], list[str]]:
     """n replies from one call, each asked for `count` calls of the function: the steps that
     record them (kind "inputs", no candidate) and the distinct calls kept from all of them
     (at most `count`)."""
     messages = inputs_messages(task, function, count)
     generation = model.generate(
-        messages, n=n, temperature=temperature, max_tokens=max_tokens, seed=seed
+        messages, n=n, temperature=temperature, max_tokens=max_tokens, seed=seed, timeout=timeout
     )
     steps, calls = [], []
     for offset, completion in enumerate(generation.completions):
@@ -188,6 +189,7 @@ def write_reproduction(
     temperature: float = 0.0,
     max_tokens: int = 320,
     seed: int | None = None,
+    timeout: float | None = None,
 ) -> tuple[Step, str | None]:
     """A pytest test written from an issue (Agentless's reproduction, Kimi-Dev's test writer),
     shown the code the issue is most likely about (`code` from `path`): the step that records
@@ -197,9 +199,12 @@ def write_reproduction(
         "reproduce", issue=issue.strip(), path=path, code=code.rstrip(), module=module or "..."
     )
     messages = [Message(role="user", content=prompt)]
-    generation = model.generate(messages, temperature=temperature, max_tokens=max_tokens, seed=seed)
+    generation = model.generate(
+        messages, temperature=temperature, max_tokens=max_tokens, seed=seed, timeout=timeout
+    )
     completion = generation.completions[0]
-    test = reproduction_in(completion.text)
+    cut = completion.finish_reason == "time"  # half a test, and no time left to run it
+    test = None if cut else reproduction_in(completion.text)
     step = Step(
         index=index,
         kind="reproduce",
@@ -210,6 +215,10 @@ def write_reproduction(
         prompt_tokens=generation.prompt_tokens,
         completion_tokens=completion.completion_tokens,
         model_seconds=generation.seconds,
-        error="" if test else "no pytest test function in the reply",
+        error=""
+        if test
+        else "reply cut when the time budget ran out"
+        if cut
+        else "no pytest test function in the reply",
     )
     return step, test

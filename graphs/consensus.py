@@ -68,6 +68,7 @@ def inputs(state: RepairState, runtime: Runtime[RepairContext]) -> dict:
                 if context.sampling.voting.asks == 1
                 else context.sampling.temperature,
                 seed=context.sampling.call_seed(trajectory.task.task_id, first),
+                timeout=context.seconds_left(),
             )
             trajectory.steps += steps
             consensus["calls"] = calls

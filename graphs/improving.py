@@ -33,12 +33,26 @@ def propose_strategy(
     recursive: bool = False,
     seed: int | None = None,
 ) -> Proposal:
-    """The improver's proposal for `current`, screened against the run's budget `limit`."""
+    """The improver's proposal for `current`, screened against the run's budget `limit`; its
+    call may take a task's time budget (`limit.max_seconds`), and one cut there is refused."""
     generation = improver.propose(
-        model, current, utility, failures, limit, recursive=recursive, seed=seed
+        model,
+        current,
+        utility,
+        failures,
+        limit,
+        recursive=recursive,
+        seed=seed,
+        timeout=limit.max_seconds,
     )
-    reply = generation.completions[0].text
-    screened = screen(proposal_data(reply), current, limit, recursive=recursive)
+    completion = generation.completions[0]
+    reply = completion.text
+    if completion.finish_reason == "time":
+        screened = Screened(
+            None, ("cut",), (f"cut: no whole reply within {limit.max_seconds:.0f} s",)
+        )
+    else:
+        screened = screen(proposal_data(reply), current, limit, recursive=recursive)
     if screened.strategy is not None:
         screened = Screened(improver.normalised(screened.strategy))
     tokens = generation.prompt_tokens + sum(c.completion_tokens for c in generation.completions)

@@ -185,6 +185,7 @@ def propose(state: RepairState, context: IssueContext, kind: StepKind) -> dict:
             max_tokens=context.sampling.max_tokens,
             context_tokens=context.context_tokens,
             seed=context.sampling.call_seed(trajectory.task.task_id, len(trajectory.steps)),
+            timeout=context.seconds_left(),
         )
         trajectory.steps.append(step)
     return {"trajectory": trajectory}
@@ -225,6 +226,7 @@ def review(state: RepairState, runtime: Runtime[IssueContext]) -> dict:
             step,
             max_tokens=context.sampling.review_max_tokens,
             seed=context.sampling.call_seed(trajectory.task.task_id, step.index, "review"),
+            timeout=context.seconds_left(),
         )
     return {"trajectory": trajectory}
 

@@ -182,6 +182,7 @@ def reproduce(state: RepairState, runtime: Runtime[LocaliseContext]) -> dict:
             temperature=context.sampling.temperature if first else 0.0,
             max_tokens=context.sampling.max_tokens,
             seed=context.sampling.call_seed(trajectory.task.task_id, first) if first else None,
+            timeout=context.seconds_left(),
         )
         trajectory.steps.append(step)
         if test is not None:
@@ -301,6 +302,7 @@ def sample(state: RepairState, runtime: Runtime[LocaliseContext]) -> dict:
             baseline=failing_report(trajectory, context),
             kind="sample",
             seed=context.sampling.call_seed(trajectory.task.task_id, first),
+            timeout=context.seconds_left(),
         )
         trajectory.steps += splice_steps(steps, trajectory, suspect, base_text, definition, indent)
     return {"trajectory": trajectory}
@@ -341,6 +343,7 @@ def refine(state: RepairState, runtime: Runtime[LocaliseContext]) -> dict:
             max_tokens=context.sampling.max_tokens,
             stop=context.sampling.stop,
             seed=context.sampling.call_seed(trajectory.task.task_id, first),
+            timeout=context.seconds_left(),
         )
         trajectory.steps += splice_steps(steps, trajectory, suspect, base_text, definition, indent)
     return {"trajectory": trajectory}

@@ -15,6 +15,7 @@ A graph's entry node uses `context.entering` instead: what a run from LangGraph 
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -78,6 +79,9 @@ class RepairContext:
     reviewer_model: SkipJsonSchema[Any] = None
     refiner_model: SkipJsonSchema[Any] = None
     verifier: SkipJsonSchema[Any] = None
+    # When the running node's task runs out of time (time.perf_counter()): what is left of
+    # the time budget as the node started, counted from then. One node runs at a time.
+    deadline: SkipJsonSchema[float] = float("inf")
 
     def __post_init__(self) -> None:
         self.budget = studio.settings(self.budget, Budget)
@@ -119,6 +123,7 @@ class RepairContext:
         self, trajectory: Trajectory, started: float, closing: bool = False
     ) -> Iterator[Trajectory]:
         copy = editable_copy(trajectory)
+        self.deadline = started + self.budget.seconds_left(copy)
         yield copy
         copy.wall_seconds += time.perf_counter() - started
         if closing:
@@ -147,6 +152,7 @@ class RepairContext:
             seed=self.sampling.call_seed(trajectory.task.task_id, first),
             prompts=self.sampling.prompts,
             feedback=self.sampling.feedback,
+            timeout=self.seconds_left(),
         )
 
     def refine(
@@ -167,6 +173,7 @@ class RepairContext:
             seed=self.sampling.call_seed(trajectory.task.task_id, first),
             prompts=self.sampling.prompts,
             feedback=self.sampling.feedback,
+            timeout=self.seconds_left(),
         )
 
     def roles(self) -> dict[str, str]:
@@ -181,6 +188,14 @@ class RepairContext:
     def expected_tests(self) -> list[str]:
         """The tests that ran on the code as given: a candidate's run must report them all."""
         return ran_tests(self.baseline)
+
+    def seconds_left(self) -> float | None:
+        """How long the running node's next model call may take: what is left of the time
+        budget (none left: the call returns at once, cut by "time"; None: no limit, as with
+        `--max-seconds inf`)."""
+        if math.isinf(self.deadline):
+            return None
+        return max(self.deadline - time.perf_counter(), 0.0)
 
     def test_seconds(self, trajectory: Trajectory) -> float:
         """How long the next test run may take: what is left of the time budget (a second at
@@ -197,6 +212,7 @@ class RepairContext:
             seed=self.sampling.call_seed(trajectory.task.task_id, step.index, "review"),
             prompts=self.sampling.prompts,
             feedback=self.sampling.feedback,
+            timeout=self.seconds_left(),
         )
 
     def close_if_over(self, trajectory: Trajectory) -> None:

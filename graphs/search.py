@@ -56,7 +56,8 @@ def sample(state: RepairState, runtime: Runtime[RepairContext]) -> dict:
         trajectory.steps += steps
         if context.verifier is not None:
             for step in steps:
-                if step.candidate is not None:
+                # A score is a forward pass per candidate: none once the time budget is spent.
+                if step.candidate is not None and context.seconds_left() != 0:
                     step.verifier_score = context.verifier.score(trajectory, step)
     return {"trajectory": trajectory}
 

@@ -482,6 +482,8 @@ def step_html(step: Step, before: dict[str, str], before_name: str, trajectory: 
         cut = (
             " <span class='bad'>(cut at the token limit)</span>"
             if step.finish_reason == "length"
+            else " <span class='bad'>(cut when the time budget ran out)</span>"
+            if step.finish_reason == "time"
             else ""
         )
         parts.append(

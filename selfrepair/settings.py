@@ -5,7 +5,8 @@ label-free graph votes (Voting).
 Every strategy stops at the first of: a candidate that passes the tests, `max_candidates`
 model replies, `max_tokens` tokens (prompt and completion, reviewer included), or
 `max_seconds` of wall time spent on the task (kept across a resume). What is left of
-`max_seconds` also cuts each test run, so a hanging test cannot outlast it.
+`max_seconds` also cuts each test run and each model call (its `timeout`), so neither a
+hanging test nor a slow model can outlast it.
 """
 
 from __future__ import annotations
@@ -40,15 +41,16 @@ class Budget:
         return self.max_seconds - trajectory.wall_seconds
 
     def exhausted(self, trajectory: Trajectory) -> str:
-        """Why no further candidate may be asked for, or "" while budget is left."""
-        if self.candidates_left(trajectory) == 0:
-            return f"candidate budget spent ({self.max_candidates})"
-        if trajectory.tokens >= self.max_tokens:
-            return f"token budget spent ({trajectory.tokens} of {self.max_tokens})"
+        """Why no further candidate may be asked for, or "" while budget is left. Time comes
+        first: a model call it cut may have filled the candidate budget with cut replies."""
         if trajectory.wall_seconds >= self.max_seconds:
             return (
                 f"time budget spent ({trajectory.wall_seconds:.0f} s of {self.max_seconds:.0f} s)"
             )
+        if self.candidates_left(trajectory) == 0:
+            return f"candidate budget spent ({self.max_candidates})"
+        if trajectory.tokens >= self.max_tokens:
+            return f"token budget spent ({trajectory.tokens} of {self.max_tokens})"
         return ""
 
 

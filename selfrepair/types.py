@@ -177,7 +177,7 @@ class Message(Record):
     content: str
 
 
-FinishReason = Literal["stop", "length", ""]
+FinishReason = Literal["stop", "length", "time", ""]
 # inputs: the label-free mode's test calls; reproduce: a test written from an issue
 StepKind = Literal["solve", "refine", "sample", "expand", "edit", "localise", "inputs", "reproduce"]
 
@@ -191,8 +191,9 @@ class Step(Record):
     messages: list[Message] = Field(default_factory=list)  # the prompt as sent
     completion: str = ""  # the model's reply
     # Why the reply ended, as the backend said: "stop" (it finished, or hit a stop string) or
-    # "length" (cut at max_tokens: a truncated reply, not the model's whole answer); "" in
-    # trajectories recorded before it was.
+    # "length" (cut at max_tokens: a truncated reply, not the model's whole answer) or "time"
+    # (cut when the time budget ran out mid-call: never tested); "" in trajectories recorded
+    # before it was.
     finish_reason: FinishReason = ""
     # The sampling seed of the model call this reply came from (None: unseeded); the replies
     # of one call are its samples in step order, so (seed, position) names a sample.

@@ -2,11 +2,14 @@
 chat endpoint on 127.0.0.1 answering from a list of replies in order, through the real
 `openai` backend. It can hold one request unanswered, so a test knows the run is waiting on
 that model call when it kills it; a held request uses up no reply, so the resumed run gets
-the reply the killed one never saw."""
+the reply the killed one never saw. It notes when the client of the held request hangs up
+(`hung_up`), as a server that aborts such a request (vLLM) would see it."""
 
 from __future__ import annotations
 
 import json
+import select
+import socket
 import threading
 from collections.abc import Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -25,6 +28,7 @@ class ChatStub:
         self.bodies: list[dict] = []  # every request, as sent
         self.held = threading.Event()  # set once that request has arrived
         self.release = threading.Event()
+        self.hung_up = threading.Event()  # the client of the held request closed its connection
         self.lock = threading.Lock()
         stub = self
 
@@ -40,8 +44,11 @@ class ChatStub:
                     )
                     return
                 texts = stub.take(body)
-                if texts is None:  # held until the test is done; the client is gone by then
-                    stub.release.wait()
+                if texts is None:  # held until the test is done or the client hangs up
+                    while not stub.release.wait(0.05):
+                        if client_gone(self.connection):
+                            stub.hung_up.set()
+                            return
                     return
                 if not texts:
                     self.send_error(500, "the chat stub ran out of replies")
@@ -107,3 +114,12 @@ class ChatStub:
         self.release.set()
         self.server.shutdown()
         self.server.server_close()
+
+
+def client_gone(connection: socket.socket) -> bool:
+    """Whether the client closed its end: the socket reads as ended (or was reset)."""
+    try:
+        readable, _, _ = select.select([connection], [], [], 0)
+        return bool(readable) and connection.recv(1, socket.MSG_PEEK) == b""
+    except OSError:
+        return True

@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -167,6 +168,98 @@ def test_max_seconds_cuts_a_candidates_test_run(example, tmp_path):
     assert report["outcome"] == "budget" and len(report["steps"]) == 1
     cut = re.search(r"timed out after ([\d.]+) s", report["steps"][0])
     assert cut and float(cut.group(1)) <= 10, report["steps"]
+
+
+# A model that would take 600 s over its reply, and a budget of 20 s (room for the preflight's
+# test run on a loaded machine): the run must end near the budget. The bound asserted is loose
+# (no test depends on speed): half the 600 s the reply would take, which is what a run that
+# waited for it took before.
+SLOW = 600
+BUDGET = "20"
+ENDED_WELL_BEFORE = SLOW / 2
+
+
+def slow_replies(tmp_path: Path, *texts: str) -> str:
+    path = tmp_path / "slow.json"
+    path.write_text(json.dumps([{"reply": text, "seconds": SLOW} for text in texts]))
+    return f"scripted:{path}"
+
+
+def test_max_seconds_cuts_a_model_call_that_is_running(example, tmp_path):
+    """--max-seconds binds a model call already running: the call is cut when the budget runs
+    out, the half reply is recorded (never tested), the task ends as "time budget spent" and
+    its tokens count; before, fix waited for the whole reply."""
+    started = time.monotonic()
+    result = run(
+        "fix",
+        str(example / "calc.py"),
+        "--test-cmd",
+        TEST_CMD,
+        "--model",
+        slow_replies(tmp_path, GOOD),
+        "--sandbox",
+        "local",
+        "--strategy",
+        "refine",
+        "--max-seconds",
+        BUDGET,
+        "--out",
+        str(tmp_path / "run"),
+        "--json",
+    )
+    assert time.monotonic() - started < ENDED_WELL_BEFORE
+    assert result.returncode == 1, result.stderr
+    report = json.loads(result.stdout)
+    assert report["outcome"] == "budget" and report["error"] == ""
+    assert report["steps"] == [
+        "#0 solve [reply cut when the time budget ran out]: "
+        "no candidate: reply cut when the time budget ran out"
+    ]
+    with TrajectoryStore(tmp_path / "run", create=False) as store:
+        [trajectory] = store.trajectories()
+    assert trajectory.metadata["stop_reason"].startswith("time budget spent")
+    [step] = trajectory.steps
+    assert step.finish_reason == "time" and step.prompt_tokens > 0
+    assert "return a - b" in (example / "calc.py").read_text()
+
+
+def test_bench_ends_each_task_at_max_seconds_when_the_model_is_slow(tmp_path):
+    """bench with a model that would take 600 s a reply and --max-seconds 20: each task ends at
+    its budget, recorded as spent; the run finishes and resumes to the same result."""
+    data = quixbugs_file(tmp_path, ["plus"])
+    out = tmp_path / "run"
+    args = (
+        "bench",
+        "quixbugs",
+        "--data",
+        str(data),
+        "--model",
+        slow_replies(tmp_path, *[fixed("plus")] * 8),  # one batched call of 8 samples
+        "--strategy",
+        "best-of-n",
+        "--sandbox",
+        "local",
+        "--max-seconds",
+        BUDGET,
+        "--out",
+        str(out),
+        "--json",
+    )
+    started = time.monotonic()
+    result = run(*args)
+    assert time.monotonic() - started < ENDED_WELL_BEFORE
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)["summary"]
+    assert summary["tasks"] == 1 and summary["solved"] == 0
+    with TrajectoryStore(out, create=False) as store:
+        [trajectory] = store.trajectories()
+    assert trajectory.outcome == "budget"
+    assert trajectory.metadata["stop_reason"].startswith("time budget spent")
+    assert trajectory.steps and all(s.finish_reason == "time" for s in trajectory.steps)
+    # A finished task is not run again: the resumed run reports what was recorded.
+    again = run(*args)
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["summary"]["solved"] == 0
 
 
 def test_fix_that_fails_prints_each_step_it_tried(example, tmp_path):

@@ -5,16 +5,21 @@ even while other calls run beside it, and another seed draws otherwise (before, 
 lost to a parallel call, vllm's server was never sent it, and `transformers serve` drew
 greedily at every temperature); a stop string ends a completion before it; `n` gives n
 completions; none is longer than `max_tokens` (the scripted replies were never cut there);
-tokens are counted."""
+tokens are counted. A `timeout` cuts a call (finish reason "time"), with its tokens counted:
+one with no time left returns at once, and one that would take 600 s (a slow scripted reply, a
+server that never answers) returns soon after its timeout, the server's request closed (before,
+no backend took a timeout, and a call ran to its end whatever the time budget said)."""
 
 from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import pytest
+from chat_stub import ChatStub
 from selfrepair.agents.models.backends import load_model
 from selfrepair.agents.models.protocol import Generation, Model
 
@@ -28,10 +33,19 @@ REPLIES = [
 ]
 
 
+# A reply that would take this long, and a call given a second: it must return long before.
+SLOW = 600
+WELL_BEFORE = SLOW / 4
+
+
 @dataclass
 class Backend:
     make: Callable[[], Model]  # a model over the backend's one set of weights (or replies)
     samples: bool  # whether it draws at random, so that another seed draws other samples
+    # A model of this backend that would take SLOW seconds or more to answer; None where no
+    # such double of the real component is at hand (the in-process models answer as fast as
+    # the machine is, so only `timeout=0` is held against them).
+    stalled: Callable[[], Model] | None = None
 
 
 @pytest.fixture(
@@ -46,7 +60,13 @@ def backend(request, tmp_path) -> Iterator[Backend]:
     if request.param == "scripted":
         path = tmp_path / "replies.json"
         path.write_text(json.dumps(REPLIES))
-        yield Backend(lambda: load_model(f"scripted:{path}"), samples=False)
+        slow = tmp_path / "slow.json"
+        slow.write_text(json.dumps([{"reply": text, "seconds": SLOW} for text in REPLIES * 2]))
+        yield Backend(
+            lambda: load_model(f"scripted:{path}"),
+            samples=False,
+            stalled=lambda: load_model(f"scripted:{slow}"),
+        )
         return
     if request.param == "openai":
         name, url = request.getfixturevalue("served_smollm2")
@@ -110,3 +130,38 @@ def test_every_backend_honours_the_generate_contract(backend: Backend) -> None:
     assert stopped.texts == [whole.texts[0].split("\n")[0]]
     assert stopped.completions[0].finish_reason == "stop"
     assert stopped.completions[0].completion_tokens < whole.completions[0].completion_tokens
+
+
+def test_every_backend_honours_the_timeout(backend: Backend) -> None:
+    # No time left: the call returns at once, every completion cut by "time" (at most the one
+    # token an in-process model makes before it looks at the clock), the prompt counted.
+    # (The scripted backend's plain replies take no time: its slow ones are asked.)
+    model = (backend.stalled or backend.make)()
+    none_left = model.generate(PROMPT, n=2, temperature=1.0, seed=7, timeout=0.0)
+    assert len(none_left.completions) == 2 and none_left.prompt_tokens > 0
+    assert all(
+        c.finish_reason == "time" and c.completion_tokens <= 1 for c in none_left.completions
+    )
+    if backend.stalled is None:
+        return
+    # A call that would take SLOW seconds is cut at its timeout.
+    started = time.monotonic()
+    cut = backend.stalled().generate(PROMPT, n=2, temperature=1.0, seed=7, timeout=1.0)
+    assert time.monotonic() - started < WELL_BEFORE
+    assert [c.finish_reason for c in cut.completions] == ["time", "time"]
+    assert cut.prompt_tokens > 0 and cut.seconds >= 1.0
+
+
+def test_a_server_that_does_not_answer_in_time_is_hung_up_on() -> None:
+    """The openai backend (and vllm's, which asks its server through it) gives up a request
+    at its timeout and closes the connection, which is what makes vLLM abort it (its chat
+    endpoint cancels a request whose client disconnects); it asks once, not again."""
+    with ChatStub([], hold_at=0) as stub:
+        model = load_model(stub.spec)
+        started = time.monotonic()
+        cut = model.generate(PROMPT, max_tokens=SLOW, timeout=1.0)
+        assert time.monotonic() - started < WELL_BEFORE
+        assert cut.completions[0].finish_reason == "time" and cut.texts == [""]
+        assert cut.prompt_tokens > 0  # estimated: the server never said
+        assert stub.hung_up.wait(WELL_BEFORE)
+        assert len(stub.bodies) == 1

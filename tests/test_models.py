@@ -7,6 +7,7 @@ import json
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -73,9 +74,15 @@ def test_scripted_replies_keyed_by_task_come_in_order_per_key(tmp_path: Path) ->
 
 def test_scripted_file_must_be_a_json_list_of_strings(tmp_path: Path) -> None:
     bad = tmp_path / "bad.json"
-    bad.write_text('{"reply": "x"}')
-    with pytest.raises(SelfRepairError, match="must hold a JSON list of strings"):
-        load_model(f"scripted:{bad}")
+    for text in (
+        '{"reply": "x"}',
+        '[{"reply": "x", "seconds": -1}]',
+        '[{"reply": "x"}]',
+        '{"k": [{"reply": "x", "seconds": true}]}',
+    ):
+        bad.write_text(text)
+        with pytest.raises(SelfRepairError, match="must hold a JSON list of replies"):
+            load_model(f"scripted:{bad}")
     bad.write_text('[\n"a",\n]')
     with pytest.raises(SelfRepairError, match=r"bad\.json:3: not valid JSON"):
         load_model(f"scripted:{bad}")
@@ -185,6 +192,36 @@ def test_hf_stops_at_stop_strings(smollm2) -> None:
     assert "\n" not in completion.text
     assert completion.finish_reason == "stop"
     assert completion.completion_tokens < 40
+
+
+@pytest.mark.model
+def test_hf_stops_a_forward_pass_that_runs_past_the_call_s_time(smollm2) -> None:
+    """A forward pass longer than the call's whole time (a CPU's pass over a long prompt for
+    several samples) is stopped between layers soon after the time is up, not at its end: made
+    slow here by a second per layer (30 s a pass) from the second pass on. Before, the call
+    ran every pass to its end; MaxTimeCriteria alone looks only between passes."""
+    import torch
+
+    passes = []
+
+    def slow(module, args) -> None:
+        if module is layers[0]:
+            passes.append(1)
+        if len(passes) > 1:
+            time.sleep(1.0)
+
+    layers = next(m for m in smollm2.model.modules() if isinstance(m, torch.nn.ModuleList))
+    handles = [layer.register_forward_pre_hook(slow) for layer in layers]
+    try:
+        generation = smollm2.generate(PROMPT, max_tokens=40, timeout=5.0)
+    finally:
+        for handle in handles:
+            handle.remove()
+    assert generation.seconds < 5.0 + len(layers) / 2  # well before the slow pass's end
+    [completion] = generation.completions
+    assert completion.finish_reason == "time" and generation.prompt_tokens > 0
+    # The hooks that stopped it are gone: the next call runs whole.
+    assert smollm2.generate(PROMPT, max_tokens=3).completions[0].finish_reason == "length"
 
 
 @pytest.mark.model

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import time
 import typing
 from pathlib import Path
 
@@ -54,15 +55,17 @@ def sandbox():
 
 
 class CountingModel:
-    """The real scripted model, with a record of each generate call's n."""
+    """The real scripted model, with a record of each generate call's n and timeout."""
 
     def __init__(self, path: Path) -> None:
         self.inner = load_model(f"scripted:{path}")
         self.spec = self.inner.spec
         self.calls: list[int] = []
+        self.timeouts: list[float | None] = []
 
     def generate(self, messages, n=1, **options):
         self.calls.append(n)
+        self.timeouts.append(options.get("timeout"))
         return self.inner.generate(messages, n=n, **options)
 
 
@@ -189,6 +192,36 @@ def test_replies_that_ended_are_recorded_as_such(task, sandbox, scripted):
         trajectory.steps[0].review_finish_reason == "stop"
         and result_row(trajectory)["truncated_replies"] == 0
     )
+
+
+def test_every_model_call_gets_what_is_left_of_the_time_budget(task, sandbox, scripted):
+    """The solver's, the reviewer's and the refiner's calls are each given what is left of
+    --max-seconds as their timeout (before, none was given one)."""
+    model = scripted(WRONG, REFINE, GOOD)
+    trajectory = repair_task(task, model, sandbox, "refine", Budget(max_seconds=600))
+    assert trajectory.solved and len(model.timeouts) == 3
+    assert all(t is not None and 0 < t <= 600 for t in model.timeouts)
+    assert model.timeouts == sorted(model.timeouts, reverse=True)  # time only runs out
+
+
+def test_a_review_the_time_budget_cuts_ends_the_task_as_time_spent(task, sandbox, tmp_path):
+    """A reviewer that would take 600 s is cut when the task's time runs out: the half review is
+    no verdict, its tokens count, and the task ends as "time budget spent", not as an error."""
+    replies = tmp_path / "slow-review.json"
+    replies.write_text(json.dumps([WRONG, {"reply": ACCEPT, "seconds": 600}, GOOD]))
+    started = time.monotonic()
+    trajectory = repair_task(
+        task, load_model(f"scripted:{replies}"), sandbox, "refine", Budget(max_seconds=8)
+    )
+    assert time.monotonic() - started < 150  # far from the 600 s the review would take
+    assert trajectory.outcome == "budget" and trajectory.error == ""
+    assert trajectory.metadata["stop_reason"].startswith("time budget spent")
+    [step] = trajectory.steps
+    assert step.review_finish_reason == "time" and step.review.verdict == "refine"
+    assert "time budget ran out" in step.review.critique
+    # The review's prompt is counted beside the solver's (the scripted model counts words).
+    words = sum(len(m.content.split()) for m in step.messages + step.review_messages)
+    assert step.review_messages and step.prompt_tokens == words
 
 
 def test_a_model_error_ends_the_task_with_outcome_error(task, sandbox, scripted):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 
 import jinja2.exceptions
 import pytest
@@ -288,3 +289,17 @@ def test_an_improver_answering_as_shown_is_accepted_and_one_gaming_the_run_is_st
     assert kinds[1].strategy is None
     assert sorted(kinds[1].kinds) == ["beyond-limits", "sandbox-or-verdict"]
     assert kinds[2].strategy is None and kinds[2].kinds == ("instructs-tests-away",)
+
+
+def test_an_improver_call_is_cut_at_the_task_time_budget_and_refused(tmp_path):
+    """tune's improver gets --max-seconds for its call: one that would take 600 s is cut then
+    and refused as "cut", with its tokens counted (before, tune waited for it)."""
+    replies = tmp_path / "slow.json"
+    replies.write_text(json.dumps([{"reply": '{"temperature": 0.5}', "seconds": 600}]))
+    started = time.monotonic()
+    proposal = propose_strategy(
+        load_model(f"scripted:{replies}"), Strategy.default(), 0.5, [], Budget(max_seconds=1)
+    )
+    assert time.monotonic() - started < 150
+    assert proposal.screened.strategy is None and proposal.screened.kinds == ("cut",)
+    assert proposal.tokens > 0 and proposal.seconds >= 1

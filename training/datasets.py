@@ -103,8 +103,10 @@ def verified_pass(step: Step) -> bool:
 
 def verified_fail(step: Step) -> bool:
     """The step's reply is known bad: its candidate failed the tests, or it held no code."""
-    if not step.completion.strip():
-        return False  # nothing was generated (e.g. the model call itself failed)
+    if not step.completion.strip() or step.finish_reason == "time":
+        # nothing was generated (e.g. the model call itself failed), or the time budget cut
+        # the reply before the model had finished it: neither is the model's answer
+        return False
     if step.candidate is None:
         return bool(step.error)
     return step.report is not None and not step.report.passed

@@ -3,7 +3,7 @@ learned only to stop in time gains on "cut off" and nowhere else.
 
 Each reply gets one kind, the first that applies:
   pass              its candidate passed the tests
-  cut off           the reply hit the token limit (finish reason "length")
+  cut off           the reply hit the token or time limit (finish reason "length" or "time")
   no code           no candidate could be read from the reply
   unchanged         the reply's code is the code it was given (extraction said so, or the
                     candidate has the same syntax tree)
@@ -48,7 +48,7 @@ def failure_kind(step: Step, task: Task) -> str:
     """The kind of one reply (one of KINDS)."""
     if step.candidate is not None and step.report is not None and step.report.passed:
         return "pass"
-    if step.finish_reason == "length":
+    if step.finish_reason in ("length", "time"):
         return "cut off"
     candidate = step.candidate
     if candidate is None:

@@ -25,7 +25,7 @@ SPEC_FORMS = [
     ),
     (
         "scripted:FILE",
-        "replies from a JSON list of strings in call order, or lists keyed by task (for tests)",
+        "replies from a JSON list in call order (strings, or slow {reply, seconds}), or lists keyed by task (for tests)",
     ),
 ]
 SPECS = ", ".join(form for form, _ in SPEC_FORMS)  # the forms in one line, for help texts

@@ -7,6 +7,13 @@ deterministic: n > 1 then returns n copies of one greedy completion, computed on
 server returns for the same request, without paying n times for it).
 A PEFT adapter (`hf:BASE+ADAPTER_DIR`) is loaded on top of its base with peft; every spec of
 one base shares one copy of it, its adapters switched per call (SharedBase).
+
+A call's `timeout` binds in two ways. Between tokens, transformers' MaxTimeCriteria stops the
+batch and what was generated comes back (finish reason "time"). A forward pass is not
+interrupted by it, and on a CPU one pass can take longer than the whole budget (the prompt's,
+once per sample); so a pass still running PASS_GRACE seconds after the time is up is stopped
+between two of the model's layers (OutOfTime), and what the tokens before it made comes back
+the same way (Generated). No time left at all: nothing runs.
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ import functools
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +36,50 @@ from selfrepair.types import Message
 # a seeded call holds this from seeding to its last token, and so does every other call (an
 # unseeded one would draw from the generator in between). Parallel tasks (--jobs) take turns.
 GENERATING = threading.Lock()
+# How long past its time a call's running forward pass may go on before it is stopped: room
+# for a decoding step to end, so MaxTimeCriteria (the usual stop) ends most calls.
+PASS_GRACE = 0.5
+
+
+class OutOfTime(Exception):
+    """Raised between a model's layers when the call's time (and its grace) is up."""
+
+
+class Generated:
+    """A stopping criterion that stops nothing: it keeps the sequences as they stand after
+    each step, so a generation stopped by OutOfTime still gives what it made."""
+
+    def __init__(self) -> None:
+        self.latest: Any = None
+
+    def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+        import torch
+
+        self.latest = input_ids
+        return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+
+
+@contextmanager
+def stopped_at(model: Any, deadline: float) -> Iterator[None]:
+    """Stop the model's forward passes between layers (its ModuleLists' members: the decoder
+    blocks) once `deadline` (time.perf_counter()) has passed, while this is held."""
+    import torch
+
+    def check(module: Any, args: Any) -> None:
+        if time.perf_counter() > deadline:
+            raise OutOfTime
+
+    handles = [
+        layer.register_forward_pre_hook(check)
+        for modules in model.modules()
+        if isinstance(modules, torch.nn.ModuleList)
+        for layer in modules
+    ]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 @functools.lru_cache(maxsize=4)
@@ -174,8 +225,10 @@ class HFModel:
         max_tokens: int = 512,
         stop: Sequence[str] | None = None,
         seed: int | None = None,
+        timeout: float | None = None,
     ) -> Generation:
         import torch
+        from transformers import StoppingCriteriaList
 
         if n < 1:
             raise SelfRepairError(f"n must be at least 1, got {n}")
@@ -196,14 +249,34 @@ class HFModel:
         if settings.pad_token_id is None:
             settings.pad_token_id = min(end_ids) if end_ids else self.tokenizer.eos_token_id
         settings.stop_strings = list(stop) if stop else None
+        deadline = float("inf") if timeout is None else started + timeout
+        output = None
         with self.using() as model, torch.inference_mode():
-            if seed is not None and not greedy:
-                torch.manual_seed(seed)  # the n samples of one call come from this seed, in order
-            output = model.generate(
-                input_ids=input_ids,
-                attention_mask=torch.ones_like(input_ids),
-                generation_config=settings,
-                tokenizer=self.tokenizer,  # needed for stop_strings
+            # The time spent waiting for GENERATING counts against the call too.
+            left = deadline - time.perf_counter()
+            if left > 0:
+                settings.max_time = None if timeout is None else left
+                if seed is not None and not greedy:
+                    torch.manual_seed(seed)  # the n samples of one call come from this seed
+                try:
+                    generated = Generated()
+                    bound = timeout is not None
+                    with stopped_at(model, deadline + PASS_GRACE) if bound else nullcontext():
+                        output = model.generate(
+                            input_ids=input_ids,
+                            attention_mask=torch.ones_like(input_ids),
+                            generation_config=settings,
+                            tokenizer=self.tokenizer,  # needed for stop_strings
+                            stopping_criteria=StoppingCriteriaList([generated]),
+                        )
+                except OutOfTime:
+                    output = generated.latest  # None: the prompt's pass never ended
+        if output is None:  # out of time before a token came
+            return Generation(
+                completions=[Completion("", 0, "time")] * n,
+                prompt_tokens=prompt_length,
+                seconds=time.perf_counter() - started,
+                model=self.spec,
             )
 
         completions = []
@@ -212,11 +285,14 @@ class HFModel:
             length = next((i for i, token in enumerate(row) if token in end_ids), len(row))
             text = self.tokenizer.decode(row[:length], skip_special_tokens=True)
             text, stopped = cut_at_stop(text, stop)
-            ended = stopped or length < max_tokens  # else it ran into max_tokens
+            if stopped or length < len(row):  # a stop string or an end token ended it
+                reason = "stop"
+            elif length >= max_tokens:
+                reason = "length"
+            else:  # neither ended it nor max_tokens: the time limit stopped the batch
+                reason = "time"
             completions.append(
-                Completion(
-                    text=text, completion_tokens=length, finish_reason="stop" if ended else "length"
-                )
+                Completion(text=text, completion_tokens=length, finish_reason=reason)
             )
         if greedy:
             completions = completions * n

@@ -9,6 +9,11 @@ Sampled requests send `seed`, and ask to sample: `transformers serve` samples on
 model's generation config says so (SmolLM2's does not), whatever the temperature, unless the
 request's `generation_config` does. vLLM ignores that field; a server that refuses it (OpenAI's
 API) is asked again without it, and not sent it again.
+
+A call's `timeout` is each request's client timeout (what is left of it, without retries):
+when it passes the client closes the connection and the call returns empty completions cut
+by "time". vLLM's server aborts a request whose client disconnects (its chat endpoint is
+`with_cancellation`), so it stops spending on it; the prompt's tokens are counted by estimate.
 """
 
 from __future__ import annotations
@@ -52,10 +57,14 @@ class OpenAIModel:
         max_tokens: int,
         stop: Sequence[str] | None,
         seed: int | None = None,
+        timeout: float | None = None,
     ) -> Any:
+        """The server's response; None when `timeout` passed first (the request given up)."""
         extra = SAMPLE if temperature > 0 and self.asks_to_sample else None
+        # A retry would start the time over: a bounded request is asked once.
+        client = self.client if timeout is None else self.client.with_options(max_retries=0)
         try:
-            return self.client.chat.completions.create(
+            return client.chat.completions.create(
                 model=self.name,
                 messages=[{"role": m.role, "content": m.content} for m in messages],
                 n=n,
@@ -64,7 +73,14 @@ class OpenAIModel:
                 stop=list(stop) if stop else None,
                 seed=seed,
                 extra_body=extra,
+                **({} if timeout is None else {"timeout": timeout}),
             )
+        except openai.APITimeoutError:
+            if timeout is None:  # the client's own limit (timeout_s): the server hangs
+                raise SelfRepairError(
+                    f"the model server at {self.base_url} did not answer in time"
+                ) from None
+            return None
         except openai.APIConnectionError as error:
             raise SelfRepairError(
                 f"cannot reach the model server at {self.base_url}: {error.__cause__ or error}"
@@ -76,7 +92,7 @@ class OpenAIModel:
         except openai.APIStatusError as error:
             if extra is not None and error.status_code == 400 and "generation_config" in str(error):
                 self.asks_to_sample = False
-                return self.ask(messages, n, temperature, max_tokens, stop, seed)
+                return self.ask(messages, n, temperature, max_tokens, stop, seed, timeout)
             raise SelfRepairError(
                 f"the model server at {self.base_url} refused model {self.name!r} "
                 f"(HTTP {error.status_code}): {server_detail(error)}"
@@ -90,6 +106,7 @@ class OpenAIModel:
         max_tokens: int = 512,
         stop: Sequence[str] | None = None,
         seed: int | None = None,
+        timeout: float | None = None,
     ) -> Generation:
         if n < 1:
             raise SelfRepairError(f"n must be at least 1, got {n}")
@@ -102,9 +119,22 @@ class OpenAIModel:
         while len(completions) < wanted:
             # Asked again for the rest, with the next seed: the same seed would repeat the first answer.
             again_seed = None if seed is None else seed + len(completions)
-            response = self.ask(
-                messages, wanted - len(completions), temperature, max_tokens, stop, again_seed
-            )
+            left = None if timeout is None else timeout - (time.perf_counter() - started)
+            response = None
+            if left is None or left > 0:
+                response = self.ask(
+                    messages,
+                    wanted - len(completions),
+                    temperature,
+                    max_tokens,
+                    stop,
+                    again_seed,
+                    left,
+                )
+            if response is None:  # the time ran out: what never came back is cut by it
+                prompt_tokens = prompt_tokens or estimate_tokens(messages)
+                completions += [Completion("", 0, "time")] * (wanted - len(completions))
+                break
             choices = response.choices[: wanted - len(completions)]
             if not choices:
                 raise SelfRepairError(f"the model server at {self.base_url} returned no choices")

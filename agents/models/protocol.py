@@ -17,7 +17,7 @@ from selfrepair.types import Message
 class Completion:
     text: str
     completion_tokens: int
-    finish_reason: str = "stop"  # "stop" or "length"
+    finish_reason: str = "stop"  # "stop", "length" (max_tokens) or "time" (the call's timeout)
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,13 @@ class Model(Protocol):
     sampling repeatable: the same seed, prompt, n and model give the same completions, whatever
     other calls run beside it (on the same hardware and library versions; servers are sent the
     seed, and the ones tested honour it); None leaves the backend's own randomness. Every
-    backend is held to this by tests/test_model_contract.py."""
+    backend is held to this by tests/test_model_contract.py.
+
+    A `timeout` (seconds) bounds the call: when it is reached the backend stops generating and
+    returns what it has by then, each completion it cut there with finish reason "time" (the
+    text generated so far where the backend sees it as it grows, in process; "" from a server,
+    whose request is closed, so that the server aborts it). Tokens spent still count: those
+    generated, or, when a server never answered, the prompt's estimate. None: no limit."""
 
     spec: str  # the spec string it was made from, recorded in trajectories
 
@@ -58,6 +64,7 @@ class Model(Protocol):
         max_tokens: int = 512,
         stop: Sequence[str] | None = None,
         seed: int | None = None,
+        timeout: float | None = None,
     ) -> Generation: ...
 
 

@@ -7,8 +7,11 @@ takes its replies from the first key, in the file's order, found in the conversa
 each task gets its own replies in whatever order, thread or machine the tasks run.
 Token counts are whitespace-separated words, so budgets behave like they would with a model.
 A reply is cut at the first stop string, or after max_tokens words, as a real backend would
-cut it. Its replies depend on no randomness: a seed changes nothing, so a fresh model given the
-same calls gives the same replies, as the Model protocol asks of a seeded call.
+cut it. A reply may also be an object {"reply": TEXT, "seconds": S}: the model takes S seconds
+to give it, its words coming at an even pace, so a call's `timeout` cuts it (finish reason
+"time", the words given by then), as it would cut a slow model. Its replies depend on no
+randomness: a seed changes nothing, so a fresh model given the same calls gives the same
+replies, as the Model protocol asks of a seeded call.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import re
 import threading
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from selfrepair.agents.models.protocol import Completion, Generation, cut_at_stop
@@ -33,7 +37,26 @@ def count_words(text: str) -> int:
     return len(text.split())
 
 
-def read_replies(path: Path) -> dict[str, list[str]]:
+@dataclass(frozen=True)
+class Reply:
+    text: str
+    seconds: float = 0.0  # how long the model takes to give it
+
+
+def is_reply(item: object) -> bool:
+    if isinstance(item, str):
+        return True
+    return (
+        isinstance(item, dict)
+        and set(item) == {"reply", "seconds"}
+        and isinstance(item["reply"], str)
+        and isinstance(item["seconds"], int | float)
+        and not isinstance(item["seconds"], bool)
+        and item["seconds"] >= 0
+    )
+
+
+def read_replies(path: Path) -> dict[str, list[Reply]]:
     """The file's replies by key (a plain list is the one key SHARED)."""
     try:
         replies = json.loads(read_input(path, f"scripted model: {path}"))
@@ -45,21 +68,31 @@ def read_replies(path: Path) -> dict[str, list[str]]:
     if (
         not isinstance(keyed, dict)
         or (keyed is replies and SHARED in keyed)
-        or not all(
-            isinstance(r, list) and all(isinstance(t, str) for t in r) for r in keyed.values()
-        )
+        or not all(isinstance(r, list) and all(map(is_reply, r)) for r in keyed.values())
     ):
         raise SelfRepairError(
-            f"scripted model: {path} must hold a JSON list of strings, or an object of such lists under non-empty keys"
+            f"scripted model: {path} must hold a JSON list of replies (strings, or "
+            '{"reply": TEXT, "seconds": S} objects), or an object of such lists under non-empty keys'
         )
-    return keyed
+    return {
+        key: [Reply(r) if isinstance(r, str) else Reply(r["reply"], r["seconds"]) for r in items]
+        for key, items in keyed.items()
+    }
 
 
-def reply(text: str, max_tokens: int, stop: Sequence[str] | None) -> Completion:
-    """The reply as a model would give it: cut at the first stop string, and after
-    `max_tokens` words when it is longer (finish reason "length")."""
-    text = cut_at_stop(text, stop)[0]
+def reply(
+    given: Reply, max_tokens: int, stop: Sequence[str] | None, timeout: float | None = None
+) -> Completion:
+    """The reply as a model would give it: cut at the first stop string, after `max_tokens`
+    words when it is longer (finish reason "length"), and after the words its pace gives by
+    `timeout` when it takes longer (finish reason "time")."""
+    text = cut_at_stop(given.text, stop)[0]
     words = list(re.finditer(r"\S+", text))
+    if timeout is not None and given.seconds > timeout:
+        given_by_then = int(len(words) * timeout / given.seconds)
+        if given_by_then < min(len(words), max_tokens):
+            end = words[given_by_then - 1].end() if given_by_then else 0
+            return Completion(text[:end], given_by_then, "time")
     if len(words) > max_tokens:
         return Completion(text[: words[max_tokens - 1].end()], max_tokens, "length")
     return Completion(text=text, completion_tokens=len(words))
@@ -93,6 +126,7 @@ class ScriptedModel:
         max_tokens: int = 512,
         stop: Sequence[str] | None = None,
         seed: int | None = None,
+        timeout: float | None = None,
     ) -> Generation:
         started = time.perf_counter()
         if n < 1:
@@ -107,7 +141,11 @@ class ScriptedModel:
                     f"asked for {n}, {len(replies) - first} left of {len(replies)}"
                 )
             self.next_index[key] = first + n
-        completions = [reply(t, max_tokens, stop) for t in replies[first : first + n]]
+        given = replies[first : first + n]
+        # The n replies come from one batched call: it takes as long as the slowest.
+        slowest = max(r.seconds for r in given)
+        time.sleep(slowest if timeout is None else min(slowest, max(timeout, 0.0)))
+        completions = [reply(r, max_tokens, stop, timeout) for r in given]
         return Generation(
             completions=completions,
             prompt_tokens=sum(count_words(m.content) for m in messages),

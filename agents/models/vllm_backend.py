@@ -10,6 +10,10 @@
 
 Where neither can be had (no vLLM build for this machine, no room for its environment, its
 install fails), construction says why.
+
+A call's `timeout`: the server's request is given up and closed (the `openai` backend; vLLM's
+server aborts it). The in-process engine does not take one yet: its call runs to its end
+(stepping the engine and aborting at the deadline was not verified to work here).
 """
 
 from __future__ import annotations
@@ -93,12 +97,19 @@ class VLLMModel:
         max_tokens: int = 512,
         stop: Sequence[str] | None = None,
         seed: int | None = None,
+        timeout: float | None = None,
     ) -> Generation:
         if n < 1:
             raise SelfRepairError(f"n must be at least 1, got {n}")
         if self.llm is None:
             return self.server_model().generate(
-                messages, n=n, temperature=temperature, max_tokens=max_tokens, stop=stop, seed=seed
+                messages,
+                n=n,
+                temperature=temperature,
+                max_tokens=max_tokens,
+                stop=stop,
+                seed=seed,
+                timeout=timeout,
             )
         from vllm import SamplingParams
 

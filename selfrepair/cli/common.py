@@ -100,7 +100,9 @@ MaxSeconds = typer.Option(
     Budget.max_seconds,
     "--max-seconds",
     min=1.0,
-    help="Most wall-clock seconds to spend per task (kept across a resume).",
+    help="Most wall-clock seconds to spend per task (kept across a resume). It binds model "
+    "calls and test runs alike: one still running then is cut, and the task ends as "
+    '"time budget spent" (a second or two later).',
 )
 
 Seed = typer.Option(

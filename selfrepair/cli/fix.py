@@ -502,6 +502,8 @@ def describe_step(step: Step) -> str:
     )
     if step.finish_reason == "length":
         line += " [reply cut at the token limit]"
+    elif step.finish_reason == "time":
+        line += " [reply cut when the time budget ran out]"
     line += f": {outcome}"
     if step.report is not None and step.report.suspicious:
         line += " [suspicious: an attempt on the verdict]"
