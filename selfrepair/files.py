@@ -134,19 +134,22 @@ def nearest_existing(path: Path) -> Path:
     return path
 
 
-def describe(error: OSError, where: Path) -> str:
-    """An OSError in words a user can act on; `where` is the folder that refused."""
-    reason = (error.strerror or str(error)).lower()
-    if error.errno in (errno.ENOENT, errno.EACCES, errno.EPERM, errno.EROFS):
-        return f"{where} does not take new files ({reason})"
-    return reason
-
-
 STORAGE_ERRNOS = {
     errno.ENOSPC: "no space left on the device",
     errno.EDQUOT: "the disk quota is used up",
     errno.EROFS: "the file system is read-only",
 }
+
+
+def describe(error: OSError, where: Path) -> str:
+    """An OSError in words a user can act on; `where` is the folder that refused. A full
+    disk is said as every other place says it (STORAGE_ERRNOS)."""
+    reason = STORAGE_ERRNOS.get(error.errno) or (error.strerror or str(error)).lower()
+    if error.errno in (errno.ENOENT, errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"{where} does not take new files ({reason})"
+    return reason
+
+
 SQLITE_STORAGE = {
     "database or disk is full": "no space left on the device",
     "attempt to write a readonly database": "the file system is read-only",

@@ -189,8 +189,8 @@ class ResultsWriter:
         self.summarized_at = 0.0  # when it was written (time.monotonic)
 
     def add(self, row: dict[str, Any]) -> None:
-        self.rows.append(row)
-        if len(self.rows) == 1:
+        """The finished task's row, in results.jsonl; counted once it is written there."""
+        if not self.rows:
             write_atomically(self.run_dir / RESULTS, json.dumps(row) + "\n")
         else:
             path = self.run_dir / RESULTS
@@ -201,6 +201,7 @@ class ResultsWriter:
                 raise SelfRepairError(
                     f"cannot write {path}: {describe(error, self.run_dir)}"
                 ) from None
+        self.rows.append(row)
         if len(self.rows) == 1 or time.monotonic() - self.summarized_at >= SUMMARY_SECONDS:
             self._summarize()
 
@@ -208,15 +209,23 @@ class ResultsWriter:
         """summary.json brought up to date with every row; the summary."""
         if not self.rows:
             self.summary = write_results(self.run_dir, [], self.config)
-        elif self.summary["tasks"] != len(self.rows):
+        elif self.summary.get("tasks") != len(self.rows):
             self._summarize()
         return self.summary
 
     def __enter__(self) -> ResultsWriter:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, kind: type[BaseException] | None, *exc: object) -> None:
+        if kind is None:
+            self.close()
+            return
+        # A stopped run's summary still counts every task it finished; when it cannot be
+        # written (a full disk fails this too), the error already on its way is the one to show.
+        try:
+            self.close()
+        except SelfRepairError:
+            pass
 
     def _summarize(self) -> None:
         self.summary = write_summary(self.run_dir, self.rows, self.config)

@@ -39,7 +39,10 @@ def test_the_file_keeps_its_mode_and_a_link_keeps_pointing_at_it(tmp_path: Path)
     [
         ("missing/out.jsonl", "no such directory"),
         (".", "it is a directory"),
-        ("/dev/full", "no space left on device"),  # a device is written directly, never replaced
+        (
+            "/dev/full",
+            "no space left on the device",
+        ),  # a device is written directly, never replaced
     ],
 )
 def test_a_place_that_cannot_take_the_file_is_one_error(
