@@ -15,8 +15,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import sqlite3
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import (
@@ -94,22 +93,6 @@ class RunCheckpointer(SqliteSaver):
                 self.conn.rollback()
                 raise
 
-    def put_writes(
-        self,
-        config: RunnableConfig,
-        writes: Sequence[tuple[str, Any]],
-        task_id: str,
-        task_path: str = "",
-    ) -> None:
-        """Keeps no pending writes. LangGraph saves a node's update before the checkpoint after
-        it, so that a step cut off mid-way need not redo those of its nodes that finished.
-        Every graph here runs one node a step, and the node's checkpoint is queued right behind
-        its writes on the same writer thread: the writes would spare a resumed run the node
-        only when the kill fell between the two, which a resumed run may redo anyway (the node
-        before the one running, graphs.jobs). They cost a serialised trajectory and a commit
-        a node, and the wait for them at each task's end (docs/results.md). A failed node's
-        error is not kept either: the resumed run retries the node from its checkpoint."""
-
 
 def open_checkpointer(store: TrajectoryStore) -> RunCheckpointer:
     """The checkpointer of the run whose store this is (RunCheckpointer)."""
@@ -142,10 +125,9 @@ def checkpointed_trajectory(saved: CheckpointTuple | None) -> Trajectory | None:
 def restore_checkpoint(
     checkpointer: BaseCheckpointSaver, task_id: str, saved: CheckpointTuple
 ) -> None:
-    """Make `saved` (another checkpointer's) the task's newest checkpoint here, with its pending
-    writes where this checkpointer keeps them (a run's does not: RunCheckpointer.put_writes).
-    It gets a new id from this machine's clock: ids order a thread's checkpoints by time, and
-    two machines' clocks need not agree."""
+    """Make `saved` (another checkpointer's) the task's newest checkpoint here. It gets a new id
+    from this machine's clock: ids order a thread's checkpoints by time, and two machines'
+    clocks need not agree."""
     checkpoint = saved.checkpoint | {"id": str(uuid6(clock_seq=saved.metadata.get("step", -1)))}
     config = checkpointer.put(
         thread_config(task_id), checkpoint, saved.metadata, checkpoint["channel_versions"]

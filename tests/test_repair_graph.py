@@ -419,30 +419,3 @@ def test_a_runs_checkpointer_saves_each_node_to_the_store_with_its_checkpoint(
     transactions = " ".join(statements).split("COMMIT")
     with_rows = [t for t in transactions if "INTO trajectories" in t]
     assert len(with_rows) == 5 and all("INTO checkpoints" in t for t in with_rows)
-
-
-def test_a_runs_checkpointer_keeps_no_pending_writes_and_a_failed_node_is_retried(
-    task, sandbox, scripted, tmp_path
-):
-    """A node's update is not saved apart from the checkpoint after it (one write and commit
-    a node fewer): a task that failed at a node resumes from the checkpoint before it, with
-    nothing redone and nothing lost."""
-    with TrajectoryStore(tmp_path) as store:
-        checkpointer = open_checkpointer(store)
-        budget = Budget(max_candidates=5)
-        failed = repair_task(
-            task, scripted(WRONG), sandbox, "refine", budget, store, checkpointer=checkpointer
-        )
-        assert failed.outcome == "error" and "ran out of replies" in failed.error
-        assert store.connection.execute("SELECT count(*) FROM writes").fetchone() == (0,)
-        assert store.connection.execute("SELECT count(*) FROM checkpoints").fetchone()[0] > 0
-
-        model = scripted(REFINE, GOOD)
-        again = repair_task(
-            task, model, sandbox, "refine", budget, store, checkpointer=checkpointer
-        )
-        assert again.solved and again.trajectory_id == failed.trajectory_id
-        first, before = again.steps[0], failed.steps[0]
-        assert (first.completion, first.report) == (before.completion, before.report)  # kept
-        assert model.calls == [1, 1]  # the review that failed, then the refinement
-        assert store.connection.execute("SELECT count(*) FROM writes").fetchone() == (0,)
