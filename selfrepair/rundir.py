@@ -220,8 +220,11 @@ class ResultsWriter:
         if kind is None:
             self.close()
             return
-        # A stopped run's summary still counts every task it finished; when it cannot be
-        # written (a full disk fails this too), the error already on its way is the one to show.
+        # A stopped run's summary still counts every task it finished; one stopped before its
+        # first row keeps the files a resumed run found. When they cannot be written (a full
+        # disk fails this too), the error already on its way is the one to show.
+        if not self.rows:
+            return
         try:
             self.close()
         except SelfRepairError:
