@@ -462,3 +462,91 @@ def test_calls_are_followed_through_a_class_into_its_init_and_what_that_calls(tm
     ranked = [r.definition.qualname for r in suspects(root, "The pattern is wrong.", [failing])]
     assert ranked.index("compile_pattern") < ranked.index("pattern_help")
     assert {"Parser.__init__", "Parser.run"} <= set(ranked[:3])
+
+
+READER = '''"""Numbers read from text."""
+import re
+
+from pkg.errors import ParseError
+
+DIGITS = re.compile(r"[0-9]+")
+
+
+class Reader:
+    base = 10
+
+    def __init__(self, text):
+        self.text = text
+        self.position = 0
+
+    def number(self):
+        """The next number; ParseError where there is none."""
+        found = DIGITS.match(self.text, self.position)
+        if found is None:
+            return None
+        self.position = found.end()
+        return int(found.group(), self.base)
+
+    def rest(self):
+        return self.text[self.position :]
+'''
+READER_TESTS = """import pytest
+from pkg.errors import ParseError
+from pkg.reader import Reader
+
+
+def test_no_number_is_an_error():
+    with pytest.raises(ParseError):
+        Reader("x").number()
+
+
+def test_a_number():
+    assert Reader("12x").number() == 12
+"""
+# The fix raises a name the module imports; the reply restates the imports, the constant and
+# the class with its other methods' stubs around the fixed method.
+RESTATING_FIX = reply(
+    "import re\nfrom pkg.errors import ParseError\n\n"
+    'DIGITS = re.compile(r"[0-9]+")\n\n\n'
+    "class Reader:\n    base = 10\n\n    def __init__(self, text): ...\n\n"
+    "    def number(self):\n"
+    '        """The next number; ParseError where there is none."""\n'
+    "        found = DIGITS.match(self.text, self.position)\n"
+    "        if found is None:\n"
+    '            raise ParseError("no number at %d" % self.position)\n'
+    "        self.position = found.end()\n"
+    "        return int(found.group(), self.base)\n\n"
+    "    def rest(self): ...\n"
+)
+
+
+def test_the_function_task_shows_the_names_in_scope_and_the_fix_comes_back_alone(tmp_path):
+    repo = make_repo(
+        tmp_path / "reader",
+        {
+            "pkg/__init__.py": "",
+            "pkg/errors.py": "class ParseError(ValueError):\n    pass\n",
+            "pkg/reader.py": READER,
+            "tests/test_reader.py": READER_TESTS,
+        },
+    )
+    task = numbers_task(repo, "Reader('x').number() returns None; it should raise ParseError.")
+    # Keyed by a line of number's body: the other suspects' prompts show its signature only.
+    model = keyed_model(tmp_path, {"if found is None:": [RESTATING_FIX]})
+    trajectory = localise_repair.repair_localised(
+        task, model, LocalSandbox(), Budget(max_candidates=1), sampling=Sampling(samples=1)
+    )
+    assert trajectory.outcome == "solved", trajectory.error
+    prompt = trajectory.steps[0].messages[-1].content
+    assert "Names in scope where `Reader.number` lives (pkg/reader.py" in prompt
+    for line in ("from pkg.errors import ParseError", "class Reader:", "    base = 10"):
+        assert f"\n{line}\n" in prompt
+    assert "    # set in __init__: self.text, self.position\n" in prompt
+    assert "    def rest(self): ...\n" in prompt
+    # Only the method's two lines change: nothing of the restated scope enters the file.
+    patch = trajectory.metadata["patch"]
+    changed = [line for line in patch.splitlines() if line[:1] in "+-" and line[:3] not in "+++---"]
+    assert changed == [
+        "-            return None",
+        '+            raise ParseError("no number at %d" % self.position)',
+    ]

@@ -214,7 +214,7 @@ def _self_attributes(root: Node, init: Definition) -> list[str]:
                 obj = target.child_by_field_name("object")
                 attribute = target.child_by_field_name("attribute")
                 if obj is not None and _text(obj) == "self" and attribute is not None:
-                    found.append((node.start_byte, _text(attribute)))
+                    found.append((target.start_byte, _text(attribute)))
         stack.extend(node.children)
     return list(dict.fromkeys(name for _, name in sorted(found)))
 
