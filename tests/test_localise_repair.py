@@ -159,8 +159,10 @@ def test_escalates_to_the_next_suspect_when_the_first_ones_budget_is_spent(tmp_p
         tmp_path,
         {
             # `parse` is suspected first; rewriting it cannot help.
-            "def parse(": [reply("def parse(text):\n    return int(normalise(text).strip())\n")],
-            "def normalise(": [reply("def normalise(text):\n    return text.strip()\n")],
+            "def parse(text):\n": [
+                reply("def parse(text):\n    return int(normalise(text).strip())\n")
+            ],
+            "def normalise(text):\n": [reply("def normalise(text):\n    return text.strip()\n")],
         },
     )
     trajectory = localise_repair.repair_localised(
@@ -181,7 +183,9 @@ def test_escalates_to_the_next_suspect_when_the_first_ones_budget_is_spent(tmp_p
     assert fixed.report.passed and trajectory.solution_step == fixed.index
     prompt = fixed.messages[-1].content
     # One function is shown, with the line that calls it and the failing test.
-    assert "def normalise(text):" in prompt and "def parse(text):" not in prompt
+    # (the others only by their signatures, among the names in scope)
+    assert "def normalise(text):\n" in prompt and "def parse(text):\n" not in prompt
+    assert "def parse(text): ..." in prompt
     assert "pkg/core.py:11: return int(normalise(text))" in prompt
     assert "tests/test_core.py::test_parse" in prompt
     patch = trajectory.metadata["patch"]
@@ -195,11 +199,13 @@ def test_a_suspect_is_refined_before_the_next_one_is_tried(tmp_path):
     model = keyed_model(
         tmp_path,
         {
-            "def normalise(": [
+            "def normalise(text):\n": [
                 reply('def normalise(text):\n    return text.strip() + "1"\n'),
                 reply("def normalise(text):\n    return text.strip()\n"),
             ],
-            "def parse(": [reply("def parse(text):\n    return int(normalise(text).strip())\n")]
+            "def parse(text):\n": [
+                reply("def parse(text):\n    return int(normalise(text).strip())\n")
+            ]
             * 2,
         },
     )
@@ -427,7 +433,7 @@ def test_when_every_suspect_is_spent_before_the_budget_the_reason_says_so(tmp_pa
     wrong = reply("def parse(text):\n    return int(normalise(text).strip())\n")
     trajectory = localise_repair.repair_localised(
         numbers_task(repo),
-        keyed_model(tmp_path, {"def parse(": [wrong]}),
+        keyed_model(tmp_path, {"def parse(text):\n": [wrong]}),
         LocalSandbox(),
         Budget(max_candidates=8),
         sampling=Sampling(samples=4),
