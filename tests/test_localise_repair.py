@@ -183,9 +183,9 @@ def test_escalates_to_the_next_suspect_when_the_first_ones_budget_is_spent(tmp_p
     assert fixed.report.passed and trajectory.solution_step == fixed.index
     prompt = fixed.messages[-1].content
     # One function is shown, with the line that calls it and the failing test.
-    # (the others only by their signatures, among the names in scope)
+    # (the others by their signatures only, among the names in scope)
     assert "def normalise(text):\n" in prompt and "def parse(text):\n" not in prompt
-    assert "def parse(text): ..." in prompt
+    assert "Functions: parse(text); " in prompt
     assert "pkg/core.py:11: return int(normalise(text))" in prompt
     assert "tests/test_core.py::test_parse" in prompt
     patch = trajectory.metadata["patch"]
@@ -544,11 +544,15 @@ def test_the_function_task_shows_the_names_in_scope_and_the_fix_comes_back_alone
     )
     assert trajectory.outcome == "solved", trajectory.error
     prompt = trajectory.steps[0].messages[-1].content
-    assert "Names in scope where `Reader.number` lives (pkg/reader.py" in prompt
-    for line in ("from pkg.errors import ParseError", "class Reader:", "    base = 10"):
+    assert "Names already in scope in pkg/reader.py, where `Reader.number` lives" in prompt
+    for line in (
+        "Imports: import re; from pkg.errors import ParseError",
+        "Attributes of class Reader: base",
+        "Set on self in Reader.__init__: self.text; self.position",
+        "Other methods of Reader: __init__(self, text); rest(self)",
+        "Constants and other module names: DIGITS",
+    ):
         assert f"\n{line}\n" in prompt
-    assert "    # set in __init__: self.text, self.position\n" in prompt
-    assert "    def rest(self): ...\n" in prompt
     # Only the method's two lines change: nothing of the restated scope enters the file.
     patch = trajectory.metadata["patch"]
     changed = [line for line in patch.splitlines() if line[:1] in "+-" and line[:3] not in "+++---"]

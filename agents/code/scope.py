@@ -3,24 +3,26 @@
 A function cut out of its module loses the names around it: a small model asked to fix a
 method that should raise `LexerError` writes `raise exceptions.LexerError(...)` and fails
 with a NameError, because the module's `from jmespath.exceptions import LexerError` was never
-shown. So a function task carries a stub of its surroundings: the module's imports, for a
-method its class (header, class attributes, the attributes `__init__` sets on `self`, its
-sibling methods' signatures), then the module's other functions and classes (signatures) and
-its constants, in that order of relevance and cut at a size cap. The names the module and
-the class bind go with it, so the merge (agents.code.extract) can tell a reply that restates
-them from one that adds something.
+shown. So a function task carries its surroundings as labelled lists of names, most relevant
+first and cut at a size cap: the module's imports, for a method its class (class attributes,
+the attributes `__init__` sets on self, its other methods' signatures), the module's other
+functions (signatures) and classes, and its constants. Lists, not a stub of the module: shown
+as Python, the module's stub was copied back by Qwen2.5-Coder-0.5B into its reply until the
+token limit cut it (docs/results.md). The names the module and the class bind go with it, so
+the merge (agents.code.extract) can tell a reply that restates them from one that adds
+something.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from selfrepair.agents.code.localise import Definition, definitions, parse
 from tree_sitter import Node
 
-MAX_LINES = 40
-MAX_CHARS = 2400
-VALUE_CHARS = 60  # a constant's value is shown when it is this short, else `NAME = ...`
+MAX_LINES = 8
+MAX_CHARS = 1500
 # Module-level blocks whose imports and assignments still bind module names
 # (`try: import simplejson as json except ImportError: import json`).
 _BLOCKS = ("if_statement", "try_statement", "block", "else_clause", "except_clause")
@@ -29,7 +31,7 @@ _BLOCKS += ("elif_clause", "finally_clause", "with_statement")
 
 @dataclass(frozen=True)
 class Scope:
-    text: str  # Python-like stub lines, most relevant first, within the cap
+    text: str  # "Label: item; item" lines, most relevant first, within the cap
     names: tuple[str, ...]  # every name the module and the function's class bind (not cut)
 
 
@@ -49,24 +51,24 @@ def scope_of(
     outer, _, name = qualname.rpartition(".")
     owner = next((d for d in defs if d.qualname == outer and d.kind == "class"), None)
 
-    lines = list(imports)
+    sections: list[tuple[str, list[str]]] = [("Imports", imports)]
     class_names: list[str] = []
     if owner is not None:
-        class_lines, class_names = _class_stub(root, owner, defs, name)
-        lines += ["", *class_lines]
+        class_sections, class_names = _class_lists(root, owner, defs, name)
+        sections += class_sections
     module_defs = [d for d in defs if "." not in d.qualname and d.qualname not in (qualname, outer)]
-    if module_defs:
-        lines += [""] + [f"{d.signature}: ..." for d in module_defs]
-    constants = [text for _, text in assigned]
-    if constants:
-        lines += ["", *constants]
+    sections += [
+        ("Functions", [_call(d.signature) for d in module_defs if d.kind == "function"]),
+        ("Classes", [_call(d.signature) for d in module_defs if d.kind == "class"]),
+        ("Constants and other module names", assigned),
+    ]
     names = [
         *import_names,
-        *(n for n, _ in assigned),
+        *assigned,
         *(d.name for d in defs if "." not in d.qualname),
     ]
     return Scope(
-        text=_capped(lines, max_lines, max_chars),
+        text=_capped(sections, max_lines, max_chars),
         names=tuple(dict.fromkeys([*names, *class_names])),
     )
 
@@ -76,17 +78,17 @@ def describe(scope: Scope, qualname: str, path: str) -> str:
     if not scope.text:
         return ""
     return (
-        f"Names in scope where `{qualname}` lives ({path}; bodies left out). Use them as they "
-        "are, without importing or redefining them, and reply with the fixed function only:\n"
-        f"```python\n{scope.text}\n```"
+        f"Names already in scope in {path}, where `{qualname}` lives (imported or defined "
+        "there): use them as they are, without importing or defining them again. Reply with "
+        f"the fixed function only, not these.\n{scope.text}"
     )
 
 
-def _module_statements(root: Node) -> tuple[list[str], list[str], list[tuple[str, str]]]:
-    """(import lines, the names they bind, (name, `NAME = value` line) per module assignment)."""
+def _module_statements(root: Node) -> tuple[list[str], list[str], list[str]]:
+    """(the import statements, the names they bind, the names module assignments bind)."""
     imports: list[str] = []
     names: list[str] = []
-    assigned: list[tuple[str, str]] = []
+    assigned: list[str] = []
 
     def visit(node: Node) -> None:
         for child in node.children:
@@ -96,13 +98,12 @@ def _module_statements(root: Node) -> tuple[list[str], list[str], list[tuple[str
             elif child.type == "expression_statement":
                 assignment = child.children[0] if child.children else None
                 if assignment is not None and assignment.type == "assignment":
-                    for name in _targets(assignment):
-                        assigned.append((name, _assignment_line(name, assignment)))
+                    assigned.extend(_targets(assignment))
             elif child.type in _BLOCKS:
                 visit(child)
 
     visit(root)
-    return imports, names, list({name: (name, text) for name, text in assigned}.values())
+    return imports, names, list(dict.fromkeys(assigned))
 
 
 def _imported_names(node: Node) -> list[str]:
@@ -134,48 +135,51 @@ def _targets(assignment: Node) -> list[str]:
     return []
 
 
-def _assignment_line(name: str, assignment: Node) -> str:
-    value = assignment.child_by_field_name("right")
-    text = " ".join(_text(value).split()) if value is not None else ""
-    if not text or len(text) > VALUE_CHARS or "\n" in _text(value):
-        text = "..."
-    return f"{name} = {text}"
+def _call(signature: str) -> str:
+    """`def f(a, b=1) -> int` -> `f(a, b=1) -> int`; `class C(B)` -> `C(B)`."""
+    for keyword in ("async def ", "def ", "class "):
+        if signature.startswith(keyword):
+            signature = signature[len(keyword) :]
+            break
+    # a signature written over several lines keeps its brackets' padding and trailing comma
+    return re.sub(r",?\s+\)", ")", re.sub(r"\(\s+", "(", signature))
 
 
-def _class_stub(
+def _class_lists(
     root: Node, owner: Definition, defs: list[Definition], name: str
-) -> tuple[list[str], list[str]]:
-    """The class's stub lines and the names it binds: its header, class attributes, what
-    `__init__` sets on self, and its other methods' signatures."""
+) -> tuple[list[tuple[str, list[str]]], list[str]]:
+    """The class's labelled lists (its attributes, what `__init__` sets on self, its other
+    methods' signatures) and the names it binds."""
     node = _class_node(root, owner.start_line)
-    attributes: list[tuple[str, str]] = []
+    attributes: list[str] = []
     body = node.child_by_field_name("body") if node is not None else None
     for child in body.children if body is not None else []:
         if child.type == "expression_statement" and child.children:
-            assignment = child.children[0]
-            if assignment.type == "assignment":
-                attributes += [(n, _assignment_line(n, assignment)) for n in _targets(assignment)]
+            if child.children[0].type == "assignment":
+                attributes += _targets(child.children[0])
     methods = [d for d in defs if d.qualname.rpartition(".")[0] == owner.qualname]
-    lines = [f"{owner.signature}:"] + [f"    {text}" for _, text in attributes]
     init = next((d for d in methods if d.name == "__init__"), None)
     on_self = _self_attributes(root, init) if init is not None else []
-    if on_self:
-        lines.append("    # set in __init__: " + ", ".join(f"self.{a}" for a in on_self))
-    for method in methods:
-        if method.name != name:
-            lines += [f"    {line}" for line in _decorators(root, method)]
-            lines.append(f"    {method.signature}: ...")
-    return lines, [n for n, _ in attributes] + [d.name for d in methods]
+    label = f"class {_call(owner.signature)}"
+    sections = [
+        (f"Attributes of {label}", attributes),
+        (f"Set on self in {owner.name}.__init__", [f"self.{a}" for a in on_self]),
+        (
+            f"Other methods of {owner.name}",
+            [_decorated(root, d) + _call(d.signature) for d in methods if d.name != name],
+        ),
+    ]
+    return sections, attributes + [d.name for d in methods]
 
 
-def _decorators(root: Node, method: Definition) -> list[str]:
-    """A method's decorator lines (`@property` says how it is called)."""
+def _decorated(root: Node, method: Definition) -> str:
+    """A method's decorators, each followed by a space (`@property ` says how it is called)."""
     lines = root.text.decode("utf-8", "replace").splitlines() if root.text else []
-    found = []
+    found = ""
     for line in lines[method.start_line - 1 : method.end_line]:
         if not line.strip().startswith("@"):
             break
-        found.append(" ".join(line.split()))
+        found += " ".join(line.split()) + " "
     return found
 
 
@@ -219,21 +223,31 @@ def _self_attributes(root: Node, init: Definition) -> list[str]:
     return list(dict.fromkeys(name for _, name in sorted(found)))
 
 
-def _capped(lines: list[str], max_lines: int, max_chars: int) -> str:
-    """The lines up to the cap (the first ones are the most relevant), and a note of the rest."""
-    while lines and not lines[0]:
-        lines = lines[1:]
-    kept: list[str] = []
-    size = 0
-    for index, line in enumerate(lines):
-        if len(kept) + 1 > max_lines - 1 or size + len(line) + 1 > max_chars - 40:
-            rest = sum(1 for text in lines[index:] if text)
-            if rest:
-                kept.append(f"# ... {rest} more lines left out")
-            break
-        kept.append(line)
-        size += len(line) + 1
-    return "\n".join(kept).strip()
+def _capped(sections: list[tuple[str, list[str]]], max_lines: int, max_chars: int) -> str:
+    """One `Label: item; item` line per non-empty list, in order (the first are the most
+    relevant), as many items as fit in `max_lines` lines and `max_chars` characters; a last
+    line counts what was left out."""
+    lines: list[str] = []
+    left_out = 0
+    room = max_chars - 40  # for the line that counts what was left out
+    for label, items in sections:
+        if not items:
+            continue
+        if left_out or len(lines) >= max_lines - 1:
+            left_out += len(items)
+            continue
+        line = f"{label}:"
+        for index, item in enumerate(items):
+            text = (" " if index == 0 else "; ") + item
+            if sum(len(x) + 1 for x in lines) + len(line) + len(text) > room:
+                left_out += len(items) - index
+                break
+            line += text
+        if not line.endswith(":"):
+            lines.append(line)
+    if left_out:
+        lines.append(f"({left_out} more names left out)")
+    return "\n".join(lines)
 
 
 def _text(node: Node | None) -> str:
