@@ -69,7 +69,13 @@ def steps_from_generation(
             steps.append(step)
             continue
         try:
-            step.candidate = extract_candidate(completion.text, task.files, base, task.entry_file)
+            step.candidate = extract_candidate(
+                completion.text,
+                task.files,
+                base,
+                task.entry_file,
+                in_scope=task.metadata.get("in_scope", ()),
+            )
         except ExtractionError as error:
             step.error = str(error)
         steps.append(step)

@@ -9,8 +9,9 @@
   DIR/instances.jsonl           SWE-bench instances (+ .train / .eval): `patch` reverts the
                                 bug, `test_patch` restores the hidden test files
   DIR/functions.jsonl           function-level tasks (+ .train / .eval): Task JSON, the model
-                                shown one function; the package's files stay in the mirror
-                                and `selfrepair.loaders.load_synth` lays them out
+                                shown one function, with the names in scope where it lives
+                                (the spec and `metadata.in_scope`); the package's files stay
+                                in the mirror and `selfrepair.loaders.load_synth` lays them out
   DIR/manifest.json             counts per family and per package, the splits, the settings
 
 Commits are made with plumbing (gitpython: blobs into the object store, a throwaway index,
@@ -30,6 +31,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from selfrepair.agents.code.scope import describe, scope_of
 from selfrepair.factory.harness.splice import SpliceError, splice
 from selfrepair.factory.mutations import dedent
 from selfrepair.factory.sources import Source
@@ -286,9 +288,11 @@ def function_task(
     base: str,
     original: str,
     timeout_s: float,
+    module: bytes,
     environment: str | None = None,
 ) -> Task:
-    """The bug as a function-level task (for a bug whose function `splices_back`)."""
+    """The bug as a function-level task (for a bug whose function `splices_back`); `module`
+    is the buggy module's text, whose names in scope the task shows (`scoped`)."""
     buggy_shown = shown_function(bug, bug.buggy_function)
     fixed_shown = shown_function(bug, bug.original_function)
     entry = f"{FUNCTION_DIR}/{bug.function}.py"
@@ -297,7 +301,7 @@ def function_task(
         f"python $SELFREPAIR_TESTS/{SPLICE} {shlex.quote(entry)} {shlex.quote(bug.path)} {bug.def_line} && "
         "python -m pytest -q " + " ".join(shlex.quote(test) for test in tests)
     )
-    return Task(
+    task = Task(
         task_id=bug.instance_id,
         spec=bug.problem_statement,
         files={entry: buggy_shown},
@@ -329,6 +333,21 @@ def function_task(
             | ({"environment": environment} if environment else {}),
         },
     )
+    return scoped(task, module)
+
+
+def scoped(task: Task, module: str | bytes) -> Task:
+    """A function-level synth task with the names in scope where its function lives, read
+    from the buggy `module`: shown after the issue, and kept in `metadata.in_scope` so the
+    merge leaves out a reply's restatement of them. A task made before the scope was shown
+    loads as it is, without them; this gives it the same as a new one."""
+    synth = task.metadata["synth"]
+    scope = scope_of(synth["file"], module, synth["function"])
+    if not scope.text:
+        return task
+    spec = task.spec.strip() + "\n\n" + describe(scope, synth["function"], synth["file"])
+    metadata = {**task.metadata, "in_scope": list(scope.names)}
+    return task.model_copy(update={"spec": spec, "metadata": metadata})
 
 
 def task_timeout(bug: Bug) -> float:

@@ -720,6 +720,7 @@ def build(out: Path, source: Source, bugs: list[output.Bug]) -> dict[str, tuple[
                 record["commit"],
                 original,
                 output.task_timeout(bug),
+                bug.buggy_module(source.files[bug.path]),
                 environment,
             )
         made[bug.instance_id] = (instance, task)

@@ -274,6 +274,7 @@ def focus_on(trajectory: Trajectory, context: LocaliseContext, suspect: dict, ba
         code,
         focus.callers(context.work(trajectory.task).path, definition),
         reproduction.get("code", ""),
+        module=base_text,
     )
     return task, definition, indent
 

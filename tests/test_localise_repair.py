@@ -159,8 +159,10 @@ def test_escalates_to_the_next_suspect_when_the_first_ones_budget_is_spent(tmp_p
         tmp_path,
         {
             # `parse` is suspected first; rewriting it cannot help.
-            "def parse(": [reply("def parse(text):\n    return int(normalise(text).strip())\n")],
-            "def normalise(": [reply("def normalise(text):\n    return text.strip()\n")],
+            "def parse(text):\n": [
+                reply("def parse(text):\n    return int(normalise(text).strip())\n")
+            ],
+            "def normalise(text):\n": [reply("def normalise(text):\n    return text.strip()\n")],
         },
     )
     trajectory = localise_repair.repair_localised(
@@ -181,7 +183,9 @@ def test_escalates_to_the_next_suspect_when_the_first_ones_budget_is_spent(tmp_p
     assert fixed.report.passed and trajectory.solution_step == fixed.index
     prompt = fixed.messages[-1].content
     # One function is shown, with the line that calls it and the failing test.
-    assert "def normalise(text):" in prompt and "def parse(text):" not in prompt
+    # (the others by their signatures only, among the names in scope)
+    assert "def normalise(text):\n" in prompt and "def parse(text):\n" not in prompt
+    assert "Functions: parse(text); " in prompt
     assert "pkg/core.py:11: return int(normalise(text))" in prompt
     assert "tests/test_core.py::test_parse" in prompt
     patch = trajectory.metadata["patch"]
@@ -195,11 +199,13 @@ def test_a_suspect_is_refined_before_the_next_one_is_tried(tmp_path):
     model = keyed_model(
         tmp_path,
         {
-            "def normalise(": [
+            "def normalise(text):\n": [
                 reply('def normalise(text):\n    return text.strip() + "1"\n'),
                 reply("def normalise(text):\n    return text.strip()\n"),
             ],
-            "def parse(": [reply("def parse(text):\n    return int(normalise(text).strip())\n")]
+            "def parse(text):\n": [
+                reply("def parse(text):\n    return int(normalise(text).strip())\n")
+            ]
             * 2,
         },
     )
@@ -427,7 +433,7 @@ def test_when_every_suspect_is_spent_before_the_budget_the_reason_says_so(tmp_pa
     wrong = reply("def parse(text):\n    return int(normalise(text).strip())\n")
     trajectory = localise_repair.repair_localised(
         numbers_task(repo),
-        keyed_model(tmp_path, {"def parse(": [wrong]}),
+        keyed_model(tmp_path, {"def parse(text):\n": [wrong]}),
         LocalSandbox(),
         Budget(max_candidates=8),
         sampling=Sampling(samples=4),
@@ -462,3 +468,95 @@ def test_calls_are_followed_through_a_class_into_its_init_and_what_that_calls(tm
     ranked = [r.definition.qualname for r in suspects(root, "The pattern is wrong.", [failing])]
     assert ranked.index("compile_pattern") < ranked.index("pattern_help")
     assert {"Parser.__init__", "Parser.run"} <= set(ranked[:3])
+
+
+READER = '''"""Numbers read from text."""
+import re
+
+from pkg.errors import ParseError
+
+DIGITS = re.compile(r"[0-9]+")
+
+
+class Reader:
+    base = 10
+
+    def __init__(self, text):
+        self.text = text
+        self.position = 0
+
+    def number(self):
+        """The next number; ParseError where there is none."""
+        found = DIGITS.match(self.text, self.position)
+        if found is None:
+            return None
+        self.position = found.end()
+        return int(found.group(), self.base)
+
+    def rest(self):
+        return self.text[self.position :]
+'''
+READER_TESTS = """import pytest
+from pkg.errors import ParseError
+from pkg.reader import Reader
+
+
+def test_no_number_is_an_error():
+    with pytest.raises(ParseError):
+        Reader("x").number()
+
+
+def test_a_number():
+    assert Reader("12x").number() == 12
+"""
+# The fix raises a name the module imports; the reply restates the imports, the constant and
+# the class with its other methods' stubs around the fixed method.
+RESTATING_FIX = reply(
+    "import re\nfrom pkg.errors import ParseError\n\n"
+    'DIGITS = re.compile(r"[0-9]+")\n\n\n'
+    "class Reader:\n    base = 10\n\n    def __init__(self, text): ...\n\n"
+    "    def number(self):\n"
+    '        """The next number; ParseError where there is none."""\n'
+    "        found = DIGITS.match(self.text, self.position)\n"
+    "        if found is None:\n"
+    '            raise ParseError("no number at %d" % self.position)\n'
+    "        self.position = found.end()\n"
+    "        return int(found.group(), self.base)\n\n"
+    "    def rest(self): ...\n"
+)
+
+
+def test_the_function_task_shows_the_names_in_scope_and_the_fix_comes_back_alone(tmp_path):
+    repo = make_repo(
+        tmp_path / "reader",
+        {
+            "pkg/__init__.py": "",
+            "pkg/errors.py": "class ParseError(ValueError):\n    pass\n",
+            "pkg/reader.py": READER,
+            "tests/test_reader.py": READER_TESTS,
+        },
+    )
+    task = numbers_task(repo, "Reader('x').number() returns None; it should raise ParseError.")
+    # Keyed by a line of number's body: the other suspects' prompts show its signature only.
+    model = keyed_model(tmp_path, {"if found is None:": [RESTATING_FIX]})
+    trajectory = localise_repair.repair_localised(
+        task, model, LocalSandbox(), Budget(max_candidates=1), sampling=Sampling(samples=1)
+    )
+    assert trajectory.outcome == "solved", trajectory.error
+    prompt = trajectory.steps[0].messages[-1].content
+    assert "Names already in scope in pkg/reader.py, where `Reader.number` lives" in prompt
+    for line in (
+        "Imports: import re; from pkg.errors import ParseError",
+        "Attributes of class Reader: base",
+        "Set on self in Reader.__init__: self.text; self.position",
+        "Other methods of Reader: __init__(self, text); rest(self)",
+        "Constants and other module names: DIGITS",
+    ):
+        assert f"\n{line}\n" in prompt
+    # Only the method's two lines change: nothing of the restated scope enters the file.
+    patch = trajectory.metadata["patch"]
+    changed = [line for line in patch.splitlines() if line[:1] in "+-" and line[:3] not in "+++---"]
+    assert changed == [
+        "-            return None",
+        '+            raise ParseError("no number at %d" % self.position)',
+    ]

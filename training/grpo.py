@@ -43,7 +43,11 @@ def execution_reward(sandbox: Sandbox) -> RewardFunction:
             repair = Task.model_validate_json(task_json)
             try:
                 candidate = extract_candidate(
-                    reply_text(completion), repair.files, repair.files, repair.entry_file
+                    reply_text(completion),
+                    repair.files,
+                    repair.files,
+                    repair.entry_file,
+                    in_scope=repair.metadata.get("in_scope", ()),
                 )
             except ExtractionError:
                 rewards.append(0.0)

@@ -31,7 +31,7 @@ import io
 import re
 import textwrap
 import tokenize
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from selfrepair.types import Candidate
@@ -125,13 +125,16 @@ def extract_candidate(
     entry_file: str | None = None,
     *,
     keep_original: bool = True,
+    in_scope: Collection[str] = (),
 ) -> Candidate:
     """The candidate a reply proposes.
 
     `files` are the task's original files; `base` the code the model was shown (the task's
     files with an earlier candidate laid over them). The candidate holds every file that
     differs from the original, so it stands alone. `keep_original=False` takes the reply's
-    definitions whole (what benchmarks/over_editing.py compares against).
+    definitions whole (what benchmarks/over_editing.py compares against). `in_scope`: the
+    names already bound where a function shown alone lives (agents.code.scope), which a reply
+    restates rather than adds (see merge_code).
     """
     blocks = [b for b in code_blocks(reply) if b.language in PYTHON_LANGUAGES]
     if not blocks:
@@ -143,7 +146,9 @@ def extract_candidate(
     merged = dict(base)
     for block in blocks:
         target = _target_file(block, merged, entry_file)
-        merged[target] = merge_code(merged[target], block.code, keep_original=keep_original)
+        merged[target] = merge_code(
+            merged[target], block.code, keep_original=keep_original, in_scope=in_scope
+        )
 
     if merged == base:
         raise ExtractionError("the reply's code is the same as the code it was asked to fix")
@@ -189,15 +194,28 @@ def _defined_names(code: str, with_methods: bool = False) -> set[str]:
     return names
 
 
-def merge_code(original: str, reply_code: str, *, keep_original: bool = True) -> str:
+def merge_code(
+    original: str, reply_code: str, *, keep_original: bool = True, in_scope: Collection[str] = ()
+) -> str:
     """The original file with the reply's definitions, imports and constants merged in by
-    name; a replaced definition keeps what the reply did not change (see keep_unchanged)."""
+    name; a replaced definition keeps what the reply did not change (see keep_unchanged).
+
+    A function shown alone, with the names in scope where it lives (`in_scope`), comes back
+    alone: a reply that restates its surroundings (the module's imports, constants and
+    functions, its class with the sibling methods) would paste them into the function's file
+    and from there into the module, so what binds a name in scope is left out, and the
+    function is taken out of a restated class around it."""
     try:
         reply_tree = _parse(reply_code)
         original_tree = _parse(original)
     except (SyntaxError, ValueError):
         return reply_code  # whole-file replacement; the tests will say what is wrong
-    definitions = [n for n in reply_tree.body if isinstance(n, Definition)]
+    shown = {n.name for n in original_tree.body if isinstance(n, Definition)}
+    definitions = [
+        n
+        for n in _unwrapped(reply_tree.body, shown, in_scope)
+        if isinstance(n, Definition) and (n.name in shown or n.name not in in_scope)
+    ]
     if not definitions:
         if any(isinstance(n, Definition) for n in original_tree.body):
             raise ExtractionError("the reply's code defines no function or class")
@@ -236,8 +254,8 @@ def merge_code(original: str, reply_code: str, *, keep_original: bool = True) ->
         elif node in used or not replacing:
             new_definitions.extend([""] + source)
 
-    constants = _constants(reply_tree, reply_lines, original_tree, edits)
-    imports = _new_imports(reply_tree, original_tree)
+    constants = _constants(reply_tree, reply_lines, original_tree, edits, in_scope)
+    imports = _new_imports(reply_tree, original_tree, in_scope)
 
     # Apply replacements bottom-up so earlier line numbers stay valid.
     for start, end, replacement in sorted(edits, key=lambda e: e[0], reverse=True):
@@ -256,6 +274,24 @@ def merge_code(original: str, reply_code: str, *, keep_original: bool = True) ->
         at = _shifted(_import_position(original_tree), edits)
         lines[at:at] = imports
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _unwrapped(body: list[ast.stmt], shown: set[str], in_scope: Collection[str]) -> list[ast.stmt]:
+    """The reply's statements, a class in scope that holds a function shown alone replaced by
+    that function (the model answered with the method's class around it)."""
+    unwrapped: list[ast.stmt] = []
+    for node in body:
+        inner = [
+            n
+            for n in getattr(node, "body", [])
+            if isinstance(node, ast.ClassDef)
+            and node.name in in_scope
+            and node.name not in shown
+            and isinstance(n, Definition)
+            and n.name in shown
+        ]
+        unwrapped.extend(inner or [node])
+    return unwrapped
 
 
 def _used_definitions(new: list[ast.stmt], code: list[ast.stmt]) -> list[ast.stmt]:
@@ -298,7 +334,11 @@ def _shifted(line: int, edits: list[tuple[int, int, list[str]]]) -> int:
 
 
 def _constants(
-    reply_tree: ast.Module, reply_lines: list[str], original_tree: ast.Module, edits: list
+    reply_tree: ast.Module,
+    reply_lines: list[str],
+    original_tree: ast.Module,
+    edits: list,
+    in_scope: Collection[str] = (),
 ) -> list[str]:
     """UPPER_CASE assignments: replaced in place where the original has them, else returned
     to be added. Other assignments are left out: in a reply they are mostly example usage."""
@@ -314,7 +354,7 @@ def _constants(
         if not isinstance(node, ast.Assign) or len(node.targets) != 1:
             continue
         target = node.targets[0]
-        if not isinstance(target, ast.Name):
+        if not isinstance(target, ast.Name) or target.id in in_scope:
             continue
         source = _source(reply_lines, node)
         if target.id in original:
@@ -325,7 +365,10 @@ def _constants(
     return added
 
 
-def _new_imports(reply_tree: ast.Module, original_tree: ast.Module) -> list[str]:
+def _new_imports(
+    reply_tree: ast.Module, original_tree: ast.Module, in_scope: Collection[str] = ()
+) -> list[str]:
+    """The reply's imports the original lacks, less those binding only names in scope."""
     present = {
         ast.unparse(n) for n in original_tree.body if isinstance(n, (ast.Import, ast.ImportFrom))
     }
@@ -334,11 +377,17 @@ def _new_imports(reply_tree: ast.Module, original_tree: ast.Module) -> list[str]
         if (
             isinstance(node, (ast.Import, ast.ImportFrom))
             and getattr(node, "module", None) != "__future__"
+            and not all(_bound(alias) in in_scope for alias in node.names)
         ):
             text = ast.unparse(node)
             if text not in present and text not in imports:
                 imports.append(text)
     return imports
+
+
+def _bound(alias: ast.alias) -> str:
+    """The name an import binds: `import a.b` binds a."""
+    return alias.asname or alias.name.split(".")[0]
 
 
 def _import_position(tree: ast.Module) -> int:

@@ -3,8 +3,9 @@
 A small model repairs a function it is shown far better than it edits a repository. So a
 suspect function is cut out of its file (dedented, if it is a method) and becomes the one
 file of a function-level Task: the solver and the refiner see that function alone, with the
-issue, the lines that call it and the failing tests, and their reply is extracted and merged
-into it exactly as in function-level repair (agents.code.extract). `splice` then puts the
+issue, the names in scope where it lives (agents.code.scope), the lines that call it and the
+failing tests, and their reply is extracted and merged into it exactly as in function-level
+repair (agents.code.extract). `splice` then puts the
 merged function back in place of the original lines, and the candidate is the whole file
 plus its diff against the base, which is what the repository's tests run on.
 """
@@ -16,6 +17,7 @@ import re
 from pathlib import Path
 
 from selfrepair.agents.code.localise import Definition, definitions, python_files
+from selfrepair.agents.code.scope import describe, scope_of
 
 from selfrepair.paths import is_test_file
 from selfrepair.types import Candidate, Task, TestSpec
@@ -60,13 +62,23 @@ def callers(root: Path, definition: Definition, *, limit: int = MAX_CALLERS) -> 
 
 
 def function_task(
-    task: Task, definition: Definition, code: str, caller_lines: list[str], reproduction: str = ""
+    task: Task,
+    definition: Definition,
+    code: str,
+    caller_lines: list[str],
+    reproduction: str = "",
+    *,
+    module: str,
 ) -> Task:
     """The repository task narrowed to one function: its one file is the function's code,
     keyed by the file's path so the prompt names it; the specification is the issue, the
-    lines that call it and a reproduction test when there is one. Its tests are never run
-    (the repository's are): the spec here only satisfies the type."""
+    names in scope where it lives (read from its `module`'s text), the lines that call it and
+    a reproduction test when there is one. Its tests are never run (the repository's are):
+    the spec here only satisfies the type."""
+    scope = scope_of(definition.path, module, definition.qualname)
     spec = task.spec.strip()
+    if scope.text:
+        spec += "\n\n" + describe(scope, definition.qualname, definition.path)
     if caller_lines:
         spec += "\n\nThe function is called like this:\n" + "\n".join(caller_lines)
     if reproduction:
@@ -79,7 +91,7 @@ def function_task(
         entry_file=definition.path,
         entry_point=definition.name,
         tests=TestSpec(kind="command", command="true"),
-        metadata={"mode": "repair"},
+        metadata={"mode": "repair", "in_scope": list(scope.names)},
     )
 
 

@@ -159,6 +159,9 @@ class Definition:
 def _signature(node: Node) -> str:
     body = node.child_by_field_name("body")
     end = body.start_byte if body is not None else node.end_byte
+    # a comment after the colon is no part of the header
+    colons = [child for child in node.children if child.type == ":" and child.end_byte <= end]
+    end = colons[-1].end_byte if colons else end
     header = node.text[: end - node.start_byte].decode("utf-8", "replace") if node.text else ""
     return " ".join(header.split()).rstrip(":").rstrip()
 
