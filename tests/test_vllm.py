@@ -25,6 +25,7 @@ from selfrepair.agents.solver import solve_messages
 from selfrepair.training.improve import ImproveSettings, base_spec, trained_spec
 
 from selfrepair.errors import SelfRepairError
+from selfrepair.types import Message
 
 SELFREPAIR = str(Path(sys.executable).parent / "selfrepair")
 MESSAGES = solve_messages(operator_task("add"))
@@ -105,6 +106,12 @@ def test_serve_engine_vllm_serves_the_adapter_honours_n_and_stops_on_sigterm(sft
         sampled = adapter.generate(MESSAGES, n=4, temperature=0.8, max_tokens=24)
         assert len(sampled.completions) == 4 and len(sent) == 1  # four choices from one request
         assert all(c.completion_tokens > 0 for c in sampled.completions)
+        # A seeded prompt longer than one step of the CPU engine (2048 tokens), as a repository
+        # task's is: the engine once died on it, and every later request was refused.
+        long = [Message(role="user", content="Fix this:\n" + "def f(x):\n    return x + 1\n" * 300)]
+        for seed in (1, 2):
+            seeded = adapter.generate(long, n=4, temperature=0.8, max_tokens=4, seed=seed)
+            assert len(seeded.completions) == 4 and seeded.prompt_tokens > 2048
 
         base = load_model(f"openai:{ensure_smollm2()}@http://127.0.0.1:{port}/v1")
         with_adapter = adapter.generate(MESSAGES, n=1, temperature=0.0, max_tokens=24).texts[0]

@@ -104,7 +104,10 @@ class VLLMServer:
             str(self.port),
         ]
         if self.engine.device == "cpu":
-            argv += ["--dtype", "float32", "--enforce-eager"]
+            # Without chunked prefill a prompt is prefilled in one step: vLLM's CPU build (0.32)
+            # splits one longer than its 2048-token step, then rewinds a seeded request's
+            # generator, which a CPU generator cannot do, and the engine dies.
+            argv += ["--dtype", "float32", "--enforce-eager", "--no-enable-chunked-prefill"]
         if self.max_lora_rank or self.runtime_lora:
             argv += ["--enable-lora", "--max-lora-rank", str(self.max_lora_rank or 16)]
         if self.adapters:
