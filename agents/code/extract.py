@@ -281,15 +281,9 @@ def _unwrapped(body: list[ast.stmt], shown: set[str], in_scope: Collection[str])
     that function (the model answered with the method's class around it)."""
     unwrapped: list[ast.stmt] = []
     for node in body:
-        inner = [
-            n
-            for n in getattr(node, "body", [])
-            if isinstance(node, ast.ClassDef)
-            and node.name in in_scope
-            and node.name not in shown
-            and isinstance(n, Definition)
-            and n.name in shown
-        ]
+        inner = []
+        if isinstance(node, ast.ClassDef) and node.name in in_scope and node.name not in shown:
+            inner = [n for n in node.body if isinstance(n, Definition) and n.name in shown]
         unwrapped.extend(inner or [node])
     return unwrapped
 
