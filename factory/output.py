@@ -31,7 +31,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from selfrepair.agents.code.scope import describe, scope_of
+from selfrepair.agents.code.focus import shown, shown_file, with_scope
 from selfrepair.factory.harness.splice import SpliceError, splice
 from selfrepair.factory.mutations import dedent
 from selfrepair.factory.sources import Source
@@ -42,7 +42,6 @@ from selfrepair.types import Task, TestSpec
 
 AUTHOR = ("selfrepair synth", "synth@selfrepair.invalid")
 DATE = "2000-01-01T00:00:00+0000"
-FUNCTION_DIR = "_function"  # where a function-level task's one file lives (not importable)
 SPLITS = ("train", "eval")
 
 
@@ -257,12 +256,7 @@ def shown_function(bug: Bug, text: str) -> str | None:
     """What the model is shown of a function: its path (and class) as a comment, then the
     function at column 0. None when moving it to column 0 would change it."""
     moved = dedent(text, bug.indent)
-    if moved is None:
-        return None
-    where = bug.path
-    if "." in bug.function:
-        where += f", in class {bug.function.rsplit('.', 1)[0]}"
-    return f"# {where}\n{moved}\n"
+    return None if moved is None else shown(f"{moved}\n", bug.path, bug.function)
 
 
 def splices_back(bug: Bug, module_original: bytes) -> bool:
@@ -295,7 +289,7 @@ def function_task(
     is the buggy module's text, whose names in scope the task shows (`scoped`)."""
     buggy_shown = shown_function(bug, bug.buggy_function)
     fixed_shown = shown_function(bug, bug.original_function)
-    entry = f"{FUNCTION_DIR}/{bug.function}.py"
+    entry = shown_file(bug.function)
     tests = [*bug.fail_to_pass, *bug.pass_to_pass]
     command = (
         f"python $SELFREPAIR_TESTS/{SPLICE} {shlex.quote(entry)} {shlex.quote(bug.path)} {bug.def_line} && "
@@ -342,11 +336,10 @@ def scoped(task: Task, module: str | bytes) -> Task:
     merge leaves out a reply's restatement of them. A task made before the scope was shown
     loads as it is, without them; this gives it the same as a new one."""
     synth = task.metadata["synth"]
-    scope = scope_of(synth["file"], module, synth["function"])
-    if not scope.text:
+    spec, names = with_scope(task.spec, synth["file"], synth["function"], module)
+    if not names:
         return task
-    spec = task.spec.strip() + "\n\n" + describe(scope, synth["function"], synth["file"])
-    metadata = {**task.metadata, "in_scope": list(scope.names)}
+    metadata = {**task.metadata, "in_scope": names}
     return task.model_copy(update={"spec": spec, "metadata": metadata})
 
 

@@ -269,12 +269,7 @@ def focus_on(trajectory: Trajectory, context: LocaliseContext, suspect: dict, ba
     code, indent = focus.function_source(base_text, definition)
     reproduction = trajectory.metadata.get("reproduction") or {}
     task = focus.function_task(
-        trajectory.task,
-        definition,
-        code,
-        focus.callers(context.work(trajectory.task).path, definition),
-        reproduction.get("code", ""),
-        module=base_text,
+        trajectory.task, definition, code, reproduction.get("code", ""), module=base_text
     )
     return task, definition, indent
 
@@ -291,21 +286,20 @@ def sample(state: RepairState, runtime: Runtime[LocaliseContext]) -> dict:
             context.budget.candidates_left(trajectory),
             suspect_left(trajectory, context),
         )
-        first = len(trajectory.steps)
         steps = solver.solve(
             context.model,
             task,
-            first_index=first,
+            first_index=len(trajectory.steps),
             n=n,
             temperature=context.sampling.temperature,
             max_tokens=context.sampling.max_tokens,
             stop=context.sampling.stop,
-            baseline=failing_report(trajectory, context),
+            baseline=unshown_failures(trajectory, context),
             kind="sample",
-            seed=context.sampling.call_seed(trajectory.task.task_id, first),
+            seed=suspect_seed(trajectory, context),
             timeout=context.seconds_left(),
         )
-        trajectory.steps += splice_steps(steps, trajectory, suspect, base_text, definition, indent)
+        trajectory.steps += splice_steps(steps, trajectory, task, base_text, definition, indent)
     return {"trajectory": trajectory}
 
 
@@ -320,33 +314,26 @@ def refine(state: RepairState, runtime: Runtime[LocaliseContext]) -> dict:
         changed = focus.find(
             parent.candidate.files[suspect["path"]], suspect["path"], suspect["name"]
         )
-        if changed is None:  # the candidate broke the function's syntax: start from the base
-            shown = parent.model_copy(
-                update={"candidate": parent.candidate.model_copy(update={"files": task.files})}
-            )
-        else:
+        files = task.files  # the candidate broke the function's syntax: start from the base
+        if changed is not None:
             code, _ = focus.function_source(parent.candidate.files[suspect["path"]], changed)
-            shown = parent.model_copy(
-                update={
-                    "candidate": parent.candidate.model_copy(
-                        update={"files": {suspect["path"]: code}}
-                    )
-                }
-            )
-        first = len(trajectory.steps)
+            files = {task.entry_file: focus.shown(code, suspect["path"], suspect["name"])}
+        shown = parent.model_copy(
+            update={"candidate": parent.candidate.model_copy(update={"files": files})}
+        )
         steps = refiner.refine(
             context.refiner_model or context.model,
             task,
             shown,
-            first_index=first,
+            first_index=len(trajectory.steps),
             n=min(context.sampling.children, suspect_left(trajectory, context)),
             temperature=context.sampling.temperature,
             max_tokens=context.sampling.max_tokens,
             stop=context.sampling.stop,
-            seed=context.sampling.call_seed(trajectory.task.task_id, first),
+            seed=suspect_seed(trajectory, context),
             timeout=context.seconds_left(),
         )
-        trajectory.steps += splice_steps(steps, trajectory, suspect, base_text, definition, indent)
+        trajectory.steps += splice_steps(steps, trajectory, task, base_text, definition, indent)
     return {"trajectory": trajectory}
 
 
@@ -357,17 +344,35 @@ def base_file(trajectory: Trajectory, context: LocaliseContext, path: str) -> st
     return text
 
 
+def unshown_failures(trajectory: Trajectory, context: LocaliseContext) -> TestReport | None:
+    """How the base fails, for the first prompt; None when the issue names every failing test
+    already (a synthesized issue carries their output, and twice is only longer)."""
+    report = failing_report(trajectory, context)
+    spec = trajectory.task.spec
+    if report is None or not report.failing or all(c.name in spec for c in report.failing):
+        return None
+    return report
+
+
+def suspect_seed(trajectory: Trajectory, context: LocaliseContext) -> int | None:
+    """The seed of the current suspect's next model call, counted within that suspect: a
+    suspect draws the samples the same function given as a function task would (the same
+    task id and prompt), so the two strategies differ only in finding the function."""
+    return context.sampling.call_seed(trajectory.task.task_id, len(suspect_steps(trajectory)))
+
+
 def splice_steps(
-    steps: list[Step], trajectory: Trajectory, suspect: dict, base_text: str, definition, indent
+    steps: list[Step], trajectory: Trajectory, task: Task, base_text: str, definition, indent
 ) -> list[Step]:
     """The function-level steps with their candidates spliced back into the file: each
     candidate becomes the whole file and its diff against the base."""
-    path = suspect["path"]
+    path = definition.path
     for step in steps:
         trajectory.metadata["focus"][str(step.index)] = trajectory.metadata["suspect"]
         if step.candidate is None:
             continue
-        new = focus.splice(base_text, definition, step.candidate.files[path], indent)
+        code = focus.unshown(step.candidate.files[task.entry_file], path, definition.qualname)
+        new = focus.splice(base_text, definition, code, indent)
         candidate = focus.repository_candidate(path, base_text, new)
         if candidate is None:
             step.candidate, step.error = None, "the repair leaves the file as it was"

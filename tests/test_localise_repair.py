@@ -13,11 +13,13 @@ from pathlib import Path
 
 import git
 import pytest
+from selfrepair.agents import solver
 from selfrepair.agents.code import localise
 from selfrepair.agents.code.focus import function_source, splice
 from selfrepair.agents.code.repo import checkout, open_repository
 from selfrepair.agents.code.suspects import suspects
 from selfrepair.agents.models.scripted import ScriptedModel
+from selfrepair.factory import output
 from selfrepair.graphs import localise_repair
 from selfrepair.graphs.issue import prepare, run_candidate_tests
 from selfrepair.sandbox.local import LocalSandbox
@@ -182,16 +184,73 @@ def test_escalates_to_the_next_suspect_when_the_first_ones_budget_is_spent(tmp_p
     assert not wrong.report.passed and wrong.kind == "sample"
     assert fixed.report.passed and trajectory.solution_step == fixed.index
     prompt = fixed.messages[-1].content
-    # One function is shown, with the line that calls it and the failing test.
-    # (the others by their signatures only, among the names in scope)
-    assert "def normalise(text):\n" in prompt and "def parse(text):\n" not in prompt
+    # One function is shown, headed by where it lives, with the failing test, which the
+    # issue does not name (the others by their signatures only, among the names in scope).
+    assert (
+        "Buggy code (_function/normalise.py):\n```python\n# pkg/core.py\ndef normalise(text):\n"
+        in prompt
+    )
+    assert "def parse(text):\n" not in prompt
     assert "Functions: parse(text); " in prompt
-    assert "pkg/core.py:11: return int(normalise(text))" in prompt
-    assert "tests/test_core.py::test_parse" in prompt
+    assert "The tests fail:" in prompt and "tests/test_core.py::test_parse" in prompt
     patch = trajectory.metadata["patch"]
     assert '-    return text.strip() + "0"' in patch and "+    return text.strip()" in patch
     changed = [line for line in patch.splitlines() if line[:1] in "+-" and line[:3] not in "+++---"]
     assert len(changed) == 2  # one line out, one in: the rest of the file is as it was
+
+
+def test_a_suspect_is_shown_as_the_same_function_task_would_be_with_its_seeds(tmp_path):
+    """localise-repair's prompt for a suspect is the one `synth` writes for the same function
+    as a function task, and a suspect's calls are seeded as that task's are: on the same
+    function the two strategies draw the same samples. An issue that names its failing tests
+    (as a synthesized one does, with their output) does not get them a second time."""
+    repo = numbers_repo(tmp_path)
+    issue = ISSUE + "\n\n`tests/test_core.py::test_parse` fails: ValueError: 30 is not 3"
+    model = keyed_model(
+        tmp_path,
+        {
+            "def parse(text):\n": [reply("def parse(text):\n    return int(normalise(text))\n")],
+            "def normalise(text):\n": [reply("def normalise(text):\n    return text.strip()\n")],
+        },
+    )
+    sampling = Sampling(samples=1, seed=7)
+    trajectory = localise_repair.repair_localised(
+        numbers_task(repo, issue),
+        model,
+        LocalSandbox(),
+        Budget(max_candidates=2),
+        sampling=sampling,
+        suspects=2,
+    )
+    assert trajectory.solved, trajectory.error
+    first, second = trajectory.steps
+    assert first.seed == second.seed == sampling.call_seed("numbers-1", 0)
+
+    normalise = '    """Strip the spaces around a number."""\n    return text.strip() + "0"\n'
+    buggy = "def normalise(text):\n" + normalise
+    start = CORE.index(buggy)
+    bug = output.Bug(
+        instance_id="numbers-1",
+        source="local/numbers",
+        path="pkg/core.py",
+        function="normalise",
+        def_line=CORE[:start].count("\n") + 1,
+        indent="",
+        family="change_constant",
+        note="",
+        mutation_key="",
+        span=(start, start + len(buggy)),
+        replacement=buggy,
+        original_function=buggy.replace(' + "0"', ""),
+        buggy_function=buggy,
+        fail_to_pass=["tests/test_core.py::test_parse"],
+        pass_to_pass=["tests/test_core.py::test_render"],
+        failures=[],
+        problem_statement=issue,
+    )
+    as_function = output.function_task(bug, "mirror", "base", "original", 60.0, CORE.encode())
+    assert second.messages == solver.solve_messages(as_function)
+    assert "The tests fail:" not in second.messages[-1].content
 
 
 def test_a_suspect_is_refined_before_the_next_one_is_tried(tmp_path):

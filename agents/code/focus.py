@@ -2,27 +2,29 @@
 
 A small model repairs a function it is shown far better than it edits a repository. So a
 suspect function is cut out of its file (dedented, if it is a method) and becomes the one
-file of a function-level Task: the solver and the refiner see that function alone, with the
-issue, the names in scope where it lives (agents.code.scope), the lines that call it and the
-failing tests, and their reply is extracted and merged into it exactly as in function-level
-repair (agents.code.extract). `splice` then puts the
-merged function back in place of the original lines, and the candidate is the whole file
-plus its diff against the base, which is what the repository's tests run on.
+file of a function-level Task: the solver and the refiner see that function alone, headed by
+where it lives, with the issue and the names in scope there (agents.code.scope), and their
+reply is extracted and merged into it exactly as in function-level repair
+(agents.code.extract). `splice` then puts the merged function back in place of the original
+lines, and the candidate is the whole file plus its diff against the base, which is what the
+repository's tests run on.
+
+A synthesized bug's function task (factory.output) is shown through the same `shown`,
+`shown_file` and `with_scope`: a suspect of localise-repair and the same function given as a
+function task make the same prompt, so the two differ only in finding the function.
 """
 
 from __future__ import annotations
 
 import difflib
 import re
-from pathlib import Path
 
-from selfrepair.agents.code.localise import Definition, definitions, python_files
+from selfrepair.agents.code.localise import Definition, definitions
 from selfrepair.agents.code.scope import describe, scope_of
 
-from selfrepair.paths import is_test_file
 from selfrepair.types import Candidate, Task, TestSpec
 
-MAX_CALLERS = 6
+FUNCTION_DIR = "_function"  # where a function task's one file lives (not importable)
 
 
 def function_source(text: str, definition: Definition) -> tuple[str, str]:
@@ -46,52 +48,56 @@ def find(text: str, path: str, qualname: str) -> Definition | None:
     return next((d for d in definitions(path, text) if d.qualname == qualname), None)
 
 
-def callers(root: Path, definition: Definition, *, limit: int = MAX_CALLERS) -> list[str]:
-    """Lines of the repository that call the function, 'path:line: code', code files first."""
-    pattern = re.compile(rf"(?<![\w]){re.escape(definition.name)}\s*\(")
-    found: list[tuple[bool, str]] = []
-    for relative in python_files(root):
-        lines = (root / relative).read_text(encoding="utf-8", errors="replace").splitlines()
-        for number, line in enumerate(lines, start=1):
-            inside = relative == definition.path and definition.contains(number)
-            if inside or not pattern.search(line) or line.lstrip().startswith(("def ", "#")):
-                continue
-            found.append((is_test_file(relative), f"{relative}:{number}: {line.strip()}"))
-    found.sort(key=lambda pair: pair[0])  # stable: code before tests, then file order
-    return [text for _, text in found[:limit]]
+def shown_file(qualname: str) -> str:
+    """The one file of a function task: named by the function, outside any package."""
+    return f"{FUNCTION_DIR}/{qualname}.py"
+
+
+def header(path: str, qualname: str) -> str:
+    """The comment line that heads a shown function: where it lives, and in which class."""
+    where = path + (f", in class {qualname.rsplit('.', 1)[0]}" if "." in qualname else "")
+    return f"# {where}\n"
+
+
+def shown(code: str, path: str, qualname: str) -> str:
+    """A function at column 0 as the model is shown it: headed by where it lives."""
+    return header(path, qualname) + code
+
+
+def unshown(code: str, path: str, qualname: str) -> str:
+    """A reply's function without the header it was shown with, which is not part of it."""
+    first = header(path, qualname)
+    return code[len(first) :] if code.startswith(first) else code
+
+
+def with_scope(spec: str, path: str, qualname: str, module: str | bytes) -> tuple[str, list[str]]:
+    """The issue followed by the names in scope where the function lives (read from its
+    `module`'s text), and those names, which the merge keeps out of a reply."""
+    scope = scope_of(path, module, qualname)
+    if not scope.text:
+        return spec, []
+    return spec.strip() + "\n\n" + describe(scope, qualname, path), list(scope.names)
 
 
 def function_task(
-    task: Task,
-    definition: Definition,
-    code: str,
-    caller_lines: list[str],
-    reproduction: str = "",
-    *,
-    module: str,
+    task: Task, definition: Definition, code: str, reproduction: str = "", *, module: str
 ) -> Task:
     """The repository task narrowed to one function: its one file is the function's code,
-    keyed by the file's path so the prompt names it; the specification is the issue, the
-    names in scope where it lives (read from its `module`'s text), the lines that call it and
-    a reproduction test when there is one. Its tests are never run (the repository's are):
-    the spec here only satisfies the type."""
-    scope = scope_of(definition.path, module, definition.qualname)
-    spec = task.spec.strip()
-    if scope.text:
-        spec += "\n\n" + describe(scope, definition.qualname, definition.path)
-    if caller_lines:
-        spec += "\n\nThe function is called like this:\n" + "\n".join(caller_lines)
+    headed by where it lives; the specification is the issue, the names in scope there (read
+    from its `module`'s text) and a reproduction test when there is one. Its tests are never
+    run (the repository's are): the spec here only satisfies the type."""
+    spec, names = with_scope(task.spec, definition.path, definition.qualname, module)
     if reproduction:
         spec += "\n\nA test that shows the issue:\n```python\n" + reproduction.strip() + "\n```"
-    spec += f"\n\nFix `{definition.qualname}` in {definition.path}; only this function is shown."
+    file = shown_file(definition.qualname)
     return Task(
         task_id=f"{task.task_id}:{definition.path}:{definition.qualname}",
         spec=spec,
-        files={definition.path: code},
-        entry_file=definition.path,
-        entry_point=definition.name,
+        files={file: shown(code, definition.path, definition.qualname)},
+        entry_file=file,
+        entry_point=definition.qualname,
         tests=TestSpec(kind="command", command="true"),
-        metadata={"mode": "repair", "in_scope": list(scope.names)},
+        metadata={"mode": "repair", "in_scope": names},
     )
 
 
