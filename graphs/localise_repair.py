@@ -9,10 +9,12 @@ So this graph localises first and then repairs as for functions:
   reproduce  the tester writes a pytest test from the issue; kept only when it fails on the
              base, and then a candidate must make it pass and keep the suite passing; it is
              recorded in the trajectory (metadata "reproduction", and its step)
-  sample     best-of-n for the current suspect: the model sees that function alone, with the
-             issue, the lines that call it and the failing tests, and answers with the whole
-             function; the reply is extracted and merged as in function-level repair and
-             spliced back into its file (agents.code.focus)
+  sample     best-of-n for the current suspect: the model sees that function alone, as a
+             function task of `synth` shows it (agents.code.focus: the issue, the names in
+             scope, the failing tests where the issue does not show them), and answers with
+             the whole function; the reply is extracted and merged as in function-level
+             repair and spliced back into its file. Its calls are seeded within the suspect,
+             as that function task's are.
   execute    the candidate's diff on the base (with the task's test patch and the
              reproduction) runs in the sandbox, judged as the issue graph judges
   refine     the best failing candidate of this suspect, from its test feedback
@@ -345,11 +347,12 @@ def base_file(trajectory: Trajectory, context: LocaliseContext, path: str) -> st
 
 
 def unshown_failures(trajectory: Trajectory, context: LocaliseContext) -> TestReport | None:
-    """How the base fails, for the first prompt; None when the issue names every failing test
-    already (a synthesized issue carries their output, and twice is only longer)."""
+    """How the base fails, for the first prompt; None when the issue already names failing
+    tests: it shows how they fail then (a synthesized issue carries the first ten with their
+    output), and the same again, with the rest of a long list, only made the prompt longer."""
     report = failing_report(trajectory, context)
     spec = trajectory.task.spec
-    if report is None or not report.failing or all(c.name in spec for c in report.failing):
+    if report is None or not report.failing or any(c.name in spec for c in report.failing):
         return None
     return report
 
