@@ -1,7 +1,8 @@
 """Repository-level repair against function-level repair, on the same synthesized bugs, and how
 well the fault function is localised. Prints one JSON line.
 
-DATA is a `selfrepair synth` folder (the bugs of held-out packages). The first --limit bugs
+DATA is a `selfrepair synth` folder (the bugs of held-out packages); for localisation only,
+any folder with an instances.jsonl and the repos/ it names will do. The first --limit bugs
 (by instance id, of --split) are taken; for each:
 
 1. Localisation (no model): the fault function is the one the bug's patch changes, found in
@@ -10,8 +11,10 @@ DATA is a `selfrepair synth` folder (the bugs of held-out packages). The first -
    localise-repair's without following crashes back (`calls`: agents.code.suspects over the
    issue, the failing tests' tracebacks and what they call, read from the base's test run in
    the sandbox) and with it (`crash`, what localise-repair uses: each crash's missing name or
-   read value, back to the functions that write it). Top-1 and top-5 accuracy with
-   intervals, and crash - calls paired.
+   read value, back to the functions that write it). Top-1, top-3 (localise-repair tries 3
+   suspects) and top-5 accuracy with intervals, and crash - calls paired. With --against, a
+   previous run's JSON line (another version's ranking on the same bugs): its `crash`
+   positions against this run's, paired per bug, per package and pooled.
 2. Repair, with --model, through `selfrepair bench` itself, so the figures are what a user
    gets: function-level (`bench synth`, best-of-n at --budget), repository-level with
    localise-repair (`bench swebench --strategy localise-repair` at --repo-budget: each of its
@@ -21,7 +24,7 @@ DATA is a `selfrepair synth` folder (the bugs of held-out packages). The first -
    function-level as a paired difference with its interval and the sign test.
 
     nice -n 10 python benchmarks/repo_repair.py tasks --limit 8 --model vllm:... --out runs/repo-repair
-    python benchmarks/repo_repair.py tasks --localisation-only
+    python benchmarks/repo_repair.py tasks --limit 200 --against main.json   # no --model
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ from selfrepair.types import Task
 SELFREPAIR = str(Path(sys.executable).parent / "selfrepair")
 ARMS = ("function", "localise-repair", "issue")
 RANKINGS = ("issue_graph", "calls", "crash")
+TOPS = (1, 3, 5)
 _HUNK = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+\d+(?:,\d+)? @@", re.M)
 
 
@@ -135,7 +139,7 @@ def localisation(tasks: list[Task], sandbox_kind: str) -> dict:
         sandbox.close()
     measured = [r for r in rows if r["fault"]]
     summary = {"tasks": len(measured), "no_fault_found": len(rows) - len(measured)}
-    for k in (1, 5):
+    for k in TOPS:
         hits = {
             ranking: [float(r[ranking] is not None and r[ranking] <= k) for r in measured]
             for ranking in RANKINGS
@@ -156,16 +160,56 @@ def localisation(tasks: list[Task], sandbox_kind: str) -> dict:
         counts = summary["by_package"].setdefault(row["package"], {"tasks": 0})
         counts["tasks"] += 1
         for ranking in RANKINGS:
-            for k in (1, 5):
+            for k in TOPS:
                 hit = row[ranking] is not None and row[ranking] <= k
                 counts[f"{ranking}_top{k}"] = counts.get(f"{ranking}_top{k}", 0) + hit
     summary["rows"] = rows
     return summary
 
 
-def select(data: Path, split: str, limit: int, out: Path) -> tuple[Path, Path, list[str]]:
+def against(rows: list[dict], previous: dict) -> dict:
+    """This run's `crash` ranking against a previous run's (its JSON line), per bug both
+    measured: per k, the paired difference in top-k hits, the sign test and which bugs moved;
+    per package, the hits before and after."""
+    before = {r["task_id"]: r["crash"] for r in previous["localisation"]["rows"] if r["fault"]}
+    paired = [r for r in rows if r["fault"] and r["task_id"] in before]
+    result: dict = {"tasks": len(paired), "by_package": {}}
+    for k in TOPS:
+        old = [float(_hit(before[r["task_id"]], k)) for r in paired]
+        new = [float(_hit(r["crash"], k)) for r in paired]
+        result[f"top{k}"] = {
+            "before": int(sum(old)),
+            "after": int(sum(new)),
+            "difference": paired_bootstrap(old, new).to_json(),
+            "sign_test": sign_test(old, new).to_json(),
+            "gained": [r["task_id"] for r, a, b in zip(paired, old, new, strict=True) if b > a],
+            "lost": [r["task_id"] for r, a, b in zip(paired, old, new, strict=True) if b < a],
+        }
+    for r in paired:
+        counts = result["by_package"].setdefault(r["package"], {"tasks": 0})
+        counts["tasks"] += 1
+        for k in TOPS:
+            for side, position in (("before", before[r["task_id"]]), ("after", r["crash"])):
+                counts[f"top{k}_{side}"] = counts.get(f"top{k}_{side}", 0) + _hit(position, k)
+    result["moved"] = {
+        r["task_id"]: [before[r["task_id"]], r["crash"]]
+        for r in paired
+        if before[r["task_id"]] != r["crash"]
+    }
+    return result
+
+
+def _hit(position: int | None, k: int) -> bool:
+    return position is not None and position <= k
+
+
+def select(
+    data: Path, split: str, limit: int, out: Path, *, functions_needed: bool
+) -> tuple[Path, Path, list[str]]:
     """The first `limit` bugs of the split, by id, written as an instances file and a
-    functions file holding the same bugs (the functions' mirror paths made absolute)."""
+    functions file holding the same bugs (the functions' mirror paths made absolute). Without
+    `functions_needed` (localisation only) a folder with no functions file gives the
+    instances alone."""
     suffix = "" if split == "all" else f".{split}"
     instances = {
         json.loads(line)["instance_id"]: line
@@ -173,13 +217,18 @@ def select(data: Path, split: str, limit: int, out: Path) -> tuple[Path, Path, l
         if line.strip()
     }
     functions = {}
-    for line in (data / f"functions{suffix}.jsonl").read_text().splitlines():
+    functions_path = data / f"functions{suffix}.jsonl"
+    if not functions_path.is_file():
+        if functions_needed:
+            raise SystemExit(f"{functions_path}: no such file (repair arms need the functions)")
+        functions_path = None
+    for line in functions_path.read_text().splitlines() if functions_path else []:
         if line.strip():
             row = json.loads(line)
             synth = row["metadata"]["synth"]
             synth["mirror"] = str((data / synth["mirror"]).resolve())
             functions[row["task_id"]] = json.dumps(row)
-    ids = sorted(set(instances) & set(functions))[:limit]
+    ids = sorted(set(instances) & set(functions) if functions_path else set(instances))[:limit]
     if not ids:
         raise SystemExit(
             f"{data}: no bugs in split {split!r} that are both instances and functions"
@@ -187,7 +236,8 @@ def select(data: Path, split: str, limit: int, out: Path) -> tuple[Path, Path, l
     out.mkdir(parents=True, exist_ok=True)
     instances_file, functions_file = out / "instances.jsonl", out / "functions.jsonl"
     instances_file.write_text("".join(instances[i] + "\n" for i in ids))
-    functions_file.write_text("".join(functions[i] + "\n" for i in ids))
+    if functions_path:
+        functions_file.write_text("".join(functions[i] + "\n" for i in ids))
     return instances_file, functions_file, ids
 
 
@@ -248,12 +298,27 @@ def main() -> None:
     )
     parser.add_argument("--sandbox", default="auto")
     parser.add_argument("--out", type=Path, default=Path("runs/repo-repair"))
+    parser.add_argument(
+        "--against",
+        type=Path,
+        help="a previous run's JSON line: its localise-repair ranking paired with this one's",
+    )
     args = parser.parse_args()
     arms = [a for a in args.arms.split(",") if a]
     if unknown := set(arms) - set(ARMS):
         parser.error(f"unknown arms: {', '.join(sorted(unknown))} (known: {', '.join(ARMS)})")
 
-    instances, functions, ids = select(args.data, args.split, args.limit, args.out)
+    previous = None
+    if args.against:
+        try:
+            previous = json.loads(args.against.read_text().strip().splitlines()[-1])
+        except (OSError, IndexError, ValueError) as error:
+            parser.error(f"--against {args.against}: {error}")
+        if not isinstance(previous, dict) or "rows" not in previous.get("localisation", {}):
+            parser.error(f"--against {args.against}: not a repo_repair JSON line")
+    instances, functions, ids = select(
+        args.data, args.split, args.limit, args.out, functions_needed=bool(args.model)
+    )
     tasks = [
         task.model_copy(update={"repo": str(_mirror(args.data, task))})
         for task in load_tasks("swebench", instances)
@@ -264,6 +329,8 @@ def main() -> None:
         "bugs": len(ids),
         "localisation": localisation(tasks, args.sandbox),
     }
+    if previous is not None:
+        result["against"] = against(result["localisation"]["rows"], previous)
     if args.model:
         result |= {"model": args.model, "budget": args.budget, "repo_budget": args.repo_budget}
         rows = {arm: bench(arm, args, instances, functions) for arm in arms}

@@ -7,8 +7,8 @@ points at the fault, so here the failing tests add call edges: every function a 
 calls, and (less) every function those call in turn. A call is followed where the code says
 where it lands (a class called by name runs its own constructor; `getattr(self, "visit_" + x)`
 runs the methods so named), by bare name where the receiver is unknown, and through the tests'
-own helpers and setUp (a helper is no suspect, what it calls is the test's). On top come the failing tests' own
-tracebacks (a frame inside a function weighs most) and the issue's words, as ranked before.
+own helpers and setUp (a helper is no suspect, what it calls is the test's). On top come the
+failing tests' own tracebacks (a frame inside a function weighs most) and the issue's words.
 A crash site is often not the fault: each failing test's error and crash statement also
 point back at what should have set what was missing, or made the bad value (agents.code.crash).
 Only functions and methods outside test files are suspects: they are what gets repaired.
