@@ -11,14 +11,20 @@ own helpers and setUp (a helper is no suspect, what it calls is the test's). On 
 failing tests' own tracebacks (a frame inside a function weighs most) and the issue's words.
 A crash site is often not the fault: each failing test's error and crash statement also
 point back at what should have set what was missing, or made the bad value (agents.code.crash).
+Where the tests were run with a tracer (what each test executed, sandbox.spectrum), the
+spectrum ranks first: a function's Ochiai score, ef / sqrt(F * (ef + ep)) for the ef of the F
+failing tests and the ep passing tests that executed it, weighs more than any static evidence,
+which then breaks ties (functions every failing test runs, as the package's entry point does).
 Only functions and methods outside test files are suspects: they are what gets repaired.
 """
 
 from __future__ import annotations
 
 import ast
+import math
 import re
 from collections import Counter
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +41,7 @@ MAX_HOPS = 3
 # attribute nobody set) outweighs the crash site's frame (100-200): the reader is rarely wrong.
 CRASH_MISSING = 250.0
 CRASH_PRODUCED = 60.0  # what the crash statement read or called: it may have made the value
+SPECTRUM = 1000.0  # times the Ochiai score: above the static evidence, which breaks its ties
 _TEST_ID = re.compile(r"^(?P<path>[^:]+\.py)(?:::(?P<rest>.*))?$")
 
 
@@ -45,10 +52,14 @@ def suspects(
     *,
     limit: int = 10,
     follow_crashes: bool = True,
+    executed: Mapping[str, Collection[tuple[str, int]]] | None = None,
+    failed: Collection[str] = (),
 ) -> list[Ranked]:
     """Functions and methods of the repository at `root`, ranked against the issue and the
     failing tests (their tracebacks, the functions they call and, with `follow_crashes`, what
-    their crashes point back to); at most `limit`, each with a positive score."""
+    their crashes point back to); at most `limit`, each with a positive score. `executed`
+    (test id -> the (path, first line) of each function it ran, as Python's code objects
+    give it) with `failed` (those of its tests that failed) adds each function's Ochiai score."""
     root = Path(root)
     defs = repository_map(root)
     evidence = "\n".join([issue, *(f"{c.message}\n{c.traceback}" for c in failing)])
@@ -57,6 +68,7 @@ def suspects(
     called = _called_by_tests(root, defs, index, failing)
     reached = _reached_from(root, index, set(called))
     crashed = _crash_leads(root, defs, failing) if follow_crashes else {}
+    ochiai = _ochiai(root, defs, executed or {}, set(failed))
 
     found = []
     for d in defs:
@@ -78,6 +90,10 @@ def suspects(
             extra, reason = crashed[(d.path, d.qualname)]
             score += extra
             reasons.append(reason)
+        if ochiai.get(key):
+            value, ef, ep = ochiai[key]
+            score += SPECTRUM * value
+            reasons.append(f"run by {ef} failing and {ep} passing test(s) (Ochiai {value:.2f})")
         if score > 0:
             found.append(Ranked(d, round(score, 3), tuple(reasons)))
     found.sort(key=lambda r: -r.score)  # stable: ties keep source order
@@ -130,6 +146,44 @@ def _called_by_tests(
                 pending += [h for h in index.helpers.get(call[1], []) if h not in seen]
         counts.update({(d.path, d.qualname) for d in called})
     return counts
+
+
+def _ochiai(
+    root: Path,
+    defs: list[Definition],
+    executed: Mapping[str, Collection[tuple[str, int]]],
+    failed: set[str],
+) -> dict[tuple[str, str], tuple[float, int, int]]:
+    """(path, qualname) -> (Ochiai score, failing and passing tests that ran it). A function
+    is found by its path and first line; a decorated one's first line is its first decorator's
+    (Python's co_firstlineno, as the Definition counts it) or, as some tools give it, its
+    `def` line."""
+    failing = [test for test in executed if test in failed]
+    if not failing:
+        return {}
+    at: dict[tuple[str, int], tuple[str, str]] = {}
+    texts: dict[str, list[str]] = {}
+    for d in defs:
+        if d.kind == "class":
+            continue
+        key = (d.path, d.qualname)
+        at.setdefault((d.path, d.start_line), key)
+        if d.path not in texts:
+            texts[d.path] = (root / d.path).read_text(errors="replace").splitlines()
+        lines = texts[d.path]
+        for number in range(d.start_line, min(d.end_line, len(lines)) + 1):
+            if lines[number - 1].lstrip().startswith(("def ", "async def ")):
+                at.setdefault((d.path, number), key)
+                break
+    ef: Counter[tuple[str, str]] = Counter()
+    ep: Counter[tuple[str, str]] = Counter()
+    for test, places in executed.items():
+        keys = {at[place] for place in map(tuple, places) if place in at}
+        (ef if test in failed else ep).update(keys)
+    return {
+        key: (ef[key] / math.sqrt(len(failing) * (ef[key] + ep[key])), ef[key], ep[key])
+        for key in ef
+    }
 
 
 def _crash_leads(
