@@ -11,10 +11,14 @@ any folder with an instances.jsonl and the repos/ it names will do. The first --
    localise-repair's without following crashes back (`calls`: agents.code.suspects over the
    issue, the failing tests' tracebacks and what they call, read from the base's test run in
    the sandbox) and with it (`crash`, what localise-repair uses: each crash's missing name or
-   read value, back to the functions that write it). Top-1, top-3 (localise-repair tries 3
-   suspects) and top-5 accuracy with intervals, and crash - calls paired. With --against, a
-   previous run's JSON line (another version's ranking on the same bugs): its `crash`
-   positions against this run's, paired per bug, per package and pooled.
+   read value, back to the functions that write it); and what localise-repair uses now
+   (`spectrum`: the base's tests run once more with a tracer, sandbox.spectrum, and each
+   function's Ochiai score over what the failing and passing tests executed ranks first;
+   `crash` where the trace gives no usable spectrum, the reason in the row). Top-1, top-3
+   (localise-repair tries 3 suspects) and top-5 accuracy with intervals; crash - calls and
+   spectrum - crash paired; the trace's seconds per bug against the base's own test run.
+   With --against, a previous run's JSON line (another version's ranking on the same bugs):
+   its localise-repair positions against this run's, paired per bug, per package and pooled.
 2. Repair, with --model, through `selfrepair bench` itself, so the figures are what a user
    gets: function-level (`bench synth`, best-of-n at --budget), repository-level with
    localise-repair (`bench swebench --strategy localise-repair` at --repo-budget: each of its
@@ -42,6 +46,8 @@ from selfrepair.agents.code.repo import checkout, open_repository
 from selfrepair.agents.code.suspects import suspects
 from selfrepair.graphs.issue import prepare, run_candidate_tests
 from selfrepair.sandbox.choose import open_sandbox
+from selfrepair.sandbox.judging import workspace_tests
+from selfrepair.sandbox.spectrum import trace_tests
 
 from selfrepair.cli.bench import find_mirror
 from selfrepair.loaders import load_tasks
@@ -50,7 +56,7 @@ from selfrepair.types import Task
 
 SELFREPAIR = str(Path(sys.executable).parent / "selfrepair")
 ARMS = ("function", "localise-repair", "issue")
-RANKINGS = ("issue_graph", "calls", "crash")
+RANKINGS = ("issue_graph", "calls", "crash", "spectrum")
 TOPS = (1, 3, 5)
 _HUNK = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+\d+(?:,\d+)? @@", re.M)
 
@@ -115,10 +121,18 @@ def localisation(tasks: list[Task], sandbox_kind: str) -> dict:
                         if r.definition.kind != "class"
                     ]
                 }
+                started = time.perf_counter()
                 baseline = run_candidate_tests(sandbox, work, task, None)
+                base_seconds = time.perf_counter() - started
                 try:
                     prepare(work, task, "")
-                    for name, follow in (("calls", False), ("crash", True)):
+                    spectrum = trace_tests(sandbox, workspace_tests(task), work.path)
+                    usable = not spectrum.reason
+                    for name, follow, traced in (
+                        ("calls", False, False),
+                        ("crash", True, False),
+                        ("spectrum", True, usable),
+                    ):
                         ranked[name] = [
                             (r.definition.path, r.definition.qualname)
                             for r in suspects(
@@ -127,6 +141,8 @@ def localisation(tasks: list[Task], sandbox_kind: str) -> dict:
                                 baseline.failing,
                                 limit=50,
                                 follow_crashes=follow,
+                                executed=spectrum.executed if traced else None,
+                                failed=spectrum.failing,
                             )
                         ]
                 finally:
@@ -134,6 +150,7 @@ def localisation(tasks: list[Task], sandbox_kind: str) -> dict:
             rows.append(
                 {"task_id": task.task_id, "package": Path(task.repo).name, "fault": sorted(faults)}
                 | {name: position(order, faults) for name, order in ranked.items()}
+                | {"trace": spectrum.summary(), "base_seconds": round(base_seconds, 2)}
             )
     finally:
         sandbox.close()
@@ -149,10 +166,11 @@ def localisation(tasks: list[Task], sandbox_kind: str) -> dict:
                 bootstrap_mean(hits[ranking]).to_json() if measured else None
             )
         if measured:
-            summary[f"crash_minus_calls_top{k}"] = {
-                "difference": paired_bootstrap(hits["calls"], hits["crash"]).to_json(),
-                "sign_test": sign_test(hits["calls"], hits["crash"]).to_json(),
-            }
+            for after, before in (("crash", "calls"), ("spectrum", "crash")):
+                summary[f"{after}_minus_{before}_top{k}"] = {
+                    "difference": paired_bootstrap(hits[before], hits[after]).to_json(),
+                    "sign_test": sign_test(hits[before], hits[after]).to_json(),
+                }
     # Bugs of one package share its code and tests: the pooled intervals treat them as
     # independent, so each package's counts are shown too.
     summary["by_package"] = {}
@@ -163,20 +181,34 @@ def localisation(tasks: list[Task], sandbox_kind: str) -> dict:
             for k in TOPS:
                 hit = row[ranking] is not None and row[ranking] <= k
                 counts[f"{ranking}_top{k}"] = counts.get(f"{ranking}_top{k}", 0) + hit
+    traces = [r["trace"] for r in rows]
+    summary["trace"] = {
+        "usable": sum(not t["reason"] for t in traces),
+        "reasons": sorted({t["reason"] for t in traces if t["reason"]}),
+        "seconds_per_bug": round(sum(t["seconds"] for t in traces) / max(1, len(rows)), 2),
+        "base_seconds_per_bug": round(sum(r["base_seconds"] for r in rows) / max(1, len(rows)), 2),
+        "tests_traced_per_bug": round(sum(t["tests"] for t in traces) / max(1, len(rows)), 1),
+    }
     summary["rows"] = rows
     return summary
 
 
+def used(row: dict) -> int | None:
+    """The fault's position in the ranking localise-repair used (a run before the spectrum
+    was measured has only `crash`)."""
+    return row.get("spectrum", row["crash"])
+
+
 def against(rows: list[dict], previous: dict) -> dict:
-    """This run's `crash` ranking against a previous run's (its JSON line), per bug both
-    measured: per k, the paired difference in top-k hits, the sign test and which bugs moved;
-    per package, the hits before and after."""
-    before = {r["task_id"]: r["crash"] for r in previous["localisation"]["rows"] if r["fault"]}
+    """This run's localise-repair ranking against a previous run's (its JSON line), per bug
+    both measured: per k, the paired difference in top-k hits, the sign test and which bugs
+    moved; per package, the hits before and after."""
+    before = {r["task_id"]: used(r) for r in previous["localisation"]["rows"] if r["fault"]}
     paired = [r for r in rows if r["fault"] and r["task_id"] in before]
     result: dict = {"tasks": len(paired), "by_package": {}}
     for k in TOPS:
         old = [float(_hit(before[r["task_id"]], k)) for r in paired]
-        new = [float(_hit(r["crash"], k)) for r in paired]
+        new = [float(_hit(used(r), k)) for r in paired]
         result[f"top{k}"] = {
             "before": int(sum(old)),
             "after": int(sum(new)),
@@ -189,12 +221,12 @@ def against(rows: list[dict], previous: dict) -> dict:
         counts = result["by_package"].setdefault(r["package"], {"tasks": 0})
         counts["tasks"] += 1
         for k in TOPS:
-            for side, position in (("before", before[r["task_id"]]), ("after", r["crash"])):
+            for side, position in (("before", before[r["task_id"]]), ("after", used(r))):
                 counts[f"top{k}_{side}"] = counts.get(f"top{k}_{side}", 0) + _hit(position, k)
     result["moved"] = {
-        r["task_id"]: [before[r["task_id"]], r["crash"]]
+        r["task_id"]: [before[r["task_id"]], used(r)]
         for r in paired
-        if before[r["task_id"]] != r["crash"]
+        if before[r["task_id"]] != used(r)
     }
     return result
 
