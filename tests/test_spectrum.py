@@ -226,3 +226,11 @@ def test_the_tracer_is_not_taken_for_the_candidates_tampering_by_the_guard(tmp_p
     assert [(c.name, c.outcome) for c in cases] == [(c.name, c.outcome) for c in ordinary.tests]
     traced = read_spectrum(run.artifacts["spectrum.json"])
     assert traced.reason == "" and traced.failing == ["tests/test_calc.py::test_negative"]
+
+
+@pytest.mark.parametrize("line", [18, 19])  # functools.lru_cache's line, factor's `def` line
+def test_a_decorated_function_is_found_by_its_decorators_line_or_its_def_line(tmp_path, line):
+    repo = calc_repo(tmp_path / "calc")
+    executed = {"t::fails": {("calc/core.py", line)}, "t::passes": {("calc/core.py", 5)}}
+    ranked = suspects(repo, "", executed=executed, failed=["t::fails"])
+    assert names(ranked)[0] == "factor" and ranked[0].score == 1000.0
