@@ -1,7 +1,8 @@
 """Repository-level repair against function-level repair, on the same synthesized bugs, and how
 well the fault function is localised. Prints one JSON line.
 
-DATA is a `selfrepair synth` folder (the bugs of held-out packages). The first --limit bugs
+DATA is a `selfrepair synth` folder (the bugs of held-out packages); for localisation only,
+any folder with an instances.jsonl and the repos/ it names will do. The first --limit bugs
 (by instance id, of --split) are taken; for each:
 
 1. Localisation (no model): the fault function is the one the bug's patch changes, found in
@@ -10,8 +11,14 @@ DATA is a `selfrepair synth` folder (the bugs of held-out packages). The first -
    localise-repair's without following crashes back (`calls`: agents.code.suspects over the
    issue, the failing tests' tracebacks and what they call, read from the base's test run in
    the sandbox) and with it (`crash`, what localise-repair uses: each crash's missing name or
-   read value, back to the functions that write it). Top-1 and top-5 accuracy with
-   intervals, and crash - calls paired.
+   read value, back to the functions that write it); and what localise-repair uses now
+   (`spectrum`: the base's tests run once more with a tracer, sandbox.spectrum, and each
+   function's Ochiai score over what the failing and passing tests executed ranks first;
+   `crash` where the trace gives no usable spectrum, the reason in the row). Top-1, top-3
+   (localise-repair tries 3 suspects) and top-5 accuracy with intervals; crash - calls and
+   spectrum - crash paired; the trace's seconds per bug against the base's own test run.
+   With --against, a previous run's JSON line (another version's ranking on the same bugs):
+   its localise-repair positions against this run's, paired per bug, per package and pooled.
 2. Repair, with --model, through `selfrepair bench` itself, so the figures are what a user
    gets: function-level (`bench synth`, best-of-n at --budget), repository-level with
    localise-repair (`bench swebench --strategy localise-repair` at --repo-budget: each of its
@@ -21,7 +28,7 @@ DATA is a `selfrepair synth` folder (the bugs of held-out packages). The first -
    function-level as a paired difference with its interval and the sign test.
 
     nice -n 10 python benchmarks/repo_repair.py tasks --limit 8 --model vllm:... --out runs/repo-repair
-    python benchmarks/repo_repair.py tasks --localisation-only
+    python benchmarks/repo_repair.py tasks --limit 200 --against main.json   # no --model
 """
 
 from __future__ import annotations
@@ -39,6 +46,8 @@ from selfrepair.agents.code.repo import checkout, open_repository
 from selfrepair.agents.code.suspects import suspects
 from selfrepair.graphs.issue import prepare, run_candidate_tests
 from selfrepair.sandbox.choose import open_sandbox
+from selfrepair.sandbox.judging import workspace_tests
+from selfrepair.sandbox.spectrum import trace_tests
 
 from selfrepair.cli.bench import find_mirror
 from selfrepair.loaders import load_tasks
@@ -47,7 +56,8 @@ from selfrepair.types import Task
 
 SELFREPAIR = str(Path(sys.executable).parent / "selfrepair")
 ARMS = ("function", "localise-repair", "issue")
-RANKINGS = ("issue_graph", "calls", "crash")
+RANKINGS = ("issue_graph", "calls", "crash", "spectrum")
+TOPS = (1, 3, 5)
 _HUNK = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+\d+(?:,\d+)? @@", re.M)
 
 
@@ -111,10 +121,18 @@ def localisation(tasks: list[Task], sandbox_kind: str) -> dict:
                         if r.definition.kind != "class"
                     ]
                 }
+                started = time.perf_counter()
                 baseline = run_candidate_tests(sandbox, work, task, None)
+                base_seconds = time.perf_counter() - started
                 try:
                     prepare(work, task, "")
-                    for name, follow in (("calls", False), ("crash", True)):
+                    spectrum = trace_tests(sandbox, workspace_tests(task), work.path)
+                    usable = not spectrum.reason
+                    for name, follow, traced in (
+                        ("calls", False, False),
+                        ("crash", True, False),
+                        ("spectrum", True, usable),
+                    ):
                         ranked[name] = [
                             (r.definition.path, r.definition.qualname)
                             for r in suspects(
@@ -123,6 +141,8 @@ def localisation(tasks: list[Task], sandbox_kind: str) -> dict:
                                 baseline.failing,
                                 limit=50,
                                 follow_crashes=follow,
+                                executed=spectrum.executed if traced else None,
+                                failed=spectrum.failing,
                             )
                         ]
                 finally:
@@ -130,12 +150,13 @@ def localisation(tasks: list[Task], sandbox_kind: str) -> dict:
             rows.append(
                 {"task_id": task.task_id, "package": Path(task.repo).name, "fault": sorted(faults)}
                 | {name: position(order, faults) for name, order in ranked.items()}
+                | {"trace": spectrum.summary(), "base_seconds": round(base_seconds, 2)}
             )
     finally:
         sandbox.close()
     measured = [r for r in rows if r["fault"]]
     summary = {"tasks": len(measured), "no_fault_found": len(rows) - len(measured)}
-    for k in (1, 5):
+    for k in TOPS:
         hits = {
             ranking: [float(r[ranking] is not None and r[ranking] <= k) for r in measured]
             for ranking in RANKINGS
@@ -145,10 +166,11 @@ def localisation(tasks: list[Task], sandbox_kind: str) -> dict:
                 bootstrap_mean(hits[ranking]).to_json() if measured else None
             )
         if measured:
-            summary[f"crash_minus_calls_top{k}"] = {
-                "difference": paired_bootstrap(hits["calls"], hits["crash"]).to_json(),
-                "sign_test": sign_test(hits["calls"], hits["crash"]).to_json(),
-            }
+            for after, before in (("crash", "calls"), ("spectrum", "crash")):
+                summary[f"{after}_minus_{before}_top{k}"] = {
+                    "difference": paired_bootstrap(hits[before], hits[after]).to_json(),
+                    "sign_test": sign_test(hits[before], hits[after]).to_json(),
+                }
     # Bugs of one package share its code and tests: the pooled intervals treat them as
     # independent, so each package's counts are shown too.
     summary["by_package"] = {}
@@ -156,16 +178,70 @@ def localisation(tasks: list[Task], sandbox_kind: str) -> dict:
         counts = summary["by_package"].setdefault(row["package"], {"tasks": 0})
         counts["tasks"] += 1
         for ranking in RANKINGS:
-            for k in (1, 5):
+            for k in TOPS:
                 hit = row[ranking] is not None and row[ranking] <= k
                 counts[f"{ranking}_top{k}"] = counts.get(f"{ranking}_top{k}", 0) + hit
+    traces = [r["trace"] for r in rows]
+    summary["trace"] = {
+        "usable": sum(not t["reason"] for t in traces),
+        "reasons": sorted({t["reason"] for t in traces if t["reason"]}),
+        "seconds_per_bug": round(sum(t["seconds"] for t in traces) / max(1, len(rows)), 2),
+        "base_seconds_per_bug": round(sum(r["base_seconds"] for r in rows) / max(1, len(rows)), 2),
+        "tests_traced_per_bug": round(sum(t["tests"] for t in traces) / max(1, len(rows)), 1),
+    }
     summary["rows"] = rows
     return summary
 
 
-def select(data: Path, split: str, limit: int, out: Path) -> tuple[Path, Path, list[str]]:
+def used(row: dict) -> int | None:
+    """The fault's position in the ranking localise-repair used (a run before the spectrum
+    was measured has only `crash`)."""
+    return row.get("spectrum", row["crash"])
+
+
+def against(rows: list[dict], previous: dict) -> dict:
+    """This run's localise-repair ranking against a previous run's (its JSON line), per bug
+    both measured: per k, the paired difference in top-k hits, the sign test and which bugs
+    moved; per package, the hits before and after."""
+    before = {r["task_id"]: used(r) for r in previous["localisation"]["rows"] if r["fault"]}
+    paired = [r for r in rows if r["fault"] and r["task_id"] in before]
+    result: dict = {"tasks": len(paired), "by_package": {}}
+    for k in TOPS:
+        old = [float(_hit(before[r["task_id"]], k)) for r in paired]
+        new = [float(_hit(used(r), k)) for r in paired]
+        result[f"top{k}"] = {
+            "before": int(sum(old)),
+            "after": int(sum(new)),
+            "difference": paired_bootstrap(old, new).to_json(),
+            "sign_test": sign_test(old, new).to_json(),
+            "gained": [r["task_id"] for r, a, b in zip(paired, old, new, strict=True) if b > a],
+            "lost": [r["task_id"] for r, a, b in zip(paired, old, new, strict=True) if b < a],
+        }
+    for r in paired:
+        counts = result["by_package"].setdefault(r["package"], {"tasks": 0})
+        counts["tasks"] += 1
+        for k in TOPS:
+            for side, position in (("before", before[r["task_id"]]), ("after", used(r))):
+                counts[f"top{k}_{side}"] = counts.get(f"top{k}_{side}", 0) + _hit(position, k)
+    result["moved"] = {
+        r["task_id"]: [before[r["task_id"]], used(r)]
+        for r in paired
+        if before[r["task_id"]] != used(r)
+    }
+    return result
+
+
+def _hit(position: int | None, k: int) -> bool:
+    return position is not None and position <= k
+
+
+def select(
+    data: Path, split: str, limit: int, out: Path, *, functions_needed: bool
+) -> tuple[Path, Path, list[str]]:
     """The first `limit` bugs of the split, by id, written as an instances file and a
-    functions file holding the same bugs (the functions' mirror paths made absolute)."""
+    functions file holding the same bugs (the functions' mirror paths made absolute). Without
+    `functions_needed` (localisation only) a folder with no functions file gives the
+    instances alone."""
     suffix = "" if split == "all" else f".{split}"
     instances = {
         json.loads(line)["instance_id"]: line
@@ -173,13 +249,18 @@ def select(data: Path, split: str, limit: int, out: Path) -> tuple[Path, Path, l
         if line.strip()
     }
     functions = {}
-    for line in (data / f"functions{suffix}.jsonl").read_text().splitlines():
+    functions_path = data / f"functions{suffix}.jsonl"
+    if not functions_path.is_file():
+        if functions_needed:
+            raise SystemExit(f"{functions_path}: no such file (repair arms need the functions)")
+        functions_path = None
+    for line in functions_path.read_text().splitlines() if functions_path else []:
         if line.strip():
             row = json.loads(line)
             synth = row["metadata"]["synth"]
             synth["mirror"] = str((data / synth["mirror"]).resolve())
             functions[row["task_id"]] = json.dumps(row)
-    ids = sorted(set(instances) & set(functions))[:limit]
+    ids = sorted(set(instances) & set(functions) if functions_path else set(instances))[:limit]
     if not ids:
         raise SystemExit(
             f"{data}: no bugs in split {split!r} that are both instances and functions"
@@ -187,7 +268,8 @@ def select(data: Path, split: str, limit: int, out: Path) -> tuple[Path, Path, l
     out.mkdir(parents=True, exist_ok=True)
     instances_file, functions_file = out / "instances.jsonl", out / "functions.jsonl"
     instances_file.write_text("".join(instances[i] + "\n" for i in ids))
-    functions_file.write_text("".join(functions[i] + "\n" for i in ids))
+    if functions_path:
+        functions_file.write_text("".join(functions[i] + "\n" for i in ids))
     return instances_file, functions_file, ids
 
 
@@ -248,12 +330,27 @@ def main() -> None:
     )
     parser.add_argument("--sandbox", default="auto")
     parser.add_argument("--out", type=Path, default=Path("runs/repo-repair"))
+    parser.add_argument(
+        "--against",
+        type=Path,
+        help="a previous run's JSON line: its localise-repair ranking paired with this one's",
+    )
     args = parser.parse_args()
     arms = [a for a in args.arms.split(",") if a]
     if unknown := set(arms) - set(ARMS):
         parser.error(f"unknown arms: {', '.join(sorted(unknown))} (known: {', '.join(ARMS)})")
 
-    instances, functions, ids = select(args.data, args.split, args.limit, args.out)
+    previous = None
+    if args.against:
+        try:
+            previous = json.loads(args.against.read_text().strip().splitlines()[-1])
+        except (OSError, IndexError, ValueError) as error:
+            parser.error(f"--against {args.against}: {error}")
+        if not isinstance(previous, dict) or "rows" not in previous.get("localisation", {}):
+            parser.error(f"--against {args.against}: not a repo_repair JSON line")
+    instances, functions, ids = select(
+        args.data, args.split, args.limit, args.out, functions_needed=bool(args.model)
+    )
     tasks = [
         task.model_copy(update={"repo": str(_mirror(args.data, task))})
         for task in load_tasks("swebench", instances)
@@ -264,6 +361,8 @@ def main() -> None:
         "bugs": len(ids),
         "localisation": localisation(tasks, args.sandbox),
     }
+    if previous is not None:
+        result["against"] = against(result["localisation"]["rows"], previous)
     if args.model:
         result |= {"model": args.model, "budget": args.budget, "repo_budget": args.repo_budget}
         rows = {arm: bench(arm, args, instances, functions) for arm in arms}

@@ -5,7 +5,10 @@ A small model edits a repository badly (the issue graph asks for SEARCH/REPLACE 
 So this graph localises first and then repairs as for functions:
 
   localise   rank the repository's functions against the issue, the failing tests'
-             tracebacks and what those tests call (agents.code.suspects); no failing test ->
+             tracebacks and what those tests call (agents.code.suspects), and first by what
+             each test executes: the tests run once more on the base with a tracer
+             (sandbox.spectrum; metadata "spectrum", with why not where it failed); no
+             failing test ->
   reproduce  the tester writes a pytest test from the issue; kept only when it fails on the
              base, and then a candidate must make it pass and keep the suite passing; it is
              recorded in the trajectory (metadata "reproduction", and its step)
@@ -51,6 +54,8 @@ from selfrepair.graphs.issue import (
 from selfrepair.graphs.nodes import RepairContext, RepairState, run_pending
 from selfrepair.graphs.search import rank
 from selfrepair.sandbox.core import Sandbox
+from selfrepair.sandbox.judging import workspace_tests
+from selfrepair.sandbox.spectrum import trace_tests
 
 from selfrepair.errors import SelfRepairError
 from selfrepair.paths import is_test_file
@@ -142,8 +147,20 @@ def record_suspects(trajectory: Trajectory, context: LocaliseContext) -> None:
     report = failing_report(trajectory, context)
     failing = report.failing if report is not None else []
     try:
-        prepare(work, tested_task(trajectory), "")  # the failing tests' code, to read its calls
-        ranked = rank_suspects(work.path, trajectory.task.spec, failing, limit=SUSPECTS_RECORDED)
+        task = tested_task(trajectory)
+        prepare(work, task, "")  # the failing tests' code, to read its calls
+        spectrum = trace_tests(context.sandbox, workspace_tests(task), work.path)
+        trajectory.metadata["spectrum"] = spectrum.summary()
+        ranked = rank_suspects(
+            work.path,
+            trajectory.task.spec,
+            failing,
+            limit=SUSPECTS_RECORDED,
+            # Without a usable spectrum (no traced failing test, tracing switched off) the
+            # static ranking stands alone; the reason is in the summary.
+            executed=None if spectrum.reason else spectrum.executed,
+            failed=spectrum.failing,
+        )
     finally:
         work.reset()
     trajectory.metadata["suspects"] = [
