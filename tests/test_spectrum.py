@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import git
 import pytest
 from selfrepair.agents.code.suspects import suspects
 from selfrepair.agents.models.scripted import ScriptedModel
@@ -18,11 +17,10 @@ from selfrepair.sandbox.local import LocalSandbox
 from selfrepair.sandbox.spectrum import plugin_files, read_spectrum, trace_tests, traced_command
 from selfrepair.sandbox.testing import run_tests
 from selfrepair.sandbox.verdict import canaries, pytest_outcomes, read_guard
+from test_localise_repair import make_repo
 
 from selfrepair import types
 from selfrepair.settings import Budget, Sampling
-
-AUTHOR = git.Actor("Test", "test@example.com")
 
 # Every test calls `evaluate`; the fault is four calls below it, in `negate`, which only the
 # failing test's input reaches. The issue's words name the entry point.
@@ -75,14 +73,9 @@ ISSUE = "evaluate gives the wrong total when a term is negative."
 
 
 def calc_repo(root: Path, tests: str = TESTS) -> Path:
-    files = {"calc/__init__.py": "", "calc/core.py": CALC, "tests/test_calc.py": tests}
-    for relative, text in files.items():
-        (root / relative).parent.mkdir(parents=True, exist_ok=True)
-        (root / relative).write_text(text)
-    repo = git.Repo.init(root, initial_branch="main")
-    repo.git.add("--all")
-    repo.index.commit("base", author=AUTHOR, committer=AUTHOR)
-    return root
+    return make_repo(
+        root, {"calc/__init__.py": "", "calc/core.py": CALC, "tests/test_calc.py": tests}
+    )
 
 
 def calc_task(repo: Path) -> types.Task:
@@ -144,9 +137,18 @@ def test_a_test_that_switches_the_tracer_off_leaves_the_static_ranking_with_the_
     assert spectrum.reason == (
         "tracing was switched off during 1 test(s): tests/test_calc.py::test_profiles"
     )
+    trajectory = repair_once(repo, tmp_path, "no idea")
+    summary = trajectory.metadata["spectrum"]
+    assert summary["reason"] == spectrum.reason and summary["tests"] == 4
+    static = names(suspects(repo, ISSUE, trajectory_failing(repo)))
+    assert [s["name"] for s in trajectory.metadata["suspects"]] == static
+
+
+def repair_once(repo: Path, tmp_path: Path, reply: str) -> types.Trajectory:
+    """localise-repair on the calc repository, one candidate on the first suspect."""
     replies = tmp_path / "replies.json"
-    replies.write_text(json.dumps(["no idea"]))
-    trajectory = localise_repair.repair_localised(
+    replies.write_text(json.dumps([reply]))
+    return localise_repair.repair_localised(
         calc_task(repo),
         ScriptedModel(replies),
         LocalSandbox(),
@@ -154,10 +156,6 @@ def test_a_test_that_switches_the_tracer_off_leaves_the_static_ranking_with_the_
         sampling=Sampling(samples=1),
         suspects=1,
     )
-    summary = trajectory.metadata["spectrum"]
-    assert summary["reason"] == spectrum.reason and summary["tests"] == 4
-    static = names(suspects(repo, ISSUE, trajectory_failing(repo)))
-    assert [s["name"] for s in trajectory.metadata["suspects"]] == static
 
 
 def trajectory_failing(repo: Path) -> list[types.TestCase]:
@@ -166,15 +164,8 @@ def trajectory_failing(repo: Path) -> list[types.TestCase]:
 
 def test_localise_repair_records_the_spectrum_and_ranks_by_it(tmp_path):
     repo = calc_repo(tmp_path / "calc")
-    replies = tmp_path / "replies.json"
-    replies.write_text(json.dumps(["```python\ndef negate(value):\n    return -value\n```"]))
-    trajectory = localise_repair.repair_localised(
-        calc_task(repo),
-        ScriptedModel(replies),
-        LocalSandbox(),
-        Budget(max_candidates=1),
-        sampling=Sampling(samples=1),
-        suspects=1,
+    trajectory = repair_once(
+        repo, tmp_path, "```python\ndef negate(value):\n    return -value\n```"
     )
     summary = trajectory.metadata["spectrum"]
     assert summary["tests"] == 3 and summary["failing"] == 1 and summary["reason"] == ""
