@@ -211,12 +211,13 @@ def _reached_from(
     reached: dict[tuple[str, str], int] = {}
     frontier = [index.by_key[key] for key in called if key in index.by_key]
     for hops in range(2, MAX_HOPS + 1):
+        known = called | reached.keys()
         following = {
             target
             for d in frontier
             for call in _calls_in(root, d)
             for target in index.resolve(call)
-            if (target.path, target.qualname) not in called | set(reached)
+            if (target.path, target.qualname) not in known
         }
         for d in following:
             reached[(d.path, d.qualname)] = hops
@@ -306,7 +307,7 @@ def _constant_prefix(node: ast.expr) -> str:
     if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Add, ast.Mod)):
         node = node.left
         if isinstance(node, ast.Constant) and isinstance(node.value, str):
-            text = node.value.split("%")[0] if isinstance(node, ast.Constant) else ""
+            text = node.value.split("%")[0]
             return text if len(text) >= 3 else ""
     if isinstance(node, ast.JoinedStr) and node.values:
         first = node.values[0]
